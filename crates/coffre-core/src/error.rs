@@ -1,0 +1,59 @@
+//! The object service's errors: one variant per outcome a client must be able
+//! to tell apart. The S3 front maps each onto its S3 error code.
+
+use crate::checksum::ChecksumAlgorithm;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid bucket name {0}")]
+    InvalidBucketName(String),
+    #[error("the bucket does not exist")]
+    NoSuchBucket,
+    #[error("the bucket name is taken by another account")]
+    BucketAlreadyExists,
+    #[error("you already own this bucket")]
+    BucketAlreadyOwnedByYou,
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    #[error("the key does not exist")]
+    NoSuchKey,
+    #[error("the version does not exist")]
+    NoSuchVersion,
+    #[error("the upload does not exist; it may have been completed or aborted")]
+    NoSuchUpload,
+    #[error("access denied")]
+    AccessDenied,
+    #[error("object key is longer than 1024 bytes")]
+    KeyTooLong,
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("at least one of the preconditions did not hold")]
+    PreconditionFailed,
+    /// Carries the ETag, which a 304 response repeats.
+    #[error("not modified")]
+    NotModified { etag: String },
+    #[error("the requested range is not satisfiable (object size {size})")]
+    InvalidRange { size: u64 },
+    #[error("the Content-MD5 you specified did not match what we received")]
+    BadDigest,
+    #[error("the {0} checksum you specified did not match what we received")]
+    ChecksumMismatch(ChecksumAlgorithm),
+    #[error("the body ended before its declared length ({received} of {expected} bytes)")]
+    IncompleteBody { received: u64, expected: u64 },
+    #[error("the object exceeds the maximum allowed size of {max} bytes")]
+    EntityTooLarge { max: u64 },
+    #[error("part {part} is smaller than the minimum of 5 MiB")]
+    EntityTooSmall { part: u32 },
+    #[error("{0}")]
+    InvalidPart(String),
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    #[error("storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata engine failed: {0}")]
+    Meta(String),
+}

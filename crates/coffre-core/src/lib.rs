@@ -1,0 +1,15 @@
+//! Coffre's domain: validated names, object versions, and the object service.
+//!
+//! The object service owns S3 object semantics (versions, conditions, multipart,
+//! listing); it reaches storage only through the [`meta::MetaStore`] and
+//! [`blob::BlobStore`] traits, which engines in other crates implement.
+
+pub mod blob;
+pub mod checksum;
+pub mod error;
+pub mod list;
+pub mod meta;
+pub mod service;
+pub mod types;
+
+pub use error::{Error, Result};

@@ -1,0 +1,115 @@
+//! ListObjects with prefix and delimiter over the engine's ordered scan.
+//!
+//! Keys under one common prefix are skipped with a single jump past the
+//! prefix, so a listing costs one scan per page plus one seek per common
+//! prefix, not one step per key under it.
+
+use std::ops::Bound;
+
+use crate::error::Result;
+use crate::meta::{ListedObject, MetaStore};
+use crate::types::BucketName;
+
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Resume strictly after this key (start-after, marker, or continuation).
+    pub after: Option<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    /// The last key or common prefix returned: where the next page resumes.
+    pub last: Option<String>,
+}
+
+/// Smallest byte string greater than every string that starts with `prefix`;
+/// `None` when no such string exists (all bytes 0xFF).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut s = prefix.to_vec();
+    while let Some(last) = s.pop() {
+        if last < 0xFF {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+pub async fn list(meta: &dyn MetaStore, bucket: &BucketName, q: &ListQuery) -> Result<ListPage> {
+    let mut page = ListPage::default();
+    if q.max_keys == 0 {
+        return Ok(page);
+    }
+    let prefix = q.prefix.as_bytes();
+    let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty());
+    // A resume point inside a common prefix that was already returned must skip it whole.
+    let mut cursor: Bound<Vec<u8>> = match &q.after {
+        Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
+        None => Bound::Unbounded,
+    };
+    let batch = (q.max_keys + 1).clamp(64, 1001);
+
+    'scan: loop {
+        let entries = meta.list_objects(bucket, prefix, bound_ref(&cursor), batch).await?;
+        let exhausted = entries.len() < batch;
+        for entry in entries {
+            let key = entry.key.as_str();
+            let common =
+                delimiter.and_then(|d| key[q.prefix.len()..].find(d).map(|i| &key[..q.prefix.len() + i + d.len()]));
+            if page.objects.len() + page.common_prefixes.len() == q.max_keys {
+                page.is_truncated = true;
+                break 'scan;
+            }
+            match common {
+                Some(cp) => {
+                    // A resume point inside this prefix means it was on the previous page.
+                    if !q.after.as_deref().is_some_and(|a| a.starts_with(cp)) {
+                        page.common_prefixes.push(cp.to_owned());
+                        page.last = Some(cp.to_owned());
+                    }
+                    match prefix_successor(cp.as_bytes()) {
+                        // Jump: the next scan starts at the first key past the prefix.
+                        Some(next) => cursor = Bound::Included(next),
+                        None => break 'scan,
+                    }
+                    continue 'scan;
+                }
+                None => {
+                    page.last = Some(key.to_owned());
+                    cursor = Bound::Excluded(entry.key.as_bytes().to_vec());
+                    page.objects.push(entry);
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn successor_of_prefix() {
+        assert_eq!(prefix_successor(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"\xff\xff"), None);
+    }
+}

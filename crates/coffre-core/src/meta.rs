@@ -1,0 +1,254 @@
+//! The metadata engine's contract: ordered, transactional storage of buckets,
+//! object versions, multipart state, blob lifecycle and access keys.
+//!
+//! Every method is one atomic transaction, so conditions (`If-None-Match`,
+//! "bucket still exists", "upload not aborted") are checked where they are
+//! applied. The record shapes follow the relational schema of the PostgreSQL
+//! engine to come: `objects` holds the current version of each key,
+//! `object_versions` the noncurrent ones, and inline data rides in the record.
+
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::checksum::{ChecksumAlgorithm, Checksums};
+use crate::error::Result;
+use crate::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub name: BucketName,
+    pub owner: AccessKeyId,
+    pub created: UnixNanos,
+    pub versioning: Versioning,
+}
+
+/// HTTP representation headers S3 stores and returns as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires: Option<String>,
+}
+
+/// Everything about a version except its bytes. Listing reads only this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionMeta {
+    pub version_id: VersionId,
+    pub delete_marker: bool,
+    pub size: u64,
+    /// Unquoted: hex MD5, or `hex-N` for multipart.
+    pub etag: String,
+    pub last_modified: UnixNanos,
+    pub owner: AccessKeyId,
+    pub headers: ContentHeaders,
+    /// `x-amz-meta-*` without the prefix, in the order given.
+    pub user_meta: Vec<(String, String)>,
+    pub checksums: Checksums,
+    /// Multipart objects carry a checksum of checksums (`COMPOSITE`).
+    pub checksum_composite: bool,
+}
+
+/// One part of a multipart object, in object order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    pub number: u32,
+    pub blob: BlobId,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataLocation {
+    /// Small objects live in the metadata record itself.
+    Inline(Vec<u8>),
+    Blob(BlobId),
+    Parts(Vec<PartRef>),
+    /// Delete markers have no data.
+    None,
+}
+
+impl DataLocation {
+    /// The blobs a version owns, to collect when it goes away.
+    pub fn blobs(&self) -> Vec<BlobId> {
+        match self {
+            Self::Blob(b) => vec![*b],
+            Self::Parts(parts) => parts.iter().map(|p| p.blob).collect(),
+            Self::Inline(_) | Self::None => Vec::new(),
+        }
+    }
+}
+
+/// A version as stored. `meta` comes first so engines can decode it alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectVersion {
+    pub meta: VersionMeta,
+    pub data: DataLocation,
+}
+
+/// What must hold about the current version for a write to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    None,
+    /// `If-None-Match: *`: only if no current version exists.
+    KeyAbsent,
+    /// `If-Match: etag`: only if the current version has this ETag.
+    EtagMatches(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PutObject {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub version: ObjectVersion,
+    pub condition: WriteCondition,
+    /// Blobs registered as pending for this write; cleared on commit.
+    pub pending: Vec<BlobId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The version removed, or the delete marker created.
+    pub version_id: Option<VersionId>,
+    pub delete_marker: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub upload_id: UploadId,
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub initiated: UnixNanos,
+    pub owner: AccessKeyId,
+    pub headers: ContentHeaders,
+    pub user_meta: Vec<(String, String)>,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub number: u32,
+    pub blob: BlobId,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub last_modified: UnixNanos,
+    pub checksums: Checksums,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompleteUpload {
+    pub upload: UploadRecord,
+    pub version: ObjectVersion,
+    /// The parts the object keeps; every other part of the upload is collected.
+    pub keep: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    pub id: AccessKeyId,
+    /// Stored as given: SigV4 needs the secret itself to verify a signature.
+    pub secret: String,
+    pub name: String,
+    pub created: UnixNanos,
+}
+
+/// A page of a listing scan, in key byte order.
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    pub key: ObjectKey,
+    pub meta: VersionMeta,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketUsage {
+    pub objects: u64,
+    pub bytes: u64,
+    pub uploads: u64,
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    // Buckets.
+    /// Fails with `BucketAlreadyOwnedByYou` or `BucketAlreadyExists` when taken.
+    async fn create_bucket(&self, bucket: BucketRecord) -> Result<()>;
+    async fn bucket(&self, name: &BucketName) -> Result<Option<BucketRecord>>;
+    async fn buckets(&self) -> Result<Vec<BucketRecord>>;
+    /// Fails with `BucketNotEmpty` while any version or upload remains.
+    async fn delete_bucket(&self, name: &BucketName) -> Result<()>;
+    async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage>;
+
+    // Objects.
+    /// The current version, or the named one.
+    async fn object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+    ) -> Result<Option<ObjectVersion>>;
+    /// Makes `put.version` current, applying the bucket's versioning rule; the
+    /// data of any version it replaces is queued for collection.
+    async fn put_object(&self, put: PutObject) -> Result<()>;
+    /// Deletes as S3 does for the bucket's versioning state.
+    async fn delete_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+    ) -> Result<DeleteOutcome>;
+    /// Current versions (delete markers excluded) whose key starts with
+    /// `prefix`, from `start` on in byte order, at most `limit`.
+    async fn list_objects(
+        &self,
+        bucket: &BucketName,
+        prefix: &[u8],
+        start: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<ListedObject>>;
+
+    // Multipart uploads.
+    async fn create_upload(&self, upload: UploadRecord) -> Result<()>;
+    async fn upload(&self, bucket: &BucketName, key: &ObjectKey, upload_id: &UploadId) -> Result<Option<UploadRecord>>;
+    /// Records a part (replacing one of the same number, whose blob is queued
+    /// for collection). Fails with `NoSuchUpload` if the upload is gone.
+    async fn put_part(&self, upload: &UploadRecord, part: PartRecord) -> Result<()>;
+    async fn parts(&self, upload_id: &UploadId, after: u32, limit: usize) -> Result<Vec<PartRecord>>;
+    /// Uploads in (key, upload id) order, after the given markers.
+    async fn uploads(
+        &self,
+        bucket: &BucketName,
+        prefix: &[u8],
+        after: Option<(&[u8], Option<&UploadId>)>,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>>;
+    /// Atomically removes the upload and makes its object current.
+    async fn complete_upload(&self, complete: CompleteUpload) -> Result<()>;
+    async fn abort_upload(&self, bucket: &BucketName, key: &ObjectKey, upload_id: &UploadId) -> Result<()>;
+
+    // Blob lifecycle: a blob is registered before its bytes are written, so a
+    // crash between write and commit leaves a record to collect it by.
+    async fn register_pending(&self, blobs: &[BlobId]) -> Result<()>;
+    /// Moves every pending blob to the collection queue (at start-up, when no
+    /// write can still be in flight).
+    async fn abandon_pending(&self) -> Result<usize>;
+    /// Moves these pending blobs to the collection queue (a failed write).
+    async fn release_pending(&self, blobs: &[BlobId]) -> Result<()>;
+    async fn collectable(&self, enqueued_before: UnixNanos, limit: usize) -> Result<Vec<BlobId>>;
+    async fn forget_collected(&self, blobs: &[BlobId]) -> Result<()>;
+
+    // Access keys.
+    async fn put_access_key(&self, key: AccessKeyRecord) -> Result<()>;
+    async fn access_key(&self, id: &AccessKeyId) -> Result<Option<AccessKeyRecord>>;
+    async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>>;
+    /// Returns false when no such key existed.
+    async fn delete_access_key(&self, id: &AccessKeyId) -> Result<bool>;
+}

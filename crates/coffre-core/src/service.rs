@@ -1,0 +1,948 @@
+//! The object service: S3 object semantics on top of a metadata engine and a
+//! blob store, independent of HTTP.
+//!
+//! Write path: bytes go to a fresh blob (registered as pending first), the blob
+//! is made durable, and only then does one metadata transaction make the new
+//! version visible. A crash before that commit leaves a pending blob that the
+//! next start collects; readers never see a half-written object.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+
+use crate::blob::{BlobStore, BlobWriter, ByteStream};
+use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, Checksums, hex, multipart_etag};
+use crate::error::{Error, Result};
+use crate::list::{self, ListPage, ListQuery};
+use crate::meta::{
+    BucketRecord, BucketUsage, CompleteUpload, ContentHeaders, DataLocation, DeleteOutcome, MetaStore, ObjectVersion,
+    PartRecord, PartRef, PutObject, UploadRecord, VersionMeta, Versioning, WriteCondition,
+};
+use crate::types::{BlobId, BucketName, ObjectKey, Principal, UnixNanos, UploadId, VersionId};
+
+/// The largest single PUT, part, or copy S3 accepts.
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Every part but the last must be at least this large.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Objects up to this size live in the metadata record, not in a blob.
+    pub inline_threshold: usize,
+    /// How long a replaced blob stays readable for GETs already under way.
+    pub gc_grace: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self { inline_threshold: 4096, gc_grace: Duration::from_secs(60) }
+    }
+}
+
+/// A checksum the client vouches for, known up front or sent as a trailer.
+pub enum ExpectedChecksum {
+    Value(ChecksumAlgorithm, String),
+    /// Read once the body has ended (aws-chunked trailers).
+    Trailer(ChecksumAlgorithm, Box<dyn FnOnce() -> Option<String> + Send>),
+    /// Compute and store, nothing to verify.
+    Compute(ChecksumAlgorithm),
+}
+
+impl ExpectedChecksum {
+    fn algorithm(&self) -> ChecksumAlgorithm {
+        match self {
+            Self::Value(a, _) | Self::Trailer(a, _) | Self::Compute(a) => *a,
+        }
+    }
+}
+
+/// What the client said about the body it sends.
+#[derive(Default)]
+pub struct BodyClaims {
+    pub content_length: Option<u64>,
+    pub content_md5: Option<[u8; 16]>,
+    pub checksum: Option<ExpectedChecksum>,
+}
+
+pub struct PutRequest {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub headers: ContentHeaders,
+    pub user_meta: Vec<(String, String)>,
+    pub condition: WriteCondition,
+    pub claims: BodyClaims,
+}
+
+#[derive(Debug, Clone)]
+pub struct PutResult {
+    pub etag: String,
+    pub version_id: VersionId,
+    pub checksums: Checksums,
+    pub last_modified: UnixNanos,
+}
+
+/// The conditional headers of GET and HEAD (and of copy sources).
+#[derive(Debug, Clone, Default)]
+pub struct ReadConditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<i64>,
+    pub if_unmodified_since: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-` or `bytes=first-last` (inclusive).
+    From { first: u64, last: Option<u64> },
+    /// `bytes=-length`: the last `length` bytes.
+    Suffix { length: u64 },
+}
+
+impl ByteRange {
+    /// The byte offsets this range selects in an object of `size` bytes.
+    pub fn resolve(self, size: u64) -> Result<Range<u64>> {
+        match self {
+            Self::From { first, last } => {
+                if first >= size || last.is_some_and(|l| l < first) {
+                    return Err(Error::InvalidRange { size });
+                }
+                let end = last.map_or(size, |l| l.saturating_add(1).min(size));
+                Ok(first..end)
+            }
+            Self::Suffix { length } => {
+                if length == 0 || size == 0 {
+                    return Err(Error::InvalidRange { size });
+                }
+                Ok(size.saturating_sub(length)..size)
+            }
+        }
+    }
+}
+
+pub struct GetResult {
+    pub meta: VersionMeta,
+    /// The byte range sent; the whole object when no range was asked.
+    pub range: Range<u64>,
+    pub partial: bool,
+    pub body: ByteStream,
+}
+
+/// How a copy sets the new object's metadata.
+pub enum MetadataDirective {
+    Copy,
+    Replace { headers: ContentHeaders, user_meta: Vec<(String, String)> },
+}
+
+pub struct CopySource {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub version: Option<VersionId>,
+    pub conditions: ReadConditions,
+}
+
+pub struct PartUpload {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub upload_id: UploadId,
+    pub part_number: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartResult {
+    pub etag: String,
+    pub checksums: Checksums,
+    pub last_modified: UnixNanos,
+}
+
+/// A part as named in CompleteMultipartUpload.
+#[derive(Debug, Clone)]
+pub struct CompletedPart {
+    pub number: u32,
+    pub etag: String,
+    pub checksums: Checksums,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadListing {
+    pub uploads: Vec<UploadRecord>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+}
+
+pub struct ObjectService {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    config: ServiceConfig,
+}
+
+fn unquote(etag: &str) -> &str {
+    etag.trim().trim_start_matches("W/").trim_matches('"')
+}
+
+/// True when an `If-Match`/`If-None-Match` list names this ETag (or is `*`).
+fn etag_list_matches(list: &str, etag: &str) -> bool {
+    list.split(',').map(unquote).any(|t| t == "*" || t == etag)
+}
+
+impl ReadConditions {
+    /// Applies the conditions in the order S3 does: If-Match, then
+    /// If-Unmodified-Since (ignored when If-Match held), then If-None-Match,
+    /// then If-Modified-Since (ignored when If-None-Match was given).
+    pub fn check(&self, meta: &VersionMeta) -> Result<()> {
+        let modified = meta.last_modified.as_secs();
+        match &self.if_match {
+            Some(list) if !etag_list_matches(list, &meta.etag) => return Err(Error::PreconditionFailed),
+            Some(_) => {}
+            None => {
+                if self.if_unmodified_since.is_some_and(|t| modified > t) {
+                    return Err(Error::PreconditionFailed);
+                }
+            }
+        }
+        match &self.if_none_match {
+            Some(list) if etag_list_matches(list, &meta.etag) => {
+                return Err(Error::NotModified { etag: meta.etag.clone() });
+            }
+            Some(_) => {}
+            None => {
+                if self.if_modified_since.is_some_and(|t| modified <= t) {
+                    return Err(Error::NotModified { etag: meta.etag.clone() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy-source conditions answer 412 where GET would answer 304.
+    fn check_copy_source(&self, meta: &VersionMeta) -> Result<()> {
+        match self.check(meta) {
+            Err(Error::NotModified { .. }) => Err(Error::PreconditionFailed),
+            other => other,
+        }
+    }
+}
+
+impl ObjectService {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, config: ServiceConfig) -> Self {
+        Self { meta, blobs, config }
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    // ----- buckets -----
+
+    pub async fn create_bucket(&self, who: &Principal, name: BucketName) -> Result<()> {
+        let record = BucketRecord {
+            name,
+            owner: who.access_key.clone(),
+            created: UnixNanos::now(),
+            versioning: Versioning::Unversioned,
+        };
+        self.meta.create_bucket(record).await
+    }
+
+    /// The bucket, if it exists and `who` may use it.
+    pub async fn bucket(&self, who: &Principal, name: &BucketName) -> Result<BucketRecord> {
+        let bucket = self.meta.bucket(name).await?.ok_or(Error::NoSuchBucket)?;
+        if !who.may_access(&bucket.owner) {
+            return Err(Error::AccessDenied);
+        }
+        Ok(bucket)
+    }
+
+    pub async fn list_buckets(&self, who: &Principal) -> Result<Vec<BucketRecord>> {
+        let mut all = self.meta.buckets().await?;
+        all.retain(|b| who.may_access(&b.owner));
+        Ok(all)
+    }
+
+    pub async fn delete_bucket(&self, who: &Principal, name: &BucketName) -> Result<()> {
+        self.bucket(who, name).await?;
+        self.meta.delete_bucket(name).await
+    }
+
+    pub async fn bucket_usage(&self, who: &Principal, name: &BucketName) -> Result<BucketUsage> {
+        self.bucket(who, name).await?;
+        self.meta.bucket_usage(name).await
+    }
+
+    // ----- objects -----
+
+    pub async fn put_object(&self, who: &Principal, req: PutRequest, body: ByteStream) -> Result<PutResult> {
+        let bucket = self.bucket(who, &req.bucket).await?;
+        let algorithms: Vec<_> = req.claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
+        let (data, digest) = self.store_body(body, &algorithms, req.claims.content_length, true).await?;
+        let pending = data.blobs();
+        let outcome = async {
+            let checksums = verify_claims(req.claims, &digest)?;
+            let version = ObjectVersion {
+                meta: VersionMeta {
+                    version_id: new_version_id(&bucket),
+                    delete_marker: false,
+                    size: digest.len,
+                    etag: hex(&digest.md5),
+                    last_modified: UnixNanos::now(),
+                    owner: who.access_key.clone(),
+                    headers: req.headers,
+                    user_meta: req.user_meta,
+                    checksums,
+                    checksum_composite: false,
+                },
+                data,
+            };
+            let result = PutResult {
+                etag: version.meta.etag.clone(),
+                version_id: version.meta.version_id.clone(),
+                checksums: version.meta.checksums.clone(),
+                last_modified: version.meta.last_modified,
+            };
+            let put = PutObject {
+                bucket: req.bucket,
+                key: req.key,
+                version,
+                condition: req.condition,
+                pending: pending.clone(),
+            };
+            self.meta.put_object(put).await?;
+            Ok(result)
+        }
+        .await;
+        self.release_on_error(outcome, &pending).await
+    }
+
+    /// Hands the blobs of a failed write to the collector, keeping the write's error.
+    async fn release_on_error<T>(&self, outcome: Result<T>, pending: &[BlobId]) -> Result<T> {
+        if outcome.is_err()
+            && !pending.is_empty()
+            && let Err(e) = self.meta.release_pending(pending).await
+        {
+            tracing::warn!(error = %e, "could not release the blobs of a failed write; the next start collects them");
+        }
+        outcome
+    }
+
+    /// Streams a body into storage: inline when it turns out small enough,
+    /// otherwise into a fresh durable blob. Hashes as it goes.
+    async fn store_body(
+        &self,
+        mut body: ByteStream,
+        algorithms: &[ChecksumAlgorithm],
+        declared_len: Option<u64>,
+        allow_inline: bool,
+    ) -> Result<(DataLocation, BodyDigest)> {
+        if declared_len.is_some_and(|n| n > MAX_OBJECT_SIZE) {
+            return Err(Error::EntityTooLarge { max: MAX_OBJECT_SIZE });
+        }
+        let inline_limit = if allow_inline && declared_len.is_none_or(|n| n <= self.config.inline_threshold as u64) {
+            self.config.inline_threshold
+        } else {
+            0
+        };
+        let mut hasher = BodyHasher::new(algorithms.iter().copied());
+        let mut head = BytesMut::new();
+        let mut sink: Option<BlobSink> = None;
+        let result: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                hasher.update(&chunk);
+                if hasher.len() > MAX_OBJECT_SIZE {
+                    return Err(Error::EntityTooLarge { max: MAX_OBJECT_SIZE });
+                }
+                match &mut sink {
+                    Some(s) => s.writer.write(chunk).await?,
+                    None if head.len() + chunk.len() <= inline_limit => head.extend_from_slice(&chunk),
+                    None => {
+                        let mut s = self.open_sink().await?;
+                        if !head.is_empty() {
+                            s.writer.write(head.split().freeze()).await?;
+                        }
+                        s.writer.write(chunk).await?;
+                        sink = Some(s);
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let digest = hasher.finish();
+        let result = match (result, declared_len) {
+            (Ok(()), Some(expected)) if digest.len < expected => {
+                Err(Error::IncompleteBody { received: digest.len, expected })
+            }
+            (other, _) => other,
+        };
+        if let Err(e) = result {
+            if let Some(s) = sink {
+                let id = s.id;
+                s.writer.abort().await;
+                return self.release_on_error(Err(e), &[id]).await;
+            }
+            return Err(e);
+        }
+        let data = match sink {
+            None if allow_inline => DataLocation::Inline(head.to_vec()),
+            None => {
+                // Parts always get a blob, even an empty one.
+                let mut s = self.open_sink().await?;
+                s.writer.write(head.freeze()).await?;
+                self.finish_sink(s).await?
+            }
+            Some(s) => self.finish_sink(s).await?,
+        };
+        Ok((data, digest))
+    }
+
+    async fn open_sink(&self) -> Result<BlobSink> {
+        let id = BlobId::generate();
+        self.meta.register_pending(&[id]).await?;
+        match self.blobs.create(id).await {
+            Ok(writer) => Ok(BlobSink { id, writer }),
+            Err(e) => self.release_on_error(Err(e), &[id]).await,
+        }
+    }
+
+    async fn finish_sink(&self, sink: BlobSink) -> Result<DataLocation> {
+        let id = sink.id;
+        let finished = sink.writer.finish().await.map(|_| DataLocation::Blob(id));
+        self.release_on_error(finished, &[id]).await
+    }
+
+    /// The version a read names: current unless `version` is given; delete
+    /// markers read as missing.
+    pub async fn head_object(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+    ) -> Result<ObjectVersion> {
+        self.bucket(who, bucket).await?;
+        let found = self.meta.object(bucket, key, version).await?;
+        match found {
+            Some(v) if !v.meta.delete_marker => Ok(v),
+            _ if version.is_some() => Err(Error::NoSuchVersion),
+            _ => Err(Error::NoSuchKey),
+        }
+    }
+
+    pub async fn get_object(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+        conditions: &ReadConditions,
+        range: Option<ByteRange>,
+    ) -> Result<GetResult> {
+        let object = self.head_object(who, bucket, key, version).await?;
+        conditions.check(&object.meta)?;
+        let size = object.meta.size;
+        let (range, partial) = match range {
+            Some(r) => (r.resolve(size)?, true),
+            None => (0..size, false),
+        };
+        let body = self.read_data(object.data, range.clone());
+        Ok(GetResult { meta: object.meta, range, partial, body })
+    }
+
+    /// Streams `range` of a version's data, opening each blob only when reached.
+    fn read_data(&self, data: DataLocation, range: Range<u64>) -> ByteStream {
+        match data {
+            DataLocation::Inline(bytes) => {
+                let slice = Bytes::from(bytes).slice(range.start as usize..range.end as usize);
+                Box::pin(stream::once(async move { Ok(slice) }))
+            }
+            DataLocation::None => Box::pin(stream::empty()),
+            DataLocation::Blob(id) => {
+                let blobs = self.blobs.clone();
+                Box::pin(stream::once(async move { blobs.read(id, range).await }).try_flatten())
+            }
+            DataLocation::Parts(parts) => {
+                let mut pieces = Vec::new();
+                let mut offset = 0u64;
+                for p in parts {
+                    let (start, end) = (offset, offset + p.size);
+                    offset = end;
+                    let (lo, hi) = (range.start.max(start), range.end.min(end));
+                    if lo < hi {
+                        pieces.push((p.blob, (lo - start)..(hi - start)));
+                    }
+                }
+                let blobs = self.blobs.clone();
+                Box::pin(
+                    stream::iter(pieces)
+                        .then(move |(id, r)| {
+                            let blobs = blobs.clone();
+                            async move { blobs.read(id, r).await }
+                        })
+                        .try_flatten(),
+                )
+            }
+        }
+    }
+
+    pub async fn delete_object(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+    ) -> Result<DeleteOutcome> {
+        self.bucket(who, bucket).await?;
+        self.meta.delete_object(bucket, key, version).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_object(
+        &self,
+        who: &Principal,
+        source: CopySource,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        directive: MetadataDirective,
+        condition: WriteCondition,
+    ) -> Result<PutResult> {
+        let src = self.head_object(who, &source.bucket, &source.key, source.version.as_ref()).await?;
+        source.conditions.check_copy_source(&src.meta)?;
+        let same_object = source.bucket == *bucket && source.key == *key && source.version.is_none();
+        if same_object && matches!(directive, MetadataDirective::Copy) {
+            return Err(Error::InvalidArgument(
+                "This copy request is illegal because it is trying to copy an object to itself without changing the \
+                 object's metadata, storage class, website redirect location or encryption attributes."
+                    .into(),
+            ));
+        }
+        if src.meta.size > MAX_OBJECT_SIZE {
+            return Err(Error::InvalidArgument("copy sources larger than 5 GiB need UploadPartCopy".into()));
+        }
+        let (headers, user_meta) = match directive {
+            MetadataDirective::Copy => (src.meta.headers.clone(), src.meta.user_meta.clone()),
+            MetadataDirective::Replace { headers, user_meta } => (headers, user_meta),
+        };
+        let checksum = src.meta.checksums.algorithms().next().map(ExpectedChecksum::Compute);
+        let req = PutRequest {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            headers,
+            user_meta,
+            condition,
+            claims: BodyClaims { content_length: Some(src.meta.size), content_md5: None, checksum },
+        };
+        let size = src.meta.size;
+        let body = self.read_data(src.data, 0..size);
+        self.put_object(who, req, body).await
+    }
+
+    pub async fn list_objects(&self, who: &Principal, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
+        self.bucket(who, bucket).await?;
+        list::list(self.meta.as_ref(), bucket, query).await
+    }
+
+    // ----- multipart -----
+
+    pub async fn create_upload(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        headers: ContentHeaders,
+        user_meta: Vec<(String, String)>,
+        checksum_algorithm: Option<ChecksumAlgorithm>,
+    ) -> Result<UploadRecord> {
+        self.bucket(who, bucket).await?;
+        let upload = UploadRecord {
+            upload_id: UploadId::generate(),
+            bucket: bucket.clone(),
+            key: key.clone(),
+            initiated: UnixNanos::now(),
+            owner: who.access_key.clone(),
+            headers,
+            user_meta,
+            checksum_algorithm,
+        };
+        self.meta.create_upload(upload.clone()).await?;
+        Ok(upload)
+    }
+
+    async fn upload(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        id: &UploadId,
+    ) -> Result<UploadRecord> {
+        self.bucket(who, bucket).await?;
+        self.meta.upload(bucket, key, id).await?.ok_or(Error::NoSuchUpload)
+    }
+
+    pub async fn upload_part(
+        &self,
+        who: &Principal,
+        part: PartUpload,
+        mut claims: BodyClaims,
+        body: ByteStream,
+    ) -> Result<PartResult> {
+        if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
+            return Err(Error::InvalidArgument(format!("part number must be 1 to {MAX_PART_NUMBER}")));
+        }
+        let upload = self.upload(who, &part.bucket, &part.key, &part.upload_id).await?;
+        if claims.checksum.is_none()
+            && let Some(alg) = upload.checksum_algorithm
+        {
+            claims.checksum = Some(ExpectedChecksum::Compute(alg));
+        }
+        let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
+        let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false).await?;
+        self.record_part(&upload, part.part_number, data, digest, claims).await
+    }
+
+    async fn record_part(
+        &self,
+        upload: &UploadRecord,
+        number: u32,
+        data: DataLocation,
+        digest: BodyDigest,
+        claims: BodyClaims,
+    ) -> Result<PartResult> {
+        let pending = data.blobs();
+        let outcome = async {
+            let checksums = verify_claims(claims, &digest)?;
+            let [blob] = pending[..] else {
+                return Err(Error::Meta("a part must be stored in exactly one blob".into()));
+            };
+            let record = PartRecord {
+                number,
+                blob,
+                size: digest.len,
+                md5: digest.md5,
+                last_modified: UnixNanos::now(),
+                checksums: checksums.clone(),
+            };
+            let last_modified = record.last_modified;
+            self.meta.put_part(upload, record).await?;
+            Ok(PartResult { etag: hex(&digest.md5), checksums, last_modified })
+        }
+        .await;
+        self.release_on_error(outcome, &pending).await
+    }
+
+    pub async fn upload_part_copy(
+        &self,
+        who: &Principal,
+        part: PartUpload,
+        source: CopySource,
+        range: Option<ByteRange>,
+    ) -> Result<PartResult> {
+        if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
+            return Err(Error::InvalidArgument(format!("part number must be 1 to {MAX_PART_NUMBER}")));
+        }
+        let upload = self.upload(who, &part.bucket, &part.key, &part.upload_id).await?;
+        let src = self.head_object(who, &source.bucket, &source.key, source.version.as_ref()).await?;
+        source.conditions.check_copy_source(&src.meta)?;
+        let range = match range {
+            Some(r) => r.resolve(src.meta.size)?,
+            None => 0..src.meta.size,
+        };
+        let claims = BodyClaims {
+            content_length: Some(range.end - range.start),
+            content_md5: None,
+            checksum: upload.checksum_algorithm.map(ExpectedChecksum::Compute),
+        };
+        let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
+        let body = self.read_data(src.data, range);
+        let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false).await?;
+        self.record_part(&upload, part.part_number, data, digest, claims).await
+    }
+
+    pub async fn complete_upload(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        requested: Vec<CompletedPart>,
+    ) -> Result<PutResult> {
+        let bucket_record = self.bucket(who, bucket).await?;
+        let upload = self.upload(who, bucket, key, upload_id).await?;
+        if requested.is_empty() {
+            return Err(Error::InvalidArgument("You must specify at least one part".into()));
+        }
+        if requested.windows(2).any(|w| w[0].number >= w[1].number) {
+            return Err(Error::InvalidPartOrder);
+        }
+        let stored = self.meta.parts(upload_id, 0, MAX_PART_NUMBER as usize).await?;
+        let mut chosen = Vec::with_capacity(requested.len());
+        for (i, want) in requested.iter().enumerate() {
+            let part = stored
+                .iter()
+                .find(|p| p.number == want.number)
+                .filter(|p| hex(&p.md5) == unquote(&want.etag))
+                .ok_or_else(|| {
+                Error::InvalidPart(format!(
+                    "One or more of the specified parts could not be found. The part may not have been uploaded, \
+                         or the specified entity tag may not match the part's entity tag. (part {})",
+                    want.number
+                ))
+            })?;
+            for alg in want.checksums.algorithms() {
+                if part.checksums.get(alg) != want.checksums.get(alg) {
+                    return Err(Error::InvalidPart(format!("part {} has a different {alg} checksum", want.number)));
+                }
+            }
+            let is_last = i + 1 == requested.len();
+            if !is_last && part.size < MIN_PART_SIZE {
+                return Err(Error::EntityTooSmall { part: part.number });
+            }
+            chosen.push(part.clone());
+        }
+        let md5s: Vec<[u8; 16]> = chosen.iter().map(|p| p.md5).collect();
+        let checksums = composite_checksums(upload.checksum_algorithm, &chosen);
+        let version = ObjectVersion {
+            meta: VersionMeta {
+                version_id: new_version_id(&bucket_record),
+                delete_marker: false,
+                size: chosen.iter().map(|p| p.size).sum(),
+                etag: multipart_etag(&md5s),
+                last_modified: UnixNanos::now(),
+                owner: upload.owner.clone(),
+                headers: upload.headers.clone(),
+                user_meta: upload.user_meta.clone(),
+                checksum_composite: !checksums.is_empty(),
+                checksums,
+            },
+            data: DataLocation::Parts(
+                chosen.iter().map(|p| PartRef { number: p.number, blob: p.blob, size: p.size }).collect(),
+            ),
+        };
+        let result = PutResult {
+            etag: version.meta.etag.clone(),
+            version_id: version.meta.version_id.clone(),
+            checksums: version.meta.checksums.clone(),
+            last_modified: version.meta.last_modified,
+        };
+        let keep = chosen.iter().map(|p| p.number).collect();
+        self.meta.complete_upload(CompleteUpload { upload, version, keep }).await?;
+        Ok(result)
+    }
+
+    pub async fn abort_upload(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        id: &UploadId,
+    ) -> Result<()> {
+        self.upload(who, bucket, key, id).await?;
+        self.meta.abort_upload(bucket, key, id).await
+    }
+
+    pub async fn list_parts(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        id: &UploadId,
+        after: u32,
+        max: usize,
+    ) -> Result<(UploadRecord, Vec<PartRecord>, bool)> {
+        let upload = self.upload(who, bucket, key, id).await?;
+        let mut parts = self.meta.parts(id, after, max + 1).await?;
+        let truncated = parts.len() > max;
+        parts.truncate(max);
+        Ok((upload, parts, truncated))
+    }
+
+    pub async fn list_uploads(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<(&str, Option<&UploadId>)>,
+        max: usize,
+    ) -> Result<UploadListing> {
+        self.bucket(who, bucket).await?;
+        let mut listing = UploadListing { uploads: Vec::new(), common_prefixes: Vec::new(), is_truncated: false };
+        let mut cursor: Option<(Vec<u8>, Option<UploadId>)> = after.map(|(k, u)| (k.as_bytes().to_vec(), u.cloned()));
+        loop {
+            let batch = self
+                .meta
+                .uploads(bucket, prefix.as_bytes(), cursor.as_ref().map(|(k, u)| (k.as_slice(), u.as_ref())), max + 1)
+                .await?;
+            let exhausted = batch.len() <= max;
+            for u in batch {
+                if listing.uploads.len() + listing.common_prefixes.len() == max {
+                    listing.is_truncated = true;
+                    return Ok(listing);
+                }
+                let key = u.key.as_str();
+                let common = delimiter
+                    .filter(|d| !d.is_empty())
+                    .and_then(|d| key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned()));
+                cursor = Some((u.key.as_bytes().to_vec(), Some(u.upload_id.clone())));
+                match common {
+                    Some(cp) if listing.common_prefixes.last() == Some(&cp) => {}
+                    Some(cp) => listing.common_prefixes.push(cp),
+                    None => listing.uploads.push(u),
+                }
+            }
+            if exhausted {
+                return Ok(listing);
+            }
+        }
+    }
+
+    // ----- collection of unreferenced blobs -----
+
+    /// At start-up: every blob still pending belongs to a write that died.
+    pub async fn recover(&self) -> Result<usize> {
+        let abandoned = self.meta.abandon_pending().await?;
+        let collected = self.collect_before(UnixNanos::now()).await?;
+        Ok(abandoned.max(collected))
+    }
+
+    /// Deletes blobs whose grace period has passed. Returns how many.
+    pub async fn collect_garbage(&self) -> Result<usize> {
+        let grace = i64::try_from(self.config.gc_grace.as_nanos()).unwrap_or(i64::MAX);
+        self.collect_before(UnixNanos(UnixNanos::now().0.saturating_sub(grace))).await
+    }
+
+    async fn collect_before(&self, cutoff: UnixNanos) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let batch = self.meta.collectable(cutoff, 256).await?;
+            if batch.is_empty() {
+                return Ok(total);
+            }
+            for id in &batch {
+                self.blobs.delete(*id).await?;
+            }
+            self.meta.forget_collected(&batch).await?;
+            total += batch.len();
+        }
+    }
+}
+
+struct BlobSink {
+    id: BlobId,
+    writer: Box<dyn BlobWriter>,
+}
+
+fn new_version_id(bucket: &BucketRecord) -> VersionId {
+    match bucket.versioning {
+        Versioning::Enabled => VersionId::generate(),
+        Versioning::Unversioned | Versioning::Suspended => VersionId::Null,
+    }
+}
+
+/// Checks what the client claimed against what arrived; returns the checksums to store.
+fn verify_claims(claims: BodyClaims, digest: &BodyDigest) -> Result<Checksums> {
+    if let Some(expected) = claims.content_length
+        && expected != digest.len
+    {
+        return Err(Error::IncompleteBody { received: digest.len, expected });
+    }
+    if claims.content_md5.is_some_and(|md5| md5 != digest.md5) {
+        return Err(Error::BadDigest);
+    }
+    let mut stored = Checksums::default();
+    if let Some(expected) = claims.checksum {
+        let alg = expected.algorithm();
+        let computed = digest.checksums.get(alg).unwrap_or_default().to_owned();
+        let claimed = match expected {
+            ExpectedChecksum::Value(_, v) => Some(v),
+            ExpectedChecksum::Trailer(_, read) => {
+                Some(read().ok_or_else(|| Error::InvalidArgument(format!("the {alg} trailer is missing")))?)
+            }
+            ExpectedChecksum::Compute(_) => None,
+        };
+        if claimed.is_some_and(|c| c != computed) {
+            return Err(Error::ChecksumMismatch(alg));
+        }
+        stored.set(alg, computed);
+    }
+    Ok(stored)
+}
+
+/// The checksum of a multipart object: the checksum of the parts' raw
+/// checksums, suffixed with the part count, as S3 computes `COMPOSITE` values.
+fn composite_checksums(alg: Option<ChecksumAlgorithm>, parts: &[PartRecord]) -> Checksums {
+    let mut out = Checksums::default();
+    let Some(alg) = alg else { return out };
+    let mut hasher = BodyHasher::new([alg]);
+    for p in parts {
+        let Some(b64) = p.checksums.get(alg) else { return Checksums::default() };
+        let Ok(raw) = base64_simd::STANDARD.decode_to_vec(b64) else { return Checksums::default() };
+        hasher.update(&raw);
+    }
+    if let Some(v) = hasher.finish().checksums.get(alg) {
+        out.set(alg, format!("{v}-{}", parts.len()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_like_s3() {
+        let r = |first, last| ByteRange::From { first, last };
+        assert_eq!(r(0, Some(9)).resolve(100).ok(), Some(0..10));
+        assert_eq!(r(90, None).resolve(100).ok(), Some(90..100));
+        assert_eq!(r(90, Some(1000)).resolve(100).ok(), Some(90..100));
+        assert_eq!(ByteRange::Suffix { length: 10 }.resolve(100).ok(), Some(90..100));
+        assert_eq!(ByteRange::Suffix { length: 1000 }.resolve(100).ok(), Some(0..100));
+        assert!(r(100, None).resolve(100).is_err());
+        assert!(r(5, Some(4)).resolve(100).is_err());
+        assert!(ByteRange::Suffix { length: 0 }.resolve(100).is_err());
+    }
+
+    #[test]
+    fn conditions_follow_s3_precedence() {
+        let meta = VersionMeta {
+            version_id: VersionId::Null,
+            delete_marker: false,
+            size: 0,
+            etag: "abc".into(),
+            last_modified: UnixNanos(1_000 * 1_000_000_000),
+            owner: crate::types::AccessKeyId::parse("owner").unwrap_or_else(|_| unreachable!()),
+            headers: ContentHeaders::default(),
+            user_meta: vec![],
+            checksums: Checksums::default(),
+            checksum_composite: false,
+        };
+        let c = |f: fn(&mut ReadConditions)| {
+            let mut c = ReadConditions::default();
+            f(&mut c);
+            c.check(&meta)
+        };
+        assert!(c(|c| c.if_match = Some("\"abc\"".into())).is_ok());
+        assert!(matches!(c(|c| c.if_match = Some("\"x\"".into())), Err(Error::PreconditionFailed)));
+        // If-Match holds, so a failing If-Unmodified-Since is ignored.
+        assert!(
+            c(|c| {
+                c.if_match = Some("*".into());
+                c.if_unmodified_since = Some(10)
+            })
+            .is_ok()
+        );
+        assert!(matches!(c(|c| c.if_unmodified_since = Some(10)), Err(Error::PreconditionFailed)));
+        assert!(matches!(c(|c| c.if_none_match = Some("\"abc\"".into())), Err(Error::NotModified { .. })));
+        assert!(matches!(c(|c| c.if_modified_since = Some(2_000)), Err(Error::NotModified { .. })));
+        // If-None-Match does not match, so If-Modified-Since is ignored.
+        assert!(
+            c(|c| {
+                c.if_none_match = Some("\"x\"".into());
+                c.if_modified_since = Some(2_000)
+            })
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,825 @@
+//! The embedded metadata engine: one redb file, a group-committing writer.
+//!
+//! All writes go through one writer thread that runs every queued job in a
+//! single redb transaction and syncs it once (group commit), so concurrent
+//! small PUTs share an fsync instead of queueing for one each. A job checks
+//! all its conditions before it writes anything, so a job that fails leaves
+//! nothing behind in the shared transaction. Callers hear back only after the
+//! commit is durable.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+use coffre_core::error::{Error, Result};
+use coffre_core::meta::{
+    AccessKeyRecord, BucketRecord, BucketUsage, CompleteUpload, DeleteOutcome, ListedObject, MetaStore, ObjectVersion,
+    PartRecord, PutObject, UploadRecord, VersionMeta, Versioning, WriteCondition,
+};
+use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase as _, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+type ObjKey<'a> = (&'a str, &'a [u8]);
+
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+/// Current version of each key: `(bucket, key) → (seq, ObjectVersion)`.
+const OBJECTS: TableDefinition<ObjKey, &[u8]> = TableDefinition::new("objects");
+/// Noncurrent versions, newest first: `(bucket, key, u64::MAX - seq) → (seq, ObjectVersion)`.
+const VERSIONS: TableDefinition<(&str, &[u8], u64), &[u8]> = TableDefinition::new("object_versions");
+const UPLOADS: TableDefinition<(&str, &[u8], &str), &[u8]> = TableDefinition::new("multipart_uploads");
+const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("multipart_parts");
+/// Blobs being written: collected at start-up if their write never committed.
+const PENDING: TableDefinition<u128, i64> = TableDefinition::new("pending_blobs");
+/// Blobs no version refers to any more, with the time they were let go.
+const GC_QUEUE: TableDefinition<u128, i64> = TableDefinition::new("gc_queue");
+const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
+
+/// Jobs a single commit may carry: enough to amortise the sync, few enough
+/// that one slow batch does not hold many callers.
+const MAX_BATCH: usize = 256;
+
+fn meta_err(e: impl std::fmt::Display) -> Error {
+    Error::Meta(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(meta_err)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(meta_err)
+}
+
+/// Decodes `(seq, VersionMeta)` from a stored `(seq, ObjectVersion)` without
+/// copying the inline data that follows it.
+fn decode_meta(bytes: &[u8]) -> Result<VersionMeta> {
+    let (_seq, rest): (u64, &[u8]) = postcard::take_from_bytes(bytes).map_err(meta_err)?;
+    let (meta, _data): (VersionMeta, &[u8]) = postcard::take_from_bytes(rest).map_err(meta_err)?;
+    Ok(meta)
+}
+
+type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&WriteTransaction) -> Reply + Send>;
+
+pub struct EmbeddedMeta {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl EmbeddedMeta {
+    /// Opens or creates the database file, creating every table.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Arc::new(Database::create(path).map_err(meta_err)?);
+        let txn = db.begin_write().map_err(meta_err)?;
+        {
+            txn.open_table(BUCKETS).map_err(meta_err)?;
+            txn.open_table(OBJECTS).map_err(meta_err)?;
+            txn.open_table(VERSIONS).map_err(meta_err)?;
+            txn.open_table(UPLOADS).map_err(meta_err)?;
+            txn.open_table(PARTS).map_err(meta_err)?;
+            txn.open_table(PENDING).map_err(meta_err)?;
+            txn.open_table(GC_QUEUE).map_err(meta_err)?;
+            txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
+        }
+        txn.commit().map_err(meta_err)?;
+
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("coffre-meta-writer".into())
+            .spawn(move || run_writer(&writer_db, &rx))
+            .map_err(meta_err)?;
+        Ok(Self { db, jobs: tx })
+    }
+
+    /// Runs `f` in the next group commit; resolves once that commit is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let outcome = f(txn);
+            Box::new(move |commit| {
+                let result = match commit {
+                    Ok(()) => outcome,
+                    Err(e) => Err(Error::Meta(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.jobs.send(job).map_err(|_| Error::Meta("metadata writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Meta("metadata writer dropped a job".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(meta_err)?;
+            f(&txn)
+        })
+        .await
+        .map_err(meta_err)?
+    }
+}
+
+fn run_writer(db: &Database, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut txn = match db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                fail_all(batch, &e.to_string());
+                continue;
+            }
+        };
+        if let Err(e) = txn.set_durability(Durability::Immediate) {
+            fail_all(batch, &e.to_string());
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&txn)).collect();
+        let commit = txn.commit().map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "metadata commit failed");
+        }
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Job>, why: &str) {
+    tracing::error!(error = %why, "metadata write transaction could not start");
+    // Dropping a job drops its reply channel: its caller sees the failure.
+    drop(batch);
+}
+
+// ----- helpers that run inside a transaction -----
+
+fn get_bucket(txn: &WriteTransaction, name: &str) -> Result<Option<BucketRecord>> {
+    let t = txn.open_table(BUCKETS).map_err(meta_err)?;
+    t.get(name).map_err(meta_err)?.map(|v| decode(v.value())).transpose()
+}
+
+fn enqueue_gc(txn: &WriteTransaction, blobs: &[BlobId]) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let now = UnixNanos::now().0;
+    let mut gc = txn.open_table(GC_QUEUE).map_err(meta_err)?;
+    for b in blobs {
+        gc.insert(b.0, now).map_err(meta_err)?;
+    }
+    Ok(())
+}
+
+fn clear_pending(txn: &WriteTransaction, blobs: &[BlobId]) -> Result<()> {
+    let mut p = txn.open_table(PENDING).map_err(meta_err)?;
+    for b in blobs {
+        p.remove(b.0).map_err(meta_err)?;
+    }
+    Ok(())
+}
+
+fn current(txn: &WriteTransaction, bucket: &str, key: &[u8]) -> Result<Option<(u64, ObjectVersion)>> {
+    let t = txn.open_table(OBJECTS).map_err(meta_err)?;
+    t.get((bucket, key)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()
+}
+
+fn check_condition(cond: &WriteCondition, current: Option<&ObjectVersion>) -> Result<()> {
+    let live = current.filter(|v| !v.meta.delete_marker);
+    match cond {
+        WriteCondition::None => Ok(()),
+        WriteCondition::KeyAbsent if live.is_some() => Err(Error::PreconditionFailed),
+        WriteCondition::KeyAbsent => Ok(()),
+        WriteCondition::EtagMatches(etag) => match live {
+            None => Err(Error::NoSuchKey),
+            Some(v) if &v.meta.etag != etag => Err(Error::PreconditionFailed),
+            Some(_) => Ok(()),
+        },
+    }
+}
+
+/// Makes `version` the current version of `key`, keeping or dropping the old
+/// current one as the bucket's versioning state says. Checks first, then writes.
+fn apply_put(
+    txn: &WriteTransaction,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    version: ObjectVersion,
+    cond: &WriteCondition,
+) -> Result<()> {
+    let record = get_bucket(txn, bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+    let (b, k) = (bucket.as_str(), key.as_bytes());
+    let old = current(txn, b, k)?;
+    check_condition(cond, old.as_ref().map(|(_, v)| v))?;
+    let seq = old.as_ref().map_or(1, |(s, _)| s + 1);
+    let mut garbage = Vec::new();
+    if let Some((old_seq, old_version)) = old {
+        let keep_old = match record.versioning {
+            Versioning::Unversioned => false,
+            Versioning::Enabled => true,
+            Versioning::Suspended => old_version.meta.version_id != VersionId::Null,
+        };
+        if keep_old {
+            let mut t = txn.open_table(VERSIONS).map_err(meta_err)?;
+            t.insert((b, k, u64::MAX - old_seq), encode(&(old_seq, &old_version))?.as_slice()).map_err(meta_err)?;
+        } else {
+            garbage.extend(old_version.data.blobs());
+        }
+    }
+    if version.meta.version_id == VersionId::Null && record.versioning != Versioning::Unversioned {
+        // Only one null version may exist: a new one replaces a noncurrent one.
+        let mut t = txn.open_table(VERSIONS).map_err(meta_err)?;
+        for (rev, _, v) in noncurrent_in(&t, b, k)? {
+            if v.meta.version_id == VersionId::Null {
+                garbage.extend(v.data.blobs());
+                t.remove((b, k, rev)).map_err(meta_err)?;
+            }
+        }
+    }
+    let mut t = txn.open_table(OBJECTS).map_err(meta_err)?;
+    t.insert((b, k), encode(&(seq, &version))?.as_slice()).map_err(meta_err)?;
+    drop(t);
+    enqueue_gc(txn, &garbage)
+}
+
+/// Noncurrent versions of one key, newest first, with their table positions.
+fn noncurrent_in(
+    t: &redb::Table<(&str, &[u8], u64), &[u8]>,
+    bucket: &str,
+    key: &[u8],
+) -> Result<Vec<(u64, u64, ObjectVersion)>> {
+    let mut out = Vec::new();
+    for row in t.range((bucket, key, 0u64)..=(bucket, key, u64::MAX)).map_err(meta_err)? {
+        let (k, v) = row.map_err(meta_err)?;
+        let (seq, version): (u64, ObjectVersion) = decode(v.value())?;
+        out.push((k.value().2, seq, version));
+    }
+    Ok(out)
+}
+
+fn delete_marker(owner: coffre_core::types::AccessKeyId, version_id: VersionId) -> ObjectVersion {
+    ObjectVersion {
+        meta: VersionMeta {
+            version_id,
+            delete_marker: true,
+            size: 0,
+            etag: String::new(),
+            last_modified: UnixNanos::now(),
+            owner,
+            headers: Default::default(),
+            user_meta: Vec::new(),
+            checksums: Default::default(),
+            checksum_composite: false,
+        },
+        data: coffre_core::meta::DataLocation::None,
+    }
+}
+
+fn apply_delete(
+    txn: &WriteTransaction,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    version: Option<&VersionId>,
+) -> Result<DeleteOutcome> {
+    let record = get_bucket(txn, bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+    let (b, k) = (bucket.as_str(), key.as_bytes());
+    let old = current(txn, b, k)?;
+    match (version, record.versioning) {
+        (None, Versioning::Unversioned) => {
+            if let Some((_, v)) = old {
+                txn.open_table(OBJECTS).map_err(meta_err)?.remove((b, k)).map_err(meta_err)?;
+                enqueue_gc(txn, &v.data.blobs())?;
+            }
+            Ok(DeleteOutcome { version_id: None, delete_marker: false })
+        }
+        (None, versioning) => {
+            let id = if versioning == Versioning::Enabled { VersionId::generate() } else { VersionId::Null };
+            let marker = delete_marker(record.owner.clone(), id.clone());
+            apply_put(txn, bucket, key, marker, &WriteCondition::None)?;
+            Ok(DeleteOutcome { version_id: Some(id), delete_marker: true })
+        }
+        (Some(wanted), _) => delete_version(txn, b, k, old, wanted),
+    }
+}
+
+/// Removes one named version; if it was current, the newest noncurrent one takes its place.
+fn delete_version(
+    txn: &WriteTransaction,
+    b: &str,
+    k: &[u8],
+    old: Option<(u64, ObjectVersion)>,
+    wanted: &VersionId,
+) -> Result<DeleteOutcome> {
+    if let Some((_, v)) = old.as_ref().filter(|(_, v)| &v.meta.version_id == wanted) {
+        let was_marker = v.meta.delete_marker;
+        let garbage = v.data.blobs();
+        let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+        let promoted = noncurrent_in(&versions, b, k)?.into_iter().next();
+        let mut objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+        match promoted {
+            Some((rev, seq, next)) => {
+                versions.remove((b, k, rev)).map_err(meta_err)?;
+                objects.insert((b, k), encode(&(seq, &next))?.as_slice()).map_err(meta_err)?;
+            }
+            None => {
+                objects.remove((b, k)).map_err(meta_err)?;
+            }
+        }
+        drop((versions, objects));
+        enqueue_gc(txn, &garbage)?;
+        return Ok(DeleteOutcome { version_id: Some(wanted.clone()), delete_marker: was_marker });
+    }
+    let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+    let found = noncurrent_in(&versions, b, k)?.into_iter().find(|(_, _, v)| &v.meta.version_id == wanted);
+    let Some((rev, _, v)) = found else {
+        // S3 answers a delete of a version that is not there with success.
+        return Ok(DeleteOutcome { version_id: Some(wanted.clone()), delete_marker: false });
+    };
+    versions.remove((b, k, rev)).map_err(meta_err)?;
+    drop(versions);
+    enqueue_gc(txn, &v.data.blobs())?;
+    Ok(DeleteOutcome { version_id: Some(wanted.clone()), delete_marker: v.meta.delete_marker })
+}
+
+fn upload_parts(txn: &WriteTransaction, upload_id: &str) -> Result<Vec<PartRecord>> {
+    let t = txn.open_table(PARTS).map_err(meta_err)?;
+    let mut out = Vec::new();
+    for row in t.range((upload_id, 0u32)..=(upload_id, u32::MAX)).map_err(meta_err)? {
+        let (_, v) = row.map_err(meta_err)?;
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
+}
+
+/// Removes an upload and all its parts, returning the parts.
+fn remove_upload(txn: &WriteTransaction, upload: (&str, &[u8], &str)) -> Result<Vec<PartRecord>> {
+    let parts = upload_parts(txn, upload.2)?;
+    let mut t = txn.open_table(PARTS).map_err(meta_err)?;
+    for p in &parts {
+        t.remove((upload.2, p.number)).map_err(meta_err)?;
+    }
+    txn.open_table(UPLOADS).map_err(meta_err)?.remove(upload).map_err(meta_err)?;
+    Ok(parts)
+}
+
+fn upload_exists(txn: &WriteTransaction, upload: (&str, &[u8], &str)) -> Result<bool> {
+    Ok(txn.open_table(UPLOADS).map_err(meta_err)?.get(upload).map_err(meta_err)?.is_some())
+}
+
+fn prefix_start<'a>(prefix: &'a [u8], start: Bound<&'a [u8]>) -> Bound<&'a [u8]> {
+    match start {
+        Bound::Unbounded => Bound::Included(prefix),
+        Bound::Included(s) => Bound::Included(s.max(prefix)),
+        Bound::Excluded(s) if s < prefix => Bound::Included(prefix),
+        Bound::Excluded(s) => Bound::Excluded(s),
+    }
+}
+
+#[async_trait]
+impl MetaStore for EmbeddedMeta {
+    async fn create_bucket(&self, bucket: BucketRecord) -> Result<()> {
+        self.write(move |txn| {
+            let name = bucket.name.as_str();
+            if let Some(existing) = get_bucket(txn, name)? {
+                return Err(if existing.owner == bucket.owner {
+                    Error::BucketAlreadyOwnedByYou
+                } else {
+                    Error::BucketAlreadyExists
+                });
+            }
+            let mut t = txn.open_table(BUCKETS).map_err(meta_err)?;
+            t.insert(name, encode(&bucket)?.as_slice()).map_err(meta_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bucket(&self, name: &BucketName) -> Result<Option<BucketRecord>> {
+        let name = name.clone();
+        self.read(move |txn| {
+            let t = txn.open_table(BUCKETS).map_err(meta_err)?;
+            t.get(name.as_str()).map_err(meta_err)?.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn buckets(&self) -> Result<Vec<BucketRecord>> {
+        self.read(|txn| {
+            let t = txn.open_table(BUCKETS).map_err(meta_err)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(meta_err)? {
+                out.push(decode(row.map_err(meta_err)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_bucket(&self, name: &BucketName) -> Result<()> {
+        let name = name.clone();
+        self.write(move |txn| {
+            let b = name.as_str();
+            get_bucket(txn, b)?.ok_or(Error::NoSuchBucket)?;
+            let lo: &[u8] = &[];
+            let has_objects = txn
+                .open_table(OBJECTS)
+                .map_err(meta_err)?
+                .range((b, lo)..)
+                .map_err(meta_err)?
+                .next()
+                .transpose()
+                .map_err(meta_err)?
+                .is_some_and(|(k, _)| k.value().0 == b);
+            let has_versions = txn
+                .open_table(VERSIONS)
+                .map_err(meta_err)?
+                .range((b, lo, 0u64)..)
+                .map_err(meta_err)?
+                .next()
+                .transpose()
+                .map_err(meta_err)?
+                .is_some_and(|(k, _)| k.value().0 == b);
+            let has_uploads = txn
+                .open_table(UPLOADS)
+                .map_err(meta_err)?
+                .range((b, lo, "")..)
+                .map_err(meta_err)?
+                .next()
+                .transpose()
+                .map_err(meta_err)?
+                .is_some_and(|(k, _)| k.value().0 == b);
+            if has_objects || has_versions || has_uploads {
+                return Err(Error::BucketNotEmpty);
+            }
+            txn.open_table(BUCKETS).map_err(meta_err)?.remove(b).map_err(meta_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage> {
+        let name = name.clone();
+        self.read(move |txn| {
+            let b = name.as_str();
+            let lo: &[u8] = &[];
+            let mut usage = BucketUsage::default();
+            let objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+            for row in objects.range((b, lo)..).map_err(meta_err)? {
+                let (k, v) = row.map_err(meta_err)?;
+                if k.value().0 != b {
+                    break;
+                }
+                let meta = decode_meta(v.value())?;
+                if !meta.delete_marker {
+                    usage.objects += 1;
+                    usage.bytes += meta.size;
+                }
+            }
+            let uploads = txn.open_table(UPLOADS).map_err(meta_err)?;
+            for row in uploads.range((b, lo, "")..).map_err(meta_err)? {
+                if row.map_err(meta_err)?.0.value().0 != b {
+                    break;
+                }
+                usage.uploads += 1;
+            }
+            Ok(usage)
+        })
+        .await
+    }
+
+    async fn object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+    ) -> Result<Option<ObjectVersion>> {
+        let (bucket, key, version) = (bucket.clone(), key.clone(), version.cloned());
+        self.read(move |txn| {
+            let (b, k) = (bucket.as_str(), key.as_bytes());
+            let objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+            let cur: Option<(u64, ObjectVersion)> =
+                objects.get((b, k)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()?;
+            let Some(wanted) = version else { return Ok(cur.map(|(_, v)| v)) };
+            if let Some((_, v)) = cur.filter(|(_, v)| v.meta.version_id == wanted) {
+                return Ok(Some(v));
+            }
+            let versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+            for row in versions.range((b, k, 0u64)..=(b, k, u64::MAX)).map_err(meta_err)? {
+                let (_, v) = row.map_err(meta_err)?;
+                let (_, version): (u64, ObjectVersion) = decode(v.value())?;
+                if version.meta.version_id == wanted {
+                    return Ok(Some(version));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn put_object(&self, put: PutObject) -> Result<()> {
+        self.write(move |txn| {
+            apply_put(txn, &put.bucket, &put.key, put.version, &put.condition)?;
+            clear_pending(txn, &put.pending)
+        })
+        .await
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+    ) -> Result<DeleteOutcome> {
+        let (bucket, key, version) = (bucket.clone(), key.clone(), version.cloned());
+        self.write(move |txn| apply_delete(txn, &bucket, &key, version.as_ref())).await
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &BucketName,
+        prefix: &[u8],
+        start: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<ListedObject>> {
+        let bucket = bucket.clone();
+        let prefix = prefix.to_vec();
+        let start: Bound<Vec<u8>> = start.map(<[u8]>::to_vec);
+        self.read(move |txn| {
+            let b = bucket.as_str();
+            let t = txn.open_table(OBJECTS).map_err(meta_err)?;
+            let lower = match prefix_start(&prefix, start.as_ref().map(Vec::as_slice)) {
+                Bound::Included(s) => Bound::Included((b, s)),
+                Bound::Excluded(s) => Bound::Excluded((b, s)),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            for row in t.range::<ObjKey>((lower, Bound::Unbounded)).map_err(meta_err)? {
+                let (k, v) = row.map_err(meta_err)?;
+                let (kb, kk) = k.value();
+                if kb != b || !kk.starts_with(&prefix) || out.len() == limit {
+                    break;
+                }
+                let meta = decode_meta(v.value())?;
+                if meta.delete_marker {
+                    continue;
+                }
+                let key = std::str::from_utf8(kk).map_err(meta_err)?;
+                out.push(ListedObject { key: ObjectKey::parse(key)?, meta });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_upload(&self, upload: UploadRecord) -> Result<()> {
+        self.write(move |txn| {
+            get_bucket(txn, upload.bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+            let mut t = txn.open_table(UPLOADS).map_err(meta_err)?;
+            let key = (upload.bucket.as_str(), upload.key.as_bytes(), upload.upload_id.as_str());
+            t.insert(key, encode(&upload)?.as_slice()).map_err(meta_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload(&self, bucket: &BucketName, key: &ObjectKey, upload_id: &UploadId) -> Result<Option<UploadRecord>> {
+        let (bucket, key, id) = (bucket.clone(), key.clone(), upload_id.clone());
+        self.read(move |txn| {
+            let t = txn.open_table(UPLOADS).map_err(meta_err)?;
+            t.get((bucket.as_str(), key.as_bytes(), id.as_str()))
+                .map_err(meta_err)?
+                .map(|v| decode(v.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_part(&self, upload: &UploadRecord, part: PartRecord) -> Result<()> {
+        let upload = upload.clone();
+        self.write(move |txn| {
+            let id = upload.upload_id.as_str();
+            if !upload_exists(txn, (upload.bucket.as_str(), upload.key.as_bytes(), id))? {
+                return Err(Error::NoSuchUpload);
+            }
+            let mut t = txn.open_table(PARTS).map_err(meta_err)?;
+            let replaced: Option<PartRecord> =
+                t.get((id, part.number)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()?;
+            t.insert((id, part.number), encode(&part)?.as_slice()).map_err(meta_err)?;
+            drop(t);
+            if let Some(old) = replaced {
+                enqueue_gc(txn, &[old.blob])?;
+            }
+            clear_pending(txn, &[part.blob])
+        })
+        .await
+    }
+
+    async fn parts(&self, upload_id: &UploadId, after: u32, limit: usize) -> Result<Vec<PartRecord>> {
+        let id = upload_id.clone();
+        self.read(move |txn| {
+            let t = txn.open_table(PARTS).map_err(meta_err)?;
+            let mut out = Vec::new();
+            let lower = (id.as_str(), after.saturating_add(1));
+            for row in t.range(lower..=(id.as_str(), u32::MAX)).map_err(meta_err)? {
+                if out.len() == limit || after == u32::MAX {
+                    break;
+                }
+                out.push(decode(row.map_err(meta_err)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn uploads(
+        &self,
+        bucket: &BucketName,
+        prefix: &[u8],
+        after: Option<(&[u8], Option<&UploadId>)>,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>> {
+        let bucket = bucket.clone();
+        let prefix = prefix.to_vec();
+        let after = after.map(|(k, u)| (k.to_vec(), u.map(|u| u.as_str().to_owned())));
+        self.read(move |txn| {
+            let b = bucket.as_str();
+            let t = txn.open_table(UPLOADS).map_err(meta_err)?;
+            // Upload ids are lowercase hex, so "~" sorts after all of them:
+            // excluding (key, "~") skips every upload of `key`.
+            let lower = match &after {
+                Some((k, Some(u))) if k.as_slice() >= prefix.as_slice() => {
+                    Bound::Excluded((b, k.as_slice(), u.as_str()))
+                }
+                Some((k, None)) if k.as_slice() >= prefix.as_slice() => Bound::Excluded((b, k.as_slice(), "~")),
+                _ => Bound::Included((b, prefix.as_slice(), "")),
+            };
+            let mut out = Vec::new();
+            for row in t.range::<(&str, &[u8], &str)>((lower, Bound::Unbounded)).map_err(meta_err)? {
+                let (k, v) = row.map_err(meta_err)?;
+                let (kb, kk, _) = k.value();
+                if kb != b || !kk.starts_with(&prefix) || out.len() == limit {
+                    break;
+                }
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn complete_upload(&self, complete: CompleteUpload) -> Result<()> {
+        self.write(move |txn| {
+            let u = &complete.upload;
+            let key = (u.bucket.as_str(), u.key.as_bytes(), u.upload_id.as_str());
+            if !upload_exists(txn, key)? {
+                return Err(Error::NoSuchUpload);
+            }
+            get_bucket(txn, u.bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+            let parts = remove_upload(txn, key)?;
+            let unused: Vec<BlobId> =
+                parts.iter().filter(|p| !complete.keep.contains(&p.number)).map(|p| p.blob).collect();
+            enqueue_gc(txn, &unused)?;
+            apply_put(txn, &u.bucket, &u.key, complete.version, &WriteCondition::None)
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, bucket: &BucketName, key: &ObjectKey, upload_id: &UploadId) -> Result<()> {
+        let (bucket, key, id) = (bucket.clone(), key.clone(), upload_id.clone());
+        self.write(move |txn| {
+            let k = (bucket.as_str(), key.as_bytes(), id.as_str());
+            if !upload_exists(txn, k)? {
+                return Err(Error::NoSuchUpload);
+            }
+            let parts = remove_upload(txn, k)?;
+            enqueue_gc(txn, &parts.iter().map(|p| p.blob).collect::<Vec<_>>())
+        })
+        .await
+    }
+
+    async fn register_pending(&self, blobs: &[BlobId]) -> Result<()> {
+        let blobs = blobs.to_vec();
+        self.write(move |txn| {
+            let now = UnixNanos::now().0;
+            let mut t = txn.open_table(PENDING).map_err(meta_err)?;
+            for b in blobs {
+                t.insert(b.0, now).map_err(meta_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abandon_pending(&self) -> Result<usize> {
+        self.write(|txn| {
+            let mut pending = txn.open_table(PENDING).map_err(meta_err)?;
+            let mut ids = Vec::new();
+            for row in pending.iter().map_err(meta_err)? {
+                ids.push(BlobId(row.map_err(meta_err)?.0.value()));
+            }
+            for id in &ids {
+                pending.remove(id.0).map_err(meta_err)?;
+            }
+            drop(pending);
+            enqueue_gc(txn, &ids)?;
+            Ok(ids.len())
+        })
+        .await
+    }
+
+    async fn release_pending(&self, blobs: &[BlobId]) -> Result<()> {
+        let blobs = blobs.to_vec();
+        self.write(move |txn| {
+            clear_pending(txn, &blobs)?;
+            enqueue_gc(txn, &blobs)
+        })
+        .await
+    }
+
+    async fn collectable(&self, enqueued_before: UnixNanos, limit: usize) -> Result<Vec<BlobId>> {
+        self.read(move |txn| {
+            let t = txn.open_table(GC_QUEUE).map_err(meta_err)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(meta_err)? {
+                let (k, v) = row.map_err(meta_err)?;
+                if v.value() <= enqueued_before.0 {
+                    out.push(BlobId(k.value()));
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn forget_collected(&self, blobs: &[BlobId]) -> Result<()> {
+        let blobs = blobs.to_vec();
+        self.write(move |txn| {
+            let mut t = txn.open_table(GC_QUEUE).map_err(meta_err)?;
+            for b in blobs {
+                t.remove(b.0).map_err(meta_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_access_key(&self, key: AccessKeyRecord) -> Result<()> {
+        self.write(move |txn| {
+            let mut t = txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
+            t.insert(key.id.as_str(), encode(&key)?.as_slice()).map_err(meta_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn access_key(&self, id: &AccessKeyId) -> Result<Option<AccessKeyRecord>> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let t = txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
+            t.get(id.as_str()).map_err(meta_err)?.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>> {
+        self.read(|txn| {
+            let t = txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(meta_err)? {
+                out.push(decode(row.map_err(meta_err)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_access_key(&self, id: &AccessKeyId) -> Result<bool> {
+        let id = id.clone();
+        self.write(move |txn| {
+            let mut t = txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
+            Ok(t.remove(id.as_str()).map_err(meta_err)?.is_some())
+        })
+        .await
+    }
+}

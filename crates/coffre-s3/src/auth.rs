@@ -1,0 +1,66 @@
+//! Credentials: root from the configuration, other keys from the metadata store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffre_core::meta::MetaStore;
+use coffre_core::types::{AccessKeyId, Principal};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::{S3Result, s3_error};
+use subtle::ConstantTimeEq as _;
+
+/// An access key and its secret.
+#[derive(Clone)]
+pub struct Credential {
+    pub access_key: AccessKeyId,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log line.
+        f.debug_struct("Credential").field("access_key", &self.access_key).finish_non_exhaustive()
+    }
+}
+
+/// Looks up secrets for SigV4 and tells who a key belongs to.
+#[derive(Clone)]
+pub struct KeyStore {
+    root: Credential,
+    meta: Arc<dyn MetaStore>,
+}
+
+impl KeyStore {
+    pub fn new(root: Credential, meta: Arc<dyn MetaStore>) -> Self {
+        Self { root, meta }
+    }
+
+    pub fn principal(&self, access_key: &str) -> Option<Principal> {
+        let id = AccessKeyId::parse(access_key).ok()?;
+        let is_root = id == self.root.access_key;
+        Some(Principal { access_key: id, is_root })
+    }
+
+    /// Checks a bearer token of the form `ACCESS_KEY:SECRET` against root, in constant time.
+    pub fn is_root_token(&self, token: &str) -> bool {
+        let expected = format!("{}:{}", self.root.access_key, self.root.secret);
+        bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
+    }
+}
+
+#[async_trait]
+impl S3Auth for KeyStore {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if access_key == self.root.access_key.as_str() {
+            return Ok(SecretKey::from(self.root.secret.clone()));
+        }
+        let unknown =
+            || s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.");
+        let id = AccessKeyId::parse(access_key).map_err(|_| unknown())?;
+        match self.meta.access_key(&id).await {
+            Ok(Some(record)) => Ok(SecretKey::from(record.secret)),
+            Ok(None) => Err(unknown()),
+            Err(e) => Err(s3_error!(InternalError, "{e}")),
+        }
+    }
+}

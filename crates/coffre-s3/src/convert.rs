@@ -1,0 +1,186 @@
+//! Conversions between S3 wire values (s3s DTOs) and the object service's types.
+
+use coffre_core::Error;
+use coffre_core::blob::ByteStream;
+use coffre_core::checksum::{ChecksumAlgorithm, Checksums};
+use coffre_core::meta::ContentHeaders;
+use coffre_core::service::{ByteRange, ReadConditions};
+use coffre_core::types::{BucketName, ObjectKey, UnixNanos, VersionId};
+use futures::TryStreamExt as _;
+use s3s::dto::{self, ETag, ETagCondition, Timestamp};
+use s3s::{S3Error, S3ErrorCode, s3_error};
+
+/// Maps a service error onto the S3 error a client expects.
+pub fn s3_err(e: Error) -> S3Error {
+    use S3ErrorCode as C;
+    let code = match &e {
+        Error::InvalidBucketName(_) => C::InvalidBucketName,
+        Error::NoSuchBucket => C::NoSuchBucket,
+        Error::BucketAlreadyExists => C::BucketAlreadyExists,
+        Error::BucketAlreadyOwnedByYou => C::BucketAlreadyOwnedByYou,
+        Error::BucketNotEmpty => C::BucketNotEmpty,
+        Error::NoSuchKey => C::NoSuchKey,
+        Error::NoSuchVersion => C::NoSuchVersion,
+        Error::NoSuchUpload => C::NoSuchUpload,
+        Error::AccessDenied => C::AccessDenied,
+        Error::KeyTooLong => C::KeyTooLongError,
+        Error::InvalidArgument(_) => C::InvalidArgument,
+        Error::PreconditionFailed => C::PreconditionFailed,
+        Error::NotModified { etag } => {
+            let mut err = S3Error::new(C::NotModified);
+            if let Ok(v) = http::HeaderValue::from_str(&format!("\"{etag}\"")) {
+                let mut headers = http::HeaderMap::new();
+                headers.insert(http::header::ETAG, v);
+                err.set_headers(headers);
+            }
+            return err;
+        }
+        Error::InvalidRange { .. } => C::InvalidRange,
+        Error::BadDigest | Error::ChecksumMismatch(_) => C::BadDigest,
+        Error::IncompleteBody { .. } | Error::Body(_) => C::IncompleteBody,
+        Error::EntityTooLarge { .. } => C::EntityTooLarge,
+        Error::EntityTooSmall { .. } => C::EntityTooSmall,
+        Error::InvalidPart(_) => C::InvalidPart,
+        Error::InvalidPartOrder => C::InvalidPartOrder,
+        Error::Io(_) | Error::Meta(_) => {
+            tracing::error!(error = %e, "internal error");
+            return s3_error!(InternalError, "We encountered an internal error. Please try again.");
+        }
+    };
+    S3Error::with_message(code, e.to_string())
+}
+
+pub fn bucket(name: &str) -> s3s::S3Result<BucketName> {
+    BucketName::parse(name).map_err(s3_err)
+}
+
+pub fn key(key: &str) -> s3s::S3Result<ObjectKey> {
+    ObjectKey::parse(key).map_err(s3_err)
+}
+
+pub fn version(v: Option<&str>) -> s3s::S3Result<Option<VersionId>> {
+    v.map(VersionId::parse).transpose().map_err(|_| s3_error!(InvalidArgument, "Invalid version id specified"))
+}
+
+pub fn timestamp(t: UnixNanos) -> Timestamp {
+    let dt =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    Timestamp::from(dt)
+}
+
+fn unix_secs(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+pub fn etag(value: &str) -> ETag {
+    ETag::Strong(value.to_owned())
+}
+
+fn condition(c: &ETagCondition) -> String {
+    match c {
+        ETagCondition::Any => "*".to_owned(),
+        ETagCondition::ETag(t) => t.value().to_owned(),
+    }
+}
+
+pub fn read_conditions(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> ReadConditions {
+    ReadConditions {
+        if_match: if_match.map(condition),
+        if_none_match: if_none_match.map(condition),
+        if_modified_since: if_modified_since.map(unix_secs),
+        if_unmodified_since: if_unmodified_since.map(unix_secs),
+    }
+}
+
+pub fn range(r: dto::Range) -> ByteRange {
+    match r {
+        dto::Range::Int { first, last } => ByteRange::From { first, last },
+        dto::Range::Suffix { length } => ByteRange::Suffix { length },
+    }
+}
+
+/// Parses `bytes=first-last` as UploadPartCopy's `x-amz-copy-source-range` requires.
+pub fn copy_source_range(s: &str) -> s3s::S3Result<ByteRange> {
+    let bad = || s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last");
+    let spec = s.strip_prefix("bytes=").ok_or_else(bad)?;
+    let (first, last) = spec.split_once('-').ok_or_else(bad)?;
+    let first: u64 = first.parse().map_err(|_| bad())?;
+    let last: u64 = last.parse().map_err(|_| bad())?;
+    if last < first {
+        return Err(bad());
+    }
+    Ok(ByteRange::From { first, last: Some(last) })
+}
+
+pub fn content_headers(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<Timestamp>,
+) -> ContentHeaders {
+    let expires = expires.and_then(|t| {
+        let mut buf = Vec::new();
+        t.format(dto::TimestampFormat::HttpDate, &mut buf).ok()?;
+        String::from_utf8(buf).ok()
+    });
+    ContentHeaders { content_type, content_encoding, content_disposition, content_language, cache_control, expires }
+}
+
+pub fn expires(h: &ContentHeaders) -> Option<Timestamp> {
+    h.expires.as_deref().and_then(|s| Timestamp::parse(dto::TimestampFormat::HttpDate, s).ok())
+}
+
+pub fn user_meta(m: Option<dto::Metadata>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = m.map(|m| m.into_iter().collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+pub fn metadata_out(v: &[(String, String)]) -> Option<dto::Metadata> {
+    (!v.is_empty()).then(|| v.iter().cloned().collect())
+}
+
+pub fn checksum_algorithm(a: Option<&dto::ChecksumAlgorithm>) -> s3s::S3Result<Option<ChecksumAlgorithm>> {
+    a.map(|a| ChecksumAlgorithm::parse(a.as_str())).transpose().map_err(s3_err)
+}
+
+/// Checksums a client sent as headers or XML elements.
+pub fn checksums_in(
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+) -> Checksums {
+    Checksums { crc32, crc32c, crc64nvme, sha1, sha256 }
+}
+
+/// Turns the request body into the service's stream type.
+pub fn body(blob: Option<s3s::dto::StreamingBlob>) -> ByteStream {
+    match blob {
+        Some(b) => Box::pin(b.map_err(|e| Error::Body(e.to_string()))),
+        None => Box::pin(futures::stream::empty()),
+    }
+}
+
+/// Turns a service stream into a response body.
+pub fn blob(stream: ByteStream) -> s3s::dto::StreamingBlob {
+    let sync = sync_wrapper::SyncStream::new(stream.map_err(std::io::Error::other));
+    s3s::dto::StreamingBlob::wrap(sync)
+}
+
+/// Percent-encodes a key for `encoding-type=url` listings.
+pub fn encode_key(key: &str, url: bool) -> String {
+    if url { urlencoding::encode(key).into_owned() } else { key.to_owned() }
+}
+
+pub fn is_url_encoding(e: Option<&dto::EncodingType>) -> bool {
+    e.is_some_and(|e| e.as_str().eq_ignore_ascii_case(dto::EncodingType::URL))
+}

@@ -1,0 +1,579 @@
+//! The HTTP edge of the S3 API: connection limits, request guards that s3s
+//! does not provide, request ids, and one log line and metric per request.
+//!
+//! Guards, in request order: header size and header read timeout (hyper);
+//! presigned `X-Amz-Expires` at most 7 days and the credential scope's region
+//! (before s3s sees the request); body size by `Content-Length`; then, while
+//! the body streams, an idle timeout and a cap on each aws-chunked chunk (s3s
+//! 0.14 buffers a whole chunk of whatever size the client declares).
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use coffre_core::service::{MAX_OBJECT_SIZE, ObjectService};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::config::{S3Config, StaticConfigProvider};
+use s3s::host::MultiDomain;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{S3Result, s3_error};
+use tokio::net::TcpListener;
+
+use crate::auth::KeyStore;
+use crate::ops::CoffreS3;
+
+/// The longest presigned URL lifetime S3 allows.
+const MAX_PRESIGN_SECS: u64 = 7 * 24 * 3600;
+
+#[derive(Debug, Clone)]
+pub struct FrontConfig {
+    pub region: String,
+    /// Domains for virtual-host-style requests (`bucket.DOMAIN`).
+    pub domains: Vec<String>,
+    /// Largest request head hyper will buffer.
+    pub max_header_bytes: usize,
+    /// Time allowed to receive a request head.
+    pub header_read_timeout: Duration,
+    /// Longest pause allowed between two pieces of a request body.
+    pub body_idle_timeout: Duration,
+    /// Largest aws-chunked chunk accepted.
+    pub max_chunk_bytes: u64,
+    /// Largest XML request body (DeleteObjects, CompleteMultipartUpload...).
+    pub max_xml_bytes: usize,
+}
+
+impl Default for FrontConfig {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            domains: vec!["localhost".into()],
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            max_chunk_bytes: 16 * 1024 * 1024,
+            max_xml_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// One finished request, as logs and metrics see it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub operation: String,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration: Duration,
+}
+
+pub trait RequestObserver: Send + Sync + 'static {
+    fn observe(&self, record: &RequestRecord);
+}
+
+/// What s3s learned about a request (operation, bucket, key), passed back
+/// out through the request's extensions.
+#[derive(Default)]
+struct RouteInfo {
+    operation: Option<String>,
+    bucket: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct RouteSlot(Arc<Mutex<RouteInfo>>);
+
+/// Records the route and refuses anonymous requests: no policy grants
+/// anonymous access yet, so every request must be signed.
+struct Access;
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let (bucket, key) = match cx.s3_path() {
+            s3s::path::S3Path::Root => (None, None),
+            s3s::path::S3Path::Bucket { bucket } => (Some(bucket.to_string()), None),
+            s3s::path::S3Path::Object { bucket, key } => (Some(bucket.to_string()), Some(key.to_string())),
+        };
+        let operation = cx.s3_op().name().to_owned();
+        if let Some(slot) = cx.extensions_mut().get::<RouteSlot>()
+            && let Ok(mut info) = slot.0.lock()
+        {
+            *info = RouteInfo { operation: Some(operation), bucket, key };
+        }
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(AccessDenied, "Anonymous access is not allowed: sign the request")),
+        }
+    }
+}
+
+/// A guard's verdict on a body, reported instead of whatever s3s makes of the broken stream.
+#[derive(Clone, Default)]
+struct BodyVerdict(Arc<OnceLock<(StatusCode, &'static str, String)>>);
+
+#[derive(Clone)]
+pub struct Front {
+    s3: S3Service,
+    config: Arc<FrontConfig>,
+    observer: Arc<dyn RequestObserver>,
+}
+
+impl Front {
+    pub fn new(
+        service: Arc<ObjectService>,
+        keys: KeyStore,
+        config: FrontConfig,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Result<Self, String> {
+        let mut s3_config = S3Config::default();
+        s3_config.xml_max_body_size = config.max_xml_bytes;
+        let mut builder =
+            S3ServiceBuilder::new(CoffreS3 { service, keys: keys.clone(), region: config.region.clone() });
+        builder.set_auth(keys);
+        builder.set_access(Access);
+        builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
+        if !config.domains.is_empty() {
+            builder.set_host(MultiDomain::new(&config.domains).map_err(|e| format!("invalid S3 domain: {e}"))?);
+        }
+        Ok(Self { s3: builder.build(), config: Arc::new(config), observer })
+    }
+
+    /// Accepts connections until `shutdown` resolves, then lets in-flight
+    /// requests finish (up to `drain`).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) -> io::Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(self.config.header_read_timeout)
+                .max_buf_size(self.config.max_header_bytes.max(8192))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), self.connection_service(peer));
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(drain) => tracing::warn!("in-flight S3 requests did not finish in time"),
+        }
+        Ok(())
+    }
+
+    fn connection_service(
+        &self,
+        _peer: SocketAddr,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<LoggedBody>,
+        Error = Infallible,
+        Future: Send,
+    > + use<> {
+        let front = self.clone();
+        hyper::service::service_fn(move |req| {
+            let front = front.clone();
+            async move { Ok::<_, Infallible>(front.handle(req).await) }
+        })
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<LoggedBody> {
+        let started = Instant::now();
+        let request_id = request_id();
+        let slot = RouteSlot::default();
+        let verdict = BodyVerdict::default();
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
+        let response = match self.precheck(&req) {
+            Err(rejection) => rejection,
+            Ok(()) => {
+                let (mut parts, body) = req.into_parts();
+                let chunked = is_aws_chunked(&parts.headers).then(|| ChunkScanner::new(self.config.max_chunk_bytes));
+                let body = GuardedBody {
+                    inner: body,
+                    chunked,
+                    idle: self.config.body_idle_timeout,
+                    sleep: Box::pin(tokio::time::sleep(self.config.body_idle_timeout)),
+                    verdict: verdict.clone(),
+                    bytes: counter.clone(),
+                };
+                parts.extensions.insert(slot.clone());
+                let mut s3 = self.s3.clone();
+                match tower::Service::call(&mut s3, Request::from_parts(parts, body)).await {
+                    Ok(resp) => match verdict.0.get() {
+                        // The body broke a guard: say so, whatever s3s made of it.
+                        Some((status, code, message)) if !resp.status().is_success() => {
+                            error_response(*status, code, message)
+                        }
+                        _ => resp,
+                    },
+                    Err(e) => {
+                        tracing::error!(error = ?e, "S3 service failed");
+                        error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "InternalError",
+                            "We encountered an internal error. Please try again.",
+                        )
+                    }
+                }
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+            parts.headers.insert("x-amz-request-id", v);
+        }
+        let info = slot.0.lock().map(|mut i| std::mem::take(&mut *i)).unwrap_or_default();
+        let record = RequestRecord {
+            request_id,
+            operation: info.operation.unwrap_or_else(|| "Unknown".into()),
+            bucket: info.bucket,
+            key: info.key,
+            status: parts.status.as_u16(),
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+        };
+        let logged = LoggedBody {
+            inner: body,
+            record: Some(record),
+            started,
+            bytes_in: counter,
+            observer: self.observer.clone(),
+        };
+        Response::from_parts(parts, logged)
+    }
+
+    /// Checks what s3s would let through: presign lifetime, region, body size.
+    #[allow(clippy::result_large_err)]
+    fn precheck(&self, req: &Request<Incoming>) -> Result<(), Response<s3s::Body>> {
+        let query = req.uri().query().unwrap_or("");
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| urlencoding::decode(v).map(|c| c.into_owned()).unwrap_or_default())
+        };
+        if let Some(expires) = param("X-Amz-Expires") {
+            match expires.parse::<u64>() {
+                Ok(secs) if secs <= MAX_PRESIGN_SECS => {}
+                _ => {
+                    return Err(error_response(
+                        StatusCode::BAD_REQUEST,
+                        "AuthorizationQueryParametersError",
+                        "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+                    ));
+                }
+            }
+        }
+        let (scope, in_query) = match param("X-Amz-Credential") {
+            Some(c) => (Some(c), true),
+            None => (authorization_credential(req.headers()), false),
+        };
+        if let Some(region) = scope.as_deref().and_then(scope_region)
+            && region != self.config.region
+        {
+            let (code, what) = if in_query {
+                ("AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter")
+            } else {
+                ("AuthorizationHeaderMalformed", "The authorization header is malformed")
+            };
+            let message = format!("{what}; the region '{region}' is wrong; expecting '{}'", self.config.region);
+            return Err(error_response(StatusCode::BAD_REQUEST, code, &message));
+        }
+        let header_u64 =
+            |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let decoded = header_u64("x-amz-decoded-content-length");
+        // aws-chunked framing adds well under 2% to the payload.
+        let raw_limit = MAX_OBJECT_SIZE + MAX_OBJECT_SIZE / 50;
+        if decoded.is_some_and(|n| n > MAX_OBJECT_SIZE) || header_u64("content-length").is_some_and(|n| n > raw_limit) {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed object size of 5 GiB; use a multipart upload.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn request_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase();
+    id[..16].to_owned()
+}
+
+fn is_aws_chunked(headers: &HeaderMap) -> bool {
+    headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("STREAMING-"))
+}
+
+/// The `Credential=` value of a SigV4 Authorization header.
+fn authorization_credential(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let rest = auth.strip_prefix("AWS4-HMAC-SHA256")?;
+    let cred = rest.split(',').map(str::trim).find_map(|p| p.strip_prefix("Credential="))?;
+    Some(cred.to_owned())
+}
+
+/// `AKID/date/region/service/aws4_request` → region.
+fn scope_region(credential: &str) -> Option<&str> {
+    let parts: Vec<&str> = credential.rsplitn(4, '/').collect();
+    (parts.len() == 4 && parts[0] == "aws4_request").then(|| parts[2])
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>",
+        xml_escape(code),
+        xml_escape(message)
+    );
+    let mut resp = Response::new(s3s::Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+    resp
+}
+
+/// Follows aws-chunked framing (`hex-size;chunk-signature=...\r\n<data>\r\n`)
+/// without buffering, to refuse oversized chunks before s3s buffers them.
+struct ChunkScanner {
+    max: u64,
+    state: ChunkState,
+}
+
+enum ChunkState {
+    Header(Vec<u8>),
+    Data(u64),
+    Done,
+}
+
+const MAX_CHUNK_HEADER: usize = 4096;
+
+impl ChunkScanner {
+    fn new(max: u64) -> Self {
+        Self { max, state: ChunkState::Header(Vec::new()) }
+    }
+
+    fn scan(&mut self, mut data: &[u8]) -> Result<(), String> {
+        while !data.is_empty() {
+            match &mut self.state {
+                ChunkState::Done => return Ok(()),
+                ChunkState::Data(remaining) => {
+                    let n = (*remaining).min(data.len() as u64);
+                    *remaining -= n;
+                    data = &data[n as usize..];
+                    if *remaining == 0 {
+                        self.state = ChunkState::Header(Vec::new());
+                    }
+                }
+                ChunkState::Header(line) => match data.iter().position(|&b| b == b'\n') {
+                    None => {
+                        line.extend_from_slice(data);
+                        if line.len() > MAX_CHUNK_HEADER {
+                            return Err("aws-chunked chunk header is too long".into());
+                        }
+                        return Ok(());
+                    }
+                    Some(i) => {
+                        line.extend_from_slice(&data[..i]);
+                        data = &data[i + 1..];
+                        let text = String::from_utf8_lossy(line);
+                        let size_hex = text.trim_end_matches('\r').split(';').next().unwrap_or("").trim();
+                        // Malformed framing is s3s's to reject; we only police sizes.
+                        let Ok(size) = u64::from_str_radix(size_hex, 16) else {
+                            self.state = ChunkState::Done;
+                            return Ok(());
+                        };
+                        if size > self.max {
+                            return Err(format!(
+                                "aws-chunked chunk of {size} bytes exceeds the limit of {} bytes",
+                                self.max
+                            ));
+                        }
+                        self.state = if size == 0 { ChunkState::Done } else { ChunkState::Data(size + 2) };
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+struct GuardedBody {
+    inner: Incoming,
+    chunked: Option<ChunkScanner>,
+    idle: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    verdict: BodyVerdict,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl GuardedBody {
+    fn refuse(&self, status: StatusCode, code: &'static str, message: String) -> io::Error {
+        let err = io::Error::new(io::ErrorKind::InvalidData, message.clone());
+        let _ = self.verdict.0.set((status, code, message));
+        err
+    }
+}
+
+impl HttpBody for GuardedBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(deadline);
+                if let Some(data) = frame.data_ref() {
+                    this.bytes.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(scanner) = &mut this.chunked
+                        && let Err(why) = scanner.scan(data)
+                    {
+                        return Poll::Ready(Some(Err(this.refuse(StatusCode::BAD_REQUEST, "InvalidRequest", why))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(io::Error::other(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let why = "Your socket connection to the server was not read from or written to within the timeout period.";
+                    Poll::Ready(Some(Err(this.refuse(StatusCode::BAD_REQUEST, "RequestTimeout", why.into()))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The response body, counted as it goes out; logs the request when done.
+pub struct LoggedBody {
+    inner: s3s::Body,
+    record: Option<RequestRecord>,
+    started: Instant,
+    bytes_in: Arc<std::sync::atomic::AtomicU64>,
+    observer: Arc<dyn RequestObserver>,
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = s3s::StdError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut())
+        {
+            record.bytes_out += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else { return };
+        record.duration = self.started.elapsed();
+        record.bytes_in = self.bytes_in.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            target: "coffre::request",
+            request_id = %record.request_id,
+            op = %record.operation,
+            bucket = record.bucket.as_deref().unwrap_or("-"),
+            key = record.key.as_deref().unwrap_or("-"),
+            status = record.status,
+            bytes_in = record.bytes_in,
+            bytes_out = record.bytes_out,
+            duration_ms = record.duration.as_secs_f64() * 1000.0,
+        );
+        self.observer.observe(&record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_region_is_the_third_field_from_the_end() {
+        assert_eq!(scope_region("AKID/20250101/eu-west-3/s3/aws4_request"), Some("eu-west-3"));
+        assert_eq!(scope_region("AK/ID/20250101/us-east-1/s3/aws4_request"), Some("us-east-1"));
+        assert_eq!(scope_region("garbage"), None);
+    }
+
+    #[test]
+    fn chunk_scanner_follows_framing_across_splits() {
+        let mut body = Vec::new();
+        for size in [5usize, 3] {
+            body.extend_from_slice(format!("{size:x};chunk-signature=abc\r\n").as_bytes());
+            body.extend(std::iter::repeat_n(b'x', size));
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0;chunk-signature=def\r\n\r\n");
+        for split in 1..body.len() {
+            let mut s = ChunkScanner::new(8);
+            assert!(s.scan(&body[..split]).is_ok());
+            assert!(s.scan(&body[split..]).is_ok());
+            assert!(matches!(s.state, ChunkState::Done));
+        }
+        let mut s = ChunkScanner::new(4);
+        assert!(s.scan(&body).is_err(), "a 5-byte chunk is over a 4-byte cap");
+        let mut s = ChunkScanner::new(1 << 20);
+        assert!(s.scan(b"ffffffffff;chunk-signature=x\r\n").is_err());
+    }
+}

@@ -1,0 +1,866 @@
+//! The S3 operations Coffre implements, each a thin mapping onto the object
+//! service. Anything not listed here answers `NotImplemented` (s3s's default).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffre_core::checksum::{ChecksumAlgorithm as Algorithm, Checksums};
+use coffre_core::list::ListQuery;
+use coffre_core::meta::WriteCondition;
+use coffre_core::service::{
+    BodyClaims, CompletedPart, CopySource, ExpectedChecksum, MetadataDirective, ObjectService, PartUpload, PutRequest,
+    ReadConditions,
+};
+use coffre_core::types::{Principal, UploadId};
+use http::HeaderMap;
+use s3s::TrailingHeaders;
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+
+use crate::auth::KeyStore;
+use crate::convert::{self, s3_err};
+
+pub struct CoffreS3 {
+    pub service: Arc<ObjectService>,
+    pub keys: KeyStore,
+    pub region: String,
+}
+
+const MAX_LIST_KEYS: usize = 1000;
+
+fn page_size(requested: Option<i32>) -> S3Result<usize> {
+    match requested {
+        None => Ok(MAX_LIST_KEYS),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => Ok((n as usize).min(MAX_LIST_KEYS)),
+    }
+}
+
+impl CoffreS3 {
+    fn who<T>(&self, req: &S3Request<T>) -> S3Result<Principal> {
+        let creds = req.credentials.as_ref().ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
+        self.keys.principal(&creds.access_key).ok_or_else(|| s3_error!(InvalidAccessKeyId))
+    }
+}
+
+/// The checksum a request vouches for: a header value, a trailer to read
+/// once the body ends, or just an algorithm to compute.
+fn expected_checksum(
+    headers: &HeaderMap,
+    trailers: Option<TrailingHeaders>,
+    algorithm: Option<&ChecksumAlgorithm>,
+    given: Checksums,
+) -> S3Result<Option<ExpectedChecksum>> {
+    if let Some(alg) = given.algorithms().next() {
+        let value = given.get(alg).unwrap_or_default().to_owned();
+        return Ok(Some(ExpectedChecksum::Value(alg, value)));
+    }
+    let trailer = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+    if let Some(name) = trailer
+        && let Some(alg_name) = name.strip_prefix("x-amz-checksum-")
+    {
+        let alg = Algorithm::parse(alg_name).map_err(s3_err)?;
+        let trailers =
+            trailers.ok_or_else(|| s3_error!(InvalidRequest, "x-amz-trailer requires a streaming payload"))?;
+        let read =
+            move || trailers.read(|h| h.get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned)).flatten();
+        return Ok(Some(ExpectedChecksum::Trailer(alg, Box::new(read))));
+    }
+    let alg = convert::checksum_algorithm(algorithm)?;
+    Ok(alg.map(ExpectedChecksum::Compute))
+}
+
+fn content_md5(v: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+    let Some(v) = v else { return Ok(None) };
+    let bytes = base64_simd::STANDARD.decode_to_vec(v).ok();
+    let digest = bytes.and_then(|b| <[u8; 16]>::try_from(b).ok());
+    digest.map(Some).ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid."))
+}
+
+fn content_length(n: Option<i64>) -> S3Result<Option<u64>> {
+    n.map(|n| u64::try_from(n).map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative")))
+        .transpose()
+}
+
+fn write_condition(
+    if_none_match: Option<&ETagCondition>,
+    if_match: Option<&ETagCondition>,
+) -> S3Result<WriteCondition> {
+    match (if_none_match, if_match) {
+        (Some(ETagCondition::Any), None) => Ok(WriteCondition::KeyAbsent),
+        (Some(_), _) => Err(s3_error!(NotImplemented, "If-None-Match on writes supports only '*'")),
+        (None, Some(ETagCondition::ETag(t))) => Ok(WriteCondition::EtagMatches(t.value().to_owned())),
+        (None, Some(ETagCondition::Any)) => Err(s3_error!(NotImplemented, "If-Match: * on writes is not supported")),
+        (None, None) => Ok(WriteCondition::None),
+    }
+}
+
+fn copy_source(src: &CopySource_, conditions: ReadConditions) -> S3Result<CopySource> {
+    let (bucket, key, version_id) = match src {
+        s3s::dto::CopySource::Bucket { bucket, key, version_id } => (bucket, key, version_id),
+        _ => return Err(s3_error!(NotImplemented, "copy sources must name a bucket and key")),
+    };
+    Ok(CopySource {
+        bucket: convert::bucket(bucket)?,
+        key: convert::key(key)?,
+        version: convert::version(version_id.as_deref())?,
+        conditions,
+    })
+}
+
+type CopySource_ = s3s::dto::CopySource;
+
+fn set_checksums(
+    c: &Checksums,
+    crc32: &mut Option<String>,
+    crc32c: &mut Option<String>,
+    crc64nvme: &mut Option<String>,
+    sha1: &mut Option<String>,
+    sha256: &mut Option<String>,
+) {
+    *crc32 = c.crc32.clone();
+    *crc32c = c.crc32c.clone();
+    *crc64nvme = c.crc64nvme.clone();
+    *sha1 = c.sha1.clone();
+    *sha256 = c.sha256.clone();
+}
+
+fn owner(id: &str) -> Owner {
+    Owner { display_name: Some(id.to_owned()), id: Some(id.to_owned()) }
+}
+
+#[async_trait]
+impl S3 for CoffreS3 {
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let who = self.who(&req)?;
+        let name = convert::bucket(&req.input.bucket)?;
+        if let Some(loc) = req.input.create_bucket_configuration.as_ref().and_then(|c| c.location_constraint.as_ref())
+            && loc.as_str() != self.region
+        {
+            return Err(s3_error!(
+                InvalidLocationConstraint,
+                "The specified location-constraint is not valid: this server's region is {}",
+                self.region
+            ));
+        }
+        self.service.create_bucket(&who, name.clone()).await.map_err(s3_err)?;
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        let who = self.who(&req)?;
+        self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(self.region.clone()), ..Default::default() }))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let who = self.who(&req)?;
+        self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        // us-east-1 is spelled as an empty constraint, as AWS does.
+        let location = (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput { location_constraint: location }))
+    }
+
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let who = self.who(&req)?;
+        let prefix = req.input.prefix.clone().unwrap_or_default();
+        let buckets = self.service.list_buckets(&who).await.map_err(s3_err)?;
+        let buckets = buckets
+            .into_iter()
+            .filter(|b| b.name.as_str().starts_with(&prefix))
+            .map(|b| Bucket {
+                name: Some(b.name.to_string()),
+                creation_date: Some(convert::timestamp(b.created)),
+                bucket_region: Some(self.region.clone()),
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(owner(who.access_key.as_str())),
+            prefix: req.input.prefix,
+            continuation_token: None,
+        }))
+    }
+
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let who = self.who(&req)?;
+        self.service.delete_bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let who = self.who(&req)?;
+        self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        // Versioning is never enabled yet: S3 answers an empty configuration.
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let who = self.who(&req)?;
+        let trailers = req.trailing_headers.clone();
+        let headers = req.headers.clone();
+        let input = req.input;
+        let given = convert::checksums_in(
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        );
+        let put = PutRequest {
+            bucket: convert::bucket(&input.bucket)?,
+            key: convert::key(&input.key)?,
+            headers: convert::content_headers(
+                input.content_type,
+                input.content_encoding,
+                input.content_disposition,
+                input.content_language,
+                input.cache_control,
+                input.expires,
+            ),
+            user_meta: convert::user_meta(input.metadata),
+            condition: write_condition(input.if_none_match.as_ref(), input.if_match.as_ref())?,
+            claims: BodyClaims {
+                content_length: content_length(input.content_length)?,
+                content_md5: content_md5(input.content_md5.as_deref())?,
+                checksum: expected_checksum(&headers, trailers, input.checksum_algorithm.as_ref(), given)?,
+            },
+        };
+        let done = self.service.put_object(&who, put, convert::body(input.body)).await.map_err(s3_err)?;
+        let mut out = PutObjectOutput { e_tag: Some(convert::etag(&done.etag)), ..Default::default() };
+        set_checksums(
+            &done.checksums,
+            &mut out.checksum_crc32,
+            &mut out.checksum_crc32c,
+            &mut out.checksum_crc64nvme,
+            &mut out.checksum_sha1,
+            &mut out.checksum_sha256,
+        );
+        if !done.checksums.is_empty() {
+            out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        if input.part_number.is_some() {
+            return Err(s3_error!(NotImplemented, "GET by partNumber is not supported yet"));
+        }
+        let bucket = convert::bucket(&input.bucket)?;
+        let key = convert::key(&input.key)?;
+        let version = convert::version(input.version_id.as_deref())?;
+        let conditions = convert::read_conditions(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        );
+        let got = self
+            .service
+            .get_object(&who, &bucket, &key, version.as_ref(), &conditions, input.range.map(convert::range))
+            .await
+            .map_err(s3_err)?;
+        let m = &got.meta;
+        let mut out = GetObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some((got.range.end - got.range.start) as i64),
+            content_range: got
+                .partial
+                .then(|| format!("bytes {}-{}/{}", got.range.start, got.range.end.saturating_sub(1), m.size)),
+            content_type: input.response_content_type.or_else(|| m.headers.content_type.clone()),
+            content_encoding: input.response_content_encoding.or_else(|| m.headers.content_encoding.clone()),
+            content_disposition: input.response_content_disposition.or_else(|| m.headers.content_disposition.clone()),
+            content_language: input.response_content_language.or_else(|| m.headers.content_language.clone()),
+            cache_control: input.response_cache_control.or_else(|| m.headers.cache_control.clone()),
+            expires: input.response_expires.or_else(|| convert::expires(&m.headers)),
+            e_tag: Some(convert::etag(&m.etag)),
+            last_modified: Some(convert::timestamp(m.last_modified)),
+            metadata: convert::metadata_out(&m.user_meta),
+            version_id: version.map(|v| v.as_str().to_owned()),
+            ..Default::default()
+        };
+        if input.checksum_mode.is_some() && !got.partial {
+            set_checksums(
+                &m.checksums,
+                &mut out.checksum_crc32,
+                &mut out.checksum_crc32c,
+                &mut out.checksum_crc64nvme,
+                &mut out.checksum_sha1,
+                &mut out.checksum_sha256,
+            );
+            out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
+        }
+        out.body = Some(convert::blob(got.body));
+        Ok(S3Response::new(out))
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        let key = convert::key(&input.key)?;
+        let version = convert::version(input.version_id.as_deref())?;
+        let conditions = convert::read_conditions(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        );
+        let object = self.service.head_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)?;
+        let m = &object.meta;
+        conditions.check(m).map_err(s3_err)?;
+        let (length, content_range) = match input.range.map(convert::range) {
+            Some(r) => {
+                let r = r.resolve(m.size).map_err(s3_err)?;
+                (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), m.size)))
+            }
+            None => (m.size, None),
+        };
+        let mut out = HeadObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(length as i64),
+            content_range,
+            content_type: input.response_content_type.or_else(|| m.headers.content_type.clone()),
+            content_encoding: input.response_content_encoding.or_else(|| m.headers.content_encoding.clone()),
+            content_disposition: input.response_content_disposition.or_else(|| m.headers.content_disposition.clone()),
+            content_language: input.response_content_language.or_else(|| m.headers.content_language.clone()),
+            cache_control: input.response_cache_control.or_else(|| m.headers.cache_control.clone()),
+            expires: input.response_expires.or_else(|| convert::expires(&m.headers)),
+            e_tag: Some(convert::etag(&m.etag)),
+            last_modified: Some(convert::timestamp(m.last_modified)),
+            metadata: convert::metadata_out(&m.user_meta),
+            version_id: version.map(|v| v.as_str().to_owned()),
+            ..Default::default()
+        };
+        if input.checksum_mode.is_some() {
+            set_checksums(
+                &m.checksums,
+                &mut out.checksum_crc32,
+                &mut out.checksum_crc32c,
+                &mut out.checksum_crc64nvme,
+                &mut out.checksum_sha1,
+                &mut out.checksum_sha256,
+            );
+            out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        let key = convert::key(&input.key)?;
+        let version = convert::version(input.version_id.as_deref())?;
+        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: done.delete_marker.then_some(true),
+            version_id: done.version_id.map(|v| v.as_str().to_owned()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        self.service.bucket(&who, &bucket).await.map_err(s3_err)?;
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "DeleteObjects accepts at most 1000 keys"));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for obj in input.delete.objects {
+            let outcome = async {
+                let key = convert::key(&obj.key)?;
+                let version = convert::version(obj.version_id.as_deref())?;
+                self.service.delete_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)
+            }
+            .await;
+            match outcome {
+                Ok(done) if !quiet => deleted.push(DeletedObject {
+                    key: Some(obj.key),
+                    version_id: obj.version_id,
+                    delete_marker: done.delete_marker.then_some(true),
+                    delete_marker_version_id: done
+                        .delete_marker
+                        .then(|| done.version_id.map(|v| v.as_str().to_owned()))
+                        .flatten(),
+                }),
+                Ok(_) => {}
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_owned()),
+                    message: e.message().map(str::to_owned),
+                    key: Some(obj.key),
+                    version_id: obj.version_id,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() }))
+    }
+
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let conditions = convert::read_conditions(
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        );
+        let source = copy_source(&input.copy_source, conditions)?;
+        let source_version = source.version.clone();
+        let directive = match input.metadata_directive.as_ref().map(MetadataDirective_::as_str) {
+            None | Some(MetadataDirective_::COPY) => MetadataDirective::Copy,
+            Some(MetadataDirective_::REPLACE) => MetadataDirective::Replace {
+                headers: convert::content_headers(
+                    input.content_type,
+                    input.content_encoding,
+                    input.content_disposition,
+                    input.content_language,
+                    input.cache_control,
+                    input.expires,
+                ),
+                user_meta: convert::user_meta(input.metadata),
+            },
+            Some(other) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive {other:?}")),
+        };
+        let bucket = convert::bucket(&input.bucket)?;
+        let key = convert::key(&input.key)?;
+        let done = self
+            .service
+            .copy_object(&who, source, &bucket, &key, directive, WriteCondition::None)
+            .await
+            .map_err(s3_err)?;
+        let mut result = CopyObjectResult {
+            e_tag: Some(convert::etag(&done.etag)),
+            last_modified: Some(convert::timestamp(done.last_modified)),
+            ..Default::default()
+        };
+        set_checksums(
+            &done.checksums,
+            &mut result.checksum_crc32,
+            &mut result.checksum_crc32c,
+            &mut result.checksum_crc64nvme,
+            &mut result.checksum_sha1,
+            &mut result.checksum_sha256,
+        );
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(result),
+            copy_source_version_id: source_version.map(|v| v.as_str().to_owned()),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let v2 = req.map_input(|i| ListObjectsV2Input {
+            bucket: i.bucket,
+            delimiter: i.delimiter,
+            encoding_type: i.encoding_type,
+            max_keys: i.max_keys,
+            prefix: i.prefix,
+            start_after: i.marker,
+            ..Default::default()
+        });
+        let marker = v2.input.start_after.clone();
+        let out = self.list_objects_v2(v2).await?.output;
+        // V1 gives a NextMarker only when a delimiter is used; clients use the last key otherwise.
+        let next_marker = if out.is_truncated == Some(true) && out.delimiter.is_some() {
+            out.next_continuation_token.clone()
+        } else {
+            None
+        };
+        Ok(S3Response::new(ListObjectsOutput {
+            name: out.name,
+            prefix: out.prefix,
+            marker,
+            max_keys: out.max_keys,
+            is_truncated: out.is_truncated,
+            contents: out.contents,
+            common_prefixes: out.common_prefixes,
+            delimiter: out.delimiter,
+            next_marker: next_marker
+                .map(|m| convert::encode_key(&m, convert::is_url_encoding(out.encoding_type.as_ref()))),
+            encoding_type: out.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        let after = match &input.continuation_token {
+            Some(token) => Some(decode_token(token)?),
+            None => input.start_after.clone().filter(|s| !s.is_empty()),
+        };
+        let query = ListQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone(),
+            after,
+            max_keys: page_size(input.max_keys)?,
+        };
+        let page = self.service.list_objects(&who, &bucket, &query).await.map_err(s3_err)?;
+        let url = convert::is_url_encoding(input.encoding_type.as_ref());
+        let fetch_owner = input.fetch_owner.unwrap_or(false);
+        let contents: Vec<Object> = page
+            .objects
+            .iter()
+            .map(|o| Object {
+                key: Some(convert::encode_key(o.key.as_str(), url)),
+                size: Some(o.meta.size as i64),
+                e_tag: Some(convert::etag(&o.meta.etag)),
+                last_modified: Some(convert::timestamp(o.meta.last_modified)),
+                storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                owner: fetch_owner.then(|| owner(o.meta.owner.as_str())),
+                checksum_algorithm: o
+                    .meta
+                    .checksums
+                    .algorithms()
+                    .next()
+                    .map(|a| vec![ChecksumAlgorithm::from(a.as_str().to_owned())]),
+                ..Default::default()
+            })
+            .collect();
+        let common_prefixes: Vec<CommonPrefix> =
+            page.common_prefixes.iter().map(|p| CommonPrefix { prefix: Some(convert::encode_key(p, url)) }).collect();
+        let key_count = (contents.len() + common_prefixes.len()) as i32;
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(bucket.to_string()),
+            prefix: Some(convert::encode_key(&query.prefix, url)),
+            delimiter: input.delimiter.map(|d| convert::encode_key(&d, url)),
+            max_keys: Some(query.max_keys as i32),
+            key_count: Some(key_count),
+            is_truncated: Some(page.is_truncated),
+            continuation_token: input.continuation_token,
+            next_continuation_token: page.is_truncated.then(|| page.last.as_deref().map(encode_token)).flatten(),
+            contents: Some(contents),
+            common_prefixes: Some(common_prefixes),
+            encoding_type: input.encoding_type,
+            start_after: input.start_after.map(|s| convert::encode_key(&s, url)),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        let key = convert::key(&input.key)?;
+        let algorithm = convert::checksum_algorithm(input.checksum_algorithm.as_ref())?;
+        if input.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT) {
+            return Err(s3_error!(NotImplemented, "FULL_OBJECT multipart checksums are not supported yet"));
+        }
+        let headers = convert::content_headers(
+            input.content_type,
+            input.content_encoding,
+            input.content_disposition,
+            input.content_language,
+            input.cache_control,
+            input.expires,
+        );
+        let upload = self
+            .service
+            .create_upload(&who, &bucket, &key, headers, convert::user_meta(input.metadata), algorithm)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload.upload_id.as_str().to_owned()),
+            checksum_algorithm: input.checksum_algorithm,
+            checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let who = self.who(&req)?;
+        let trailers = req.trailing_headers.clone();
+        let headers = req.headers.clone();
+        let input = req.input;
+        let part = PartUpload {
+            bucket: convert::bucket(&input.bucket)?,
+            key: convert::key(&input.key)?,
+            upload_id: UploadId::parse(&input.upload_id).map_err(s3_err)?,
+            part_number: part_number(Some(input.part_number))?,
+        };
+        let given = convert::checksums_in(
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        );
+        let claims = BodyClaims {
+            content_length: content_length(input.content_length)?,
+            content_md5: content_md5(input.content_md5.as_deref())?,
+            checksum: expected_checksum(&headers, trailers, input.checksum_algorithm.as_ref(), given)?,
+        };
+        let done = self.service.upload_part(&who, part, claims, convert::body(input.body)).await.map_err(s3_err)?;
+        let mut out = UploadPartOutput { e_tag: Some(convert::etag(&done.etag)), ..Default::default() };
+        set_checksums(
+            &done.checksums,
+            &mut out.checksum_crc32,
+            &mut out.checksum_crc32c,
+            &mut out.checksum_crc64nvme,
+            &mut out.checksum_sha1,
+            &mut out.checksum_sha256,
+        );
+        Ok(S3Response::new(out))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let conditions = convert::read_conditions(
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        );
+        let source = copy_source(&input.copy_source, conditions)?;
+        let source_version = source.version.clone();
+        let range = input.copy_source_range.as_deref().map(convert::copy_source_range).transpose()?;
+        let part = PartUpload {
+            bucket: convert::bucket(&input.bucket)?,
+            key: convert::key(&input.key)?,
+            upload_id: UploadId::parse(&input.upload_id).map_err(s3_err)?,
+            part_number: part_number(Some(input.part_number))?,
+        };
+        let done = self.service.upload_part_copy(&who, part, source, range).await.map_err(s3_err)?;
+        let mut result = CopyPartResult {
+            e_tag: Some(convert::etag(&done.etag)),
+            last_modified: Some(convert::timestamp(done.last_modified)),
+            ..Default::default()
+        };
+        set_checksums(
+            &done.checksums,
+            &mut result.checksum_crc32,
+            &mut result.checksum_crc32c,
+            &mut result.checksum_crc64nvme,
+            &mut result.checksum_sha1,
+            &mut result.checksum_sha256,
+        );
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(result),
+            copy_source_version_id: source_version.map(|v| v.as_str().to_owned()),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        let key = convert::key(&input.key)?;
+        let upload_id = UploadId::parse(&input.upload_id).map_err(s3_err)?;
+        if input.if_none_match.is_some() || input.if_match.is_some() {
+            return Err(s3_error!(NotImplemented, "conditional CompleteMultipartUpload is not supported yet"));
+        }
+        let parts = input.multipart_upload.and_then(|m| m.parts).ok_or_else(|| {
+            s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            )
+        })?;
+        let mut requested = Vec::with_capacity(parts.len());
+        for p in parts {
+            let number = p.part_number.ok_or_else(|| s3_error!(MalformedXML, "every Part needs a PartNumber"))?;
+            let etag = p.e_tag.ok_or_else(|| s3_error!(MalformedXML, "every Part needs an ETag"))?;
+            requested.push(CompletedPart {
+                number: part_number(Some(number))?,
+                etag: etag.value().to_owned(),
+                checksums: convert::checksums_in(
+                    p.checksum_crc32,
+                    p.checksum_crc32c,
+                    p.checksum_crc64nvme,
+                    p.checksum_sha1,
+                    p.checksum_sha256,
+                ),
+            });
+        }
+        let done = self.service.complete_upload(&who, &bucket, &key, &upload_id, requested).await.map_err(s3_err)?;
+        let mut out = CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(convert::etag(&done.etag)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            checksum_type: (!done.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            ..Default::default()
+        };
+        set_checksums(
+            &done.checksums,
+            &mut out.checksum_crc32,
+            &mut out.checksum_crc32c,
+            &mut out.checksum_crc64nvme,
+            &mut out.checksum_sha1,
+            &mut out.checksum_sha256,
+        );
+        Ok(S3Response::new(out))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let upload_id = UploadId::parse(&input.upload_id).map_err(s3_err)?;
+        self.service
+            .abort_upload(&who, &convert::bucket(&input.bucket)?, &convert::key(&input.key)?, &upload_id)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let upload_id = UploadId::parse(&input.upload_id).map_err(s3_err)?;
+        let max = page_size(input.max_parts)?;
+        let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
+        let (upload, parts, truncated) = self
+            .service
+            .list_parts(&who, &convert::bucket(&input.bucket)?, &convert::key(&input.key)?, &upload_id, marker, max)
+            .await
+            .map_err(s3_err)?;
+        let next = parts.last().map(|p| p.number as i32);
+        let parts = parts
+            .into_iter()
+            .map(|p| {
+                let mut part = Part {
+                    part_number: Some(p.number as i32),
+                    e_tag: Some(convert::etag(&coffre_core::checksum::hex(&p.md5))),
+                    size: Some(p.size as i64),
+                    last_modified: Some(convert::timestamp(p.last_modified)),
+                    ..Default::default()
+                };
+                set_checksums(
+                    &p.checksums,
+                    &mut part.checksum_crc32,
+                    &mut part.checksum_crc32c,
+                    &mut part.checksum_crc64nvme,
+                    &mut part.checksum_sha1,
+                    &mut part.checksum_sha256,
+                );
+                part
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            parts: Some(parts),
+            max_parts: Some(max as i32),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next,
+            is_truncated: Some(truncated),
+            owner: Some(owner(upload.owner.as_str())),
+            initiator: Some(Initiator {
+                id: Some(upload.owner.to_string()),
+                display_name: Some(upload.owner.to_string()),
+            }),
+            checksum_algorithm: upload.checksum_algorithm.map(|a| ChecksumAlgorithm::from(a.as_str().to_owned())),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = page_size(input.max_uploads)?;
+        let upload_marker = input.upload_id_marker.as_deref().map(UploadId::parse).transpose().map_err(s3_err)?;
+        let after = input.key_marker.as_deref().map(|k| (k, upload_marker.as_ref()));
+        let listing = self
+            .service
+            .list_uploads(&who, &bucket, &prefix, input.delimiter.as_deref(), after, max)
+            .await
+            .map_err(s3_err)?;
+        let url = convert::is_url_encoding(input.encoding_type.as_ref());
+        let last = listing.uploads.last().map(|u| (u.key.to_string(), u.upload_id.as_str().to_owned()));
+        let uploads = listing
+            .uploads
+            .into_iter()
+            .map(|u| MultipartUpload {
+                key: Some(convert::encode_key(u.key.as_str(), url)),
+                upload_id: Some(u.upload_id.as_str().to_owned()),
+                initiated: Some(convert::timestamp(u.initiated)),
+                owner: Some(owner(u.owner.as_str())),
+                initiator: Some(Initiator { id: Some(u.owner.to_string()), display_name: Some(u.owner.to_string()) }),
+                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                checksum_algorithm: u.checksum_algorithm.map(|a| ChecksumAlgorithm::from(a.as_str().to_owned())),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            delimiter: input.delimiter,
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(listing.is_truncated),
+            next_key_marker: listing.is_truncated.then(|| last.as_ref().map(|l| l.0.clone())).flatten(),
+            next_upload_id_marker: listing.is_truncated.then(|| last.map(|l| l.1)).flatten(),
+            uploads: Some(uploads),
+            common_prefixes: Some(
+                listing.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
+            ),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+}
+
+type MetadataDirective_ = s3s::dto::MetadataDirective;
+
+fn part_number(n: Option<i32>) -> S3Result<u32> {
+    n.and_then(|n| u32::try_from(n).ok())
+        .filter(|n| (1..=coffre_core::service::MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
+}
+
+fn checksum_type(composite: bool, checksums: &Checksums) -> Option<ChecksumType> {
+    if checksums.is_empty() {
+        return None;
+    }
+    Some(ChecksumType::from_static(if composite { ChecksumType::COMPOSITE } else { ChecksumType::FULL_OBJECT }))
+}
+
+/// Continuation tokens are opaque to clients: the resume key, base64url.
+fn encode_token(last: &str) -> String {
+    base64_simd::URL_SAFE_NO_PAD.encode_to_string(last.as_bytes())
+}
+
+fn decode_token(token: &str) -> S3Result<String> {
+    base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+}

@@ -1,0 +1,201 @@
+//! The admin API on its own port: health, Prometheus metrics, and JSON
+//! endpoints for access keys and buckets that the `coffre` CLI drives.
+//!
+//! Everything under `/admin/` needs `Authorization: Bearer TOKEN`, where TOKEN
+//! is `COFFRE_ADMIN_TOKEN` (when set) or the root `ACCESS_KEY:SECRET`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use coffre_core::meta::{AccessKeyRecord, BucketRecord};
+use coffre_core::service::ObjectService;
+use coffre_core::types::{AccessKeyId, BucketName, Principal, UnixNanos};
+use coffre_s3::KeyStore;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
+
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub service: Arc<ObjectService>,
+    pub keys: KeyStore,
+    pub root: Principal,
+    pub admin_token: Option<String>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    let admin = Router::new()
+        .route("/admin/v1/keys", get(list_keys).post(create_key))
+        .route("/admin/v1/keys/{id}", axum::routing::delete(delete_key))
+        .route("/admin/v1/buckets", get(list_buckets))
+        .route("/admin/v1/buckets/{name}", get(bucket_info))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(admin)
+        .with_state(state)
+}
+
+/// An error in the admin API's JSON shape: `{"error": CODE, "message": ...}`.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1, "message": self.2 }))).into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "admin request failed");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
+}
+
+async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let admin_ok = state.admin_token.as_deref().is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes())));
+    if admin_ok || state.keys.is_root_token(token) {
+        Ok(next.run(req).await)
+    } else {
+        Err(ApiError(StatusCode::UNAUTHORIZED, "Unauthorized", "a valid bearer token is required".into()))
+    }
+}
+
+async fn ready(State(state): State<AdminState>) -> Result<&'static str, ApiError> {
+    state
+        .service
+        .meta()
+        .buckets()
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "NotReady", e.to_string()))?;
+    Ok("ready")
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+pub fn rfc3339(t: UnixNanos) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0))
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct KeyView {
+    pub access_key_id: String,
+    pub name: String,
+    pub created: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret_access_key: Option<String>,
+}
+
+fn key_view(k: &AccessKeyRecord, with_secret: bool) -> KeyView {
+    KeyView {
+        access_key_id: k.id.to_string(),
+        name: k.name.clone(),
+        created: rfc3339(k.created),
+        secret_access_key: with_secret.then(|| k.secret.clone()),
+    }
+}
+
+async fn list_keys(State(state): State<AdminState>) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let keys = state.service.meta().access_keys().await.map_err(internal)?;
+    Ok(Json(keys.iter().map(|k| key_view(k, false)).collect()))
+}
+
+#[derive(Deserialize)]
+struct CreateKey {
+    name: String,
+}
+
+async fn create_key(
+    State(state): State<AdminState>,
+    Json(body): Json<CreateKey>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "InvalidName",
+            "name must be 1 to 128 printable characters".into(),
+        ));
+    }
+    let (access, secret) = crate::credentials::generate();
+    let id = AccessKeyId::parse(&access).map_err(internal)?;
+    let record = AccessKeyRecord { id, secret, name: name.to_owned(), created: UnixNanos::now() };
+    state.service.meta().put_access_key(record.clone()).await.map_err(internal)?;
+    tracing::info!(access_key = %record.id, name = %record.name, "access key created");
+    Ok((StatusCode::CREATED, Json(key_view(&record, true))))
+}
+
+async fn delete_key(State(state): State<AdminState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "NoSuchKey", format!("no access key {id:?}"));
+    let parsed = AccessKeyId::parse(&id).map_err(|_| not_found())?;
+    if state.service.meta().delete_access_key(&parsed).await.map_err(internal)? {
+        tracing::info!(access_key = %parsed, "access key deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct BucketView {
+    pub name: String,
+    pub owner: String,
+    pub created: String,
+    pub objects: u64,
+    pub bytes: u64,
+    pub multipart_uploads: u64,
+}
+
+async fn bucket_view(state: &AdminState, b: &BucketRecord) -> Result<BucketView, ApiError> {
+    let usage = state.service.bucket_usage(&state.root, &b.name).await.map_err(internal)?;
+    Ok(BucketView {
+        name: b.name.to_string(),
+        owner: b.owner.to_string(),
+        created: rfc3339(b.created),
+        objects: usage.objects,
+        bytes: usage.bytes,
+        multipart_uploads: usage.uploads,
+    })
+}
+
+async fn list_buckets(State(state): State<AdminState>) -> Result<Json<Vec<BucketView>>, ApiError> {
+    let buckets = state.service.list_buckets(&state.root).await.map_err(internal)?;
+    let mut out = Vec::with_capacity(buckets.len());
+    for b in &buckets {
+        out.push(bucket_view(&state, b).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn bucket_info(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<BucketView>, ApiError> {
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "NoSuchBucket", format!("no bucket {name:?}"));
+    let parsed = BucketName::parse(&name).map_err(|_| not_found())?;
+    let bucket = match state.service.bucket(&state.root, &parsed).await {
+        Ok(b) => b,
+        Err(coffre_core::Error::NoSuchBucket) => return Err(not_found()),
+        Err(e) => return Err(internal(e)),
+    };
+    Ok(Json(bucket_view(&state, &bucket).await?))
+}

@@ -1,0 +1,498 @@
+//! `coffre bench`: load any S3 endpoint with PUT, GET, mixed and LIST phases
+//! and report throughput and latency percentiles; optionally measure the raw
+//! disk with the same object size and concurrency, so results read as ratios.
+//!
+//! Requests are presigned with `rusty-s3` (a signing-only crate, light enough
+//! for the server binary) and sent with hyper: no SDK in the server build.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
+use serde::Serialize;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// S3 endpoint to load, e.g. http://127.0.0.1:9000.
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    endpoint: String,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_key: String,
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Bucket to use (created if missing).
+    #[arg(long, default_value = "coffre-bench")]
+    bucket: String,
+    /// Object size: bytes, or with a KiB/MiB/GiB suffix.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+    size: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Phases to run, in order: put, get, mixed, list.
+    #[arg(long, value_delimiter = ',', default_value = "put,get,mixed,list")]
+    phases: Vec<Phase>,
+    /// Before the list phase, make sure at least this many objects exist (0-byte).
+    #[arg(long, default_value_t = 0)]
+    list_keys: usize,
+    /// Also write and read the same sizes straight to files in this directory
+    /// (with fsync, like the server), as the baseline for ratios.
+    #[arg(long)]
+    baseline_dir: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Phase {
+    Put,
+    Get,
+    Mixed,
+    List,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
+        .iter()
+        .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n, *m)))
+        .unwrap_or((s, 1));
+    num.trim().parse::<u64>().map(|n| n * mult).map_err(|e| format!("invalid size {s:?}: {e}"))
+}
+
+#[derive(Serialize, Debug)]
+struct PhaseResult {
+    phase: String,
+    operations: u64,
+    errors: u64,
+    seconds: f64,
+    ops_per_sec: f64,
+    mib_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// For list: objects listed per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys_per_sec: Option<f64>,
+}
+
+struct Target {
+    http: Client<HttpConnector, Full<Bytes>>,
+    bucket: Bucket,
+    creds: Credentials,
+}
+
+const SIGN_FOR: Duration = Duration::from_secs(3600);
+
+impl Target {
+    async fn send(
+        &self,
+        method: http::Method,
+        url: url::Url,
+        body: Bytes,
+    ) -> anyhow::Result<(http::StatusCode, u64, Bytes)> {
+        let keep_body = method != http::Method::GET;
+        let req = http::Request::builder().method(method).uri(url.as_str()).body(Full::new(body))?;
+        let resp = self.http.request(req).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let mut len = 0u64;
+        let mut kept = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                len += data.len() as u64;
+                if keep_body || !status.is_success() {
+                    kept.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok((status, len, Bytes::from(kept)))
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> anyhow::Result<()> {
+        let url = self.bucket.put_object(Some(&self.creds), key).sign(SIGN_FOR);
+        let (status, _, text) = self.send(http::Method::PUT, url, body).await?;
+        if !status.is_success() {
+            bail!("PUT {key}: {status} {}", String::from_utf8_lossy(&text));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> anyhow::Result<u64> {
+        let url = self.bucket.get_object(Some(&self.creds), key).sign(SIGN_FOR);
+        let (status, len, text) = self.send(http::Method::GET, url, Bytes::new()).await?;
+        if !status.is_success() {
+            bail!("GET {key}: {status} {}", String::from_utf8_lossy(&text));
+        }
+        Ok(len)
+    }
+
+    /// Lists every key under `prefix`; returns how many.
+    async fn list_all(&self, prefix: &str) -> anyhow::Result<(u64, u64)> {
+        let (mut keys, mut pages) = (0u64, 0u64);
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.creds));
+            action.with_prefix(prefix);
+            if let Some(t) = &token {
+                action.with_continuation_token(t.clone());
+            }
+            let url = action.sign(SIGN_FOR);
+            let (status, _, text) = self.send(http::Method::GET, url, Bytes::new()).await?;
+            if !status.is_success() {
+                bail!("LIST: {status} {}", String::from_utf8_lossy(&text));
+            }
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(std::str::from_utf8(&text)?)
+                .map_err(|e| anyhow::anyhow!("LIST: unreadable XML: {e}"))?;
+            keys += page.contents.len() as u64;
+            pages += 1;
+            match page.next_continuation_token {
+                Some(t) => token = Some(t),
+                None => return Ok((keys, pages)),
+            }
+        }
+    }
+
+    async fn ensure_bucket(&self) -> anyhow::Result<()> {
+        let url = self.bucket.create_bucket(&self.creds).sign(SIGN_FOR);
+        let (status, _, text) = self.send(http::Method::PUT, url, Bytes::new()).await?;
+        let text = String::from_utf8_lossy(&text);
+        if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
+            return Ok(());
+        }
+        bail!("creating bucket {}: {status} {text}", self.bucket.name())
+    }
+}
+
+/// Latencies and counts shared by a phase's workers.
+#[derive(Default)]
+struct Tally {
+    ops: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    latencies_us: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Tally {
+    fn record(&self, started: Instant, bytes: u64) {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let us = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+        if let Ok(mut l) = self.latencies_us.lock() {
+            l.push(us);
+        }
+    }
+
+    fn result(&self, phase: &str, elapsed: Duration) -> PhaseResult {
+        let mut lat = self.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+        lat.sort_unstable();
+        let pct =
+            |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |&us| f64::from(us) / 1000.0);
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let ops = self.ops.load(Ordering::Relaxed);
+        PhaseResult {
+            phase: phase.to_owned(),
+            operations: ops,
+            errors: self.errors.load(Ordering::Relaxed),
+            seconds: secs,
+            ops_per_sec: ops as f64 / secs,
+            mib_per_sec: self.bytes.load(Ordering::Relaxed) as f64 / secs / (1024.0 * 1024.0),
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+            keys_per_sec: None,
+        }
+    }
+}
+
+/// Prints a progress line to stderr every second until `done`.
+fn progress(phase: &'static str, tally: Arc<Tally>, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = Instant::now();
+        while !done.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let secs = start.elapsed().as_secs_f64();
+            let mib = tally.bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
+            eprint!("\r[{phase}] {secs:5.1}s  {} ops  {:8.1} MiB/s   ", tally.ops.load(Ordering::Relaxed), mib / secs);
+        }
+        eprintln!();
+    })
+}
+
+/// Runs `op(worker, n)` on `concurrency` workers until the deadline.
+async fn drive<F, Fut>(phase: &'static str, concurrency: usize, duration: Duration, op: F) -> PhaseResult
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<u64>> + Send,
+{
+    let tally = Arc::new(Tally::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = progress(phase, tally.clone(), done.clone());
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (op, tally) = (op.clone(), tally.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match op(w, n).await {
+                        Ok(bytes) => tally.record(t, bytes),
+                        Err(e) => {
+                            if tally.errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                                eprintln!("\n[{phase}] error: {e:#}");
+                            }
+                        }
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let elapsed = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = ticker.await;
+    tally.result(phase, elapsed)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let endpoint: url::Url = args.endpoint.parse().context("--endpoint")?;
+    let bucket = Bucket::new(endpoint, UrlStyle::Path, args.bucket.clone(), args.region.clone()).context("--bucket")?;
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency * 2).build(connector);
+    let target =
+        Arc::new(Target { http, bucket, creds: Credentials::new(args.access_key.clone(), args.secret_key.clone()) });
+    target.ensure_bucket().await?;
+
+    let payload = Bytes::from(random_bytes(args.size as usize));
+    let duration = Duration::from_secs(args.duration);
+    let written = Arc::new(AtomicU64::new(0));
+    let prefix = format!("bench-{}/", args.size);
+    let key = {
+        let prefix = prefix.clone();
+        move |w: usize, n: u64| format!("{prefix}{w:03}/{n:010}")
+    };
+    let mut results = Vec::new();
+    for phase in &args.phases {
+        let r = match phase {
+            Phase::Put => {
+                let (t, body, key, written) = (target.clone(), payload.clone(), key.clone(), written.clone());
+                drive("put", args.concurrency, duration, move |w, n| {
+                    let (t, body, k, written) = (t.clone(), body.clone(), key(w, n), written.clone());
+                    async move {
+                        let len = body.len() as u64;
+                        t.put(&k, body).await?;
+                        written.fetch_max(n + 1, Ordering::Relaxed);
+                        Ok(len)
+                    }
+                })
+                .await
+            }
+            Phase::Get => {
+                let available = written.load(Ordering::Relaxed).max(1);
+                let (t, key) = (target.clone(), key.clone());
+                drive("get", args.concurrency, duration, move |w, n| {
+                    let (t, k) = (t.clone(), key(w, n % available));
+                    async move { t.get(&k).await }
+                })
+                .await
+            }
+            Phase::Mixed => {
+                let available = written.load(Ordering::Relaxed).max(1);
+                let (t, body, key) = (target.clone(), payload.clone(), key.clone());
+                // 70% GET of existing objects, 30% PUT overwriting them.
+                drive("mixed", args.concurrency, duration, move |w, n| {
+                    let (t, body, k) = (t.clone(), body.clone(), key(w, n % available));
+                    async move {
+                        if n % 10 < 3 {
+                            let len = body.len() as u64;
+                            t.put(&k, body).await.map(|()| len)
+                        } else {
+                            t.get(&k).await
+                        }
+                    }
+                })
+                .await
+            }
+            Phase::List => list_phase(&target, &args, duration).await?,
+        };
+        results.push(r);
+    }
+    if let Some(dir) = &args.baseline_dir {
+        results.extend(baseline(dir, &payload, args.concurrency, duration).await?);
+    }
+    report(&results, args.json)
+}
+
+async fn list_phase(target: &Arc<Target>, args: &BenchArgs, duration: Duration) -> anyhow::Result<PhaseResult> {
+    let prefix = "bench-list/";
+    if args.list_keys > 0 {
+        let (existing, _) = target.list_all(prefix).await?;
+        let missing = args.list_keys.saturating_sub(existing as usize);
+        if missing > 0 {
+            eprintln!("[list] creating {missing} objects under {prefix}");
+            let next = Arc::new(AtomicU64::new(existing));
+            let workers: Vec<_> = (0..args.concurrency.max(16))
+                .map(|_| {
+                    let (t, next) = (target.clone(), next.clone());
+                    let total = args.list_keys as u64;
+                    tokio::spawn(async move {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= total {
+                                return Ok::<_, anyhow::Error>(());
+                            }
+                            t.put(&format!("{prefix}{i:08}"), Bytes::new()).await?;
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.await??;
+            }
+        }
+    }
+    let listed = Arc::new(AtomicU64::new(0));
+    let (t, counter) = (target.clone(), listed.clone());
+    let mut r = drive("list", 1, duration, move |_, _| {
+        let (t, counter) = (t.clone(), counter.clone());
+        async move {
+            let (keys, _pages) = t.list_all(prefix).await?;
+            counter.fetch_add(keys, Ordering::Relaxed);
+            Ok(0)
+        }
+    })
+    .await;
+    r.keys_per_sec = Some(listed.load(Ordering::Relaxed) as f64 / r.seconds);
+    Ok(r)
+}
+
+/// Writes (with fsync) and reads back files of the payload size, as the raw-disk baseline.
+async fn baseline(
+    dir: &std::path::Path,
+    payload: &Bytes,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Vec<PhaseResult>> {
+    let dir = dir.join(format!("coffre-bench-baseline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let written = Arc::new(AtomicU64::new(0));
+    let (d, body, w_count) = (dir.clone(), payload.clone(), written.clone());
+    let write = drive("disk-write", concurrency, duration, move |w, n| {
+        let (path, body, w_count) = (d.join(format!("{w:03}-{n:010}")), body.clone(), w_count.clone());
+        async move {
+            tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+                use std::io::Write as _;
+                let mut f = std::fs::File::create(&path)?;
+                f.write_all(&body)?;
+                f.sync_all()?;
+                if let Some(parent) = path.parent() {
+                    std::fs::File::open(parent)?.sync_all()?;
+                }
+                Ok(body.len() as u64)
+            })
+            .await?
+            .inspect(|_| {
+                w_count.fetch_max(n + 1, Ordering::Relaxed);
+            })
+        }
+    })
+    .await;
+    let available = written.load(Ordering::Relaxed).max(1);
+    let d = dir.clone();
+    let read = drive("disk-read", concurrency, duration, move |w, n| {
+        let path = d.join(format!("{w:03}-{:010}", n % available));
+        async move {
+            tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+                use std::io::Read as _;
+                let mut f = std::fs::File::open(&path)?;
+                let mut buf = vec![0u8; 1 << 20];
+                let mut total = 0u64;
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(total);
+                    }
+                    total += n as u64;
+                }
+            })
+            .await?
+        }
+    })
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(vec![write, read])
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    // xorshift: incompressible enough for storage, and cheap to make.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn report(results: &[PhaseResult], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(results)?);
+        return Ok(());
+    }
+    println!(
+        "{:<11} {:>9} {:>7} {:>11} {:>10} {:>9} {:>9} {:>12}",
+        "phase", "ops", "errors", "ops/s", "MiB/s", "p50 ms", "p99 ms", "keys/s"
+    );
+    for r in results {
+        let keys = r.keys_per_sec.map_or(String::from("-"), |k| format!("{k:.0}"));
+        println!(
+            "{:<11} {:>9} {:>7} {:>11.1} {:>10.1} {:>9.2} {:>9.2} {:>12}",
+            r.phase, r.operations, r.errors, r.ops_per_sec, r.mib_per_sec, r.p50_ms, r.p99_ms, keys
+        );
+    }
+    let find = |name: &str| results.iter().find(|r| r.phase == name);
+    for (s3, raw) in [("put", "disk-write"), ("get", "disk-read")] {
+        if let (Some(a), Some(b)) = (find(s3), find(raw))
+            && b.mib_per_sec > 0.0
+        {
+            println!("{s3} / {raw}: {:.0}%", 100.0 * a.mib_per_sec / b.mib_per_sec);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("17"), Ok(17));
+        assert!(parse_size("lots").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Configuration: defaults, then an optional TOML file, then `COFFRE_*`
+//! environment variables, then command-line flags, each overriding the last.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+/// The file format: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub s3_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub region: Option<String>,
+    /// Domains for virtual-host-style addressing (`bucket.DOMAIN`).
+    pub domains: Option<Vec<String>>,
+    /// Objects up to this many bytes live in the metadata record.
+    pub inline_threshold: Option<usize>,
+    /// Seconds a replaced blob stays readable before it is deleted.
+    pub gc_grace_secs: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub body_idle_timeout_secs: Option<u64>,
+    pub max_header_bytes: Option<usize>,
+    pub max_chunk_bytes: Option<u64>,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// Values given on the command line or in the environment (clap reads both).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Directory holding data, metadata and credentials.
+    #[arg(long, env = "COFFRE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the S3 API.
+    #[arg(long, env = "COFFRE_S3_LISTEN")]
+    pub s3_listen: Option<SocketAddr>,
+    /// Address of the admin API (health, metrics, keys).
+    #[arg(long, env = "COFFRE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// TOML configuration file; every field is optional.
+    #[arg(long, env = "COFFRE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Region clients must sign for.
+    #[arg(long, env = "COFFRE_REGION")]
+    pub region: Option<String>,
+    /// Inline threshold in bytes.
+    #[arg(long, env = "COFFRE_INLINE_THRESHOLD")]
+    pub inline_threshold: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub s3_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub region: String,
+    pub domains: Vec<String>,
+    pub inline_threshold: usize,
+    pub gc_grace: Duration,
+    pub header_read_timeout: Duration,
+    pub body_idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_chunk_bytes: u64,
+    pub shutdown_grace: Duration,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "./coffre-data";
+
+impl Config {
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+        let config = Self {
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            s3_listen: args.s3_listen.or(file.s3_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9000))),
+            admin_listen: args.admin_listen.or(file.admin_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9001))),
+            region: args.region.clone().or(file.region).unwrap_or_else(|| "us-east-1".into()),
+            domains: file.domains.unwrap_or_else(|| vec!["localhost".into()]),
+            inline_threshold: args.inline_threshold.or(file.inline_threshold).unwrap_or(4096),
+            gc_grace: secs(file.gc_grace_secs, 60),
+            header_read_timeout: secs(file.header_read_timeout_secs, 30),
+            body_idle_timeout: secs(file.body_idle_timeout_secs, 60),
+            max_header_bytes: file.max_header_bytes.unwrap_or(64 * 1024),
+            max_chunk_bytes: file.max_chunk_bytes.unwrap_or(16 * 1024 * 1024),
+            shutdown_grace: secs(file.shutdown_grace_secs, 30),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.region.is_empty() || !self.region.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+            bail!("region: {:?} is not a valid region name", self.region);
+        }
+        if self.inline_threshold > 1024 * 1024 {
+            bail!("inline_threshold: {} bytes is over the 1 MiB ceiling", self.inline_threshold);
+        }
+        if self.max_header_bytes < 8192 {
+            bail!("max_header_bytes: must be at least 8192");
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("coffre.toml");
+        std::fs::write(&path, "region = \"eu-west-3\"\ninline_threshold = 1000\ns3_listen = \"127.0.0.1:7000\"\n")
+            .expect("write");
+        let args = ServeArgs { config: Some(path.clone()), inline_threshold: Some(10), ..Default::default() };
+        let c = Config::load(&args).expect("load");
+        assert_eq!(c.region, "eu-west-3");
+        assert_eq!(c.inline_threshold, 10, "flags override the file");
+        assert_eq!(c.s3_listen.port(), 7000);
+        assert_eq!(c.admin_listen.port(), 9001, "unset fields keep their default");
+
+        std::fs::write(&path, "regoin = \"typo\"\n").expect("write");
+        let err = Config::load(&args).expect_err("unknown field");
+        assert!(format!("{err:#}").contains("regoin"), "{err:#}");
+    }
+}

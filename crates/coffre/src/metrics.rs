@@ -1,0 +1,65 @@
+//! Prometheus metrics for the S3 API: requests by operation and status,
+//! bytes in and out, and latency, rendered on the admin port's `/metrics`.
+
+use std::sync::Mutex;
+
+use coffre_s3::{RequestObserver, RequestRecord};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpStatus {
+    operation: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Op {
+    operation: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<OpStatus, Counter>,
+    bytes_in: Family<Op, Counter>,
+    bytes_out: Family<Op, Counter>,
+    latency: Family<Op, Histogram>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("coffre_s3");
+        let requests = Family::<OpStatus, Counter>::default();
+        let bytes_in = Family::<Op, Counter>::default();
+        let bytes_out = Family::<Op, Counter>::default();
+        // 1 ms to ~65 s.
+        let latency =
+            Family::<Op, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 17)));
+        registry.register("requests", "S3 requests by operation and HTTP status", requests.clone());
+        registry.register("received_bytes", "Request body bytes received", bytes_in.clone());
+        registry.register("sent_bytes", "Response body bytes sent", bytes_out.clone());
+        registry.register("request_duration_seconds", "Time from request head to end of response", latency.clone());
+        Self { registry: Mutex::new(registry), requests, bytes_in, bytes_out, latency }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn observe(&self, r: &RequestRecord) {
+        let op = Op { operation: r.operation.clone() };
+        self.requests.get_or_create(&OpStatus { operation: r.operation.clone(), status: r.status }).inc();
+        self.bytes_in.get_or_create(&op).inc_by(r.bytes_in);
+        self.bytes_out.get_or_create(&op).inc_by(r.bytes_out);
+        self.latency.get_or_create(&op).observe(r.duration.as_secs_f64());
+    }
+}

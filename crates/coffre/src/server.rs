@@ -1,0 +1,124 @@
+//! `coffre serve`: opens the data directory, wires engines into the object
+//! service, and runs the S3 and admin listeners until SIGTERM or SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use coffre_blob::DiskBlobStore;
+use coffre_core::service::{ObjectService, ServiceConfig};
+use coffre_core::types::Principal;
+use coffre_meta::EmbeddedMeta;
+use coffre_s3::{Front, FrontConfig, KeyStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::credentials;
+use crate::metrics::Metrics;
+
+/// How often unreferenced blobs are looked for.
+const GC_INTERVAL: Duration = Duration::from_secs(10);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let (root, created) = credentials::load_or_create(&config.data_dir)?;
+    if created {
+        // Printed once, on the terminal only: never through the logger.
+        println!(
+            "Root credentials (kept in {}, mode 0600):\n  access key: {}\n  secret key: {}",
+            credentials::root_file(&config.data_dir).display(),
+            root.access_key,
+            root.secret
+        );
+    }
+
+    let meta = Arc::new(EmbeddedMeta::open(&config.data_dir.join("meta.redb")).context("opening metadata")?);
+    let blobs = Arc::new(DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?);
+    let service_config = ServiceConfig { inline_threshold: config.inline_threshold, gc_grace: config.gc_grace };
+    let service = Arc::new(ObjectService::new(meta.clone(), blobs, service_config));
+    let recovered = service.recover().await.context("collecting blobs of interrupted writes")?;
+    if recovered > 0 {
+        tracing::info!(blobs = recovered, "collected blobs left by interrupted writes");
+    }
+
+    let keys = KeyStore::new(root.clone(), meta);
+    let metrics = Arc::new(Metrics::new());
+    let front_config = FrontConfig {
+        region: config.region.clone(),
+        domains: config.domains.clone(),
+        max_header_bytes: config.max_header_bytes,
+        header_read_timeout: config.header_read_timeout,
+        body_idle_timeout: config.body_idle_timeout,
+        max_chunk_bytes: config.max_chunk_bytes,
+        ..FrontConfig::default()
+    };
+    let front = Front::new(service.clone(), keys.clone(), front_config, metrics.clone()).map_err(anyhow::Error::msg)?;
+    let admin_state = AdminState {
+        service: service.clone(),
+        keys,
+        root: Principal { access_key: root.access_key.clone(), is_root: true },
+        admin_token: std::env::var("COFFRE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+        metrics,
+    };
+
+    let s3_listener =
+        TcpListener::bind(config.s3_listen).await.with_context(|| format!("binding S3 on {}", config.s3_listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding admin API on {}", config.admin_listen))?;
+    tracing::info!(s3 = %config.s3_listen, admin = %config.admin_listen, data_dir = %config.data_dir.display(), region = %config.region, "coffre is serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let s3_task = tokio::spawn(front.serve(s3_listener, stopped(stop_rx.clone()), config.shutdown_grace));
+    let admin_task = tokio::spawn(
+        axum::serve(admin_listener, admin::router(admin_state))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let gc_task = tokio::spawn(collect_garbage(service, stopped(stop_rx)));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    s3_task.await.context("S3 listener task")?.context("S3 listener")?;
+    admin_task.await.context("admin task")?.context("admin listener")?;
+    let _ = gc_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn collect_garbage(service: Arc<ObjectService>, stop: impl Future<Output = ()>) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(GC_INTERVAL) => {}
+        }
+        match service.collect_garbage().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(blobs = n, "collected unreferenced blobs"),
+            Err(e) => tracing::warn!(error = %e, "garbage collection failed; will retry"),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

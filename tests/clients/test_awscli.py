@@ -1,0 +1,105 @@
+"""The AWS CLI (v1, from pip) against Coffre."""
+
+import hashlib
+import json
+import sys
+
+import pytest
+
+from conftest import (
+    MiB,
+    REGION,
+    ROOT_ACCESS_KEY,
+    ROOT_SECRET_KEY,
+    clean_env,
+    empty_and_delete_bucket,
+    run,
+    sha256_file,
+    unique_bucket,
+    write_random_file,
+)
+
+SIZE = 100 * MiB + 12345
+CHUNK = 8 * MiB  # s3transfer's default multipart_chunksize / threshold
+
+
+@pytest.fixture
+def aws(server, client_home):
+    cfg = client_home / "aws-config"
+    cfg.write_text(f"[default]\nregion = {REGION}\ns3 =\n    addressing_style = path\n")
+    env = clean_env(
+        client_home,
+        AWS_ACCESS_KEY_ID=ROOT_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=ROOT_SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(cfg),
+        AWS_SHARED_CREDENTIALS_FILE=str(client_home / "no-credentials"),
+        AWS_MAX_ATTEMPTS="1",
+    )
+
+    def aws_cmd(*args, check=True, timeout=600):
+        return run(
+            [sys.executable, "-m", "awscli", *args, "--endpoint-url", server.endpoint, "--output", "json"],
+            env=env,
+            timeout=timeout,
+            check=check,
+        )
+
+    return aws_cmd
+
+
+def expected_multipart_etag(path, chunk):
+    digests = []
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digests.append(hashlib.md5(block).digest())
+    return '"%s-%d"' % (hashlib.md5(b"".join(digests)).hexdigest(), len(digests))
+
+
+def test_awscli_large_roundtrip(aws, tmp_path, s3):
+    bucket = unique_bucket("awscli")
+    src = tmp_path / "big.bin"
+    digest = write_random_file(src, SIZE, seed=42)
+
+    aws("s3", "mb", f"s3://{bucket}")
+    try:
+        aws("s3", "cp", str(src), f"s3://{bucket}/dir/big.bin")
+
+        listing = aws("s3", "ls", f"s3://{bucket}/dir/").stdout.decode()
+        lines = [line.split() for line in listing.splitlines() if line.strip()]
+        # "2026-01-01 12:00:00  104869945 big.bin"
+        assert [(cols[-2], cols[-1]) for cols in lines] == [(str(SIZE), "big.bin")], listing
+
+        top = aws("s3", "ls", f"s3://{bucket}/").stdout.decode()
+        assert "PRE dir/" in top, top
+
+        buckets = aws("s3", "ls").stdout.decode()
+        assert any(line.split()[-1] == bucket for line in buckets.splitlines() if line.strip()), buckets
+
+        head = json.loads(aws("s3api", "head-object", "--bucket", bucket, "--key", "dir/big.bin").stdout)
+        assert head["ContentLength"] == SIZE
+        assert head["ETag"] == expected_multipart_etag(src, CHUNK)
+
+        dst = tmp_path / "down.bin"
+        aws("s3", "cp", f"s3://{bucket}/dir/big.bin", str(dst))
+        assert dst.stat().st_size == SIZE
+        assert sha256_file(dst) == digest
+
+        # A small single-part file, and a removal through the CLI.
+        small = tmp_path / "small.txt"
+        small.write_text("hello from awscli\n")
+        aws("s3", "cp", str(small), f"s3://{bucket}/small.txt", "--content-type", "text/plain")
+        head = json.loads(aws("s3api", "head-object", "--bucket", bucket, "--key", "small.txt").stdout)
+        assert head["ContentType"] == "text/plain"
+        assert head["ETag"] == '"%s"' % hashlib.md5(small.read_bytes()).hexdigest()
+
+        missing = aws("s3api", "head-object", "--bucket", bucket, "--key", "nope", check=False)
+        assert missing.returncode != 0
+        assert b"404" in missing.stderr
+
+        aws("s3", "rm", f"s3://{bucket}/", "--recursive")
+        assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+        aws("s3", "rb", f"s3://{bucket}")
+    finally:
+        empty_and_delete_bucket(s3, bucket)
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
