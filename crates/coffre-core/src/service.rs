@@ -678,7 +678,7 @@ impl ObjectService {
         }
         let stored = self.meta.parts(upload_id, 0, MAX_PART_NUMBER as usize).await?;
         let mut chosen = Vec::with_capacity(requested.len());
-        for (i, want) in requested.iter().enumerate() {
+        for want in &requested {
             let part = stored
                 .iter()
                 .find(|p| p.number == want.number)
@@ -695,11 +695,11 @@ impl ObjectService {
                     return Err(Error::InvalidPart(format!("part {} has a different {alg} checksum", want.number)));
                 }
             }
-            let is_last = i + 1 == requested.len();
-            if !is_last && part.size < MIN_PART_SIZE {
-                return Err(Error::EntityTooSmall { part: part.number });
-            }
             chosen.push(part.clone());
+        }
+        // Sizes are judged once every named part is known to exist, as S3 does.
+        if let Some(small) = chosen.iter().rev().skip(1).find(|p| p.size < MIN_PART_SIZE) {
+            return Err(Error::EntityTooSmall { part: small.number });
         }
         let md5s: Vec<[u8; 16]> = chosen.iter().map(|p| p.md5).collect();
         let checksums = composite_checksums(upload.checksum_algorithm, &chosen);

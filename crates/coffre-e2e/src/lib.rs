@@ -1,1 +1,203 @@
+//! Test harness: starts a real `coffre serve` on free loopback ports with its
+//! own data directory, hands out AWS SDK clients for it, and stops it (or
+//! kills it with SIGKILL, for crash tests).
 
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{Credentials, Region};
+
+pub const ROOT_ACCESS: &str = "e2eroot";
+pub const ROOT_SECRET: &str = "e2e-root-secret-key";
+
+/// The `coffre` binary under test: `COFFRE_BIN`, else the workspace's debug build.
+pub fn coffre_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("COFFRE_BIN") {
+        return bin.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("debug/coffre")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub s3: SocketAddr,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut s = Self::start_in(&dir);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on `data_dir` (kept after the server stops).
+    pub fn start_in(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let s3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).expect("log file");
+        let mut cmd = Command::new(coffre_bin());
+        cmd.args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])
+            .env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
+            .env("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)
+            .env("COFFRE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", coffre_bin().display()));
+        let server = Self { child: Some(child), s3, admin, data_dir: data_dir.to_path_buf(), _tmp: None };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some((status, _)) = http_get(self.admin, "/health/ready")
+                && status == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("coffre did not become ready; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.s3)
+    }
+
+    /// An SDK client signed with root's credentials.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        self.client_as(ROOT_ACCESS, ROOT_SECRET)
+    }
+
+    pub fn client_as(&self, access: &str, secret: &str) -> aws_sdk_s3::Client {
+        let http = aws_smithy_http_client::Builder::new().build_http();
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(self.endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(access, secret, None, None, "e2e"))
+            .force_path_style(true)
+            .http_client(http)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Runs `coffre ARGS` against this server's admin API as root.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(coffre_bin())
+            .args(args)
+            .args(["--endpoint", &format!("http://{}", self.admin)])
+            .env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
+            .env("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)
+            .output()
+            .expect("running coffre CLI")
+    }
+
+    /// Creates an access key through the CLI; returns (id, secret).
+    pub fn create_key(&self, name: &str) -> (String, String) {
+        let out = self.cli(&["key", "create", "--name", name, "--json"]);
+        assert!(out.status.success(), "key create: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("key JSON");
+        let field = |f: &str| v[f].as_str().unwrap_or_else(|| panic!("{f} in {v}")).to_owned();
+        (field("access_key_id"), field("secret_access_key"))
+    }
+
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a graceful exit. Returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A bare HTTP/1.1 GET; returns status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    raw_request(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+/// Sends raw bytes and reads the whole answer; returns status and body.
+pub fn raw_request(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream.write_all(request).ok()?;
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest as _;
+    let d = md5::Md5::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}

@@ -134,6 +134,14 @@ async fn bucket_command(action: BucketAction, admin: &AdminArgs) -> anyhow::Resu
     let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir)?;
     match action {
         BucketAction::List => cli::print_buckets(&client.list_buckets().await?, admin.json),
-        BucketAction::Info { name } => cli::print_buckets(&[client.bucket(&name).await?], admin.json),
+        BucketAction::Info { name } => {
+            let bucket = client.bucket(&name).await?;
+            if admin.json {
+                println!("{}", serde_json::to_string_pretty(&bucket)?);
+                Ok(())
+            } else {
+                cli::print_buckets(&[bucket], false)
+            }
+        }
     }
 }
