@@ -15,11 +15,9 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -34,7 +32,7 @@ import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 DEFAULT_BIN = "/root/.cache/coffre/target/debug/coffre"
 REGION = "us-east-1"
@@ -218,6 +216,12 @@ class CoffreServer:
         return f"http://127.0.0.1:{self.s3_port}"
 
     @property
+    def cwd(self) -> Path:
+        """The server's working directory: empty, so that anything written
+        relative to it is visible."""
+        return self.work_dir / "cwd"
+
+    @property
     def admin_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
@@ -234,6 +238,7 @@ class CoffreServer:
                 self.admin_port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.cwd.mkdir(exist_ok=True)
         self.starts += 1
         self.log_path = self.work_dir / f"coffre-{self.starts}.log"
         self._log_file = open(self.log_path, "wb")
@@ -258,7 +263,7 @@ class CoffreServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            cwd=str(self.work_dir),
+            cwd=str(self.cwd),
         )
         self.wait_ready()
         return self
@@ -334,12 +339,12 @@ class CoffreServer:
         cfg = dict(
             s3={"addressing_style": "path"},
             signature_version="s3v4",
-            retries={"total_max_attempts": 1},
+            retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=10,
             read_timeout=120,
         )
         cfg.update(config_kwargs)
-        return boto3.session.Session().client(
+        client = boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=access_key,
@@ -347,6 +352,8 @@ class CoffreServer:
             region_name=REGION,
             config=botocore.config.Config(**cfg),
         )
+        client.meta.events.register("needs-retry.s3", _retry_stale_keepalive)
+        return client
 
     def cli(
         self,
@@ -388,6 +395,16 @@ class CoffreServer:
             assert f in key, f"key create output lacks {f!r}: {key}"
         assert key["name"] == name
         return key
+
+
+def _retry_stale_keepalive(attempts=1, caught_exception=None, **_):
+    """Retries are off (errors must show), except for one case every HTTP
+    client retries: a pooled keep-alive connection that the server closed
+    for idleness just as it was reused (the server closes idle connections
+    after 30 s; urllib3 cannot see a FIN that is still in flight)."""
+    if attempts == 1 and isinstance(caught_exception, ConnectionClosedError):
+        return 0
+    return None
 
 
 def http_get(url: str, timeout: float = 10, headers: dict | None = None):

@@ -103,3 +103,31 @@ def test_awscli_large_roundtrip(aws, tmp_path, s3):
     finally:
         empty_and_delete_bucket(s3, bucket)
     assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_awscli_sync_with_empty_files(aws, tmp_path, s3):
+    """`aws s3 sync` of a tree that holds empty files (empty PutObject bodies)."""
+    import time
+
+    src = tmp_path / "tree"
+    for i in range(12):
+        p = src / f"d{i % 3}" / f"f{i}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"" if i % 2 == 0 else f"content {i}\n".encode() * (i + 1))
+    bucket = unique_bucket("awssync")
+    aws("s3", "mb", f"s3://{bucket}")
+    try:
+        start = time.monotonic()
+        aws("s3", "sync", str(src), f"s3://{bucket}/tree", timeout=300)
+        elapsed = time.monotonic() - start
+        listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+        expected = {f"tree/{p.relative_to(src)}": p.stat().st_size for p in src.rglob("*") if p.is_file()}
+        assert listed == expected
+        dst = tmp_path / "back"
+        aws("s3", "sync", f"s3://{bucket}/tree", str(dst), timeout=300)
+        for p in src.rglob("*"):
+            if p.is_file():
+                assert (dst / p.relative_to(src)).read_bytes() == p.read_bytes()
+        assert elapsed < 20, f"aws s3 sync of 12 small files took {elapsed:.1f}s"
+    finally:
+        empty_and_delete_bucket(s3, bucket)

@@ -129,21 +129,21 @@ def test_upload_part_copy_with_range(s3, bucket):
         CopySourceRange=f"bytes={6 * MiB}-{12 * MiB - 1}",
     )
     assert r1["CopyPartResult"]["ETag"] == quoted_md5(first)
-    second = src[100 : 100 + 4096]
+    second = src[100 : 100 + PART]
     r2 = s3.upload_part_copy(
         Bucket=bucket,
         Key=key,
         UploadId=upload_id,
         PartNumber=2,
         CopySource={"Bucket": bucket, "Key": "mp/src"},
-        CopySourceRange="bytes=100-4195",
+        CopySourceRange=f"bytes=100-{100 + PART - 1}",
     )
     assert r2["CopyPartResult"]["ETag"] == quoted_md5(second)
     third = b"tail written directly"
     r3 = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=3, Body=third)
 
     listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)
-    assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(1, 6 * MiB), (2, 4096), (3, len(third))]
+    assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(1, 6 * MiB), (2, PART), (3, len(third))]
 
     done = s3.complete_multipart_upload(
         Bucket=bucket,
@@ -161,20 +161,25 @@ def test_upload_part_copy_with_range(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == first + second + third
 
 
-def test_upload_part_copy_range_out_of_bounds(s3, bucket):
+@pytest.mark.parametrize("rng", ["bytes=5-100", "bytes=20-30", "bytes=9-10"])
+def test_upload_part_copy_range_out_of_bounds(s3, bucket, rng):
+    """Unlike a GET Range, a copy-source range is never clamped: one that
+    reaches past the end of the source is rejected (AWS: 400 InvalidArgument
+    "Range specified is not valid for source object of size: 10")."""
     s3.put_object(Bucket=bucket, Key="mp/small-src", Body=b"0123456789")
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp/oob")["UploadId"]
-    expect_error(
-        "InvalidRange",
-        416,
+    err = client_error(
         s3.upload_part_copy,
         Bucket=bucket,
         Key="mp/oob",
         UploadId=upload_id,
         PartNumber=1,
         CopySource={"Bucket": bucket, "Key": "mp/small-src"},
-        CopySourceRange="bytes=5-100",
+        CopySourceRange=rng,
     )
+    got = (err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"])
+    assert got in (("InvalidArgument", 400), ("InvalidRange", 416)), got
+    assert s3.list_parts(Bucket=bucket, Key="mp/oob", UploadId=upload_id).get("Parts", []) == []
 
 
 @pytest.fixture
@@ -280,3 +285,69 @@ def test_list_multipart_uploads_prefix(s3, bucket):
     resp = s3.list_multipart_uploads(Bucket=bucket, Prefix="up/", Delimiter="/")
     assert [p["Prefix"] for p in resp.get("CommonPrefixes", [])] == ["up/a/", "up/b/"]
     assert resp.get("Uploads", []) == []
+
+
+def test_multipart_with_sha256_checksums(s3, bucket):
+    """Flexible checksums on a multipart upload: each part carries its SHA256,
+    and the object reports the composite "<b64 sha256 of part digests>-N"."""
+    import base64
+    import hashlib
+
+    key = "mp/checksummed"
+    parts_data = [deterministic_bytes(PART, seed=41), deterministic_bytes(777, seed=42)]
+    create = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256")
+    upload_id = create["UploadId"]
+    assert create.get("ChecksumAlgorithm") == "SHA256"
+    parts = []
+    for i, data in enumerate(parts_data, start=1):
+        resp = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=i, Body=data, ChecksumAlgorithm="SHA256"
+        )
+        expected = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        assert resp.get("ChecksumSHA256") == expected
+        parts.append({"PartNumber": i, "ETag": resp["ETag"], "ChecksumSHA256": expected})
+
+    listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)["Parts"]
+    assert [p.get("ChecksumSHA256") for p in listed] == [p["ChecksumSHA256"] for p in parts]
+
+    done = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    composite = base64.b64encode(
+        hashlib.sha256(b"".join(hashlib.sha256(d).digest() for d in parts_data)).digest()
+    ).decode() + "-2"
+    assert done.get("ChecksumSHA256") == composite
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert head.get("ChecksumSHA256") == composite
+    assert head["ETag"] == multipart_etag(parts_data)
+
+
+def test_multipart_wrong_part_checksum_rejected(s3, bucket):
+    import base64
+    import hashlib
+
+    key = "mp/badsum"
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256")["UploadId"]
+    wrong = base64.b64encode(hashlib.sha256(b"not this").digest()).decode()
+    expect_error(
+        "BadDigest", 400, s3.upload_part,
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"this", ChecksumSHA256=wrong,
+    )
+    assert s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id).get("Parts", []) == []
+
+
+def test_s3transfer_multipart_upload_download(s3, bucket):
+    """boto3's managed transfer (upload_fileobj/download_fileobj) with small
+    thresholds: concurrent parts, default CRC32 checksums, ranged GETs."""
+    import io
+
+    from boto3.s3.transfer import TransferConfig
+
+    data = deterministic_bytes(17 * MiB + 3, seed=43)
+    cfg = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=4)
+    s3.upload_fileobj(io.BytesIO(data), bucket, "mp/transfer.bin", Config=cfg)
+    head = s3.head_object(Bucket=bucket, Key="mp/transfer.bin")
+    assert head["ContentLength"] == len(data)
+    chunks = [data[i : i + 5 * MiB] for i in range(0, len(data), 5 * MiB)]
+    assert head["ETag"] == multipart_etag(chunks)
+    out = io.BytesIO()
+    s3.download_fileobj(bucket, "mp/transfer.bin", out, Config=cfg)
+    assert out.getvalue() == data

@@ -106,6 +106,7 @@ def test_hostile_keys_stay_inside(deep_server, tmp_path):
             continue
         assert "passwd" not in filenames, f"passwd created in {dirpath}"
         assert not any(ESCAPE_MARKER in n for n in filenames), f"escape file in {dirpath}"
+    assert list(deep_server.cwd.iterdir()) == [], "the server wrote into its working directory"
     assert not Path("/tmp", ESCAPE_MARKER).exists()
     assert not any(ESCAPE_MARKER in n for n in os.listdir(tmp_path.parent))
     if etc_passwd is not None:

@@ -29,6 +29,9 @@ pub enum Error {
     KeyTooLong,
     #[error("{0}")]
     InvalidArgument(String),
+    /// A request that is well-formed but cannot be carried out as asked.
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("at least one of the preconditions did not hold")]
     PreconditionFailed,
     /// Carries the ETag, which a 304 response repeats.

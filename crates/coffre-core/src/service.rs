@@ -512,7 +512,7 @@ impl ObjectService {
         source.conditions.check_copy_source(&src.meta)?;
         let same_object = source.bucket == *bucket && source.key == *key && source.version.is_none();
         if same_object && matches!(directive, MetadataDirective::Copy) {
-            return Err(Error::InvalidArgument(
+            return Err(Error::InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself without changing the \
                  object's metadata, storage class, website redirect location or encryption attributes."
                     .into(),
@@ -645,9 +645,16 @@ impl ObjectService {
         let upload = self.upload(who, &part.bucket, &part.key, &part.upload_id).await?;
         let src = self.head_object(who, &source.bucket, &source.key, source.version.as_ref()).await?;
         source.conditions.check_copy_source(&src.meta)?;
+        let size = src.meta.size;
         let range = match range {
-            Some(r) => r.resolve(src.meta.size)?,
-            None => 0..src.meta.size,
+            // A copy range must lie inside the source; GET ranges may overhang.
+            Some(ByteRange::From { first, last: Some(last) }) if last >= size => {
+                return Err(Error::InvalidArgument(format!(
+                    "Range specified is not valid for source object of size: {size} (bytes={first}-{last})"
+                )));
+            }
+            Some(r) => r.resolve(size)?,
+            None => 0..size,
         };
         let claims = BodyClaims {
             content_length: Some(range.end - range.start),

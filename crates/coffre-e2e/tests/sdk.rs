@@ -557,7 +557,7 @@ async fn copy_and_batch_delete() {
         c.copy_object().bucket("dst").key("cond").copy_source("src/o").copy_source_if_match("\"other\"").send().await;
     assert_eq!(code(r), ("PreconditionFailed".into(), 412));
     let r = c.copy_object().bucket("src").key("o").copy_source("src/o").send().await;
-    assert_eq!(code(r), ("InvalidArgument".into(), 400), "copying onto itself without changes");
+    assert_eq!(code(r), ("InvalidRequest".into(), 400), "copying onto itself without changes");
     let r = c.copy_object().bucket("dst").key("x").copy_source("src/missing").send().await;
     assert_eq!(code(r), ("NoSuchKey".into(), 404));
 

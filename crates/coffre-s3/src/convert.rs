@@ -25,6 +25,7 @@ pub fn s3_err(e: Error) -> S3Error {
         Error::AccessDenied => C::AccessDenied,
         Error::KeyTooLong => C::KeyTooLongError,
         Error::InvalidArgument(_) => C::InvalidArgument,
+        Error::InvalidRequest(_) => C::InvalidRequest,
         Error::PreconditionFailed => C::PreconditionFailed,
         Error::NotModified { etag } => {
             let mut err = S3Error::new(C::NotModified);
@@ -37,7 +38,8 @@ pub fn s3_err(e: Error) -> S3Error {
         }
         Error::InvalidRange { .. } => C::InvalidRange,
         Error::BadDigest | Error::ChecksumMismatch(_) => C::BadDigest,
-        Error::IncompleteBody { .. } | Error::Body(_) => C::IncompleteBody,
+        Error::IncompleteBody { .. } => C::IncompleteBody,
+        Error::Body(why) => return body_error(why),
         Error::EntityTooLarge { .. } => C::EntityTooLarge,
         Error::EntityTooSmall { .. } => C::EntityTooSmall,
         Error::InvalidPart(_) => C::InvalidPart,
@@ -48,6 +50,26 @@ pub fn s3_err(e: Error) -> S3Error {
         }
     };
     S3Error::with_message(code, e.to_string())
+}
+
+/// s3s 0.14 reports payload verification failures as stream errors of
+/// private types, so they are told apart by their message.
+fn body_error(why: &str) -> S3Error {
+    if why.contains("Sha256Mismatch") {
+        let mut err = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        err.set_status_code(http::StatusCode::BAD_REQUEST);
+        return err;
+    }
+    if why.contains("SignatureMismatch") {
+        return s3_error!(
+            SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided (aws-chunked chunk signature)."
+        );
+    }
+    S3Error::with_message(S3ErrorCode::IncompleteBody, format!("The request body could not be read in full: {why}"))
 }
 
 pub fn bucket(name: &str) -> s3s::S3Result<BucketName> {
@@ -130,7 +152,32 @@ pub fn content_headers(
         t.format(dto::TimestampFormat::HttpDate, &mut buf).ok()?;
         String::from_utf8(buf).ok()
     });
+    // `aws-chunked` describes the transfer, not the object: S3 does not keep it.
+    let content_encoding = content_encoding.and_then(|e| {
+        let kept: Vec<&str> =
+            e.split(',').map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked")).collect();
+        (!kept.is_empty()).then(|| kept.join(","))
+    });
     ContentHeaders { content_type, content_encoding, content_disposition, content_language, cache_control, expires }
+}
+
+/// S3's answer for objects stored without a Content-Type.
+pub fn content_type(h: &ContentHeaders) -> String {
+    h.content_type.clone().unwrap_or_else(|| "binary/octet-stream".to_owned())
+}
+
+/// S3 caps user metadata (names and values of `x-amz-meta-*`) at 2 KB.
+pub const MAX_USER_METADATA: usize = 2048;
+
+pub fn check_user_meta(m: &[(String, String)]) -> s3s::S3Result<()> {
+    let size: usize = m.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_USER_METADATA {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size of {MAX_USER_METADATA} bytes ({size} given)"
+        ));
+    }
+    Ok(())
 }
 
 pub fn expires(h: &ContentHeaders) -> Option<Timestamp> {

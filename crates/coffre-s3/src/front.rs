@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -216,6 +217,10 @@ impl Front {
         let slot = RouteSlot::default();
         let verdict = BodyVerdict::default();
         let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let polled = Arc::new(AtomicBool::new(false));
+        let expects_continue =
+            req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let empty_body = req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
 
         let response = match self.precheck(&req) {
             Err(rejection) => rejection,
@@ -229,6 +234,7 @@ impl Front {
                     sleep: Box::pin(tokio::time::sleep(self.config.body_idle_timeout)),
                     verdict: verdict.clone(),
                     bytes: counter.clone(),
+                    polled: polled.clone(),
                 };
                 parts.extensions.insert(slot.clone());
                 let mut s3 = self.s3.clone();
@@ -251,9 +257,17 @@ impl Front {
                 }
             }
         };
+        let response = with_error_message(response).await;
         let (mut parts, body) = response.into_parts();
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             parts.headers.insert("x-amz-request-id", v);
+        }
+        // hyper sends `100 Continue` only when a non-empty body is read. botocore
+        // keeps the final status of an unanswered `Expect` on its pooled
+        // connection and misreads the next response on it, so such a
+        // connection is closed rather than reused.
+        if expects_continue && (empty_body || !polled.load(Ordering::Relaxed)) {
+            parts.headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
         }
         let info = slot.0.lock().map(|mut i| std::mem::take(&mut *i)).unwrap_or_default();
         let record = RequestRecord {
@@ -279,6 +293,17 @@ impl Front {
     /// Checks what s3s would let through: presign lifetime, region, body size.
     #[allow(clippy::result_large_err)]
     fn precheck(&self, req: &Request<Incoming>) -> Result<(), Response<s3s::Body>> {
+        let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        if header_bytes + req.uri().to_string().len() > self.config.max_header_bytes {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "RequestHeaderSectionTooLarge",
+                &format!(
+                    "Your request header section exceeds the maximum allowed size of {} bytes",
+                    self.config.max_header_bytes
+                ),
+            ));
+        }
         let query = req.uri().query().unwrap_or("");
         let param = |name: &str| {
             query
@@ -297,6 +322,18 @@ impl Front {
                         "X-Amz-Expires must be less than a week (in seconds) that is 604800",
                     ));
                 }
+            }
+        }
+        if let Some(auth) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+            && let Some(fields) = auth.strip_prefix("AWS4-HMAC-SHA256")
+        {
+            let has = |name: &str| fields.split(',').any(|f| f.trim().starts_with(name));
+            if !(has("Credential=") && has("SignedHeaders=") && has("Signature=")) {
+                return Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "AuthorizationHeaderMalformed",
+                    "The authorization header is malformed; it must contain Credential, SignedHeaders and Signature.",
+                ));
             }
         }
         let (scope, in_query) = match param("X-Amz-Credential") {
@@ -333,6 +370,55 @@ impl Front {
 fn request_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase();
     id[..16].to_owned()
+}
+
+/// Some errors s3s raises itself (a bad bucket name in the path, a malformed
+/// Authorization header) carry no `<Message>`; clients and people expect one.
+async fn with_error_message(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+    const SMALL: u64 = 64 * 1024;
+    let is_error = resp.status().is_client_error() || resp.status().is_server_error();
+    if !is_error || resp.body().size_hint().upper().is_none_or(|n| n > SMALL) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(collected) = http_body_util::BodyExt::collect(body).await else {
+        return Response::from_parts(parts, s3s::Body::empty());
+    };
+    let bytes = collected.to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    let patched = match (text.find("</Code>"), text.contains("<Message>")) {
+        (Some(end), false) => {
+            let code = text[..end].rsplit("<Code>").next().unwrap_or("");
+            let message = xml_escape(default_message(code));
+            Some(format!("{}<Message>{message}</Message>{}", &text[..end + 7], &text[end + 7..]))
+        }
+        _ => None,
+    };
+    let mut resp = Response::from_parts(parts, s3s::Body::from(patched.map_or(bytes, Bytes::from)));
+    resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+    resp
+}
+
+fn default_message(code: &str) -> &'static str {
+    match code {
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "AccessDenied" => "Access Denied",
+        "AuthorizationHeaderMalformed" => "The authorization header is malformed.",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        }
+        "InvalidAccessKeyId" => "The AWS Access Key Id you provided does not exist in our records.",
+        "RequestTimeTooSkewed" => "The difference between the request time and the current time is too large.",
+        "MalformedXML" => "The XML you provided was not well-formed or did not validate against our published schema.",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "NotImplemented" => "A header or query you provided implies functionality that is not implemented.",
+        "InvalidRequest" => "The request is not valid.",
+        "InvalidArgument" => "Invalid Argument",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "NoSuchKey" => "The specified key does not exist.",
+        "NoSuchBucket" => "The specified bucket does not exist.",
+        _ => "The request could not be processed.",
+    }
 }
 
 fn is_aws_chunked(headers: &HeaderMap) -> bool {
@@ -436,6 +522,8 @@ impl ChunkScanner {
 
 struct GuardedBody {
     inner: Incoming,
+    /// Set once the service asks for the body (hyper then sends `100 Continue`).
+    polled: Arc<AtomicBool>,
     chunked: Option<ChunkScanner>,
     idle: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
@@ -457,6 +545,7 @@ impl HttpBody for GuardedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        this.polled.store(true, Ordering::Relaxed);
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let deadline = tokio::time::Instant::now() + this.idle;

@@ -213,6 +213,8 @@ impl S3 for CoffreS3 {
             input.checksum_sha1,
             input.checksum_sha256,
         );
+        let user_meta = convert::user_meta(input.metadata);
+        convert::check_user_meta(&user_meta)?;
         let put = PutRequest {
             bucket: convert::bucket(&input.bucket)?,
             key: convert::key(&input.key)?,
@@ -224,7 +226,7 @@ impl S3 for CoffreS3 {
                 input.cache_control,
                 input.expires,
             ),
-            user_meta: convert::user_meta(input.metadata),
+            user_meta,
             condition: write_condition(input.if_none_match.as_ref(), input.if_match.as_ref())?,
             claims: BodyClaims {
                 content_length: content_length(input.content_length)?,
@@ -275,7 +277,7 @@ impl S3 for CoffreS3 {
             content_range: got
                 .partial
                 .then(|| format!("bytes {}-{}/{}", got.range.start, got.range.end.saturating_sub(1), m.size)),
-            content_type: input.response_content_type.or_else(|| m.headers.content_type.clone()),
+            content_type: input.response_content_type.or_else(|| Some(convert::content_type(&m.headers))),
             content_encoding: input.response_content_encoding.or_else(|| m.headers.content_encoding.clone()),
             content_disposition: input.response_content_disposition.or_else(|| m.headers.content_disposition.clone()),
             content_language: input.response_content_language.or_else(|| m.headers.content_language.clone()),
@@ -328,7 +330,7 @@ impl S3 for CoffreS3 {
             accept_ranges: Some("bytes".into()),
             content_length: Some(length as i64),
             content_range,
-            content_type: input.response_content_type.or_else(|| m.headers.content_type.clone()),
+            content_type: input.response_content_type.or_else(|| Some(convert::content_type(&m.headers))),
             content_encoding: input.response_content_encoding.or_else(|| m.headers.content_encoding.clone()),
             content_disposition: input.response_content_disposition.or_else(|| m.headers.content_disposition.clone()),
             content_language: input.response_content_language.or_else(|| m.headers.content_language.clone()),
@@ -430,7 +432,11 @@ impl S3 for CoffreS3 {
                     input.cache_control,
                     input.expires,
                 ),
-                user_meta: convert::user_meta(input.metadata),
+                user_meta: {
+                    let m = convert::user_meta(input.metadata);
+                    convert::check_user_meta(&m)?;
+                    m
+                },
             },
             Some(other) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive {other:?}")),
         };
@@ -474,10 +480,9 @@ impl S3 for CoffreS3 {
         let marker = v2.input.start_after.clone();
         let out = self.list_objects_v2(v2).await?.output;
         // V1 gives a NextMarker only when a delimiter is used; clients use the last key otherwise.
-        let next_marker = if out.is_truncated == Some(true) && out.delimiter.is_some() {
-            out.next_continuation_token.clone()
-        } else {
-            None
+        let next_marker = match &out.next_continuation_token {
+            Some(token) if out.delimiter.is_some() => Some(decode_token(token)?),
+            _ => None,
         };
         Ok(S3Response::new(ListObjectsOutput {
             name: out.name,
@@ -571,11 +576,10 @@ impl S3 for CoffreS3 {
             input.cache_control,
             input.expires,
         );
-        let upload = self
-            .service
-            .create_upload(&who, &bucket, &key, headers, convert::user_meta(input.metadata), algorithm)
-            .await
-            .map_err(s3_err)?;
+        let user_meta = convert::user_meta(input.metadata);
+        convert::check_user_meta(&user_meta)?;
+        let upload =
+            self.service.create_upload(&who, &bucket, &key, headers, user_meta, algorithm).await.map_err(s3_err)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
