@@ -69,6 +69,11 @@ for _name in list(os.environ):
     if _name.startswith(("AWS_", "RCLONE_", "S3CMD")):
         os.environ.pop(_name, None)
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+# ...nor a developer's ~/.aws/config (which could change checksum or
+# addressing behaviour): the in-process boto3 clients use exactly the
+# settings given in CoffreServer.client().
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
 def coffre_bin() -> Path:

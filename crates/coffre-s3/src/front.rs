@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::config::{S3Config, StaticConfigProvider};
-use s3s::host::MultiDomain;
+use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Result, s3_error};
 use tokio::net::TcpListener;
@@ -120,6 +120,42 @@ impl S3Access for Access {
     }
 }
 
+/// Virtual-host routing: `BUCKET.DOMAIN[:port]` names a bucket; any other
+/// host (the bare domain, an IP address, an unknown name) is path-style.
+/// s3s's own parsers compare the Host header with its port and treat unknown
+/// hosts as bucket names, which breaks `http://localhost:9000` endpoints.
+struct Domains(Vec<String>);
+
+impl Domains {
+    fn new(domains: &[String]) -> Result<Self, String> {
+        for d in domains {
+            let ok = !d.is_empty()
+                && d.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if !ok {
+                return Err(format!("invalid S3 domain {d:?}"));
+            }
+        }
+        Ok(Self(domains.iter().map(|d| d.to_ascii_lowercase()).collect()))
+    }
+}
+
+impl S3Host for Domains {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        for domain in &self.0 {
+            if let Some(bucket) = name.strip_suffix(domain.as_str()).and_then(|b| b.strip_suffix('.'))
+                && !bucket.is_empty()
+            {
+                return Ok(VirtualHost::new(domain.as_str()).with_bucket(bucket));
+            }
+        }
+        Ok(VirtualHost::new(name))
+    }
+}
+
 /// A guard's verdict on a body, reported instead of whatever s3s makes of the broken stream.
 #[derive(Clone, Default)]
 struct BodyVerdict(Arc<OnceLock<(StatusCode, &'static str, String)>>);
@@ -145,9 +181,7 @@ impl Front {
         builder.set_auth(keys);
         builder.set_access(Access);
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
-        if !config.domains.is_empty() {
-            builder.set_host(MultiDomain::new(&config.domains).map_err(|e| format!("invalid S3 domain: {e}"))?);
-        }
+        builder.set_host(Domains::new(&config.domains)?);
         Ok(Self { s3: builder.build(), config: Arc::new(config), observer })
     }
 
@@ -637,6 +671,18 @@ impl Drop for LoggedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_route_buckets_only_under_known_domains() {
+        let d = Domains::new(&["localhost".into(), "s3.example.fr".into()]).expect("domains");
+        let bucket = |h: &'static str| d.parse_host_header(h).ok().and_then(|v| v.bucket().map(str::to_owned));
+        assert_eq!(bucket("bkt.localhost:9000"), Some("bkt".into()));
+        assert_eq!(bucket("my.dotted.bkt.s3.example.fr"), Some("my.dotted.bkt".into()));
+        assert_eq!(bucket("localhost:9000"), None);
+        assert_eq!(bucket("127.0.0.1:9000"), None);
+        assert_eq!(bucket("other.example.com"), None);
+        assert!(Domains::new(&["bad domain".into()]).is_err());
+    }
 
     #[test]
     fn scope_region_is_the_third_field_from_the_end() {
