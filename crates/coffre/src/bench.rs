@@ -52,9 +52,22 @@ pub struct BenchArgs {
     /// (with fsync, like the server), as the baseline for ratios.
     #[arg(long)]
     baseline_dir: Option<PathBuf>,
+    /// Drop the OS page cache before each read phase (needs root), so GETs
+    /// and the raw-disk reads both come from the disk rather than memory.
+    #[arg(long)]
+    drop_caches: bool,
     /// Print results as JSON.
     #[arg(long)]
     json: bool,
+}
+
+fn drop_caches() -> anyhow::Result<()> {
+    let synced = std::process::Command::new("sync").status().context("running sync")?;
+    if !synced.success() {
+        bail!("sync failed");
+    }
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .context("--drop-caches needs root: writing /proc/sys/vm/drop_caches")
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -99,13 +112,14 @@ struct Target {
 const SIGN_FOR: Duration = Duration::from_secs(3600);
 
 impl Target {
+    /// Sends a request; keeps the response body only when asked or on error.
     async fn send(
         &self,
         method: http::Method,
         url: url::Url,
         body: Bytes,
+        keep_body: bool,
     ) -> anyhow::Result<(http::StatusCode, u64, Bytes)> {
-        let keep_body = method != http::Method::GET;
         let req = http::Request::builder().method(method).uri(url.as_str()).body(Full::new(body))?;
         let resp = self.http.request(req).await?;
         let status = resp.status();
@@ -125,7 +139,7 @@ impl Target {
 
     async fn put(&self, key: &str, body: Bytes) -> anyhow::Result<()> {
         let url = self.bucket.put_object(Some(&self.creds), key).sign(SIGN_FOR);
-        let (status, _, text) = self.send(http::Method::PUT, url, body).await?;
+        let (status, _, text) = self.send(http::Method::PUT, url, body, false).await?;
         if !status.is_success() {
             bail!("PUT {key}: {status} {}", String::from_utf8_lossy(&text));
         }
@@ -134,7 +148,7 @@ impl Target {
 
     async fn get(&self, key: &str) -> anyhow::Result<u64> {
         let url = self.bucket.get_object(Some(&self.creds), key).sign(SIGN_FOR);
-        let (status, len, text) = self.send(http::Method::GET, url, Bytes::new()).await?;
+        let (status, len, text) = self.send(http::Method::GET, url, Bytes::new(), false).await?;
         if !status.is_success() {
             bail!("GET {key}: {status} {}", String::from_utf8_lossy(&text));
         }
@@ -152,7 +166,7 @@ impl Target {
                 action.with_continuation_token(t.clone());
             }
             let url = action.sign(SIGN_FOR);
-            let (status, _, text) = self.send(http::Method::GET, url, Bytes::new()).await?;
+            let (status, _, text) = self.send(http::Method::GET, url, Bytes::new(), true).await?;
             if !status.is_success() {
                 bail!("LIST: {status} {}", String::from_utf8_lossy(&text));
             }
@@ -169,12 +183,37 @@ impl Target {
 
     async fn ensure_bucket(&self) -> anyhow::Result<()> {
         let url = self.bucket.create_bucket(&self.creds).sign(SIGN_FOR);
-        let (status, _, text) = self.send(http::Method::PUT, url, Bytes::new()).await?;
+        let (status, _, text) = self.send(http::Method::PUT, url, Bytes::new(), true).await?;
         let text = String::from_utf8_lossy(&text);
         if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
             return Ok(());
         }
         bail!("creating bucket {}: {status} {text}", self.bucket.name())
+    }
+}
+
+/// How many objects each writer stored, so readers only ask for existing ones.
+struct Written(Vec<AtomicU64>);
+
+impl Written {
+    fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Self((0..workers).map(|_| AtomicU64::new(0)).collect()))
+    }
+
+    fn record(&self, worker: usize, n: u64) {
+        if let Some(c) = self.0.get(worker) {
+            c.fetch_max(n + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// The (writer, index) of an object that exists, spread over all writers.
+    fn pick(&self, worker: usize, n: u64) -> anyhow::Result<(usize, u64)> {
+        let nonempty: Vec<(usize, u64)> =
+            self.0.iter().enumerate().map(|(w, c)| (w, c.load(Ordering::Relaxed))).filter(|(_, c)| *c > 0).collect();
+        let Some(&(w, count)) = nonempty.get(worker % nonempty.len().max(1)) else {
+            bail!("nothing was written to read back: run a put phase first");
+        };
+        Ok((w, n % count))
     }
 }
 
@@ -286,7 +325,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let payload = Bytes::from(random_bytes(args.size as usize));
     let duration = Duration::from_secs(args.duration);
-    let written = Arc::new(AtomicU64::new(0));
+    let written = Written::new(args.concurrency);
     let prefix = format!("bench-{}/", args.size);
     let key = {
         let prefix = prefix.clone();
@@ -294,6 +333,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let mut results = Vec::new();
     for phase in &args.phases {
+        if args.drop_caches && matches!(phase, Phase::Get | Phase::Mixed) {
+            drop_caches()?;
+        }
         let r = match phase {
             Phase::Put => {
                 let (t, body, key, written) = (target.clone(), payload.clone(), key.clone(), written.clone());
@@ -302,28 +344,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     async move {
                         let len = body.len() as u64;
                         t.put(&k, body).await?;
-                        written.fetch_max(n + 1, Ordering::Relaxed);
+                        written.record(w, n);
                         Ok(len)
                     }
                 })
                 .await
             }
             Phase::Get => {
-                let available = written.load(Ordering::Relaxed).max(1);
-                let (t, key) = (target.clone(), key.clone());
+                let (t, key, written) = (target.clone(), key.clone(), written.clone());
                 drive("get", args.concurrency, duration, move |w, n| {
-                    let (t, k) = (t.clone(), key(w, n % available));
-                    async move { t.get(&k).await }
+                    let (t, picked) = (t.clone(), written.pick(w, n).map(|(pw, pn)| key(pw, pn)));
+                    async move { t.get(&picked?).await }
                 })
                 .await
             }
             Phase::Mixed => {
-                let available = written.load(Ordering::Relaxed).max(1);
-                let (t, body, key) = (target.clone(), payload.clone(), key.clone());
+                let (t, body, key, written) = (target.clone(), payload.clone(), key.clone(), written.clone());
                 // 70% GET of existing objects, 30% PUT overwriting them.
                 drive("mixed", args.concurrency, duration, move |w, n| {
-                    let (t, body, k) = (t.clone(), body.clone(), key(w, n % available));
+                    let (t, body, picked) = (t.clone(), body.clone(), written.pick(w, n).map(|(pw, pn)| key(pw, pn)));
                     async move {
+                        let k = picked?;
                         if n % 10 < 3 {
                             let len = body.len() as u64;
                             t.put(&k, body).await.map(|()| len)
@@ -339,7 +380,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         results.push(r);
     }
     if let Some(dir) = &args.baseline_dir {
-        results.extend(baseline(dir, &payload, args.concurrency, duration).await?);
+        results.extend(baseline(dir, &payload, args.concurrency, duration, args.drop_caches).await?);
     }
     report(&results, args.json)
 }
@@ -393,10 +434,11 @@ async fn baseline(
     payload: &Bytes,
     concurrency: usize,
     duration: Duration,
+    cold: bool,
 ) -> anyhow::Result<Vec<PhaseResult>> {
     let dir = dir.join(format!("coffre-bench-baseline-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let written = Arc::new(AtomicU64::new(0));
+    let written = Written::new(concurrency);
     let (d, body, w_count) = (dir.clone(), payload.clone(), written.clone());
     let write = drive("disk-write", concurrency, duration, move |w, n| {
         let (path, body, w_count) = (d.join(format!("{w:03}-{n:010}")), body.clone(), w_count.clone());
@@ -412,17 +454,18 @@ async fn baseline(
                 Ok(body.len() as u64)
             })
             .await?
-            .inspect(|_| {
-                w_count.fetch_max(n + 1, Ordering::Relaxed);
-            })
+            .inspect(|_| w_count.record(w, n))
         }
     })
     .await;
-    let available = written.load(Ordering::Relaxed).max(1);
+    if cold {
+        drop_caches()?;
+    }
     let d = dir.clone();
     let read = drive("disk-read", concurrency, duration, move |w, n| {
-        let path = d.join(format!("{w:03}-{:010}", n % available));
+        let path = written.pick(w, n).map(|(pw, pn)| d.join(format!("{pw:03}-{pn:010}")));
         async move {
+            let path = path?;
             tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
                 use std::io::Read as _;
                 let mut f = std::fs::File::open(&path)?;

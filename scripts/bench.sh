@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmarks a release `coffre serve` over loopback with `coffre bench`, next
+# to raw-disk baselines measured in the same run (same disk, same sizes, same
+# concurrency, with fsync), and reports the server's peak memory per size.
+# Usage: scripts/bench.sh [seconds-per-phase]   (default 10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/coffre/target}"
+secs="${1:-10}"
+cargo build --release -p coffre >/dev/null
+bin="$CARGO_TARGET_DIR/release/coffre"
+work="$(mktemp -d "${BENCH_DIR:-$PWD}/coffre-bench.XXXXXX")"
+unset AWS_CA_BUNDLE REQUESTS_CA_BUNDLE SSL_CERT_FILE
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+export AWS_ACCESS_KEY_ID=benchroot AWS_SECRET_ACCESS_KEY=bench-secret-key-0123456789
+start_server() {  # $1: extra flags
+  COFFRE_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID COFFRE_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY COFFRE_LOG=warn \
+    "$bin" serve --data-dir "$work/data" --s3-listen 127.0.0.1:19100 --admin-listen 127.0.0.1:19101 $1 &
+  pid=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:19101/health/ready >/dev/null && return; sleep 0.1; done
+  echo "server did not start" >&2; exit 1
+}
+stop_server() { kill "$pid"; wait "$pid" || true; rm -rf "$work/data"; }
+peak_rss() { awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$pid/status"; }
+bench() { "$bin" bench --endpoint http://127.0.0.1:19100 --duration "$secs" "$@"; }
+
+echo "== 64 MiB objects, concurrency 4: PUT and GET vs raw disk write/read (page cache warm)"
+start_server ""
+bench --size 64MiB --concurrency 4 --phases put,get --baseline-dir "$work"
+echo "server peak RSS after 64 MiB objects: $(peak_rss)"
+stop_server
+
+echo; echo "== the same, page cache dropped before each read phase (GET and raw read both from disk)"
+start_server ""
+bench --size 64MiB --concurrency 4 --phases put,get --baseline-dir "$work" --drop-caches
+stop_server
+
+echo; echo "== 1 GiB objects, concurrency 1: memory must not grow with object size"
+start_server ""
+bench --size 1GiB --concurrency 1 --phases put,get
+echo "server peak RSS after 1 GiB objects: $(peak_rss)"
+stop_server
+
+echo; echo "== 4 KiB objects, concurrency 32 (inline in metadata, the default)"
+start_server ""
+bench --size 4KiB --concurrency 32 --phases put,get,mixed
+stop_server
+
+echo; echo "== 4 KiB objects, concurrency 32, inline threshold 0 (every object in its own file)"
+start_server "--inline-threshold 0"
+bench --size 4KiB --concurrency 32 --phases put,get
+stop_server
+
+echo; echo "== LIST of 100,000 keys (pages of 1000)"
+start_server ""
+bench --phases list --list-keys 100000 --concurrency 32
+stop_server
+
+# Peer: the same 64 MiB GET from nginx (sendfile) and from Coffre (presigned
+# URL), both driven by wrk over loopback: what HTTP itself costs here.
+if command -v nginx >/dev/null && command -v wrk >/dev/null; then
+  echo; echo "== peer: 64 MiB GET over loopback, wrk -t2 -c4, nginx (sendfile) vs coffre"
+  mkdir -p "$work/www/peer" "$work/nginx"
+  head -c 67108864 /dev/urandom > "$work/www/peer/obj"
+  cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 64; }
+http { access_log off; sendfile on; server { listen 127.0.0.1:19180; root $work/www; } }
+CONF
+  nginx -c "$work/nginx/nginx.conf"
+  printf 'nginx:  '; wrk -t2 -c4 -d"${secs}s" http://127.0.0.1:19180/peer/obj | grep Transfer/sec
+  kill "$(cat "$work/nginx/nginx.pid")"
+  start_server ""
+  url=$(AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID python3 - "$work/www/peer/obj" <<'PY'
+import sys, boto3, botocore.config
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:19100", region_name="us-east-1",
+                  config=botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+s3.create_bucket(Bucket="peer")
+s3.upload_file(sys.argv[1], "peer", "obj")
+print(s3.generate_presigned_url("get_object", Params={"Bucket": "peer", "Key": "obj"}, ExpiresIn=3600))
+PY
+)
+  printf 'coffre: '; wrk -t2 -c4 -d"${secs}s" "$url" | grep Transfer/sec
+  stop_server
+fi
