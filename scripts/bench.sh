@@ -44,7 +44,7 @@ stop_server
 
 echo; echo "== 4 KiB objects, concurrency 32 (inline in metadata, the default)"
 start_server ""
-bench --size 4KiB --concurrency 32 --phases put,get,mixed
+bench --size 4KiB --concurrency 32 --phases put,get,mixed --baseline-dir "$work"
 stop_server
 
 echo; echo "== 4 KiB objects, concurrency 32, inline threshold 0 (every object in its own file)"

@@ -49,3 +49,24 @@ def test_virtual_host_style_requests(server, localhost_subdomains):
     assert server.client().get_object(Bucket=name, Key="dir/hello.txt")["Body"].read() == b"bonjour"
     client.delete_object(Bucket=name, Key="dir/hello.txt")
     client.delete_bucket(Bucket=name)
+
+
+def test_signature_v2_is_refused(server):
+    """SigV2 (HMAC-SHA1) is deprecated: refused with a clear error, not half-supported."""
+    import urllib.error
+    import urllib.request
+
+    v2 = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=ROOT_ACCESS_KEY,
+        aws_secret_access_key=ROOT_SECRET_KEY,
+        region_name=REGION,
+        config=botocore.config.Config(signature_version="s3", s3={"addressing_style": "path"}),
+    )
+    url = v2.generate_presigned_url("list_buckets")
+    assert "AWSAccessKeyId=" in url
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url, timeout=10)
+    assert err.value.code == 400
+    assert b"<Code>InvalidRequest</Code>" in err.value.read()

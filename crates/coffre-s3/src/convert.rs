@@ -2,7 +2,7 @@
 
 use coffre_core::Error;
 use coffre_core::blob::ByteStream;
-use coffre_core::checksum::{ChecksumAlgorithm, Checksums};
+use coffre_core::checksum::ChecksumAlgorithm;
 use coffre_core::meta::ContentHeaders;
 use coffre_core::service::{ByteRange, ReadConditions};
 use coffre_core::types::{BucketName, ObjectKey, UnixNanos, VersionId};
@@ -196,17 +196,6 @@ pub fn metadata_out(v: &[(String, String)]) -> Option<dto::Metadata> {
 
 pub fn checksum_algorithm(a: Option<&dto::ChecksumAlgorithm>) -> s3s::S3Result<Option<ChecksumAlgorithm>> {
     a.map(|a| ChecksumAlgorithm::parse(a.as_str())).transpose().map_err(s3_err)
-}
-
-/// Checksums a client sent as headers or XML elements.
-pub fn checksums_in(
-    crc32: Option<String>,
-    crc32c: Option<String>,
-    crc64nvme: Option<String>,
-    sha1: Option<String>,
-    sha256: Option<String>,
-) -> Checksums {
-    Checksums { crc32, crc32c, crc64nvme, sha1, sha256 }
 }
 
 /// Turns the request body into the service's stream type.

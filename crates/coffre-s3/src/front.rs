@@ -358,6 +358,17 @@ impl Front {
                 }
             }
         }
+        // Signature V2 (HMAC-SHA1, deprecated by AWS) is refused outright rather
+        // than left to a code path nothing here tests.
+        let v2_header =
+            req.headers().get(http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "));
+        if v2_header || (param("AWSAccessKeyId").is_some() && param("Signature").is_some()) {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "Signature Version 2 is not supported; sign requests with AWS Signature Version 4 (AWS4-HMAC-SHA256).",
+            ));
+        }
         if let Some(auth) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
             && let Some(fields) = auth.strip_prefix("AWS4-HMAC-SHA256")
         {

@@ -20,6 +20,46 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use crate::auth::KeyStore;
 use crate::convert::{self, s3_err};
 
+/// Copies stored checksums into an S3 output: the generated DTOs share the
+/// five field names but no trait, hence a macro.
+macro_rules! fill_checksums {
+    ($out:expr, $checksums:expr) => {{
+        let c: &Checksums = $checksums;
+        $out.checksum_crc32 = c.crc32.clone();
+        $out.checksum_crc32c = c.crc32c.clone();
+        $out.checksum_crc64nvme = c.crc64nvme.clone();
+        $out.checksum_sha1 = c.sha1.clone();
+        $out.checksum_sha256 = c.sha256.clone();
+    }};
+}
+
+/// The checksums an S3 input carries (moved out of it).
+macro_rules! checksums_of {
+    ($input:expr) => {
+        Checksums {
+            crc32: $input.checksum_crc32,
+            crc32c: $input.checksum_crc32c,
+            crc64nvme: $input.checksum_crc64nvme,
+            sha1: $input.checksum_sha1,
+            sha256: $input.checksum_sha256,
+        }
+    };
+}
+
+/// Sets the representation headers of a GET or HEAD answer: the stored ones,
+/// unless the request overrides them with `response-*` parameters.
+macro_rules! fill_representation {
+    ($out:expr, $input:expr, $meta:expr) => {{
+        let h = &$meta.headers;
+        $out.content_type = $input.response_content_type.or_else(|| Some(convert::content_type(h)));
+        $out.content_encoding = $input.response_content_encoding.or_else(|| h.content_encoding.clone());
+        $out.content_disposition = $input.response_content_disposition.or_else(|| h.content_disposition.clone());
+        $out.content_language = $input.response_content_language.or_else(|| h.content_language.clone());
+        $out.cache_control = $input.response_cache_control.or_else(|| h.cache_control.clone());
+        $out.expires = $input.response_expires.or_else(|| convert::expires(h));
+    }};
+}
+
 pub struct CoffreS3 {
     pub service: Arc<ObjectService>,
     pub keys: KeyStore,
@@ -110,21 +150,6 @@ fn copy_source(src: &CopySource_, conditions: ReadConditions) -> S3Result<CopySo
 
 type CopySource_ = s3s::dto::CopySource;
 
-fn set_checksums(
-    c: &Checksums,
-    crc32: &mut Option<String>,
-    crc32c: &mut Option<String>,
-    crc64nvme: &mut Option<String>,
-    sha1: &mut Option<String>,
-    sha256: &mut Option<String>,
-) {
-    *crc32 = c.crc32.clone();
-    *crc32c = c.crc32c.clone();
-    *crc64nvme = c.crc64nvme.clone();
-    *sha1 = c.sha1.clone();
-    *sha256 = c.sha256.clone();
-}
-
 fn owner(id: &str) -> Owner {
     Owner { display_name: Some(id.to_owned()), id: Some(id.to_owned()) }
 }
@@ -206,13 +231,7 @@ impl S3 for CoffreS3 {
         let trailers = req.trailing_headers.clone();
         let headers = req.headers.clone();
         let input = req.input;
-        let given = convert::checksums_in(
-            input.checksum_crc32,
-            input.checksum_crc32c,
-            input.checksum_crc64nvme,
-            input.checksum_sha1,
-            input.checksum_sha256,
-        );
+        let given = checksums_of!(input);
         let user_meta = convert::user_meta(input.metadata);
         convert::check_user_meta(&user_meta)?;
         let put = PutRequest {
@@ -236,14 +255,7 @@ impl S3 for CoffreS3 {
         };
         let done = self.service.put_object(&who, put, convert::body(input.body)).await.map_err(s3_err)?;
         let mut out = PutObjectOutput { e_tag: Some(convert::etag(&done.etag)), ..Default::default() };
-        set_checksums(
-            &done.checksums,
-            &mut out.checksum_crc32,
-            &mut out.checksum_crc32c,
-            &mut out.checksum_crc64nvme,
-            &mut out.checksum_sha1,
-            &mut out.checksum_sha256,
-        );
+        fill_checksums!(out, &done.checksums);
         if !done.checksums.is_empty() {
             out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         }
@@ -277,27 +289,15 @@ impl S3 for CoffreS3 {
             content_range: got
                 .partial
                 .then(|| format!("bytes {}-{}/{}", got.range.start, got.range.end.saturating_sub(1), m.size)),
-            content_type: input.response_content_type.or_else(|| Some(convert::content_type(&m.headers))),
-            content_encoding: input.response_content_encoding.or_else(|| m.headers.content_encoding.clone()),
-            content_disposition: input.response_content_disposition.or_else(|| m.headers.content_disposition.clone()),
-            content_language: input.response_content_language.or_else(|| m.headers.content_language.clone()),
-            cache_control: input.response_cache_control.or_else(|| m.headers.cache_control.clone()),
-            expires: input.response_expires.or_else(|| convert::expires(&m.headers)),
             e_tag: Some(convert::etag(&m.etag)),
             last_modified: Some(convert::timestamp(m.last_modified)),
             metadata: convert::metadata_out(&m.user_meta),
             version_id: version.map(|v| v.as_str().to_owned()),
             ..Default::default()
         };
+        fill_representation!(out, input, m);
         if input.checksum_mode.is_some() && !got.partial {
-            set_checksums(
-                &m.checksums,
-                &mut out.checksum_crc32,
-                &mut out.checksum_crc32c,
-                &mut out.checksum_crc64nvme,
-                &mut out.checksum_sha1,
-                &mut out.checksum_sha256,
-            );
+            fill_checksums!(out, &m.checksums);
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
         }
         out.body = Some(convert::blob(got.body));
@@ -330,27 +330,15 @@ impl S3 for CoffreS3 {
             accept_ranges: Some("bytes".into()),
             content_length: Some(length as i64),
             content_range,
-            content_type: input.response_content_type.or_else(|| Some(convert::content_type(&m.headers))),
-            content_encoding: input.response_content_encoding.or_else(|| m.headers.content_encoding.clone()),
-            content_disposition: input.response_content_disposition.or_else(|| m.headers.content_disposition.clone()),
-            content_language: input.response_content_language.or_else(|| m.headers.content_language.clone()),
-            cache_control: input.response_cache_control.or_else(|| m.headers.cache_control.clone()),
-            expires: input.response_expires.or_else(|| convert::expires(&m.headers)),
             e_tag: Some(convert::etag(&m.etag)),
             last_modified: Some(convert::timestamp(m.last_modified)),
             metadata: convert::metadata_out(&m.user_meta),
             version_id: version.map(|v| v.as_str().to_owned()),
             ..Default::default()
         };
+        fill_representation!(out, input, m);
         if input.checksum_mode.is_some() {
-            set_checksums(
-                &m.checksums,
-                &mut out.checksum_crc32,
-                &mut out.checksum_crc32c,
-                &mut out.checksum_crc64nvme,
-                &mut out.checksum_sha1,
-                &mut out.checksum_sha256,
-            );
+            fill_checksums!(out, &m.checksums);
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
         }
         Ok(S3Response::new(out))
@@ -452,14 +440,7 @@ impl S3 for CoffreS3 {
             last_modified: Some(convert::timestamp(done.last_modified)),
             ..Default::default()
         };
-        set_checksums(
-            &done.checksums,
-            &mut result.checksum_crc32,
-            &mut result.checksum_crc32c,
-            &mut result.checksum_crc64nvme,
-            &mut result.checksum_sha1,
-            &mut result.checksum_sha256,
-        );
+        fill_checksums!(result, &done.checksums);
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(result),
             copy_source_version_id: source_version.map(|v| v.as_str().to_owned()),
@@ -601,13 +582,7 @@ impl S3 for CoffreS3 {
             upload_id: UploadId::parse(&input.upload_id).map_err(s3_err)?,
             part_number: part_number(Some(input.part_number))?,
         };
-        let given = convert::checksums_in(
-            input.checksum_crc32,
-            input.checksum_crc32c,
-            input.checksum_crc64nvme,
-            input.checksum_sha1,
-            input.checksum_sha256,
-        );
+        let given = checksums_of!(input);
         let claims = BodyClaims {
             content_length: content_length(input.content_length)?,
             content_md5: content_md5(input.content_md5.as_deref())?,
@@ -615,14 +590,7 @@ impl S3 for CoffreS3 {
         };
         let done = self.service.upload_part(&who, part, claims, convert::body(input.body)).await.map_err(s3_err)?;
         let mut out = UploadPartOutput { e_tag: Some(convert::etag(&done.etag)), ..Default::default() };
-        set_checksums(
-            &done.checksums,
-            &mut out.checksum_crc32,
-            &mut out.checksum_crc32c,
-            &mut out.checksum_crc64nvme,
-            &mut out.checksum_sha1,
-            &mut out.checksum_sha256,
-        );
+        fill_checksums!(out, &done.checksums);
         Ok(S3Response::new(out))
     }
 
@@ -653,14 +621,7 @@ impl S3 for CoffreS3 {
             last_modified: Some(convert::timestamp(done.last_modified)),
             ..Default::default()
         };
-        set_checksums(
-            &done.checksums,
-            &mut result.checksum_crc32,
-            &mut result.checksum_crc32c,
-            &mut result.checksum_crc64nvme,
-            &mut result.checksum_sha1,
-            &mut result.checksum_sha256,
-        );
+        fill_checksums!(result, &done.checksums);
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(result),
             copy_source_version_id: source_version.map(|v| v.as_str().to_owned()),
@@ -693,13 +654,7 @@ impl S3 for CoffreS3 {
             requested.push(CompletedPart {
                 number: part_number(Some(number))?,
                 etag: etag.value().to_owned(),
-                checksums: convert::checksums_in(
-                    p.checksum_crc32,
-                    p.checksum_crc32c,
-                    p.checksum_crc64nvme,
-                    p.checksum_sha1,
-                    p.checksum_sha256,
-                ),
+                checksums: checksums_of!(p),
             });
         }
         let done = self.service.complete_upload(&who, &bucket, &key, &upload_id, requested).await.map_err(s3_err)?;
@@ -711,14 +666,7 @@ impl S3 for CoffreS3 {
             checksum_type: (!done.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
         };
-        set_checksums(
-            &done.checksums,
-            &mut out.checksum_crc32,
-            &mut out.checksum_crc32c,
-            &mut out.checksum_crc64nvme,
-            &mut out.checksum_sha1,
-            &mut out.checksum_sha256,
-        );
+        fill_checksums!(out, &done.checksums);
         Ok(S3Response::new(out))
     }
 
@@ -758,14 +706,7 @@ impl S3 for CoffreS3 {
                     last_modified: Some(convert::timestamp(p.last_modified)),
                     ..Default::default()
                 };
-                set_checksums(
-                    &p.checksums,
-                    &mut part.checksum_crc32,
-                    &mut part.checksum_crc32c,
-                    &mut part.checksum_crc64nvme,
-                    &mut part.checksum_sha1,
-                    &mut part.checksum_sha256,
-                );
+                fill_checksums!(part, &p.checksums);
                 part
             })
             .collect();

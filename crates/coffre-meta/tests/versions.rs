@@ -1,0 +1,144 @@
+//! The embedded engine's version rules: what each versioning state keeps,
+//! delete markers, the single `null` version, and which blobs it lets go.
+
+use std::sync::Arc;
+
+use coffre_core::Error;
+use coffre_core::meta::{
+    BucketRecord, ContentHeaders, DataLocation, MetaStore, ObjectVersion, PutObject, VersionMeta, Versioning,
+    WriteCondition,
+};
+use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, VersionId};
+use coffre_meta::EmbeddedMeta;
+
+struct Fixture {
+    meta: Arc<dyn MetaStore>,
+    bucket: BucketName,
+    key: ObjectKey,
+    owner: AccessKeyId,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(versioning: Versioning) -> Fixture {
+    let dir = tempfile::tempdir().expect("tmp");
+    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::open(&dir.path().join("m.redb")).expect("open"));
+    let owner = AccessKeyId::parse("owner").expect("id");
+    let bucket = BucketName::parse("versions").expect("name");
+    let record = BucketRecord { name: bucket.clone(), owner: owner.clone(), created: UnixNanos::now(), versioning };
+    meta.create_bucket(record).await.expect("bucket");
+    Fixture { meta, bucket, key: ObjectKey::parse("k").expect("key"), owner, _dir: dir }
+}
+
+impl Fixture {
+    fn version(&self, id: VersionId, blob: BlobId) -> ObjectVersion {
+        ObjectVersion {
+            meta: VersionMeta {
+                version_id: id,
+                delete_marker: false,
+                size: 1,
+                etag: format!("{blob}"),
+                last_modified: UnixNanos::now(),
+                owner: self.owner.clone(),
+                headers: ContentHeaders::default(),
+                user_meta: vec![],
+                checksums: Default::default(),
+                checksum_composite: false,
+            },
+            data: DataLocation::Blob(blob),
+        }
+    }
+
+    async fn put(&self, id: VersionId, blob: BlobId, condition: WriteCondition) -> coffre_core::Result<()> {
+        self.meta.register_pending(&[blob]).await?;
+        let put = PutObject {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            version: self.version(id, blob),
+            condition,
+            pending: vec![blob],
+        };
+        self.meta.put_object(put).await
+    }
+
+    async fn current(&self) -> Option<ObjectVersion> {
+        self.meta.object(&self.bucket, &self.key, None).await.expect("read")
+    }
+
+    async fn garbage(&self) -> Vec<BlobId> {
+        let mut g = self.meta.collectable(UnixNanos(i64::MAX), 100).await.expect("gc");
+        g.sort();
+        g
+    }
+}
+
+#[tokio::test]
+async fn unversioned_overwrite_lets_the_old_blob_go() {
+    let f = fixture(Versioning::Unversioned).await;
+    let (a, b) = (BlobId(1), BlobId(2));
+    f.put(VersionId::Null, a, WriteCondition::None).await.expect("put a");
+    f.put(VersionId::Null, b, WriteCondition::None).await.expect("put b");
+    assert_eq!(f.current().await.map(|v| v.data), Some(DataLocation::Blob(b)));
+    assert_eq!(f.garbage().await, [a]);
+    // Committed writes are no longer pending: a restart must not collect them.
+    assert_eq!(f.meta.abandon_pending().await.expect("abandon"), 0);
+
+    f.meta.delete_object(&f.bucket, &f.key, None).await.expect("delete");
+    assert!(f.current().await.is_none());
+    assert_eq!(f.garbage().await, [a, b]);
+    f.meta.forget_collected(&[a, b]).await.expect("forget");
+    assert!(f.garbage().await.is_empty());
+}
+
+#[tokio::test]
+async fn conditions_are_checked_in_the_transaction() {
+    let f = fixture(Versioning::Unversioned).await;
+    f.put(VersionId::Null, BlobId(1), WriteCondition::KeyAbsent).await.expect("first create");
+    let again = f.put(VersionId::Null, BlobId(2), WriteCondition::KeyAbsent).await;
+    assert!(matches!(again, Err(Error::PreconditionFailed)), "{again:?}");
+    let wrong = f.put(VersionId::Null, BlobId(3), WriteCondition::EtagMatches("nope".into())).await;
+    assert!(matches!(wrong, Err(Error::PreconditionFailed)), "{wrong:?}");
+    let etag = format!("{}", BlobId(1));
+    f.put(VersionId::Null, BlobId(4), WriteCondition::EtagMatches(etag)).await.expect("matching etag");
+    assert_eq!(f.current().await.map(|v| v.data), Some(DataLocation::Blob(BlobId(4))));
+    // A failed write stays pending until its writer releases it.
+    f.meta.release_pending(&[BlobId(2), BlobId(3)]).await.expect("release");
+    assert_eq!(f.garbage().await, [BlobId(1), BlobId(2), BlobId(3)]);
+}
+
+#[tokio::test]
+async fn enabled_versioning_keeps_history_and_uses_delete_markers() {
+    let f = fixture(Versioning::Enabled).await;
+    let (v1, v2) = (VersionId::generate(), VersionId::generate());
+    f.put(v1.clone(), BlobId(1), WriteCondition::None).await.expect("v1");
+    f.put(v2.clone(), BlobId(2), WriteCondition::None).await.expect("v2");
+    assert!(f.garbage().await.is_empty(), "versioned overwrites keep the old data");
+    let old = f.meta.object(&f.bucket, &f.key, Some(&v1)).await.expect("read").expect("v1 kept");
+    assert_eq!(old.data, DataLocation::Blob(BlobId(1)));
+
+    let marker = f.meta.delete_object(&f.bucket, &f.key, None).await.expect("delete");
+    assert!(marker.delete_marker);
+    assert!(f.current().await.is_some_and(|v| v.meta.delete_marker));
+    let listed = f.meta.list_objects(&f.bucket, b"", std::ops::Bound::Unbounded, 10).await.expect("list");
+    assert!(listed.is_empty(), "a delete marker hides the key from listings");
+    assert!(matches!(f.meta.delete_bucket(&f.bucket).await, Err(Error::BucketNotEmpty)));
+
+    // Removing the marker brings v2 back as current.
+    let marker_id = marker.version_id.expect("marker id");
+    f.meta.delete_object(&f.bucket, &f.key, Some(&marker_id)).await.expect("delete marker");
+    assert_eq!(f.current().await.map(|v| v.meta.version_id), Some(v2.clone()));
+    // Deleting a noncurrent version frees its data only.
+    f.meta.delete_object(&f.bucket, &f.key, Some(&v1)).await.expect("delete v1");
+    assert_eq!(f.garbage().await, [BlobId(1)]);
+    assert!(f.meta.object(&f.bucket, &f.key, Some(&v1)).await.expect("read").is_none());
+}
+
+#[tokio::test]
+async fn suspended_versioning_keeps_one_null_version() {
+    let f = fixture(Versioning::Suspended).await;
+    f.put(VersionId::Null, BlobId(1), WriteCondition::None).await.expect("null 1");
+    f.put(VersionId::Null, BlobId(2), WriteCondition::None).await.expect("null 2");
+    assert_eq!(f.garbage().await, [BlobId(1)], "a null version replaces the previous null version");
+    let marker = f.meta.delete_object(&f.bucket, &f.key, None).await.expect("delete");
+    assert_eq!((marker.delete_marker, marker.version_id), (true, Some(VersionId::Null)));
+    assert_eq!(f.garbage().await, [BlobId(1), BlobId(2)], "the null delete marker replaces the null version");
+}
