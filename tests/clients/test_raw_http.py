@@ -331,8 +331,11 @@ def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
-def chunked_signed_put(server, path, data: bytes, chunk_size: int, tamper_chunk: int | None = None):
-    """PUT `data` as STREAMING-AWS4-HMAC-SHA256-PAYLOAD; returns RawResponse."""
+def chunked_signed_put(
+    server, path, data: bytes, chunk_size: int, tamper_chunk: int | None = None, send_bytes: int | None = None
+):
+    """PUT `data` as STREAMING-AWS4-HMAC-SHA256-PAYLOAD; returns RawResponse.
+    With `send_bytes`, only that much of the body is sent before reading the answer."""
     import hmac
 
     from conftest import REGION, ROOT_SECRET_KEY, RawResponse
@@ -367,7 +370,7 @@ def chunked_signed_put(server, path, data: bytes, chunk_size: int, tamper_chunk:
         body += f"{len(c):x};chunk-signature={sig}\r\n".encode() + c + b"\r\n"
     assert len(body) == encoded_len
     with socket.create_connection(("127.0.0.1", server.s3_port), timeout=30) as sock:
-        sock.sendall(request_bytes("PUT", path, headers, server.s3_port) + body)
+        sock.sendall(request_bytes("PUT", path, headers, server.s3_port) + body[:send_bytes])
         resp = read_response(sock, timeout=30)
     assert resp is not None, "no response to a streaming-signed PUT"
     return RawResponse(*resp)
@@ -412,3 +415,15 @@ def test_query_canonicalisation(server, s3, bucket):
         resp = raw_request(server, "GET", sent, headers=headers, sign=False)
         assert resp.status == 200, (sent, resp.body[:300])
         assert b"<Key>q/b</Key>" in resp.body and b"<Prefix>q/a/</Prefix>" in resp.body, resp.body
+
+
+def test_streaming_chunk_over_the_cap_is_refused_before_buffering(server, s3, bucket):
+    """s3s 0.14 buffers a whole chunk of the size the client declares; the
+    front refuses a chunk over 16 MiB as soon as its header arrives."""
+    data = deterministic_bytes(17 * 1024 * 1024, seed=73)
+    resp = chunked_signed_put(server, f"/{bucket}/stream/huge-chunk", data, chunk_size=len(data), send_bytes=256 * 1024)
+    assert_s3_error(resp, "InvalidRequest", 400)
+    assert b"exceeds the limit" in resp.body
+    err = client_error(s3.head_object, Bucket=bucket, Key="stream/huge-chunk")
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert_healthy(server)

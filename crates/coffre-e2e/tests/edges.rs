@@ -1,0 +1,88 @@
+//! The server's edges: region checks, health and metrics endpoints, a body
+//! that stalls mid-upload, and configuration from a TOML file.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::ProvideErrorMetadata as _;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use coffre_e2e::{ROOT_ACCESS, ROOT_SECRET, Server, http_get};
+
+#[tokio::test]
+async fn a_signature_for_another_region_is_refused() {
+    let server = Server::start();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(server.endpoint())
+        .region(Region::new("eu-west-3"))
+        .credentials_provider(Credentials::new(ROOT_ACCESS, ROOT_SECRET, None, None, "e2e"))
+        .force_path_style(true)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    let err = aws_sdk_s3::Client::from_conf(config).list_buckets().send().await.expect_err("wrong region");
+    assert_eq!(err.code(), Some("AuthorizationHeaderMalformed"));
+    assert!(err.message().is_some_and(|m| m.contains("'eu-west-3' is wrong; expecting 'us-east-1'")), "{err:?}");
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let server = Server::start();
+    assert_eq!(http_get(server.admin, "/health/live").map(|r| r.0), Some(200));
+    assert_eq!(http_get(server.admin, "/health/ready").map(|r| r.0), Some(200));
+    let c = server.client();
+    c.create_bucket().bucket("metrics").send().await.expect("create");
+    c.put_object().bucket("metrics").key("k").body(ByteStream::from(vec![7u8; 1000])).send().await.expect("put");
+    let _ = c.get_object().bucket("metrics").key("missing").send().await;
+    // Metrics are recorded when a response body is finished: give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, text) = http_get(server.admin, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        "coffre_s3_requests_total{operation=\"PutObject\",status=\"200\"} 1",
+        "coffre_s3_requests_total{operation=\"GetObject\",status=\"404\"} 1",
+        "coffre_s3_received_bytes_total{operation=\"PutObject\"}",
+        "coffre_s3_request_duration_seconds_bucket{le=",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // The admin API is not open to anyone.
+    let (status, _) = http_get(server.admin, "/admin/v1/keys").expect("keys");
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_stalled_body_times_out_and_stores_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("coffre.toml");
+    std::fs::write(&config, "body_idle_timeout_secs = 1\n").expect("config");
+    let server = Server::start_with(&tmp.path().join("data"), &[("COFFRE_CONFIG", config.to_str().expect("utf-8"))]);
+    let c = server.client();
+    c.create_bucket().bucket("stall").send().await.expect("create");
+    let presigned = c
+        .put_object()
+        .bucket("stall")
+        .key("slow")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).expect("presign"))
+        .await
+        .expect("presigned");
+    let uri: http::Uri = presigned.uri().parse().expect("uri");
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+
+    let mut stream = TcpStream::connect(server.s3).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let head = format!("PUT {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000\r\n\r\n", server.s3);
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(&[1u8; 1000]).expect("some body");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>RequestTimeout</Code>"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10), "answered after {:?}", started.elapsed());
+    let err = c.head_object().bucket("stall").key("slow").send().await.expect_err("nothing stored");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+}
