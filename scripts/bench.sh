@@ -63,15 +63,17 @@ if command -v nginx >/dev/null && command -v wrk >/dev/null; then
   echo; echo "== peer: 64 MiB GET over loopback, wrk -t2 -c4, nginx (sendfile) vs coffre"
   mkdir -p "$work/www/peer" "$work/nginx"
   head -c 67108864 /dev/urandom > "$work/www/peer/obj"
+  # nginx's workers drop root: let them read the file (mktemp made $work 0700).
+  chmod a+rx "$work" "$work/www" "$work/www/peer" && chmod a+r "$work/www/peer/obj"
   cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes 2;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
 events { worker_connections 64; }
 http { access_log off; sendfile on; server { listen 127.0.0.1:19180; root $work/www; } }
 CONF
   nginx -c "$work/nginx/nginx.conf"
-  printf 'nginx:  '; wrk -t2 -c4 -d"${secs}s" http://127.0.0.1:19180/peer/obj | grep Transfer/sec
+  printf 'nginx:  '; wrk -t2 -c4 -d"${secs}s" http://127.0.0.1:19180/peer/obj | grep -E 'Transfer/sec|Non-2xx' 
   kill "$(cat "$work/nginx/nginx.pid")"
   start_server ""
   url=$(AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID python3 - "$work/www/peer/obj" <<'PY'
@@ -83,6 +85,6 @@ s3.upload_file(sys.argv[1], "peer", "obj")
 print(s3.generate_presigned_url("get_object", Params={"Bucket": "peer", "Key": "obj"}, ExpiresIn=3600))
 PY
 )
-  printf 'coffre: '; wrk -t2 -c4 -d"${secs}s" "$url" | grep Transfer/sec
+  printf 'coffre: '; wrk -t2 -c4 -d"${secs}s" "$url" | grep -E 'Transfer/sec|Non-2xx' 
   stop_server
 fi
