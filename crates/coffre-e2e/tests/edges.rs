@@ -86,3 +86,12 @@ async fn a_stalled_body_times_out_and_stores_nothing() {
     let err = c.head_object().bucket("stall").key("slow").send().await.expect_err("nothing stored");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
 }
+
+#[test]
+fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = Server::start();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&server.data_dir), 0o700);
+    assert_eq!(mode(&server.data_dir.join("meta.redb")), 0o600, "the metadata file holds access-key secrets");
+}

@@ -24,6 +24,9 @@ const GC_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    // The data dir holds secrets (root credentials, access-key secrets in the
+    // metadata file) and object bytes: nobody but the server's user reads it.
+    private(&config.data_dir, 0o700)?;
     let (root, created) = credentials::load_or_create(&config.data_dir)?;
     if created {
         // Printed once, on the terminal only: never through the logger.
@@ -35,7 +38,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let meta = Arc::new(EmbeddedMeta::open(&config.data_dir.join("meta.redb")).context("opening metadata")?);
+    let meta_path = config.data_dir.join("meta.redb");
+    let meta = Arc::new(EmbeddedMeta::open(&meta_path).context("opening metadata")?);
+    private(&meta_path, 0o600)?;
     let blobs = Arc::new(DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?);
     let service_config = ServiceConfig { inline_threshold: config.inline_threshold, gc_grace: config.gc_grace };
     let service = Arc::new(ObjectService::new(meta.clone(), blobs, service_config));
@@ -91,6 +96,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = gc_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn private(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("restricting {} to mode {mode:o}", path.display()))
 }
 
 async fn collect_garbage(service: Arc<ObjectService>, stop: impl Future<Output = ()>) {
