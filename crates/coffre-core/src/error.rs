@@ -21,6 +21,10 @@ pub enum Error {
     NoSuchKey,
     #[error("the version does not exist")]
     NoSuchVersion,
+    /// The read reached a delete marker: the current version of a deleted
+    /// key (`named` false), or a marker asked for by its version id.
+    #[error("the object is a delete marker")]
+    DeleteMarker { version_id: crate::types::VersionId, named: bool },
     #[error("the upload does not exist; it may have been completed or aborted")]
     NoSuchUpload,
     #[error("access denied")]

@@ -7,8 +7,8 @@
 use std::ops::Bound;
 
 use crate::error::Result;
-use crate::meta::{ListedObject, MetaStore};
-use crate::types::BucketName;
+use crate::meta::{ListedObject, ListedVersion, MetaStore, VersionCursor};
+use crate::types::{BucketName, VersionId};
 
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -98,6 +98,86 @@ pub async fn list(meta: &dyn MetaStore, bucket: &BucketName, q: &ListQuery) -> R
         if exhausted {
             break;
         }
+    }
+    Ok(page)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VersionQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub version_marker: Option<VersionId>,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VersionPage {
+    pub versions: Vec<ListedVersion>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    /// Where the next page resumes (NextKeyMarker, NextVersionIdMarker).
+    pub next_key_marker: Option<String>,
+    pub next_version_marker: Option<VersionId>,
+}
+
+/// ListObjectVersions: every version and delete marker, newest first within
+/// a key, rolled up under common prefixes as ListObjects does.
+pub async fn list_versions(meta: &dyn MetaStore, bucket: &BucketName, q: &VersionQuery) -> Result<VersionPage> {
+    let mut page = VersionPage::default();
+    if q.max_keys == 0 {
+        return Ok(page);
+    }
+    let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty());
+    let mut cursor = match &q.key_marker {
+        Some(k) => {
+            Bound::Excluded(VersionCursor { key: k.as_bytes().to_vec(), after_version: q.version_marker.clone() })
+        }
+        None => Bound::Unbounded,
+    };
+    let batch = (q.max_keys + 1).clamp(64, 1001);
+    'scan: loop {
+        let entries = meta.list_versions(bucket, q.prefix.as_bytes(), cursor.clone(), batch).await?;
+        let exhausted = entries.len() < batch;
+        for entry in entries {
+            let key = entry.key.as_str();
+            let common =
+                delimiter.and_then(|d| key[q.prefix.len()..].find(d).map(|i| &key[..q.prefix.len() + i + d.len()]));
+            if page.versions.len() + page.common_prefixes.len() == q.max_keys {
+                page.is_truncated = true;
+                break 'scan;
+            }
+            match common {
+                Some(cp) => {
+                    if !q.key_marker.as_deref().is_some_and(|m| m.starts_with(cp)) {
+                        page.common_prefixes.push(cp.to_owned());
+                        page.next_key_marker = Some(cp.to_owned());
+                        page.next_version_marker = None;
+                    }
+                    match prefix_successor(cp.as_bytes()) {
+                        Some(next) => cursor = Bound::Included(VersionCursor { key: next, after_version: None }),
+                        None => break 'scan,
+                    }
+                    continue 'scan;
+                }
+                None => {
+                    page.next_key_marker = Some(key.to_owned());
+                    page.next_version_marker = Some(entry.meta.version_id.clone());
+                    cursor = Bound::Excluded(VersionCursor {
+                        key: entry.key.as_bytes().to_vec(),
+                        after_version: Some(entry.meta.version_id.clone()),
+                    });
+                    page.versions.push(entry);
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    if !page.is_truncated {
+        page.next_key_marker = None;
+        page.next_version_marker = None;
     }
     Ok(page)
 }

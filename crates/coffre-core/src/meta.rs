@@ -169,6 +169,22 @@ pub struct ListedObject {
     pub meta: VersionMeta,
 }
 
+/// One entry of a version listing: a version or a delete marker.
+#[derive(Debug, Clone)]
+pub struct ListedVersion {
+    pub key: ObjectKey,
+    pub meta: VersionMeta,
+    pub is_latest: bool,
+}
+
+/// Where a version listing resumes: strictly after this key, or after this
+/// version of it (the versions of one key run newest first).
+#[derive(Debug, Clone)]
+pub struct VersionCursor {
+    pub key: Vec<u8>,
+    pub after_version: Option<VersionId>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BucketUsage {
     pub objects: u64,
@@ -186,6 +202,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Fails with `BucketNotEmpty` while any version or upload remains.
     async fn delete_bucket(&self, name: &BucketName) -> Result<()>;
     async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage>;
+    /// Switches versioning on or suspends it. A bucket never returns to
+    /// unversioned: that is refused with `InvalidArgument`.
+    async fn set_versioning(&self, name: &BucketName, versioning: Versioning) -> Result<()>;
 
     // Objects.
     /// The current version, or the named one.
@@ -214,6 +233,17 @@ pub trait MetaStore: Send + Sync + 'static {
         start: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<ListedObject>>;
+
+    /// Every version and delete marker, in key order and newest first within
+    /// a key, whose key starts with `prefix`, resuming at `from` (a key
+    /// `Included` means all of its versions), at most `limit`.
+    async fn list_versions(
+        &self,
+        bucket: &BucketName,
+        prefix: &[u8],
+        from: Bound<VersionCursor>,
+        limit: usize,
+    ) -> Result<Vec<ListedVersion>>;
 
     // Multipart uploads.
     async fn create_upload(&self, upload: UploadRecord) -> Result<()>;

@@ -80,7 +80,8 @@ pub struct PutRequest {
 #[derive(Debug, Clone)]
 pub struct PutResult {
     pub etag: String,
-    pub version_id: VersionId,
+    /// `None` in a bucket that never had versioning: S3 then names no version.
+    pub version_id: Option<VersionId>,
     pub checksums: Checksums,
     pub last_modified: UnixNanos,
 }
@@ -267,6 +268,21 @@ impl ObjectService {
         self.meta.delete_bucket(name).await
     }
 
+    pub async fn set_versioning(&self, who: &Principal, name: &BucketName, versioning: Versioning) -> Result<()> {
+        self.bucket(who, name).await?;
+        self.meta.set_versioning(name, versioning).await
+    }
+
+    pub async fn list_versions(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        query: &list::VersionQuery,
+    ) -> Result<list::VersionPage> {
+        self.bucket(who, bucket).await?;
+        list::list_versions(self.meta.as_ref(), bucket, query).await
+    }
+
     pub async fn bucket_usage(&self, who: &Principal, name: &BucketName) -> Result<BucketUsage> {
         self.bucket(who, name).await?;
         self.meta.bucket_usage(name).await
@@ -298,7 +314,7 @@ impl ObjectService {
             };
             let result = PutResult {
                 etag: version.meta.etag.clone(),
-                version_id: version.meta.version_id.clone(),
+                version_id: reported_version(&bucket, &version.meta.version_id),
                 checksums: version.meta.checksums.clone(),
                 last_modified: version.meta.last_modified,
             };
@@ -426,8 +442,9 @@ impl ObjectService {
         let found = self.meta.object(bucket, key, version).await?;
         match found {
             Some(v) if !v.meta.delete_marker => Ok(v),
-            _ if version.is_some() => Err(Error::NoSuchVersion),
-            _ => Err(Error::NoSuchKey),
+            Some(marker) => Err(Error::DeleteMarker { version_id: marker.meta.version_id, named: version.is_some() }),
+            None if version.is_some() => Err(Error::NoSuchVersion),
+            None => Err(Error::NoSuchKey),
         }
     }
 
@@ -729,7 +746,7 @@ impl ObjectService {
         };
         let result = PutResult {
             etag: version.meta.etag.clone(),
-            version_id: version.meta.version_id.clone(),
+            version_id: reported_version(&bucket_record, &version.meta.version_id),
             checksums: version.meta.checksums.clone(),
             last_modified: version.meta.last_modified,
         };
@@ -839,6 +856,10 @@ impl ObjectService {
 struct BlobSink {
     id: BlobId,
     writer: Box<dyn BlobWriter>,
+}
+
+fn reported_version(bucket: &BucketRecord, id: &VersionId) -> Option<VersionId> {
+    (bucket.versioning != Versioning::Unversioned).then(|| id.clone())
 }
 
 fn new_version_id(bucket: &BucketRecord) -> VersionId {

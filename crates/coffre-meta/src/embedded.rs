@@ -15,8 +15,8 @@ use std::sync::mpsc;
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
 use coffre_core::meta::{
-    AccessKeyRecord, BucketRecord, BucketUsage, CompleteUpload, DeleteOutcome, ListedObject, MetaStore, ObjectVersion,
-    PartRecord, PutObject, UploadRecord, VersionMeta, Versioning, WriteCondition,
+    AccessKeyRecord, BucketRecord, BucketUsage, CompleteUpload, DeleteOutcome, ListedObject, ListedVersion, MetaStore,
+    ObjectVersion, PartRecord, PutObject, UploadRecord, VersionCursor, VersionMeta, Versioning, WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 use redb::{
@@ -501,6 +501,83 @@ impl MetaStore for EmbeddedMeta {
                 usage.uploads += 1;
             }
             Ok(usage)
+        })
+        .await
+    }
+
+    async fn set_versioning(&self, name: &BucketName, versioning: Versioning) -> Result<()> {
+        let name = name.clone();
+        self.write(move |txn| {
+            let mut record = get_bucket(txn, name.as_str())?.ok_or(Error::NoSuchBucket)?;
+            if versioning == Versioning::Unversioned {
+                return Err(Error::InvalidArgument("a bucket's versioning can be Enabled or Suspended only".into()));
+            }
+            record.versioning = versioning;
+            let mut t = txn.open_table(BUCKETS).map_err(meta_err)?;
+            t.insert(name.as_str(), encode(&record)?.as_slice()).map_err(meta_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &BucketName,
+        prefix: &[u8],
+        from: Bound<VersionCursor>,
+        limit: usize,
+    ) -> Result<Vec<ListedVersion>> {
+        let (bucket, prefix) = (bucket.clone(), prefix.to_vec());
+        self.read(move |txn| {
+            let b = bucket.as_str();
+            let objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+            let versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+            // Within the first key, skip versions up to and including this one.
+            let (start, mut skip_until) = match &from {
+                Bound::Unbounded => (Bound::Included(prefix.clone()), None),
+                Bound::Included(c) => (Bound::Included(c.key.clone().max(prefix.clone())), None),
+                Bound::Excluded(c) if c.key < prefix => (Bound::Included(prefix.clone()), None),
+                Bound::Excluded(VersionCursor { key, after_version: Some(v) }) => {
+                    (Bound::Included(key.clone()), Some((key.clone(), v.clone())))
+                }
+                Bound::Excluded(c) => (Bound::Excluded(c.key.clone()), None),
+            };
+            let lower = match &start {
+                Bound::Included(k) => Bound::Included((b, k.as_slice())),
+                Bound::Excluded(k) => Bound::Excluded((b, k.as_slice())),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            // Every key with noncurrent versions has a current row, so walking
+            // `objects` and then each key's history visits every version.
+            for row in objects.range::<ObjKey>((lower, Bound::Unbounded)).map_err(meta_err)? {
+                let (k, v) = row.map_err(meta_err)?;
+                let (kb, kk) = k.value();
+                if kb != b || !kk.starts_with(&prefix) {
+                    break;
+                }
+                let key = ObjectKey::parse(std::str::from_utf8(kk).map_err(meta_err)?)?;
+                let mut all = vec![(decode_meta(v.value())?, true)];
+                for old in versions.range((b, kk, 0u64)..=(b, kk, u64::MAX)).map_err(meta_err)? {
+                    all.push((decode_meta(old.map_err(meta_err)?.1.value())?, false));
+                }
+                for (meta, is_latest) in all {
+                    if let Some((skip_key, skip_version)) = &skip_until {
+                        if skip_key.as_slice() == kk {
+                            if &meta.version_id == skip_version {
+                                skip_until = None;
+                            }
+                            continue;
+                        }
+                        skip_until = None;
+                    }
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                    out.push(ListedVersion { key: key.clone(), meta, is_latest });
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -21,6 +21,7 @@ pub fn s3_err(e: Error) -> S3Error {
         Error::BucketNotEmpty => C::BucketNotEmpty,
         Error::NoSuchKey => C::NoSuchKey,
         Error::NoSuchVersion => C::NoSuchVersion,
+        Error::DeleteMarker { version_id, named } => return delete_marker_error(version_id, *named),
         Error::NoSuchUpload => C::NoSuchUpload,
         Error::AccessDenied => C::AccessDenied,
         Error::KeyTooLong => C::KeyTooLongError,
@@ -50,6 +51,30 @@ pub fn s3_err(e: Error) -> S3Error {
         }
     };
     S3Error::with_message(code, e.to_string())
+}
+
+/// A read that lands on a delete marker: 404 for the current version of a
+/// deleted key, 405 when the marker was named by its version id; both say so
+/// in `x-amz-delete-marker`, as S3 does.
+fn delete_marker_error(version_id: &VersionId, named: bool) -> S3Error {
+    let mut err = if named {
+        S3Error::with_message(
+            S3ErrorCode::MethodNotAllowed,
+            "The specified method is not allowed against this resource.",
+        )
+    } else {
+        S3Error::with_message(S3ErrorCode::NoSuchKey, "The specified key does not exist.")
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+    if let Ok(v) = http::HeaderValue::from_str(version_id.as_str()) {
+        headers.insert("x-amz-version-id", v);
+    }
+    if named {
+        headers.insert(http::header::ALLOW, http::HeaderValue::from_static("DELETE"));
+    }
+    err.set_headers(headers);
+    err
 }
 
 /// s3s 0.14 reports payload verification failures as stream errors of

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffre_core::checksum::{ChecksumAlgorithm as Algorithm, Checksums};
-use coffre_core::list::ListQuery;
-use coffre_core::meta::WriteCondition;
+use coffre_core::list::{ListQuery, VersionQuery};
+use coffre_core::meta::{Versioning, WriteCondition};
 use coffre_core::service::{
     BodyClaims, CompletedPart, CopySource, ExpectedChecksum, MetadataDirective, ObjectService, PartUpload, PutRequest,
     ReadConditions,
@@ -221,9 +221,95 @@ impl S3 for CoffreS3 {
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         let who = self.who(&req)?;
-        self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
-        // Versioning is never enabled yet: S3 answers an empty configuration.
-        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+        let bucket = self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        // A bucket that never had versioning answers an empty configuration.
+        let status = match bucket.versioning {
+            Versioning::Unversioned => None,
+            Versioning::Enabled => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED)),
+            Versioning::Suspended => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::SUSPENDED)),
+        };
+        Ok(S3Response::new(GetBucketVersioningOutput { status, ..Default::default() }))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        if input.versioning_configuration.mfa_delete.as_ref().is_some_and(|m| m.as_str() == MFADelete::ENABLED) {
+            return Err(s3_error!(NotImplemented, "MFA delete is not supported"));
+        }
+        let versioning = match input.versioning_configuration.status.as_ref().map(BucketVersioningStatus::as_str) {
+            Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
+            _ => return Err(s3_error!(MalformedXML, "The versioning Status must be Enabled or Suspended")),
+        };
+        let bucket = convert::bucket(&input.bucket)?;
+        self.service.set_versioning(&who, &bucket, versioning).await.map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        let query = VersionQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone(),
+            key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),
+            version_marker: convert::version(input.version_id_marker.as_deref().filter(|v| !v.is_empty()))?,
+            max_keys: page_size(input.max_keys)?,
+        };
+        let page = self.service.list_versions(&who, &bucket, &query).await.map_err(s3_err)?;
+        let url = convert::is_url_encoding(input.encoding_type.as_ref());
+        let mut versions = Vec::new();
+        let mut markers = Vec::new();
+        for v in &page.versions {
+            let key = Some(convert::encode_key(v.key.as_str(), url));
+            let version_id = Some(v.meta.version_id.as_str().to_owned());
+            let last_modified = Some(convert::timestamp(v.meta.last_modified));
+            let owner = Some(owner(v.meta.owner.as_str()));
+            if v.meta.delete_marker {
+                markers.push(DeleteMarkerEntry { key, version_id, last_modified, owner, is_latest: Some(v.is_latest) });
+            } else {
+                versions.push(ObjectVersion {
+                    key,
+                    version_id,
+                    last_modified,
+                    owner,
+                    is_latest: Some(v.is_latest),
+                    e_tag: Some(convert::etag(&v.meta.etag)),
+                    size: Some(v.meta.size as i64),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(bucket.to_string()),
+            prefix: Some(convert::encode_key(&query.prefix, url)),
+            delimiter: input.delimiter.map(|d| convert::encode_key(&d, url)),
+            key_marker: input.key_marker,
+            version_id_marker: input.version_id_marker,
+            max_keys: Some(query.max_keys as i32),
+            is_truncated: Some(page.is_truncated),
+            next_key_marker: page.next_key_marker.map(|k| convert::encode_key(&k, url)),
+            next_version_id_marker: page.next_version_marker.map(|v| v.as_str().to_owned()),
+            versions: Some(versions),
+            delete_markers: Some(markers),
+            common_prefixes: Some(
+                page.common_prefixes
+                    .iter()
+                    .map(|p| CommonPrefix { prefix: Some(convert::encode_key(p, url)) })
+                    .collect(),
+            ),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
@@ -254,7 +340,11 @@ impl S3 for CoffreS3 {
             },
         };
         let done = self.service.put_object(&who, put, convert::body(input.body)).await.map_err(s3_err)?;
-        let mut out = PutObjectOutput { e_tag: Some(convert::etag(&done.etag)), ..Default::default() };
+        let mut out = PutObjectOutput {
+            e_tag: Some(convert::etag(&done.etag)),
+            version_id: done.version_id.as_ref().map(|v| v.as_str().to_owned()),
+            ..Default::default()
+        };
         fill_checksums!(out, &done.checksums);
         if !done.checksums.is_empty() {
             out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
@@ -292,7 +382,7 @@ impl S3 for CoffreS3 {
             e_tag: Some(convert::etag(&m.etag)),
             last_modified: Some(convert::timestamp(m.last_modified)),
             metadata: convert::metadata_out(&m.user_meta),
-            version_id: version.map(|v| v.as_str().to_owned()),
+            version_id: reported_version(version.as_ref(), &m.version_id),
             ..Default::default()
         };
         fill_representation!(out, input, m);
@@ -333,7 +423,7 @@ impl S3 for CoffreS3 {
             e_tag: Some(convert::etag(&m.etag)),
             last_modified: Some(convert::timestamp(m.last_modified)),
             metadata: convert::metadata_out(&m.user_meta),
-            version_id: version.map(|v| v.as_str().to_owned()),
+            version_id: reported_version(version.as_ref(), &m.version_id),
             ..Default::default()
         };
         fill_representation!(out, input, m);
@@ -444,6 +534,7 @@ impl S3 for CoffreS3 {
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(result),
             copy_source_version_id: source_version.map(|v| v.as_str().to_owned()),
+            version_id: done.version_id.as_ref().map(|v| v.as_str().to_owned()),
             ..Default::default()
         }))
     }
@@ -663,6 +754,7 @@ impl S3 for CoffreS3 {
             key: Some(input.key.clone()),
             e_tag: Some(convert::etag(&done.etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
+            version_id: done.version_id.as_ref().map(|v| v.as_str().to_owned()),
             checksum_type: (!done.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
         };
@@ -783,6 +875,18 @@ impl S3 for CoffreS3 {
 }
 
 type MetadataDirective_ = s3s::dto::MetadataDirective;
+
+/// The version a GET or HEAD names in `x-amz-version-id`: the one read,
+/// unless it is the `null` version of a read that named none.
+fn reported_version(
+    requested: Option<&coffre_core::types::VersionId>,
+    read: &coffre_core::types::VersionId,
+) -> Option<String> {
+    match (requested, read) {
+        (None, coffre_core::types::VersionId::Null) => None,
+        _ => Some(read.as_str().to_owned()),
+    }
+}
 
 fn part_number(n: Option<i32>) -> S3Result<u32> {
     n.and_then(|n| u32::try_from(n).ok())

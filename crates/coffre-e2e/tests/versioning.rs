@@ -1,0 +1,184 @@
+//! Bucket versioning with the AWS SDK: version ids, delete markers, the null
+//! version, suspension, ListObjectVersions pagination, batch deletes by version.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata as _;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, Delete, ObjectIdentifier, VersioningConfiguration};
+use coffre_e2e::Server;
+
+async fn put(c: &Client, key: &str, body: &str) -> Option<String> {
+    let out = c
+        .put_object()
+        .bucket("vers")
+        .key(key)
+        .body(ByteStream::from(body.as_bytes().to_vec()))
+        .send()
+        .await
+        .expect("put");
+    out.version_id
+}
+
+async fn get(c: &Client, key: &str, version: Option<&str>) -> Result<String, (u16, Option<String>, Option<String>)> {
+    match c.get_object().bucket("vers").key(key).set_version_id(version.map(str::to_owned)).send().await {
+        Ok(out) => Ok(String::from_utf8(out.body.collect().await.expect("body").into_bytes().to_vec()).expect("utf-8")),
+        Err(e) => {
+            let raw = e.raw_response();
+            let status = raw.map_or(0, |r| r.status().as_u16());
+            let marker = raw.and_then(|r| r.headers().get("x-amz-delete-marker")).map(str::to_owned);
+            Err((status, marker, e.code().map(str::to_owned)))
+        }
+    }
+}
+
+async fn set_versioning(c: &Client, status: BucketVersioningStatus) {
+    let config = VersioningConfiguration::builder().status(status).build();
+    c.put_bucket_versioning().bucket("vers").versioning_configuration(config).send().await.expect("versioning");
+}
+
+/// All (key, version id, is delete marker, is latest) of the bucket, walked in pages of `page`.
+async fn all_versions(c: &Client, page: i32) -> Vec<(String, String, bool, bool)> {
+    let mut out = Vec::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let resp = c
+            .list_object_versions()
+            .bucket("vers")
+            .max_keys(page)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .expect("list versions");
+        let mut entries: Vec<(String, String, bool, bool, aws_sdk_s3::primitives::DateTime)> = Vec::new();
+        for v in resp.versions() {
+            entries.push((
+                v.key().expect("key").into(),
+                v.version_id().expect("id").into(),
+                false,
+                v.is_latest() == Some(true),
+                *v.last_modified().expect("time"),
+            ));
+        }
+        for m in resp.delete_markers() {
+            entries.push((
+                m.key().expect("key").into(),
+                m.version_id().expect("id").into(),
+                true,
+                m.is_latest() == Some(true),
+                *m.last_modified().expect("time"),
+            ));
+        }
+        assert!(entries.len() <= page as usize);
+        // Versions and markers come in two lists; S3's order is key, then newest first.
+        entries.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)).then(b.4.cmp(&a.4)));
+        out.extend(entries.into_iter().map(|(k, v, m, l, _)| (k, v, m, l)));
+        if resp.is_truncated() != Some(true) {
+            return out;
+        }
+        key_marker = resp.next_key_marker().map(str::to_owned);
+        version_marker = resp.next_version_id_marker().map(str::to_owned);
+    }
+}
+
+#[tokio::test]
+async fn versions_markers_and_the_null_version() {
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("vers").send().await.expect("create");
+    let status = c.get_bucket_versioning().bucket("vers").send().await.expect("get versioning");
+    assert!(status.status().is_none(), "never versioned: empty configuration");
+    assert_eq!(put(&c, "k", "v0").await, None, "no version id before versioning");
+
+    set_versioning(&c, BucketVersioningStatus::Enabled).await;
+    let status = c.get_bucket_versioning().bucket("vers").send().await.expect("get versioning");
+    assert_eq!(status.status(), Some(&BucketVersioningStatus::Enabled));
+    let v1 = put(&c, "k", "v1").await.expect("version id");
+    let v2 = put(&c, "k", "v2").await.expect("version id");
+    assert_ne!(v1, v2);
+    assert_eq!(get(&c, "k", None).await, Ok("v2".into()));
+    assert_eq!(get(&c, "k", Some(&v1)).await, Ok("v1".into()));
+    assert_eq!(get(&c, "k", Some("null")).await, Ok("v0".into()), "the pre-versioning object is the null version");
+    let head = c.head_object().bucket("vers").key("k").version_id(&v1).send().await.expect("head v1");
+    assert_eq!(head.version_id(), Some(v1.as_str()));
+
+    // DELETE without a version id: a delete marker hides the key.
+    let del = c.delete_object().bucket("vers").key("k").send().await.expect("delete");
+    assert_eq!(del.delete_marker(), Some(true));
+    let marker = del.version_id().expect("marker id").to_owned();
+    assert_eq!(get(&c, "k", None).await, Err((404, Some("true".into()), Some("NoSuchKey".into()))));
+    assert_eq!(get(&c, "k", Some(&marker)).await.map_err(|e| (e.0, e.1)), Err((405, Some("true".into()))));
+    assert_eq!(get(&c, "k", Some(&v2)).await, Ok("v2".into()), "older versions stay readable");
+    let listed = c.list_objects_v2().bucket("vers").send().await.expect("list");
+    assert!(listed.contents().is_empty(), "a deleted key is not listed");
+    let versions = all_versions(&c, 1000).await;
+    let expected: Vec<(String, String, bool, bool)> = vec![
+        ("k".into(), marker.clone(), true, true),
+        ("k".into(), v2.clone(), false, false),
+        ("k".into(), v1.clone(), false, false),
+        ("k".into(), "null".into(), false, false),
+    ];
+    assert_eq!(versions, expected);
+    let err = c.delete_bucket().bucket("vers").send().await.expect_err("versions remain");
+    assert_eq!(err.code(), Some("BucketNotEmpty"));
+
+    // Removing the marker brings v2 back; removing v1 frees it.
+    c.delete_object().bucket("vers").key("k").version_id(&marker).send().await.expect("remove marker");
+    assert_eq!(get(&c, "k", None).await, Ok("v2".into()));
+    c.delete_object().bucket("vers").key("k").version_id(&v1).send().await.expect("remove v1");
+    assert_eq!(get(&c, "k", Some(&v1)).await.map_err(|e| e.0), Err(404));
+
+    // Suspended: new writes are the null version, replacing the old one.
+    set_versioning(&c, BucketVersioningStatus::Suspended).await;
+    assert_eq!(put(&c, "k", "v3").await.as_deref(), Some("null"));
+    let versions = all_versions(&c, 1000).await;
+    assert_eq!(
+        versions,
+        vec![("k".into(), "null".into(), false, true), ("k".into(), v2.clone(), false, false)],
+        "the old null version (v0) was replaced"
+    );
+    assert_eq!(get(&c, "k", Some("null")).await, Ok("v3".into()));
+
+    // Batch delete by version empties the bucket.
+    let ids = ["null", v2.as_str()]
+        .iter()
+        .map(|v| ObjectIdentifier::builder().key("k").version_id(*v).build().expect("id"))
+        .collect::<Vec<_>>();
+    let out = c
+        .delete_objects()
+        .bucket("vers")
+        .delete(Delete::builder().set_objects(Some(ids)).build().expect("delete"))
+        .send()
+        .await
+        .expect("delete versions");
+    assert_eq!(out.deleted().len(), 2);
+    assert!(all_versions(&c, 1000).await.is_empty());
+    c.delete_bucket().bucket("vers").send().await.expect("empty bucket deletes");
+}
+
+#[tokio::test]
+async fn version_listing_paginates_across_keys_and_versions() {
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("vers").send().await.expect("create");
+    set_versioning(&c, BucketVersioningStatus::Enabled).await;
+    for i in 0..25 {
+        put(&c, "many", &format!("{i}")).await;
+    }
+    for k in 0..10 {
+        put(&c, &format!("key{k:02}"), "a").await;
+        put(&c, &format!("key{k:02}"), "b").await;
+    }
+    c.delete_object().bucket("vers").key("key03").send().await.expect("marker");
+    let whole = all_versions(&c, 1000).await;
+    assert_eq!(whole.len(), 25 + 20 + 1);
+    for page in [1, 2, 7, 25] {
+        assert_eq!(all_versions(&c, page).await, whole, "pages of {page}");
+    }
+    let latest: Vec<_> = whole.iter().filter(|v| v.3).map(|v| v.0.as_str()).collect();
+    assert_eq!(latest.len(), 11, "one latest entry per key");
+    // With a delimiter, versions under a common prefix roll up.
+    let out = c.list_object_versions().bucket("vers").prefix("key").delimiter("0").send().await.expect("delimiter");
+    let prefixes: Vec<_> = out.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    assert_eq!(prefixes, ["key0"]);
+}
