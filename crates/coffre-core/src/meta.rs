@@ -151,6 +151,8 @@ pub struct CompleteUpload {
     pub version: ObjectVersion,
     /// The parts the object keeps; every other part of the upload is collected.
     pub keep: Vec<u32>,
+    /// Checked before anything changes: a failed condition keeps the upload.
+    pub condition: WriteCondition,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

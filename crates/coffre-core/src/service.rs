@@ -691,6 +691,7 @@ impl ObjectService {
         key: &ObjectKey,
         upload_id: &UploadId,
         requested: Vec<CompletedPart>,
+        condition: WriteCondition,
     ) -> Result<PutResult> {
         let bucket_record = self.bucket(who, bucket).await?;
         let upload = self.upload(who, bucket, key, upload_id).await?;
@@ -751,7 +752,7 @@ impl ObjectService {
             last_modified: version.meta.last_modified,
         };
         let keep = chosen.iter().map(|p| p.number).collect();
-        self.meta.complete_upload(CompleteUpload { upload, version, keep }).await?;
+        self.meta.complete_upload(CompleteUpload { upload, version, keep, condition }).await?;
         Ok(result)
     }
 

@@ -196,7 +196,7 @@ async fn create_only_put_is_atomic_under_concurrency() {
     let server = Server::start();
     let c = server.client();
     c.create_bucket().bucket("bkt").send().await.expect("create");
-    let tasks: Vec<_> = (0..16u64)
+    let tasks: Vec<_> = (0..32u64)
         .map(|i| {
             let c = c.clone();
             tokio::spawn(async move {
@@ -224,6 +224,36 @@ async fn create_only_put_is_atomic_under_concurrency() {
     }
     assert_eq!(winners.len(), 1, "exactly one create-only PUT wins");
     assert_eq!(body(&c, "bkt", "once").await, winners[0]);
+
+    // CompleteMultipartUpload with If-None-Match: * refuses to replace, and keeps the upload.
+    for (key, should_win) in [("once", false), ("fresh", true)] {
+        let up = c.create_multipart_upload().bucket("bkt").key(key).send().await.expect("create upload");
+        let id = up.upload_id().expect("id").to_owned();
+        let part = c
+            .upload_part()
+            .bucket("bkt")
+            .key(key)
+            .upload_id(&id)
+            .part_number(1)
+            .body(ByteStream::from_static(b"multipart"))
+            .send()
+            .await
+            .expect("part");
+        let done = CompletedMultipartUpload::builder()
+            .parts(CompletedPart::builder().part_number(1).set_e_tag(part.e_tag).build())
+            .build();
+        let complete =
+            || c.complete_multipart_upload().bucket("bkt").key(key).upload_id(&id).multipart_upload(done.clone());
+        let r = complete().if_none_match("*").send().await;
+        if should_win {
+            r.expect("create-only complete on a new key");
+            assert_eq!(body(&c, "bkt", key).await, b"multipart");
+        } else {
+            assert_eq!(code(r), ("PreconditionFailed".into(), 412));
+            assert_eq!(body(&c, "bkt", key).await, winners[0], "the existing object is untouched");
+            complete().send().await.expect("the upload survived the failed condition");
+        }
+    }
 }
 
 #[tokio::test]

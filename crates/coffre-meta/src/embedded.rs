@@ -770,6 +770,8 @@ impl MetaStore for EmbeddedMeta {
                 return Err(Error::NoSuchUpload);
             }
             get_bucket(txn, u.bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+            let existing = current(txn, u.bucket.as_str(), u.key.as_bytes())?;
+            check_condition(&complete.condition, existing.as_ref().map(|(_, v)| v))?;
             let parts = remove_upload(txn, key)?;
             let unused: Vec<BlobId> =
                 parts.iter().filter(|p| !complete.keep.contains(&p.number)).map(|p| p.blob).collect();

@@ -729,9 +729,7 @@ impl S3 for CoffreS3 {
         let bucket = convert::bucket(&input.bucket)?;
         let key = convert::key(&input.key)?;
         let upload_id = UploadId::parse(&input.upload_id).map_err(s3_err)?;
-        if input.if_none_match.is_some() || input.if_match.is_some() {
-            return Err(s3_error!(NotImplemented, "conditional CompleteMultipartUpload is not supported yet"));
-        }
+        let condition = write_condition(input.if_none_match.as_ref(), input.if_match.as_ref())?;
         let parts = input.multipart_upload.and_then(|m| m.parts).ok_or_else(|| {
             s3_error!(
                 MalformedXML,
@@ -748,7 +746,11 @@ impl S3 for CoffreS3 {
                 checksums: checksums_of!(p),
             });
         }
-        let done = self.service.complete_upload(&who, &bucket, &key, &upload_id, requested).await.map_err(s3_err)?;
+        let done = self
+            .service
+            .complete_upload(&who, &bucket, &key, &upload_id, requested, condition)
+            .await
+            .map_err(s3_err)?;
         let mut out = CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
