@@ -29,6 +29,16 @@ pub enum Error {
     NoSuchUpload,
     #[error("access denied")]
     AccessDenied,
+    /// Object Lock forbids the change (retention or legal hold).
+    #[error("{0}")]
+    Locked(String),
+    #[error("{0}")]
+    InvalidTag(String),
+    /// The bucket's state forbids the request (e.g. suspending versioning under Object Lock).
+    #[error("{0}")]
+    InvalidBucketState(String),
+    #[error("Object Lock is not enabled on this bucket")]
+    NoLockConfiguration,
     #[error("object key is longer than 1024 bytes")]
     KeyTooLong,
     #[error("{0}")]

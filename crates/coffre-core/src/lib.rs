@@ -8,6 +8,7 @@ pub mod blob;
 pub mod checksum;
 pub mod error;
 pub mod list;
+pub mod lock;
 pub mod meta;
 pub mod service;
 pub mod types;

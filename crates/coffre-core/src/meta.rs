@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::{ChecksumAlgorithm, Checksums};
 use crate::error::Result;
+use crate::lock::{DefaultRetention, LockConfig, LockState, Retention};
 use crate::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +30,40 @@ pub struct BucketRecord {
     pub owner: AccessKeyId,
     pub created: UnixNanos,
     pub versioning: Versioning,
+    /// Set at creation only: Object Lock cannot be switched on later.
+    pub object_lock: Option<LockConfig>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl BucketRecord {
+    pub fn new(name: BucketName, owner: AccessKeyId) -> Self {
+        Self {
+            name,
+            owner,
+            created: UnixNanos::now(),
+            versioning: Versioning::Unversioned,
+            object_lock: None,
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// A change to a bucket's configuration, applied atomically by the engine.
+#[derive(Debug, Clone)]
+pub enum BucketChange {
+    /// Never back to `Unversioned`; never `Suspended` under Object Lock.
+    Versioning(Versioning),
+    Tags(Vec<(String, String)>),
+    /// Fails with `NoLockConfiguration` on a bucket created without Object Lock.
+    DefaultRetention(Option<DefaultRetention>),
+}
+
+/// A change to one version's metadata (its bytes never change).
+#[derive(Debug, Clone)]
+pub enum VersionChange {
+    Tags(Vec<(String, String)>),
+    Retention(Option<Retention>),
+    LegalHold(bool),
 }
 
 /// HTTP representation headers S3 stores and returns as given.
@@ -58,6 +93,8 @@ pub struct VersionMeta {
     pub checksums: Checksums,
     /// Multipart objects carry a checksum of checksums (`COMPOSITE`).
     pub checksum_composite: bool,
+    pub tags: Vec<(String, String)>,
+    pub lock: LockState,
 }
 
 /// One part of a multipart object, in object order.
@@ -133,6 +170,8 @@ pub struct UploadRecord {
     pub headers: ContentHeaders,
     pub user_meta: Vec<(String, String)>,
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    pub tags: Vec<(String, String)>,
+    pub lock: LockState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,9 +243,7 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Fails with `BucketNotEmpty` while any version or upload remains.
     async fn delete_bucket(&self, name: &BucketName) -> Result<()>;
     async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage>;
-    /// Switches versioning on or suspends it. A bucket never returns to
-    /// unversioned: that is refused with `InvalidArgument`.
-    async fn set_versioning(&self, name: &BucketName, versioning: Versioning) -> Result<()>;
+    async fn update_bucket(&self, name: &BucketName, change: BucketChange) -> Result<()>;
 
     // Objects.
     /// The current version, or the named one.
@@ -219,13 +256,25 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Makes `put.version` current, applying the bucket's versioning rule; the
     /// data of any version it replaces is queued for collection.
     async fn put_object(&self, put: PutObject) -> Result<()>;
-    /// Deletes as S3 does for the bucket's versioning state.
+    /// Deletes as S3 does for the bucket's versioning state. Removing a
+    /// version under Object Lock fails with `Locked` (governance yields to
+    /// `bypass_governance`).
     async fn delete_object(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         version: Option<&VersionId>,
+        bypass_governance: bool,
     ) -> Result<DeleteOutcome>;
+    /// Changes the current (or named) version's tags or lock; returns its id.
+    async fn update_version(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+        change: VersionChange,
+        bypass_governance: bool,
+    ) -> Result<VersionId>;
     /// Current versions (delete markers excluded) whose key starts with
     /// `prefix`, from `start` on in byte order, at most `limit`.
     async fn list_objects(

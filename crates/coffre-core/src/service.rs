@@ -17,9 +17,11 @@ use crate::blob::{BlobStore, BlobWriter, ByteStream};
 use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, Checksums, hex, multipart_etag};
 use crate::error::{Error, Result};
 use crate::list::{self, ListPage, ListQuery};
+use crate::lock::{LockConfig, LockState, MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, check_tags};
 use crate::meta::{
-    BucketRecord, BucketUsage, CompleteUpload, ContentHeaders, DataLocation, DeleteOutcome, MetaStore, ObjectVersion,
-    PartRecord, PartRef, PutObject, UploadRecord, VersionMeta, Versioning, WriteCondition,
+    BucketChange, BucketRecord, BucketUsage, CompleteUpload, ContentHeaders, DataLocation, DeleteOutcome, MetaStore,
+    ObjectVersion, PartRecord, PartRef, PutObject, UploadRecord, VersionChange, VersionMeta, Versioning,
+    WriteCondition,
 };
 use crate::types::{BlobId, BucketName, ObjectKey, Principal, UnixNanos, UploadId, VersionId};
 
@@ -75,6 +77,9 @@ pub struct PutRequest {
     pub user_meta: Vec<(String, String)>,
     pub condition: WriteCondition,
     pub claims: BodyClaims,
+    pub tags: Vec<(String, String)>,
+    /// Object Lock asked for by the request; the bucket default fills gaps.
+    pub lock: Option<LockState>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +137,15 @@ pub struct GetResult {
     pub body: ByteStream,
 }
 
+/// What a copy writes besides the bytes.
+pub struct CopyOptions {
+    pub metadata: MetadataDirective,
+    /// `None` keeps the source's tags (`x-amz-tagging-directive: COPY`).
+    pub tags: Option<Vec<(String, String)>>,
+    pub lock: Option<LockState>,
+    pub condition: WriteCondition,
+}
+
 /// How a copy sets the new object's metadata.
 pub enum MetadataDirective {
     Copy,
@@ -143,6 +157,17 @@ pub struct CopySource {
     pub key: ObjectKey,
     pub version: Option<VersionId>,
     pub conditions: ReadConditions,
+}
+
+/// What CreateMultipartUpload asks for; the completed object gets all of it.
+pub struct NewUpload {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub headers: ContentHeaders,
+    pub user_meta: Vec<(String, String)>,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    pub tags: Vec<(String, String)>,
+    pub lock: Option<LockState>,
 }
 
 pub struct PartUpload {
@@ -238,14 +263,40 @@ impl ObjectService {
 
     // ----- buckets -----
 
-    pub async fn create_bucket(&self, who: &Principal, name: BucketName) -> Result<()> {
-        let record = BucketRecord {
-            name,
-            owner: who.access_key.clone(),
-            created: UnixNanos::now(),
-            versioning: Versioning::Unversioned,
-        };
+    /// Creates a bucket; with Object Lock it is versioned from the start, as S3 requires.
+    pub async fn create_bucket(&self, who: &Principal, name: BucketName, object_lock: bool) -> Result<()> {
+        let mut record = BucketRecord::new(name, who.access_key.clone());
+        if object_lock {
+            record.object_lock = Some(LockConfig::default());
+            record.versioning = Versioning::Enabled;
+        }
         self.meta.create_bucket(record).await
+    }
+
+    /// Changes a bucket's configuration (versioning, tags, default retention).
+    pub async fn change_bucket(&self, who: &Principal, name: &BucketName, change: BucketChange) -> Result<()> {
+        if let BucketChange::Tags(tags) = &change {
+            check_tags(tags, MAX_BUCKET_TAGS)?;
+        }
+        self.bucket(who, name).await?;
+        self.meta.update_bucket(name, change).await
+    }
+
+    /// Changes the tags or the lock of the current (or named) version.
+    pub async fn change_version(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+        change: VersionChange,
+        bypass_governance: bool,
+    ) -> Result<VersionId> {
+        if let VersionChange::Tags(tags) = &change {
+            check_tags(tags, MAX_OBJECT_TAGS)?;
+        }
+        self.bucket(who, bucket).await?;
+        self.meta.update_version(bucket, key, version, change, bypass_governance).await
     }
 
     /// The bucket, if it exists and `who` may use it.
@@ -268,11 +319,6 @@ impl ObjectService {
         self.meta.delete_bucket(name).await
     }
 
-    pub async fn set_versioning(&self, who: &Principal, name: &BucketName, versioning: Versioning) -> Result<()> {
-        self.bucket(who, name).await?;
-        self.meta.set_versioning(name, versioning).await
-    }
-
     pub async fn list_versions(
         &self,
         who: &Principal,
@@ -292,6 +338,8 @@ impl ObjectService {
 
     pub async fn put_object(&self, who: &Principal, req: PutRequest, body: ByteStream) -> Result<PutResult> {
         let bucket = self.bucket(who, &req.bucket).await?;
+        check_tags(&req.tags, MAX_OBJECT_TAGS)?;
+        let lock = initial_lock(&bucket, req.lock)?;
         let algorithms: Vec<_> = req.claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
         let (data, digest) = self.store_body(body, &algorithms, req.claims.content_length, true).await?;
         let pending = data.blobs();
@@ -309,6 +357,8 @@ impl ObjectService {
                     user_meta: req.user_meta,
                     checksums,
                     checksum_composite: false,
+                    tags: req.tags,
+                    lock,
                 },
                 data,
             };
@@ -510,25 +560,24 @@ impl ObjectService {
         bucket: &BucketName,
         key: &ObjectKey,
         version: Option<&VersionId>,
+        bypass_governance: bool,
     ) -> Result<DeleteOutcome> {
         self.bucket(who, bucket).await?;
-        self.meta.delete_object(bucket, key, version).await
+        self.meta.delete_object(bucket, key, version, bypass_governance).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub async fn copy_object(
         &self,
         who: &Principal,
         source: CopySource,
         bucket: &BucketName,
         key: &ObjectKey,
-        directive: MetadataDirective,
-        condition: WriteCondition,
+        opts: CopyOptions,
     ) -> Result<PutResult> {
         let src = self.head_object(who, &source.bucket, &source.key, source.version.as_ref()).await?;
         source.conditions.check_copy_source(&src.meta)?;
         let same_object = source.bucket == *bucket && source.key == *key && source.version.is_none();
-        if same_object && matches!(directive, MetadataDirective::Copy) {
+        if same_object && matches!(opts.metadata, MetadataDirective::Copy) {
             return Err(Error::InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself without changing the \
                  object's metadata, storage class, website redirect location or encryption attributes."
@@ -538,7 +587,7 @@ impl ObjectService {
         if src.meta.size > MAX_OBJECT_SIZE {
             return Err(Error::InvalidArgument("copy sources larger than 5 GiB need UploadPartCopy".into()));
         }
-        let (headers, user_meta) = match directive {
+        let (headers, user_meta) = match opts.metadata {
             MetadataDirective::Copy => (src.meta.headers.clone(), src.meta.user_meta.clone()),
             MetadataDirective::Replace { headers, user_meta } => (headers, user_meta),
         };
@@ -548,8 +597,10 @@ impl ObjectService {
             key: key.clone(),
             headers,
             user_meta,
-            condition,
+            condition: opts.condition,
             claims: BodyClaims { content_length: Some(src.meta.size), content_md5: None, checksum },
+            tags: opts.tags.unwrap_or_else(|| src.meta.tags.clone()),
+            lock: opts.lock,
         };
         let size = src.meta.size;
         let body = self.read_data(src.data, 0..size);
@@ -563,25 +614,23 @@ impl ObjectService {
 
     // ----- multipart -----
 
-    pub async fn create_upload(
-        &self,
-        who: &Principal,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        headers: ContentHeaders,
-        user_meta: Vec<(String, String)>,
-        checksum_algorithm: Option<ChecksumAlgorithm>,
-    ) -> Result<UploadRecord> {
-        self.bucket(who, bucket).await?;
+    pub async fn create_upload(&self, who: &Principal, new: NewUpload) -> Result<UploadRecord> {
+        let record = self.bucket(who, &new.bucket).await?;
+        check_tags(&new.tags, MAX_OBJECT_TAGS)?;
+        // Checked now so a bad request fails before any part is sent; the
+        // default retention itself is stamped when the upload completes.
+        initial_lock(&record, new.lock.clone())?;
         let upload = UploadRecord {
             upload_id: UploadId::generate(),
-            bucket: bucket.clone(),
-            key: key.clone(),
+            bucket: new.bucket,
+            key: new.key,
             initiated: UnixNanos::now(),
             owner: who.access_key.clone(),
-            headers,
-            user_meta,
-            checksum_algorithm,
+            headers: new.headers,
+            user_meta: new.user_meta,
+            checksum_algorithm: new.checksum_algorithm,
+            tags: new.tags,
+            lock: new.lock.unwrap_or_default(),
         };
         self.meta.create_upload(upload.clone()).await?;
         Ok(upload)
@@ -740,6 +789,8 @@ impl ObjectService {
                 user_meta: upload.user_meta.clone(),
                 checksum_composite: !checksums.is_empty(),
                 checksums,
+                tags: upload.tags.clone(),
+                lock: initial_lock(&bucket_record, Some(upload.lock.clone()))?,
             },
             data: DataLocation::Parts(
                 chosen.iter().map(|p| PartRef { number: p.number, blob: p.blob, size: p.size }).collect(),
@@ -859,6 +910,21 @@ struct BlobSink {
     writer: Box<dyn BlobWriter>,
 }
 
+/// The lock a new version starts with: what the request asked for, with the
+/// bucket's default retention where it named none. Asking for a lock on a
+/// bucket without Object Lock is refused.
+fn initial_lock(bucket: &BucketRecord, requested: Option<LockState>) -> Result<LockState> {
+    let Some(config) = &bucket.object_lock else {
+        return match requested {
+            Some(r) if r != LockState::default() => Err(Error::NoLockConfiguration),
+            _ => Ok(LockState::default()),
+        };
+    };
+    let requested = requested.unwrap_or_default();
+    let default = config.default_retention.map(|d| d.from(UnixNanos::now()));
+    Ok(LockState { retention: requested.retention.or(default), legal_hold: requested.legal_hold })
+}
+
 fn reported_version(bucket: &BucketRecord, id: &VersionId) -> Option<VersionId> {
     (bucket.versioning != Versioning::Unversioned).then(|| id.clone())
 }
@@ -946,6 +1012,8 @@ mod tests {
             user_meta: vec![],
             checksums: Checksums::default(),
             checksum_composite: false,
+            tags: vec![],
+            lock: LockState::default(),
         };
         let c = |f: fn(&mut ReadConditions)| {
             let mut c = ReadConditions::default();

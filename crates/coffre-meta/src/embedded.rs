@@ -15,8 +15,9 @@ use std::sync::mpsc;
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
 use coffre_core::meta::{
-    AccessKeyRecord, BucketRecord, BucketUsage, CompleteUpload, DeleteOutcome, ListedObject, ListedVersion, MetaStore,
-    ObjectVersion, PartRecord, PutObject, UploadRecord, VersionCursor, VersionMeta, Versioning, WriteCondition,
+    AccessKeyRecord, BucketChange, BucketRecord, BucketUsage, CompleteUpload, DeleteOutcome, ListedObject,
+    ListedVersion, MetaStore, ObjectVersion, PartRecord, PutObject, UploadRecord, VersionChange, VersionCursor,
+    VersionMeta, Versioning, WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 use redb::{
@@ -288,6 +289,8 @@ fn delete_marker(owner: coffre_core::types::AccessKeyId, version_id: VersionId) 
             user_meta: Vec::new(),
             checksums: Default::default(),
             checksum_composite: false,
+            tags: Vec::new(),
+            lock: Default::default(),
         },
         data: coffre_core::meta::DataLocation::None,
     }
@@ -298,6 +301,7 @@ fn apply_delete(
     bucket: &BucketName,
     key: &ObjectKey,
     version: Option<&VersionId>,
+    bypass_governance: bool,
 ) -> Result<DeleteOutcome> {
     let record = get_bucket(txn, bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
     let (b, k) = (bucket.as_str(), key.as_bytes());
@@ -316,7 +320,7 @@ fn apply_delete(
             apply_put(txn, bucket, key, marker, &WriteCondition::None)?;
             Ok(DeleteOutcome { version_id: Some(id), delete_marker: true })
         }
-        (Some(wanted), _) => delete_version(txn, b, k, old, wanted),
+        (Some(wanted), _) => delete_version(txn, b, k, old, wanted, bypass_governance),
     }
 }
 
@@ -327,8 +331,11 @@ fn delete_version(
     k: &[u8],
     old: Option<(u64, ObjectVersion)>,
     wanted: &VersionId,
+    bypass_governance: bool,
 ) -> Result<DeleteOutcome> {
+    let now = UnixNanos::now();
     if let Some((_, v)) = old.as_ref().filter(|(_, v)| &v.meta.version_id == wanted) {
+        v.meta.lock.check_delete(now, bypass_governance)?;
         let was_marker = v.meta.delete_marker;
         let garbage = v.data.blobs();
         let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
@@ -353,6 +360,7 @@ fn delete_version(
         // S3 answers a delete of a version that is not there with success.
         return Ok(DeleteOutcome { version_id: Some(wanted.clone()), delete_marker: false });
     };
+    v.meta.lock.check_delete(now, bypass_governance)?;
     versions.remove((b, k, rev)).map_err(meta_err)?;
     drop(versions);
     enqueue_gc(txn, &v.data.blobs())?;
@@ -505,14 +513,27 @@ impl MetaStore for EmbeddedMeta {
         .await
     }
 
-    async fn set_versioning(&self, name: &BucketName, versioning: Versioning) -> Result<()> {
+    async fn update_bucket(&self, name: &BucketName, change: BucketChange) -> Result<()> {
         let name = name.clone();
         self.write(move |txn| {
             let mut record = get_bucket(txn, name.as_str())?.ok_or(Error::NoSuchBucket)?;
-            if versioning == Versioning::Unversioned {
-                return Err(Error::InvalidArgument("a bucket's versioning can be Enabled or Suspended only".into()));
+            match change {
+                BucketChange::Versioning(Versioning::Unversioned) => {
+                    return Err(Error::InvalidArgument("a bucket's versioning can be Enabled or Suspended only".into()));
+                }
+                BucketChange::Versioning(Versioning::Suspended) if record.object_lock.is_some() => {
+                    return Err(Error::InvalidBucketState(
+                        "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
+                            .into(),
+                    ));
+                }
+                BucketChange::Versioning(v) => record.versioning = v,
+                BucketChange::Tags(tags) => record.tags = tags,
+                BucketChange::DefaultRetention(default) => {
+                    let config = record.object_lock.as_mut().ok_or(Error::NoLockConfiguration)?;
+                    config.default_retention = default;
+                }
             }
-            record.versioning = versioning;
             let mut t = txn.open_table(BUCKETS).map_err(meta_err)?;
             t.insert(name.as_str(), encode(&record)?.as_slice()).map_err(meta_err)?;
             Ok(())
@@ -624,9 +645,64 @@ impl MetaStore for EmbeddedMeta {
         bucket: &BucketName,
         key: &ObjectKey,
         version: Option<&VersionId>,
+        bypass_governance: bool,
     ) -> Result<DeleteOutcome> {
         let (bucket, key, version) = (bucket.clone(), key.clone(), version.cloned());
-        self.write(move |txn| apply_delete(txn, &bucket, &key, version.as_ref())).await
+        self.write(move |txn| apply_delete(txn, &bucket, &key, version.as_ref(), bypass_governance)).await
+    }
+
+    async fn update_version(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+        change: VersionChange,
+        bypass_governance: bool,
+    ) -> Result<VersionId> {
+        let (bucket, key, version) = (bucket.clone(), key.clone(), version.cloned());
+        self.write(move |txn| {
+            let record = get_bucket(txn, bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+            let (b, k) = (bucket.as_str(), key.as_bytes());
+            let cur = current(txn, b, k)?;
+            // Find the version: the current row, or a noncurrent one by id.
+            let (slot, seq, mut target) = match (cur, &version) {
+                (Some((seq, v)), None) => (None, seq, v),
+                (Some((seq, v)), Some(id)) if &v.meta.version_id == id => (None, seq, v),
+                (_, Some(id)) => {
+                    let t = txn.open_table(VERSIONS).map_err(meta_err)?;
+                    let found = noncurrent_in(&t, b, k)?.into_iter().find(|(_, _, v)| &v.meta.version_id == id);
+                    let (rev, seq, v) = found.ok_or(Error::NoSuchVersion)?;
+                    (Some(rev), seq, v)
+                }
+                (None, None) => return Err(Error::NoSuchKey),
+            };
+            if target.meta.delete_marker {
+                return Err(Error::DeleteMarker { version_id: target.meta.version_id, named: version.is_some() });
+            }
+            let lock_change = matches!(change, VersionChange::Retention(_) | VersionChange::LegalHold(_));
+            if lock_change && record.object_lock.is_none() {
+                return Err(Error::NoLockConfiguration);
+            }
+            match change {
+                VersionChange::Tags(tags) => target.meta.tags = tags,
+                VersionChange::Retention(r) => {
+                    target.meta.lock.check_retention_change(r, UnixNanos::now(), bypass_governance)?;
+                    target.meta.lock.retention = r;
+                }
+                VersionChange::LegalHold(on) => target.meta.lock.legal_hold = on,
+            }
+            let id = target.meta.version_id.clone();
+            let bytes = encode(&(seq, &target))?;
+            match slot {
+                None => txn.open_table(OBJECTS).map_err(meta_err)?.insert((b, k), bytes.as_slice()).map(drop),
+                Some(rev) => {
+                    txn.open_table(VERSIONS).map_err(meta_err)?.insert((b, k, rev), bytes.as_slice()).map(drop)
+                }
+            }
+            .map_err(meta_err)?;
+            Ok(id)
+        })
+        .await
     }
 
     async fn list_objects(

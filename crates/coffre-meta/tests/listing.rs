@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use coffre_core::list::{ListQuery, list};
 use coffre_core::meta::{
-    BucketRecord, ContentHeaders, DataLocation, MetaStore, ObjectVersion, PutObject, VersionMeta, Versioning,
-    WriteCondition,
+    BucketRecord, ContentHeaders, DataLocation, MetaStore, ObjectVersion, PutObject, VersionMeta, WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BucketName, ObjectKey, UnixNanos, VersionId};
 use coffre_meta::EmbeddedMeta;
@@ -45,6 +44,8 @@ fn version(owner: &AccessKeyId, size: u64) -> ObjectVersion {
             user_meta: vec![],
             checksums: Default::default(),
             checksum_composite: false,
+            tags: vec![],
+            lock: Default::default(),
         },
         data: DataLocation::Inline(vec![0; size as usize]),
     }
@@ -88,13 +89,7 @@ async fn listing_matches_the_model() {
     let bucket = BucketName::parse("list-test").expect("name");
     let other = BucketName::parse("list-test-2").expect("name");
     for b in [&bucket, &other] {
-        let record = BucketRecord {
-            name: b.clone(),
-            owner: owner.clone(),
-            created: UnixNanos::now(),
-            versioning: Versioning::Unversioned,
-        };
-        meta.create_bucket(record).await.expect("bucket");
+        meta.create_bucket(BucketRecord::new(b.clone(), owner.clone())).await.expect("bucket");
     }
     let parts = ["a", "b", "a/", "/", "é", "x.y", "-", "~", "zz/", "a/b/"];
     let mut rng = Rng(0x1234_5678_9abc_def1);

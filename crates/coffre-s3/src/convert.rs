@@ -23,7 +23,12 @@ pub fn s3_err(e: Error) -> S3Error {
         Error::NoSuchVersion => C::NoSuchVersion,
         Error::DeleteMarker { version_id, named } => return delete_marker_error(version_id, *named),
         Error::NoSuchUpload => C::NoSuchUpload,
-        Error::AccessDenied => C::AccessDenied,
+        Error::AccessDenied | Error::Locked(_) => C::AccessDenied,
+        Error::InvalidTag(_) => C::InvalidTag,
+        Error::InvalidBucketState(_) => C::InvalidBucketState,
+        Error::NoLockConfiguration => {
+            return S3Error::with_message(C::InvalidRequest, "Bucket is missing Object Lock Configuration");
+        }
         Error::KeyTooLong => C::KeyTooLongError,
         Error::InvalidArgument(_) => C::InvalidArgument,
         Error::InvalidRequest(_) => C::InvalidRequest,

@@ -9,6 +9,7 @@ mod auth;
 mod convert;
 pub mod front;
 mod ops;
+mod worm;
 
 pub use auth::{Credential, KeyStore};
 pub use front::{Front, FrontConfig, RequestObserver, RequestRecord};

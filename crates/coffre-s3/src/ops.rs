@@ -6,10 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use coffre_core::checksum::{ChecksumAlgorithm as Algorithm, Checksums};
 use coffre_core::list::{ListQuery, VersionQuery};
-use coffre_core::meta::{Versioning, WriteCondition};
+use coffre_core::meta::{BucketChange, VersionChange, Versioning, WriteCondition};
 use coffre_core::service::{
-    BodyClaims, CompletedPart, CopySource, ExpectedChecksum, MetadataDirective, ObjectService, PartUpload, PutRequest,
-    ReadConditions,
+    BodyClaims, CompletedPart, CopyOptions, CopySource, ExpectedChecksum, MetadataDirective, NewUpload, ObjectService,
+    PartUpload, PutRequest, ReadConditions,
 };
 use coffre_core::types::{Principal, UploadId};
 use http::HeaderMap;
@@ -19,6 +19,7 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::auth::KeyStore;
 use crate::convert::{self, s3_err};
+use crate::worm;
 
 /// Copies stored checksums into an S3 output: the generated DTOs share the
 /// five field names but no trait, hence a macro.
@@ -44,6 +45,20 @@ macro_rules! checksums_of {
             sha256: $input.checksum_sha256,
         }
     };
+}
+
+/// Sets the Object Lock headers of a GET or HEAD answer.
+macro_rules! fill_lock {
+    ($out:expr, $meta:expr) => {{
+        if let Some(r) = $meta.lock.retention {
+            $out.object_lock_mode = Some(ObjectLockMode::from_static(worm::mode_name(r.mode)));
+            $out.object_lock_retain_until_date = Some(worm::timestamp(r.until));
+        }
+        if $meta.lock.legal_hold {
+            $out.object_lock_legal_hold_status =
+                Some(ObjectLockLegalHoldStatus::from_static(ObjectLockLegalHoldStatus::ON));
+        }
+    }};
 }
 
 /// Sets the representation headers of a GET or HEAD answer: the stored ones,
@@ -77,6 +92,40 @@ fn page_size(requested: Option<i32>) -> S3Result<usize> {
 }
 
 impl CoffreS3 {
+    async fn change_version(
+        &self,
+        who: &Principal,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        change: VersionChange,
+        bypass_governance: bool,
+    ) -> S3Result<String> {
+        let (bucket, key, version) = (convert::bucket(bucket)?, convert::key(key)?, convert::version(version)?);
+        let id = self
+            .service
+            .change_version(who, &bucket, &key, version.as_ref(), change, bypass_governance)
+            .await
+            .map_err(s3_err)?;
+        Ok(id.as_str().to_owned())
+    }
+
+    /// The version whose lock state is asked for, in a bucket with Object Lock.
+    async fn locked_version(
+        &self,
+        who: &Principal,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<coffre_core::meta::ObjectVersion> {
+        let (bucket, key, version) = (convert::bucket(bucket)?, convert::key(key)?, convert::version(version)?);
+        let record = self.service.bucket(who, &bucket).await.map_err(s3_err)?;
+        if record.object_lock.is_none() {
+            return Err(s3_err(coffre_core::Error::NoLockConfiguration));
+        }
+        self.service.head_object(who, &bucket, &key, version.as_ref()).await.map_err(s3_err)
+    }
+
     fn who<T>(&self, req: &S3Request<T>) -> S3Result<Principal> {
         let creds = req.credentials.as_ref().ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
         self.keys.principal(&creds.access_key).ok_or_else(|| s3_error!(InvalidAccessKeyId))
@@ -168,7 +217,8 @@ impl S3 for CoffreS3 {
                 self.region
             ));
         }
-        self.service.create_bucket(&who, name.clone()).await.map_err(s3_err)?;
+        let object_lock = req.input.object_lock_enabled_for_bucket.unwrap_or(false);
+        self.service.create_bucket(&who, name.clone(), object_lock).await.map_err(s3_err)?;
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
     }
 
@@ -246,7 +296,7 @@ impl S3 for CoffreS3 {
             _ => return Err(s3_error!(MalformedXML, "The versioning Status must be Enabled or Suspended")),
         };
         let bucket = convert::bucket(&input.bucket)?;
-        self.service.set_versioning(&who, &bucket, versioning).await.map_err(s3_err)?;
+        self.service.change_bucket(&who, &bucket, BucketChange::Versioning(versioning)).await.map_err(s3_err)?;
         Ok(S3Response::new(PutBucketVersioningOutput {}))
     }
 
@@ -312,6 +362,187 @@ impl S3 for CoffreS3 {
         }))
     }
 
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let change = VersionChange::Tags(worm::tags_from_dto(input.tagging.tag_set)?);
+        let id =
+            self.change_version(&who, &input.bucket, &input.key, input.version_id.as_deref(), change, false).await?;
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id: Some(id) }))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let version = convert::version(input.version_id.as_deref())?;
+        let (bucket, key) = (convert::bucket(&input.bucket)?, convert::key(&input.key)?);
+        let object = self.service.head_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set: worm::tags_to_dto(&object.meta.tags),
+            version_id: Some(object.meta.version_id.as_str().to_owned()),
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let change = VersionChange::Tags(Vec::new());
+        let id =
+            self.change_version(&who, &input.bucket, &input.key, input.version_id.as_deref(), change, false).await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id: Some(id) }))
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let change = BucketChange::Tags(worm::tags_from_dto(input.tagging.tag_set)?);
+        self.service.change_bucket(&who, &convert::bucket(&input.bucket)?, change).await.map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketTaggingOutput {}))
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let who = self.who(&req)?;
+        let bucket = self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        if bucket.tags.is_empty() {
+            return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
+        }
+        Ok(S3Response::new(GetBucketTaggingOutput { tag_set: worm::tags_to_dto(&bucket.tags) }))
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        let who = self.who(&req)?;
+        let bucket = convert::bucket(&req.input.bucket)?;
+        self.service.change_bucket(&who, &bucket, BucketChange::Tags(Vec::new())).await.map_err(s3_err)?;
+        Ok(S3Response::new(DeleteBucketTaggingOutput {}))
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let bucket = convert::bucket(&input.bucket)?;
+        let record = self.service.bucket(&who, &bucket).await.map_err(s3_err)?;
+        if record.object_lock.is_none() {
+            return Err(s3_error!(
+                InvalidBucketState,
+                "Object Lock configuration cannot be enabled on existing buckets: create the bucket with Object Lock"
+            ));
+        }
+        let default = worm::default_retention_from_dto(input.object_lock_configuration)?;
+        self.service.change_bucket(&who, &bucket, BucketChange::DefaultRetention(default)).await.map_err(s3_err)?;
+        Ok(S3Response::new(PutObjectLockConfigurationOutput::default()))
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        let who = self.who(&req)?;
+        let bucket = self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        let Some(config) = bucket.object_lock else {
+            return Err(s3_error!(
+                ObjectLockConfigurationNotFoundError,
+                "Object Lock configuration does not exist for this bucket"
+            ));
+        };
+        let rule = config.default_retention.map(|d| ObjectLockRule {
+            default_retention: Some(DefaultRetention {
+                mode: Some(ObjectLockRetentionMode::from_static(worm::mode_name(d.mode))),
+                days: Some(d.days as i32),
+                years: None,
+            }),
+        });
+        Ok(S3Response::new(GetObjectLockConfigurationOutput {
+            object_lock_configuration: Some(ObjectLockConfiguration {
+                object_lock_enabled: Some(ObjectLockEnabled::from_static(ObjectLockEnabled::ENABLED)),
+                rule,
+            }),
+        }))
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let change = VersionChange::Retention(worm::retention_from_dto(input.retention)?);
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
+        self.change_version(&who, &input.bucket, &input.key, input.version_id.as_deref(), change, bypass).await?;
+        Ok(S3Response::new(PutObjectRetentionOutput::default()))
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let object = self.locked_version(&who, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+        let Some(r) = object.meta.lock.retention else {
+            return Err(s3_error!(
+                NoSuchObjectLockConfiguration,
+                "The specified object does not have a ObjectLock configuration"
+            ));
+        };
+        Ok(S3Response::new(GetObjectRetentionOutput {
+            retention: Some(ObjectLockRetention {
+                mode: Some(ObjectLockRetentionMode::from_static(worm::mode_name(r.mode))),
+                retain_until_date: Some(worm::timestamp(r.until)),
+            }),
+        }))
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let on = match input.legal_hold.and_then(|h| h.status).as_ref().map(ObjectLockLegalHoldStatus::as_str) {
+            Some(ObjectLockLegalHoldStatus::ON) => true,
+            Some(ObjectLockLegalHoldStatus::OFF) => false,
+            _ => return Err(s3_error!(MalformedXML, "LegalHold Status must be ON or OFF")),
+        };
+        let change = VersionChange::LegalHold(on);
+        self.change_version(&who, &input.bucket, &input.key, input.version_id.as_deref(), change, false).await?;
+        Ok(S3Response::new(PutObjectLegalHoldOutput::default()))
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let object = self.locked_version(&who, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+        let status =
+            if object.meta.lock.legal_hold { ObjectLockLegalHoldStatus::ON } else { ObjectLockLegalHoldStatus::OFF };
+        Ok(S3Response::new(GetObjectLegalHoldOutput {
+            legal_hold: Some(ObjectLockLegalHold { status: Some(ObjectLockLegalHoldStatus::from_static(status)) }),
+        }))
+    }
+
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let who = self.who(&req)?;
         let trailers = req.trailing_headers.clone();
@@ -338,6 +569,12 @@ impl S3 for CoffreS3 {
                 content_md5: content_md5(input.content_md5.as_deref())?,
                 checksum: expected_checksum(&headers, trailers, input.checksum_algorithm.as_ref(), given)?,
             },
+            tags: worm::tags_from_header(input.tagging.as_deref())?,
+            lock: worm::lock_from_headers(
+                input.object_lock_mode.as_ref(),
+                input.object_lock_retain_until_date.as_ref(),
+                input.object_lock_legal_hold_status.as_ref(),
+            )?,
         };
         let done = self.service.put_object(&who, put, convert::body(input.body)).await.map_err(s3_err)?;
         let mut out = PutObjectOutput {
@@ -386,6 +623,8 @@ impl S3 for CoffreS3 {
             ..Default::default()
         };
         fill_representation!(out, input, m);
+        fill_lock!(out, m);
+        out.tag_count = (!m.tags.is_empty()).then_some(m.tags.len() as i32);
         if input.checksum_mode.is_some() && !got.partial {
             fill_checksums!(out, &m.checksums);
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
@@ -427,6 +666,7 @@ impl S3 for CoffreS3 {
             ..Default::default()
         };
         fill_representation!(out, input, m);
+        fill_lock!(out, m);
         if input.checksum_mode.is_some() {
             fill_checksums!(out, &m.checksums);
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
@@ -440,7 +680,8 @@ impl S3 for CoffreS3 {
         let bucket = convert::bucket(&input.bucket)?;
         let key = convert::key(&input.key)?;
         let version = convert::version(input.version_id.as_deref())?;
-        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)?;
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
+        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref(), bypass).await.map_err(s3_err)?;
         Ok(S3Response::new(DeleteObjectOutput {
             delete_marker: done.delete_marker.then_some(true),
             version_id: done.version_id.map(|v| v.as_str().to_owned()),
@@ -457,13 +698,14 @@ impl S3 for CoffreS3 {
             return Err(s3_error!(MalformedXML, "DeleteObjects accepts at most 1000 keys"));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for obj in input.delete.objects {
             let outcome = async {
                 let key = convert::key(&obj.key)?;
                 let version = convert::version(obj.version_id.as_deref())?;
-                self.service.delete_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)
+                self.service.delete_object(&who, &bucket, &key, version.as_ref(), bypass).await.map_err(s3_err)
             }
             .await;
             match outcome {
@@ -518,13 +760,20 @@ impl S3 for CoffreS3 {
             },
             Some(other) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive {other:?}")),
         };
+        let tags = match input.tagging_directive.as_ref().map(TaggingDirective::as_str) {
+            None | Some(TaggingDirective::COPY) => None,
+            Some(TaggingDirective::REPLACE) => Some(worm::tags_from_header(input.tagging.as_deref())?),
+            Some(other) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive {other:?}")),
+        };
+        let lock = worm::lock_from_headers(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
+        let opts = CopyOptions { metadata: directive, tags, lock, condition: WriteCondition::None };
         let bucket = convert::bucket(&input.bucket)?;
         let key = convert::key(&input.key)?;
-        let done = self
-            .service
-            .copy_object(&who, source, &bucket, &key, directive, WriteCondition::None)
-            .await
-            .map_err(s3_err)?;
+        let done = self.service.copy_object(&who, source, &bucket, &key, opts).await.map_err(s3_err)?;
         let mut result = CopyObjectResult {
             e_tag: Some(convert::etag(&done.etag)),
             last_modified: Some(convert::timestamp(done.last_modified)),
@@ -650,8 +899,14 @@ impl S3 for CoffreS3 {
         );
         let user_meta = convert::user_meta(input.metadata);
         convert::check_user_meta(&user_meta)?;
-        let upload =
-            self.service.create_upload(&who, &bucket, &key, headers, user_meta, algorithm).await.map_err(s3_err)?;
+        let tags = worm::tags_from_header(input.tagging.as_deref())?;
+        let lock = worm::lock_from_headers(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
+        let new = NewUpload { bucket, key, headers, user_meta, checksum_algorithm: algorithm, tags, lock };
+        let upload = self.service.create_upload(&who, new).await.map_err(s3_err)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),

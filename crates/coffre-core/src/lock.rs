@@ -1,0 +1,170 @@
+//! Object Lock (WORM) and tags: the rules, as pure functions the engines call
+//! inside their transactions, so a check and the change it guards are atomic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::types::UnixNanos;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetentionMode {
+    /// Only a principal allowed to bypass governance may shorten or lift it.
+    Governance,
+    /// Nobody, root included, may shorten it or delete the version before it ends.
+    Compliance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub mode: RetentionMode,
+    pub until: UnixNanos,
+}
+
+/// The WORM state of one object version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockState {
+    pub retention: Option<Retention>,
+    pub legal_hold: bool,
+}
+
+/// A bucket's default retention, applied to new versions that name none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultRetention {
+    pub mode: RetentionMode,
+    pub days: u32,
+}
+
+/// Present on buckets created with Object Lock enabled (it cannot be added later).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockConfig {
+    pub default_retention: Option<DefaultRetention>,
+}
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+/// AWS's ceiling for a default retention: 100 years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl DefaultRetention {
+    pub fn new(mode: RetentionMode, days: u32) -> Result<Self> {
+        if days == 0 || days > MAX_RETENTION_DAYS {
+            return Err(Error::InvalidArgument(format!(
+                "default retention must be 1 to {MAX_RETENTION_DAYS} days (got {days})"
+            )));
+        }
+        Ok(Self { mode, days })
+    }
+
+    pub fn from(self, now: UnixNanos) -> Retention {
+        Retention { mode: self.mode, until: UnixNanos(now.0.saturating_add(i64::from(self.days) * NANOS_PER_DAY)) }
+    }
+}
+
+impl LockState {
+    /// Whether the version may be deleted now; governance yields to `bypass`.
+    pub fn check_delete(&self, now: UnixNanos, bypass_governance: bool) -> Result<()> {
+        if self.legal_hold {
+            return Err(Error::Locked("the object version is under a legal hold".into()));
+        }
+        match self.retention {
+            Some(r) if r.until > now && (r.mode == RetentionMode::Compliance || !bypass_governance) => {
+                Err(Error::Locked(format!("the object version is retained in {:?} mode until its date", r.mode)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the retention may change to `new`: extending is always
+    /// allowed; shortening or removing only an expired or bypassed governance one.
+    pub fn check_retention_change(
+        &self,
+        new: Option<Retention>,
+        now: UnixNanos,
+        bypass_governance: bool,
+    ) -> Result<()> {
+        let Some(old) = self.retention.filter(|r| r.until > now) else { return Ok(()) };
+        let extends =
+            new.is_some_and(|n| n.until >= old.until && (n.mode == old.mode || n.mode == RetentionMode::Compliance));
+        match old.mode {
+            _ if extends => Ok(()),
+            RetentionMode::Governance if bypass_governance => Ok(()),
+            RetentionMode::Governance => {
+                Err(Error::Locked("shortening a GOVERNANCE retention needs x-amz-bypass-governance-retention".into()))
+            }
+            RetentionMode::Compliance => {
+                Err(Error::Locked("a COMPLIANCE retention can be extended, never shortened".into()))
+            }
+        }
+    }
+}
+
+/// At most this many tags on an object (S3's limit); buckets take 50.
+pub const MAX_OBJECT_TAGS: usize = 10;
+pub const MAX_BUCKET_TAGS: usize = 50;
+
+/// Validates a tag set as S3 does: unique keys of 1–128 characters, values of at most 256.
+pub fn check_tags(tags: &[(String, String)], max: usize) -> Result<()> {
+    if tags.len() > max {
+        return Err(Error::InvalidTag(format!("at most {max} tags are allowed ({} given)", tags.len())));
+    }
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(Error::InvalidTag(format!("tag keys must be 1 to 128 characters ({k:?})")));
+        }
+        if v.chars().count() > 256 {
+            return Err(Error::InvalidTag(format!("tag values must be at most 256 characters (key {k:?})")));
+        }
+        if tags[..i].iter().any(|(other, _)| other == k) {
+            return Err(Error::InvalidTag(format!("tag keys must be unique ({k:?} repeats)")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = NANOS_PER_DAY;
+
+    fn state(mode: RetentionMode, until_days: i64) -> LockState {
+        LockState { retention: Some(Retention { mode, until: UnixNanos(until_days * DAY) }), legal_hold: false }
+    }
+
+    #[test]
+    fn compliance_cannot_be_deleted_or_shortened_by_anyone() {
+        let s = state(RetentionMode::Compliance, 10);
+        let now = UnixNanos(DAY);
+        assert!(s.check_delete(now, true).is_err());
+        assert!(s.check_delete(UnixNanos(11 * DAY), false).is_ok(), "after the date it goes");
+        let shorter = Some(Retention { mode: RetentionMode::Compliance, until: UnixNanos(5 * DAY) });
+        assert!(s.check_retention_change(shorter, now, true).is_err());
+        assert!(s.check_retention_change(None, now, true).is_err());
+        let longer = Some(Retention { mode: RetentionMode::Compliance, until: UnixNanos(20 * DAY) });
+        assert!(s.check_retention_change(longer, now, false).is_ok());
+        let weaker = Some(Retention { mode: RetentionMode::Governance, until: UnixNanos(20 * DAY) });
+        assert!(s.check_retention_change(weaker, now, true).is_err(), "compliance cannot become governance");
+    }
+
+    #[test]
+    fn governance_yields_to_bypass_and_legal_hold_to_nothing() {
+        let s = state(RetentionMode::Governance, 10);
+        let now = UnixNanos(DAY);
+        assert!(s.check_delete(now, false).is_err());
+        assert!(s.check_delete(now, true).is_ok());
+        assert!(s.check_retention_change(None, now, false).is_err());
+        assert!(s.check_retention_change(None, now, true).is_ok());
+        let held = LockState { retention: None, legal_hold: true };
+        assert!(held.check_delete(now, true).is_err());
+    }
+
+    #[test]
+    fn tag_limits() {
+        let tag = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert!(check_tags(&[tag("a", "1"), tag("b", "")], MAX_OBJECT_TAGS).is_ok());
+        assert!(check_tags(&[tag("a", "1"), tag("a", "2")], MAX_OBJECT_TAGS).is_err());
+        assert!(check_tags(&[tag("", "1")], MAX_OBJECT_TAGS).is_err());
+        assert!(check_tags(&[tag(&"k".repeat(129), "1")], MAX_OBJECT_TAGS).is_err());
+        let many: Vec<_> = (0..11).map(|i| tag(&format!("k{i}"), "v")).collect();
+        assert!(check_tags(&many, MAX_OBJECT_TAGS).is_err());
+    }
+}
