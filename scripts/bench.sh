@@ -47,6 +47,20 @@ start_server ""
 bench --size 4KiB --concurrency 32 --phases put,get,mixed --baseline-dir "$work"
 stop_server
 
+echo; echo "== 4 KiB objects, concurrency 32: unversioned vs versioned bucket (each on a fresh server)"
+start_server ""
+bench --size 4KiB --concurrency 32 --phases put --bucket bench-plain
+stop_server
+start_server ""
+python3 - <<'PY'
+import boto3
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:19100", region_name="us-east-1")
+s3.create_bucket(Bucket="bench-versioned")
+s3.put_bucket_versioning(Bucket="bench-versioned", VersioningConfiguration={"Status": "Enabled"})
+PY
+bench --size 4KiB --concurrency 32 --phases put --bucket bench-versioned
+stop_server
+
 echo; echo "== 4 KiB objects, concurrency 32, inline threshold 0 (every object in its own file)"
 start_server "--inline-threshold 0"
 bench --size 4KiB --concurrency 32 --phases put,get
