@@ -7,6 +7,7 @@
 pub mod blob;
 pub mod checksum;
 pub mod error;
+pub mod lifecycle;
 pub mod list;
 pub mod lock;
 pub mod meta;

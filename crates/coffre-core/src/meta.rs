@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::{ChecksumAlgorithm, Checksums};
 use crate::error::Result;
+use crate::lifecycle::LifecycleConfig;
 use crate::lock::{DefaultRetention, LockConfig, LockState, Retention};
 use crate::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 
@@ -33,6 +34,7 @@ pub struct BucketRecord {
     /// Set at creation only: Object Lock cannot be switched on later.
     pub object_lock: Option<LockConfig>,
     pub tags: Vec<(String, String)>,
+    pub lifecycle: Option<LifecycleConfig>,
 }
 
 impl BucketRecord {
@@ -44,6 +46,7 @@ impl BucketRecord {
             versioning: Versioning::Unversioned,
             object_lock: None,
             tags: Vec::new(),
+            lifecycle: None,
         }
     }
 }
@@ -56,6 +59,7 @@ pub enum BucketChange {
     Tags(Vec<(String, String)>),
     /// Fails with `NoLockConfiguration` on a bucket created without Object Lock.
     DefaultRetention(Option<DefaultRetention>),
+    Lifecycle(Option<LifecycleConfig>),
 }
 
 /// A change to one version's metadata (its bytes never change).

@@ -275,8 +275,10 @@ impl ObjectService {
 
     /// Changes a bucket's configuration (versioning, tags, default retention).
     pub async fn change_bucket(&self, who: &Principal, name: &BucketName, change: BucketChange) -> Result<()> {
-        if let BucketChange::Tags(tags) = &change {
-            check_tags(tags, MAX_BUCKET_TAGS)?;
+        match &change {
+            BucketChange::Tags(tags) => check_tags(tags, MAX_BUCKET_TAGS)?,
+            BucketChange::Lifecycle(Some(config)) => config.validate()?,
+            _ => {}
         }
         self.bucket(who, name).await?;
         self.meta.update_bucket(name, change).await
@@ -872,6 +874,11 @@ impl ObjectService {
                 return Ok(listing);
             }
         }
+    }
+
+    /// Applies the buckets' lifecycle rules as of `now`.
+    pub async fn apply_lifecycle(&self, now: UnixNanos) -> Result<crate::lifecycle::Report> {
+        crate::lifecycle::run(self.meta.as_ref(), now).await
     }
 
     // ----- collection of unreferenced blobs -----

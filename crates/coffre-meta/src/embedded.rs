@@ -529,6 +529,7 @@ impl MetaStore for EmbeddedMeta {
                 }
                 BucketChange::Versioning(v) => record.versioning = v,
                 BucketChange::Tags(tags) => record.tags = tags,
+                BucketChange::Lifecycle(config) => record.lifecycle = config,
                 BucketChange::DefaultRetention(default) => {
                     let config = record.object_lock.as_mut().ok_or(Error::NoLockConfiguration)?;
                     config.default_retention = default;

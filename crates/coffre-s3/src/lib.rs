@@ -8,6 +8,7 @@
 mod auth;
 mod convert;
 pub mod front;
+mod lifecycle;
 mod ops;
 mod worm;
 

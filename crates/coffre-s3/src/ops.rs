@@ -543,6 +543,43 @@ impl S3 for CoffreS3 {
         }))
     }
 
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let config = crate::lifecycle::config_from_dto(input.lifecycle_configuration)?;
+        let change = BucketChange::Lifecycle(Some(config));
+        self.service.change_bucket(&who, &convert::bucket(&input.bucket)?, change).await.map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketLifecycleConfigurationOutput::default()))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let who = self.who(&req)?;
+        let bucket = self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        let Some(config) = bucket.lifecycle else {
+            return Err(s3_error!(NoSuchLifecycleConfiguration, "The lifecycle configuration does not exist"));
+        };
+        Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
+            rules: Some(crate::lifecycle::config_to_dto(&config)),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        let who = self.who(&req)?;
+        let bucket = convert::bucket(&req.input.bucket)?;
+        self.service.change_bucket(&who, &bucket, BucketChange::Lifecycle(None)).await.map_err(s3_err)?;
+        Ok(S3Response::new(DeleteBucketLifecycleOutput {}))
+    }
+
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let who = self.who(&req)?;
         let trailers = req.trailing_headers.clone();

@@ -29,6 +29,7 @@ pub struct AdminState {
     pub root: Principal,
     pub admin_token: Option<String>,
     pub metrics: Arc<Metrics>,
+    pub lifecycle: Arc<std::sync::Mutex<crate::lifecycle::Status>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -37,6 +38,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/keys/{id}", axum::routing::delete(delete_key))
         .route("/admin/v1/buckets", get(list_buckets))
         .route("/admin/v1/buckets/{name}", get(bucket_info))
+        .route("/admin/v1/lifecycle", get(lifecycle_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
@@ -83,6 +85,11 @@ async fn ready(State(state): State<AdminState>) -> Result<&'static str, ApiError
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, "NotReady", e.to_string()))?;
     Ok("ready")
+}
+
+async fn lifecycle_status(State(state): State<AdminState>) -> Result<Json<crate::lifecycle::Status>, ApiError> {
+    let status = state.lifecycle.lock().map_err(|_| internal("lifecycle status lock poisoned"))?.clone();
+    Ok(Json(status))
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {

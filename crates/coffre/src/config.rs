@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub max_chunk_bytes: Option<u64>,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds between two lifecycle passes.
+    pub lifecycle_interval_secs: Option<u64>,
 }
 
 /// Values given on the command line or in the environment (clap reads both).
@@ -67,6 +69,7 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub max_chunk_bytes: u64,
     pub shutdown_grace: Duration,
+    pub lifecycle_interval: Duration,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./coffre-data";
@@ -91,6 +94,7 @@ impl Config {
             max_header_bytes: file.max_header_bytes.unwrap_or(64 * 1024),
             max_chunk_bytes: file.max_chunk_bytes.unwrap_or(16 * 1024 * 1024),
             shutdown_grace: secs(file.shutdown_grace_secs, 30),
+            lifecycle_interval: secs(file.lifecycle_interval_secs, 3600),
         };
         config.validate()?;
         Ok(config)
@@ -102,6 +106,9 @@ impl Config {
         }
         if self.inline_threshold > 1024 * 1024 {
             bail!("inline_threshold: {} bytes is over the 1 MiB ceiling", self.inline_threshold);
+        }
+        if self.lifecycle_interval.is_zero() {
+            bail!("lifecycle_interval_secs: must be at least 1");
         }
         if self.max_header_bytes < 8192 {
             bail!("max_header_bytes: must be at least 8192");

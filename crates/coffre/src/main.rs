@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod config;
 mod credentials;
+mod lifecycle;
 mod metrics;
 mod server;
 

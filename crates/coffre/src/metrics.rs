@@ -7,6 +7,7 @@ use coffre_s3::{RequestObserver, RequestRecord};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -21,8 +22,15 @@ struct Op {
     operation: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Action {
+    action: &'static str,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
+    lifecycle_actions: Family<Action, Counter>,
+    lifecycle_last_run: Gauge,
     requests: Family<OpStatus, Counter>,
     bytes_in: Family<Op, Counter>,
     bytes_out: Family<Op, Counter>,
@@ -42,7 +50,41 @@ impl Metrics {
         registry.register("received_bytes", "Request body bytes received", bytes_in.clone());
         registry.register("sent_bytes", "Response body bytes sent", bytes_out.clone());
         registry.register("request_duration_seconds", "Time from request head to end of response", latency.clone());
-        Self { registry: Mutex::new(registry), requests, bytes_in, bytes_out, latency }
+        let lifecycle = registry.sub_registry_with_prefix("lifecycle");
+        let lifecycle_actions = Family::<Action, Counter>::default();
+        let lifecycle_last_run = Gauge::default();
+        lifecycle.register(
+            "actions",
+            "Versions, markers and uploads removed by lifecycle rules",
+            lifecycle_actions.clone(),
+        );
+        lifecycle.register(
+            "last_run_timestamp_seconds",
+            "When the last lifecycle pass finished",
+            lifecycle_last_run.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            lifecycle_actions,
+            lifecycle_last_run,
+            requests,
+            bytes_in,
+            bytes_out,
+            latency,
+        }
+    }
+
+    pub fn lifecycle_pass(&self, r: &coffre_core::lifecycle::Report, finished_unix: i64) {
+        for (action, n) in [
+            ("expired", r.expired),
+            ("noncurrent_removed", r.noncurrent_removed),
+            ("markers_removed", r.markers_removed),
+            ("uploads_aborted", r.uploads_aborted),
+            ("kept_by_lock", r.kept_by_lock),
+        ] {
+            self.lifecycle_actions.get_or_create(&Action { action }).inc_by(n);
+        }
+        self.lifecycle_last_run.set(finished_unix);
     }
 
     pub fn render(&self) -> String {

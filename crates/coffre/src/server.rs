@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::credentials;
+use crate::lifecycle;
 use crate::metrics::Metrics;
 
 /// How often unreferenced blobs are looked for.
@@ -61,7 +62,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ..FrontConfig::default()
     };
     let front = Front::new(service.clone(), keys.clone(), front_config, metrics.clone()).map_err(anyhow::Error::msg)?;
+    let lifecycle_status = Arc::new(std::sync::Mutex::new(lifecycle::Status::default()));
+    let metrics_for_lifecycle = metrics.clone();
     let admin_state = AdminState {
+        lifecycle: lifecycle_status.clone(),
         service: service.clone(),
         keys,
         root: Principal { access_key: root.access_key.clone(), is_root: true },
@@ -86,7 +90,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    let gc_task = tokio::spawn(collect_garbage(service, stopped(stop_rx)));
+    let gc_task = tokio::spawn(collect_garbage(service.clone(), stopped(stop_rx.clone())));
+    let lifecycle_task = tokio::spawn(lifecycle::worker(
+        service,
+        metrics_for_lifecycle,
+        lifecycle_status,
+        config.lifecycle_interval,
+        stopped(stop_rx),
+    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -94,6 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     s3_task.await.context("S3 listener task")?.context("S3 listener")?;
     admin_task.await.context("admin task")?.context("admin listener")?;
     let _ = gc_task.await;
+    let _ = lifecycle_task.await;
     tracing::info!("stopped");
     Ok(())
 }

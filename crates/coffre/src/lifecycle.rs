@@ -1,0 +1,76 @@
+//! The lifecycle worker: applies the buckets' lifecycle rules on a timer and
+//! keeps what the last pass did for the admin API and the metrics.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coffre_core::lifecycle::Report;
+use coffre_core::service::ObjectService;
+use coffre_core::types::UnixNanos;
+use serde::Serialize;
+
+use crate::admin::rfc3339;
+use crate::metrics::Metrics;
+
+/// What `/admin/v1/lifecycle` shows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub interval_secs: u64,
+    pub running: bool,
+    pub passes: u64,
+    pub last_started: Option<String>,
+    pub last_finished: Option<String>,
+    pub last_duration_ms: Option<u64>,
+    pub last_report: Option<Report>,
+    pub last_error: Option<String>,
+    /// Everything the passes did since the server started.
+    pub totals: Report,
+}
+
+pub async fn worker(
+    service: Arc<ObjectService>,
+    metrics: Arc<Metrics>,
+    status: Arc<Mutex<Status>>,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    if let Ok(mut s) = status.lock() {
+        s.interval_secs = interval.as_secs();
+    }
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let started = Instant::now();
+        let now = UnixNanos::now();
+        if let Ok(mut s) = status.lock() {
+            s.running = true;
+            s.last_started = Some(rfc3339(now));
+        }
+        let result = service.apply_lifecycle(now).await;
+        let finished = UnixNanos::now();
+        if let Ok(report) = &result {
+            metrics.lifecycle_pass(report, finished.as_secs());
+            tracing::info!(?report, "lifecycle pass done");
+        }
+        if let Ok(mut s) = status.lock() {
+            s.running = false;
+            s.passes += 1;
+            s.last_finished = Some(rfc3339(finished));
+            s.last_duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            match result {
+                Ok(report) => {
+                    s.totals.add(&report);
+                    s.last_report = Some(report);
+                    s.last_error = None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lifecycle pass failed; the next one retries");
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
