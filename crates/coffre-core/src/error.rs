@@ -34,6 +34,8 @@ pub enum Error {
     Locked(String),
     #[error("{0}")]
     InvalidTag(String),
+    #[error("tags cannot be more than {max}")]
+    TooManyTags { max: usize },
     /// The bucket's state forbids the request (e.g. suspending versioning under Object Lock).
     #[error("{0}")]
     InvalidBucketState(String),

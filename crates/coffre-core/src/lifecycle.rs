@@ -10,7 +10,7 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::meta::{MetaStore, VersionCursor};
+use crate::meta::{DeleteGuard, MetaStore, VersionCursor};
 use crate::types::{BucketName, UnixNanos};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
@@ -158,7 +158,7 @@ async fn apply_rule(
                     continue;
                 }
                 // Like a client DELETE: a marker in versioned buckets, removal otherwise.
-                meta.delete_object(bucket, &v.key, None, false).await.map(|_| &mut report.expired)
+                meta.delete_object(bucket, &v.key, None, &DeleteGuard::default()).await.map(|_| &mut report.expired)
             } else if v.is_latest && m.delete_marker {
                 let alone = meta
                     .list_versions(
@@ -172,7 +172,7 @@ async fn apply_rule(
                 if !(rule.expired_object_delete_marker && only_marker) {
                     continue;
                 }
-                meta.delete_object(bucket, &v.key, Some(&m.version_id), false)
+                meta.delete_object(bucket, &v.key, Some(&m.version_id), &DeleteGuard::default())
                     .await
                     .map(|_| &mut report.markers_removed)
             } else {
@@ -183,7 +183,7 @@ async fn apply_rule(
                 if !(due && tags_match(&rule.filter, &m.tags)) {
                     continue;
                 }
-                meta.delete_object(bucket, &v.key, Some(&m.version_id), false)
+                meta.delete_object(bucket, &v.key, Some(&m.version_id), &DeleteGuard::default())
                     .await
                     .map(|_| &mut report.noncurrent_removed)
             };

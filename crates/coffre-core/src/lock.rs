@@ -27,11 +27,19 @@ pub struct LockState {
     pub legal_hold: bool,
 }
 
+/// How long a default retention lasts, as the bucket's owner wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Period {
+    Days(u32),
+    /// Calendar years: 29 February moves to 28 February in a common year.
+    Years(u32),
+}
+
 /// A bucket's default retention, applied to new versions that name none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DefaultRetention {
     pub mode: RetentionMode,
-    pub days: u32,
+    pub period: Period,
 }
 
 /// Present on buckets created with Object Lock enabled (it cannot be added later).
@@ -45,18 +53,35 @@ const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 impl DefaultRetention {
-    pub fn new(mode: RetentionMode, days: u32) -> Result<Self> {
-        if days == 0 || days > MAX_RETENTION_DAYS {
+    pub fn new(mode: RetentionMode, period: Period) -> Result<Self> {
+        let ok = match period {
+            Period::Days(d) => (1..=MAX_RETENTION_DAYS).contains(&d),
+            Period::Years(y) => (1..=MAX_RETENTION_DAYS / 365).contains(&y),
+        };
+        if !ok {
             return Err(Error::InvalidArgument(format!(
-                "default retention must be 1 to {MAX_RETENTION_DAYS} days (got {days})"
+                "default retention must be 1 to {MAX_RETENTION_DAYS} days or 1 to 100 years (got {period:?})"
             )));
         }
-        Ok(Self { mode, days })
+        Ok(Self { mode, period })
     }
 
+    /// The retention a version written at `now` gets.
     pub fn from(self, now: UnixNanos) -> Retention {
-        Retention { mode: self.mode, until: UnixNanos(now.0.saturating_add(i64::from(self.days) * NANOS_PER_DAY)) }
+        let until = match self.period {
+            Period::Days(d) => UnixNanos(now.0.saturating_add(i64::from(d) * NANOS_PER_DAY)),
+            Period::Years(y) => add_years(now, y),
+        };
+        Retention { mode: self.mode, until }
     }
+}
+
+fn add_years(now: UnixNanos, years: u32) -> UnixNanos {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now.0)) else { return now };
+    let year = t.year().saturating_add(i32::try_from(years).unwrap_or(i32::MAX));
+    let date = t.date().replace_year(year).or_else(|_| t.date().replace_day(28).and_then(|d| d.replace_year(year)));
+    let later = date.map(|d| t.replace_date(d)).unwrap_or(t);
+    UnixNanos(i64::try_from(later.unix_timestamp_nanos()).unwrap_or(i64::MAX))
 }
 
 impl LockState {
@@ -104,11 +129,14 @@ pub const MAX_BUCKET_TAGS: usize = 50;
 /// Validates a tag set as S3 does: unique keys of 1–128 characters, values of at most 256.
 pub fn check_tags(tags: &[(String, String)], max: usize) -> Result<()> {
     if tags.len() > max {
-        return Err(Error::InvalidTag(format!("at most {max} tags are allowed ({} given)", tags.len())));
+        return Err(Error::TooManyTags { max });
     }
     for (i, (k, v)) in tags.iter().enumerate() {
         if k.is_empty() || k.chars().count() > 128 {
             return Err(Error::InvalidTag(format!("tag keys must be 1 to 128 characters ({k:?})")));
+        }
+        if k.starts_with("aws:") {
+            return Err(Error::InvalidTag(format!("tag keys cannot be prefixed with aws: ({k:?})")));
         }
         if v.chars().count() > 256 {
             return Err(Error::InvalidTag(format!("tag values must be at most 256 characters (key {k:?})")));
@@ -158,6 +186,18 @@ mod tests {
     }
 
     #[test]
+    fn years_are_calendar_years() {
+        // 2028-02-29T00:00:00Z plus one year is 2029-02-28, plus four is 2032-02-29.
+        let leap_day = UnixNanos(1_835_395_200 * 1_000_000_000);
+        let one = DefaultRetention::new(RetentionMode::Governance, Period::Years(1)).expect("valid").from(leap_day);
+        assert_eq!(one.until.as_secs(), 1_866_931_200);
+        let four = DefaultRetention::new(RetentionMode::Governance, Period::Years(4)).expect("valid").from(leap_day);
+        assert_eq!(four.until.as_secs(), 1_961_625_600);
+        assert!(DefaultRetention::new(RetentionMode::Compliance, Period::Days(0)).is_err());
+        assert!(DefaultRetention::new(RetentionMode::Compliance, Period::Years(101)).is_err());
+    }
+
+    #[test]
     fn tag_limits() {
         let tag = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         assert!(check_tags(&[tag("a", "1"), tag("b", "")], MAX_OBJECT_TAGS).is_ok());
@@ -165,6 +205,7 @@ mod tests {
         assert!(check_tags(&[tag("", "1")], MAX_OBJECT_TAGS).is_err());
         assert!(check_tags(&[tag(&"k".repeat(129), "1")], MAX_OBJECT_TAGS).is_err());
         let many: Vec<_> = (0..11).map(|i| tag(&format!("k{i}"), "v")).collect();
-        assert!(check_tags(&many, MAX_OBJECT_TAGS).is_err());
+        assert!(matches!(check_tags(&many, MAX_OBJECT_TAGS), Err(Error::TooManyTags { max: 10 })));
+        assert!(check_tags(&[tag("aws:created", "1")], MAX_OBJECT_TAGS).is_err());
     }
 }

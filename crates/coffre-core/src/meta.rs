@@ -62,6 +62,15 @@ pub enum BucketChange {
     Lifecycle(Option<LifecycleConfig>),
 }
 
+/// What a delete must respect besides the bucket's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteGuard {
+    /// `x-amz-bypass-governance-retention`.
+    pub bypass_governance: bool,
+    /// `If-Match`: the version deleted must have this ETag.
+    pub if_match: Option<String>,
+}
+
 /// A change to one version's metadata (its bytes never change).
 #[derive(Debug, Clone)]
 pub enum VersionChange {
@@ -262,13 +271,13 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn put_object(&self, put: PutObject) -> Result<()>;
     /// Deletes as S3 does for the bucket's versioning state. Removing a
     /// version under Object Lock fails with `Locked` (governance yields to
-    /// `bypass_governance`).
+    /// `guard.bypass_governance`); a failed `guard.if_match` changes nothing.
     async fn delete_object(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         version: Option<&VersionId>,
-        bypass_governance: bool,
+        guard: &DeleteGuard,
     ) -> Result<DeleteOutcome>;
     /// Changes the current (or named) version's tags or lock; returns its id.
     async fn update_version(

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::list::{self, ListPage, ListQuery};
 use crate::lock::{LockConfig, LockState, MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, check_tags};
 use crate::meta::{
-    BucketChange, BucketRecord, BucketUsage, CompleteUpload, ContentHeaders, DataLocation, DeleteOutcome, MetaStore,
-    ObjectVersion, PartRecord, PartRef, PutObject, UploadRecord, VersionChange, VersionMeta, Versioning,
+    BucketChange, BucketRecord, BucketUsage, CompleteUpload, ContentHeaders, DataLocation, DeleteGuard, DeleteOutcome,
+    MetaStore, ObjectVersion, PartRecord, PartRef, PutObject, UploadRecord, VersionChange, VersionMeta, Versioning,
     WriteCondition,
 };
 use crate::types::{BlobId, BucketName, ObjectKey, Principal, UnixNanos, UploadId, VersionId};
@@ -562,10 +562,10 @@ impl ObjectService {
         bucket: &BucketName,
         key: &ObjectKey,
         version: Option<&VersionId>,
-        bypass_governance: bool,
+        guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
         self.bucket(who, bucket).await?;
-        self.meta.delete_object(bucket, key, version, bypass_governance).await
+        self.meta.delete_object(bucket, key, version, guard).await
     }
 
     pub async fn copy_object(
@@ -576,8 +576,7 @@ impl ObjectService {
         key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<PutResult> {
-        let src = self.head_object(who, &source.bucket, &source.key, source.version.as_ref()).await?;
-        source.conditions.check_copy_source(&src.meta)?;
+        let src = self.copy_source(who, &source).await?;
         let same_object = source.bucket == *bucket && source.key == *key && source.version.is_none();
         if same_object && matches!(opts.metadata, MetadataDirective::Copy) {
             return Err(Error::InvalidRequest(
@@ -607,6 +606,20 @@ impl ObjectService {
         let size = src.meta.size;
         let body = self.read_data(src.data, 0..size);
         self.put_object(who, req, body).await
+    }
+
+    /// The version a copy reads, its conditions checked.
+    async fn copy_source(&self, who: &Principal, source: &CopySource) -> Result<ObjectVersion> {
+        let src = match self.head_object(who, &source.bucket, &source.key, source.version.as_ref()).await {
+            Err(Error::DeleteMarker { named: true, .. }) => {
+                return Err(Error::InvalidRequest(
+                    "The source of a copy request may not specifically refer to a delete marker by version id.".into(),
+                ));
+            }
+            other => other?,
+        };
+        source.conditions.check_copy_source(&src.meta)?;
+        Ok(src)
     }
 
     pub async fn list_objects(&self, who: &Principal, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
@@ -711,8 +724,7 @@ impl ObjectService {
             return Err(Error::InvalidArgument(format!("part number must be 1 to {MAX_PART_NUMBER}")));
         }
         let upload = self.upload(who, &part.bucket, &part.key, &part.upload_id).await?;
-        let src = self.head_object(who, &source.bucket, &source.key, source.version.as_ref()).await?;
-        source.conditions.check_copy_source(&src.meta)?;
+        let src = self.copy_source(who, &source).await?;
         let size = src.meta.size;
         let range = match range {
             // A copy range must lie inside the source; GET ranges may overhang.

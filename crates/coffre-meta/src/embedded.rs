@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
 use coffre_core::meta::{
-    AccessKeyRecord, BucketChange, BucketRecord, BucketUsage, CompleteUpload, DeleteOutcome, ListedObject,
+    AccessKeyRecord, BucketChange, BucketRecord, BucketUsage, CompleteUpload, DeleteGuard, DeleteOutcome, ListedObject,
     ListedVersion, MetaStore, ObjectVersion, PartRecord, PutObject, UploadRecord, VersionChange, VersionCursor,
     VersionMeta, Versioning, WriteCondition,
 };
@@ -301,11 +301,18 @@ fn apply_delete(
     bucket: &BucketName,
     key: &ObjectKey,
     version: Option<&VersionId>,
-    bypass_governance: bool,
+    guard: &DeleteGuard,
 ) -> Result<DeleteOutcome> {
     let record = get_bucket(txn, bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
     let (b, k) = (bucket.as_str(), key.as_bytes());
     let old = current(txn, b, k)?;
+    if let Some(etag) = &guard.if_match {
+        let target = match version {
+            None => old.as_ref().map(|(_, v)| v.clone()),
+            Some(id) => find_version(txn, b, k, old.as_ref(), id)?,
+        };
+        check_condition(&WriteCondition::EtagMatches(etag.clone()), target.as_ref())?;
+    }
     match (version, record.versioning) {
         (None, Versioning::Unversioned) => {
             if let Some((_, v)) = old {
@@ -320,8 +327,23 @@ fn apply_delete(
             apply_put(txn, bucket, key, marker, &WriteCondition::None)?;
             Ok(DeleteOutcome { version_id: Some(id), delete_marker: true })
         }
-        (Some(wanted), _) => delete_version(txn, b, k, old, wanted, bypass_governance),
+        (Some(wanted), _) => delete_version(txn, b, k, old, wanted, guard.bypass_governance),
     }
+}
+
+/// The named version of a key, current or not.
+fn find_version(
+    txn: &WriteTransaction,
+    b: &str,
+    k: &[u8],
+    current: Option<&(u64, ObjectVersion)>,
+    id: &VersionId,
+) -> Result<Option<ObjectVersion>> {
+    if let Some((_, v)) = current.filter(|(_, v)| &v.meta.version_id == id) {
+        return Ok(Some(v.clone()));
+    }
+    let t = txn.open_table(VERSIONS).map_err(meta_err)?;
+    Ok(noncurrent_in(&t, b, k)?.into_iter().find(|(_, _, v)| &v.meta.version_id == id).map(|(_, _, v)| v))
 }
 
 /// Removes one named version; if it was current, the newest noncurrent one takes its place.
@@ -646,10 +668,10 @@ impl MetaStore for EmbeddedMeta {
         bucket: &BucketName,
         key: &ObjectKey,
         version: Option<&VersionId>,
-        bypass_governance: bool,
+        guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
-        let (bucket, key, version) = (bucket.clone(), key.clone(), version.cloned());
-        self.write(move |txn| apply_delete(txn, &bucket, &key, version.as_ref(), bypass_governance)).await
+        let (bucket, key, version, guard) = (bucket.clone(), key.clone(), version.cloned(), guard.clone());
+        self.write(move |txn| apply_delete(txn, &bucket, &key, version.as_ref(), &guard)).await
     }
 
     async fn update_version(

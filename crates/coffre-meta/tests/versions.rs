@@ -84,7 +84,7 @@ async fn unversioned_overwrite_lets_the_old_blob_go() {
     // Committed writes are no longer pending: a restart must not collect them.
     assert_eq!(f.meta.abandon_pending().await.expect("abandon"), 0);
 
-    f.meta.delete_object(&f.bucket, &f.key, None, false).await.expect("delete");
+    f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
     assert!(f.current().await.is_none());
     assert_eq!(f.garbage().await, [a, b]);
     f.meta.forget_collected(&[a, b]).await.expect("forget");
@@ -117,7 +117,7 @@ async fn enabled_versioning_keeps_history_and_uses_delete_markers() {
     let old = f.meta.object(&f.bucket, &f.key, Some(&v1)).await.expect("read").expect("v1 kept");
     assert_eq!(old.data, DataLocation::Blob(BlobId(1)));
 
-    let marker = f.meta.delete_object(&f.bucket, &f.key, None, false).await.expect("delete");
+    let marker = f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
     assert!(marker.delete_marker);
     assert!(f.current().await.is_some_and(|v| v.meta.delete_marker));
     let listed = f.meta.list_objects(&f.bucket, b"", std::ops::Bound::Unbounded, 10).await.expect("list");
@@ -126,10 +126,10 @@ async fn enabled_versioning_keeps_history_and_uses_delete_markers() {
 
     // Removing the marker brings v2 back as current.
     let marker_id = marker.version_id.expect("marker id");
-    f.meta.delete_object(&f.bucket, &f.key, Some(&marker_id), false).await.expect("delete marker");
+    f.meta.delete_object(&f.bucket, &f.key, Some(&marker_id), &Default::default()).await.expect("delete marker");
     assert_eq!(f.current().await.map(|v| v.meta.version_id), Some(v2.clone()));
     // Deleting a noncurrent version frees its data only.
-    f.meta.delete_object(&f.bucket, &f.key, Some(&v1), false).await.expect("delete v1");
+    f.meta.delete_object(&f.bucket, &f.key, Some(&v1), &Default::default()).await.expect("delete v1");
     assert_eq!(f.garbage().await, [BlobId(1)]);
     assert!(f.meta.object(&f.bucket, &f.key, Some(&v1)).await.expect("read").is_none());
 }
@@ -140,7 +140,7 @@ async fn suspended_versioning_keeps_one_null_version() {
     f.put(VersionId::Null, BlobId(1), WriteCondition::None).await.expect("null 1");
     f.put(VersionId::Null, BlobId(2), WriteCondition::None).await.expect("null 2");
     assert_eq!(f.garbage().await, [BlobId(1)], "a null version replaces the previous null version");
-    let marker = f.meta.delete_object(&f.bucket, &f.key, None, false).await.expect("delete");
+    let marker = f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
     assert_eq!((marker.delete_marker, marker.version_id), (true, Some(VersionId::Null)));
     assert_eq!(f.garbage().await, [BlobId(1), BlobId(2)], "the null delete marker replaces the null version");
 }

@@ -25,6 +25,15 @@ pub fn s3_err(e: Error) -> S3Error {
         Error::NoSuchUpload => C::NoSuchUpload,
         Error::AccessDenied | Error::Locked(_) => C::AccessDenied,
         Error::InvalidTag(_) => C::InvalidTag,
+        Error::TooManyTags { max } => {
+            // AWS answers this one with the generic BadRequest code.
+            let mut err = S3Error::with_message(
+                C::Custom("BadRequest".into()),
+                format!("Object tags cannot be greater than {max}"),
+            );
+            err.set_status_code(http::StatusCode::BAD_REQUEST);
+            return err;
+        }
         Error::InvalidBucketState(_) => C::InvalidBucketState,
         Error::NoLockConfiguration => {
             return S3Error::with_message(C::InvalidRequest, "Bucket is missing Object Lock Configuration");

@@ -291,7 +291,7 @@ impl Front {
                 }
             }
         };
-        let response = with_error_message(response).await;
+        let response = with_versions_in_order(with_error_message(response).await).await;
         let (mut parts, body) = response.into_parts();
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             parts.headers.insert("x-amz-request-id", v);
@@ -415,6 +415,65 @@ impl Front {
 fn request_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase();
     id[..16].to_owned()
+}
+
+/// The order of versions and delete markers in a ListObjectVersions page
+/// (`true` for a marker), handed from the operation to the front.
+#[derive(Clone, Debug)]
+pub(crate) struct VersionOrder(pub Vec<bool>);
+
+/// s3s serialises a version listing as all `<Version>`s, then all
+/// `<DeleteMarker>`s; S3 interleaves them per key, newest first, and clients
+/// that read the document in order rely on it. Puts them back in order.
+fn interleave_versions(xml: &str, order: &[bool]) -> Option<String> {
+    let mut versions = Vec::new();
+    let mut markers = Vec::new();
+    let mut rest = String::with_capacity(xml.len());
+    let mut insert_at = None;
+    let mut i = 0;
+    while i < xml.len() {
+        let next = [("<Version>", "</Version>", false), ("<DeleteMarker>", "</DeleteMarker>", true)]
+            .into_iter()
+            .filter_map(|(open, close, marker)| xml[i..].find(open).map(|at| (i + at, open, close, marker)))
+            .min_by_key(|(at, ..)| *at);
+        let Some((at, _open, close, marker)) = next else {
+            rest.push_str(&xml[i..]);
+            break;
+        };
+        let end = at + xml[at..].find(close)? + close.len();
+        rest.push_str(&xml[i..at]);
+        insert_at.get_or_insert(rest.len());
+        if marker {
+            markers.push(&xml[at..end])
+        } else {
+            versions.push(&xml[at..end])
+        }
+        i = end;
+    }
+    if versions.len() + markers.len() != order.len() {
+        return None;
+    }
+    let (mut v, mut m) = (versions.into_iter(), markers.into_iter());
+    let entries: String = order
+        .iter()
+        .map(|&is_marker| if is_marker { m.next() } else { v.next() })
+        .collect::<Option<Vec<_>>>()?
+        .concat();
+    let at = insert_at.unwrap_or(rest.len());
+    rest.insert_str(at, &entries);
+    Some(rest)
+}
+
+async fn with_versions_in_order(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+    let Some(VersionOrder(order)) = resp.extensions().get::<VersionOrder>().cloned() else { return resp };
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = http_body_util::BodyExt::collect(body).await else {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "listing body lost");
+    };
+    let bytes = collected.to_bytes();
+    let fixed = std::str::from_utf8(&bytes).ok().and_then(|xml| interleave_versions(xml, &order));
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, s3s::Body::from(fixed.map_or(bytes, Bytes::from)))
 }
 
 /// Some errors s3s raises itself (a bad bucket name in the path, a malformed
@@ -693,6 +752,20 @@ mod tests {
         assert_eq!(bucket("127.0.0.1:9000"), None);
         assert_eq!(bucket("other.example.com"), None);
         assert!(Domains::new(&["bad domain".into()]).is_err());
+    }
+
+    #[test]
+    fn versions_and_markers_are_interleaved_in_listing_order() {
+        let xml = "<R><Name>b</Name><Version><Key>a</Key><VersionId>2</VersionId></Version>\
+                   <Version><Key>b</Key></Version><DeleteMarker><Key>a</Key></DeleteMarker><MaxKeys>9</MaxKeys></R>";
+        let fixed = interleave_versions(xml, &[true, false, false]).expect("same count");
+        assert_eq!(
+            fixed,
+            "<R><Name>b</Name><DeleteMarker><Key>a</Key></DeleteMarker><Version><Key>a</Key><VersionId>2</VersionId>\
+             </Version><Version><Key>b</Key></Version><MaxKeys>9</MaxKeys></R>"
+                .replace("\n", "")
+        );
+        assert!(interleave_versions(xml, &[true]).is_none(), "a count mismatch leaves the body alone");
     }
 
     #[test]

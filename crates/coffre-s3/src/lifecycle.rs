@@ -47,18 +47,36 @@ pub fn config_from_dto(config: Option<dto::BucketLifecycleConfiguration>) -> S3R
             Some(e) => match (e.days, &e.date) {
                 (Some(d), None) => days(Some(d), "Days")?.map(Expiration::Days),
                 (None, Some(date)) => {
-                    let ns = time::OffsetDateTime::from(date.clone()).unix_timestamp_nanos();
-                    Some(Expiration::Date(UnixNanos(i64::try_from(ns).unwrap_or(i64::MAX))))
+                    let t = time::OffsetDateTime::from(date.clone());
+                    if t.unix_timestamp().rem_euclid(86_400) != 0 || t.nanosecond() != 0 {
+                        return Err(s3_error!(InvalidArgument, "'Date' must be at midnight GMT"));
+                    }
+                    Some(Expiration::Date(UnixNanos(i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX))))
                 }
                 (None, None) => None,
                 _ => return Err(s3_error!(MalformedXML, "Expiration takes Days or Date, not both")),
             },
             None => None,
         };
+        let enabled = match r.status.as_str() {
+            ExpirationStatus::ENABLED => true,
+            ExpirationStatus::DISABLED => false,
+            _ => return Err(s3_error!(MalformedXML, "a rule's Status must be Enabled or Disabled")),
+        };
+        if r.id.as_ref().is_some_and(|id| id.chars().count() > 255) {
+            return Err(s3_error!(InvalidArgument, "ID length should not exceed allowed limit of 255"));
+        }
+        let filter = filter_from(r)?;
+        if r.abort_incomplete_multipart_upload.is_some() && !filter.tags.is_empty() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Tag-based filter cannot be used with AbortIncompleteMultipartUpload action"
+            ));
+        }
         rules.push(Rule {
             id: r.id.clone().unwrap_or_else(|| format!("rule-{}", i + 1)),
-            enabled: r.status.as_str() == ExpirationStatus::ENABLED,
-            filter: filter_from(r)?,
+            enabled,
+            filter,
             expiration,
             expired_object_delete_marker: r
                 .expiration

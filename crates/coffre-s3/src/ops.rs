@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use coffre_core::checksum::{ChecksumAlgorithm as Algorithm, Checksums};
 use coffre_core::list::{ListQuery, VersionQuery};
-use coffre_core::meta::{BucketChange, VersionChange, Versioning, WriteCondition};
+use coffre_core::lock::Period;
+use coffre_core::meta::{BucketChange, DeleteGuard, VersionChange, Versioning, WriteCondition};
 use coffre_core::service::{
     BodyClaims, CompletedPart, CopyOptions, CopySource, ExpectedChecksum, MetadataDirective, NewUpload, ObjectService,
     PartUpload, PutRequest, ReadConditions,
@@ -20,6 +21,31 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use crate::auth::KeyStore;
 use crate::convert::{self, s3_err};
 use crate::worm;
+
+/// The representation headers an S3 input carries (moved out of it).
+macro_rules! content_headers_of {
+    ($input:expr) => {
+        convert::content_headers(
+            $input.content_type,
+            $input.content_encoding,
+            $input.content_disposition,
+            $input.content_language,
+            $input.cache_control,
+            $input.expires,
+        )
+    };
+}
+
+/// The Object Lock an S3 input asks for in its `x-amz-object-lock-*` headers.
+macro_rules! lock_of {
+    ($input:expr) => {
+        worm::lock_from_headers(
+            $input.object_lock_mode.as_ref(),
+            $input.object_lock_retain_until_date.as_ref(),
+            $input.object_lock_legal_hold_status.as_ref(),
+        )
+    };
+}
 
 /// Copies stored checksums into an S3 output: the generated DTOs share the
 /// five field names but no trait, hence a macro.
@@ -157,6 +183,14 @@ fn expected_checksum(
     }
     let alg = convert::checksum_algorithm(algorithm)?;
     Ok(alg.map(ExpectedChecksum::Compute))
+}
+
+fn etag_condition(headers: &HeaderMap, name: http::header::HeaderName) -> S3Result<Option<ETagCondition>> {
+    headers
+        .get(&name)
+        .map(|v| ETagCondition::parse_http_header(v.as_bytes()))
+        .transpose()
+        .map_err(|_| s3_error!(InvalidArgument, "invalid {name} header"))
 }
 
 fn content_md5(v: Option<&str>) -> S3Result<Option<[u8; 16]>> {
@@ -339,7 +373,8 @@ impl S3 for CoffreS3 {
                 });
             }
         }
-        Ok(S3Response::new(ListObjectVersionsOutput {
+        let order = crate::front::VersionOrder(page.versions.iter().map(|v| v.meta.delete_marker).collect());
+        let mut resp = S3Response::new(ListObjectVersionsOutput {
             name: Some(bucket.to_string()),
             prefix: Some(convert::encode_key(&query.prefix, url)),
             delimiter: input.delimiter.map(|d| convert::encode_key(&d, url)),
@@ -359,7 +394,9 @@ impl S3 for CoffreS3 {
             ),
             encoding_type: input.encoding_type,
             ..Default::default()
-        }))
+        });
+        resp.extensions.insert(order);
+        Ok(resp)
     }
 
     async fn put_object_tagging(
@@ -468,8 +505,14 @@ impl S3 for CoffreS3 {
         let rule = config.default_retention.map(|d| ObjectLockRule {
             default_retention: Some(DefaultRetention {
                 mode: Some(ObjectLockRetentionMode::from_static(worm::mode_name(d.mode))),
-                days: Some(d.days as i32),
-                years: None,
+                days: match d.period {
+                    Period::Days(n) => Some(n as i32),
+                    Period::Years(_) => None,
+                },
+                years: match d.period {
+                    Period::Years(n) => Some(n as i32),
+                    Period::Days(_) => None,
+                },
             }),
         });
         Ok(S3Response::new(GetObjectLockConfigurationOutput {
@@ -591,14 +634,7 @@ impl S3 for CoffreS3 {
         let put = PutRequest {
             bucket: convert::bucket(&input.bucket)?,
             key: convert::key(&input.key)?,
-            headers: convert::content_headers(
-                input.content_type,
-                input.content_encoding,
-                input.content_disposition,
-                input.content_language,
-                input.cache_control,
-                input.expires,
-            ),
+            headers: content_headers_of!(input),
             user_meta,
             condition: write_condition(input.if_none_match.as_ref(), input.if_match.as_ref())?,
             claims: BodyClaims {
@@ -607,11 +643,7 @@ impl S3 for CoffreS3 {
                 checksum: expected_checksum(&headers, trailers, input.checksum_algorithm.as_ref(), given)?,
             },
             tags: worm::tags_from_header(input.tagging.as_deref())?,
-            lock: worm::lock_from_headers(
-                input.object_lock_mode.as_ref(),
-                input.object_lock_retain_until_date.as_ref(),
-                input.object_lock_legal_hold_status.as_ref(),
-            )?,
+            lock: lock_of!(input)?,
         };
         let done = self.service.put_object(&who, put, convert::body(input.body)).await.map_err(s3_err)?;
         let mut out = PutObjectOutput {
@@ -708,7 +740,12 @@ impl S3 for CoffreS3 {
             fill_checksums!(out, &m.checksums);
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
         }
-        Ok(S3Response::new(out))
+        let mut resp = S3Response::new(out);
+        // s3s 0.14's HeadObject output has no TagCount field; S3 sends the header.
+        if !m.tags.is_empty() {
+            resp.headers.insert("x-amz-tagging-count", http::HeaderValue::from(m.tags.len()));
+        }
+        Ok(resp)
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
@@ -717,8 +754,17 @@ impl S3 for CoffreS3 {
         let bucket = convert::bucket(&input.bucket)?;
         let key = convert::key(&input.key)?;
         let version = convert::version(input.version_id.as_deref())?;
-        let bypass = input.bypass_governance_retention.unwrap_or(false);
-        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref(), bypass).await.map_err(s3_err)?;
+        let guard = DeleteGuard {
+            bypass_governance: input.bypass_governance_retention.unwrap_or(false),
+            if_match: match input.if_match {
+                Some(ETagCondition::ETag(t)) => Some(t.value().to_owned()),
+                Some(ETagCondition::Any) => {
+                    return Err(s3_error!(NotImplemented, "If-Match: * on DELETE is not supported"));
+                }
+                None => None,
+            },
+        };
+        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)?;
         Ok(S3Response::new(DeleteObjectOutput {
             delete_marker: done.delete_marker.then_some(true),
             version_id: done.version_id.map(|v| v.as_str().to_owned()),
@@ -735,14 +781,15 @@ impl S3 for CoffreS3 {
             return Err(s3_error!(MalformedXML, "DeleteObjects accepts at most 1000 keys"));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
-        let bypass = input.bypass_governance_retention.unwrap_or(false);
+        let guard =
+            DeleteGuard { bypass_governance: input.bypass_governance_retention.unwrap_or(false), if_match: None };
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for obj in input.delete.objects {
             let outcome = async {
                 let key = convert::key(&obj.key)?;
                 let version = convert::version(obj.version_id.as_deref())?;
-                self.service.delete_object(&who, &bucket, &key, version.as_ref(), bypass).await.map_err(s3_err)
+                self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)
             }
             .await;
             match outcome {
@@ -769,6 +816,11 @@ impl S3 for CoffreS3 {
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         let who = self.who(&req)?;
+        // s3s 0.14's model predates conditional CopyObject: read the headers ourselves.
+        let condition = write_condition(
+            etag_condition(&req.headers, http::header::IF_NONE_MATCH)?.as_ref(),
+            etag_condition(&req.headers, http::header::IF_MATCH)?.as_ref(),
+        )?;
         let input = req.input;
         let conditions = convert::read_conditions(
             input.copy_source_if_match.as_ref(),
@@ -781,14 +833,7 @@ impl S3 for CoffreS3 {
         let directive = match input.metadata_directive.as_ref().map(MetadataDirective_::as_str) {
             None | Some(MetadataDirective_::COPY) => MetadataDirective::Copy,
             Some(MetadataDirective_::REPLACE) => MetadataDirective::Replace {
-                headers: convert::content_headers(
-                    input.content_type,
-                    input.content_encoding,
-                    input.content_disposition,
-                    input.content_language,
-                    input.cache_control,
-                    input.expires,
-                ),
+                headers: content_headers_of!(input),
                 user_meta: {
                     let m = convert::user_meta(input.metadata);
                     convert::check_user_meta(&m)?;
@@ -802,12 +847,8 @@ impl S3 for CoffreS3 {
             Some(TaggingDirective::REPLACE) => Some(worm::tags_from_header(input.tagging.as_deref())?),
             Some(other) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive {other:?}")),
         };
-        let lock = worm::lock_from_headers(
-            input.object_lock_mode.as_ref(),
-            input.object_lock_retain_until_date.as_ref(),
-            input.object_lock_legal_hold_status.as_ref(),
-        )?;
-        let opts = CopyOptions { metadata: directive, tags, lock, condition: WriteCondition::None };
+        let lock = lock_of!(input)?;
+        let opts = CopyOptions { metadata: directive, tags, lock, condition };
         let bucket = convert::bucket(&input.bucket)?;
         let key = convert::key(&input.key)?;
         let done = self.service.copy_object(&who, source, &bucket, &key, opts).await.map_err(s3_err)?;
@@ -926,22 +967,11 @@ impl S3 for CoffreS3 {
         if input.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT) {
             return Err(s3_error!(NotImplemented, "FULL_OBJECT multipart checksums are not supported yet"));
         }
-        let headers = convert::content_headers(
-            input.content_type,
-            input.content_encoding,
-            input.content_disposition,
-            input.content_language,
-            input.cache_control,
-            input.expires,
-        );
+        let headers = content_headers_of!(input);
         let user_meta = convert::user_meta(input.metadata);
         convert::check_user_meta(&user_meta)?;
         let tags = worm::tags_from_header(input.tagging.as_deref())?;
-        let lock = worm::lock_from_headers(
-            input.object_lock_mode.as_ref(),
-            input.object_lock_retain_until_date.as_ref(),
-            input.object_lock_legal_hold_status.as_ref(),
-        )?;
+        let lock = lock_of!(input)?;
         let new = NewUpload { bucket, key, headers, user_meta, checksum_algorithm: algorithm, tags, lock };
         let upload = self.service.create_upload(&who, new).await.map_err(s3_err)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {

@@ -1,7 +1,7 @@
 //! Conversions for tags and Object Lock between S3's wire forms (headers,
 //! XML DTOs) and the service's types.
 
-use coffre_core::lock::{DefaultRetention, LockState, Retention, RetentionMode};
+use coffre_core::lock::{DefaultRetention, LockState, Period, Retention, RetentionMode};
 use coffre_core::types::UnixNanos;
 use s3s::dto::{self, Tag, Timestamp};
 use s3s::{S3Result, s3_error};
@@ -101,12 +101,12 @@ pub fn default_retention_from_dto(config: Option<dto::ObjectLockConfiguration>) 
     }
     let Some(d) = config.rule.and_then(|r| r.default_retention) else { return Ok(None) };
     let mode = mode_from(d.mode.as_ref().map(|m| m.as_str()).unwrap_or_default())?;
-    let days = match (d.days, d.years) {
-        (Some(days), None) if days > 0 => days as u32,
-        (None, Some(years)) if years > 0 => (years as u32).saturating_mul(365),
+    let period = match (d.days, d.years) {
+        (Some(days), None) if days > 0 => Period::Days(days as u32),
+        (None, Some(years)) if years > 0 => Period::Years(years as u32),
         _ => return Err(s3_error!(MalformedXML, "DefaultRetention needs either a positive Days or Years, not both")),
     };
-    DefaultRetention::new(mode, days).map(Some).map_err(crate::convert::s3_err)
+    DefaultRetention::new(mode, period).map(Some).map_err(crate::convert::s3_err)
 }
 
 pub fn timestamp(t: UnixNanos) -> Timestamp {
