@@ -5,7 +5,7 @@ use coffre_core::types::UnixNanos;
 use s3s::dto::{self, ExpirationStatus, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter};
 use s3s::{S3Result, s3_error};
 
-use crate::worm;
+use crate::{convert, worm};
 
 fn days(n: Option<i32>, what: &str) -> S3Result<Option<u32>> {
     match n {
@@ -120,7 +120,7 @@ pub fn config_to_dto(config: &LifecycleConfig) -> dto::LifecycleRules {
                         _ => None,
                     },
                     date: match r.expiration {
-                        Some(Expiration::Date(t)) => Some(worm::timestamp(t)),
+                        Some(Expiration::Date(t)) => Some(convert::timestamp(t)),
                         _ => None,
                     },
                     expired_object_delete_marker: r.expired_object_delete_marker.then_some(true),

@@ -78,7 +78,7 @@ macro_rules! fill_lock {
     ($out:expr, $meta:expr) => {{
         if let Some(r) = $meta.lock.retention {
             $out.object_lock_mode = Some(ObjectLockMode::from_static(worm::mode_name(r.mode)));
-            $out.object_lock_retain_until_date = Some(worm::timestamp(r.until));
+            $out.object_lock_retain_until_date = Some(convert::timestamp(r.until));
         }
         if $meta.lock.legal_hold {
             $out.object_lock_legal_hold_status =
@@ -551,7 +551,7 @@ impl S3 for CoffreS3 {
         Ok(S3Response::new(GetObjectRetentionOutput {
             retention: Some(ObjectLockRetention {
                 mode: Some(ObjectLockRetentionMode::from_static(worm::mode_name(r.mode))),
-                retain_until_date: Some(worm::timestamp(r.until)),
+                retain_until_date: Some(convert::timestamp(r.until)),
             }),
         }))
     }

@@ -108,7 +108,3 @@ pub fn default_retention_from_dto(config: Option<dto::ObjectLockConfiguration>) 
     };
     DefaultRetention::new(mode, period).map(Some).map_err(crate::convert::s3_err)
 }
-
-pub fn timestamp(t: UnixNanos) -> Timestamp {
-    crate::convert::timestamp(t)
-}
