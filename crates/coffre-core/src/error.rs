@@ -55,6 +55,8 @@ pub enum Error {
     NotModified { etag: String },
     #[error("the requested range is not satisfiable (object size {size})")]
     InvalidRange { size: u64 },
+    #[error("the requested part number is not satisfiable")]
+    InvalidPartNumber,
     #[error("the Content-MD5 you specified did not match what we received")]
     BadDigest,
     #[error("the {0} checksum you specified did not match what we received")]

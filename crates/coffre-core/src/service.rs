@@ -134,7 +134,32 @@ pub struct GetResult {
     /// The byte range sent; the whole object when no range was asked.
     pub range: Range<u64>,
     pub partial: bool,
+    /// How many parts the object has, when one part was asked for.
+    pub parts_count: Option<u32>,
     pub body: ByteStream,
+}
+
+/// Which bytes of an object a read wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    Range(ByteRange),
+    /// The n-th part (from 1) of a multipart object; part 1 of any other object is all of it.
+    Part(u32),
+}
+
+/// The byte range of the n-th part of a version, and how many parts it has.
+pub fn part_range(data: &DataLocation, size: u64, n: u32) -> Result<(Range<u64>, u32)> {
+    let not_satisfiable = || Error::InvalidPartNumber;
+    match data {
+        DataLocation::Parts(parts) => {
+            let index = usize::try_from(n).ok().and_then(|n| n.checked_sub(1)).ok_or_else(not_satisfiable)?;
+            let part = parts.get(index).ok_or_else(not_satisfiable)?;
+            let start: u64 = parts[..index].iter().map(|p| p.size).sum();
+            Ok((start..start + part.size, parts.len() as u32))
+        }
+        _ if n == 1 => Ok((0..size, 1)),
+        _ => Err(not_satisfiable()),
+    }
 }
 
 /// What a copy writes besides the bytes.
@@ -507,17 +532,21 @@ impl ObjectService {
         key: &ObjectKey,
         version: Option<&VersionId>,
         conditions: &ReadConditions,
-        range: Option<ByteRange>,
+        selection: Option<Selection>,
     ) -> Result<GetResult> {
         let object = self.head_object(who, bucket, key, version).await?;
         conditions.check(&object.meta)?;
         let size = object.meta.size;
-        let (range, partial) = match range {
-            Some(r) => (r.resolve(size)?, true),
-            None => (0..size, false),
+        let (range, partial, parts_count) = match selection {
+            Some(Selection::Range(r)) => (r.resolve(size)?, true, None),
+            Some(Selection::Part(n)) => {
+                let (range, count) = part_range(&object.data, size, n)?;
+                (range, true, Some(count))
+            }
+            None => (0..size, false, None),
         };
         let body = self.read_data(object.data, range.clone());
-        Ok(GetResult { meta: object.meta, range, partial, body })
+        Ok(GetResult { meta: object.meta, range, partial, parts_count, body })
     }
 
     /// Streams `range` of a version's data, opening each blob only when reached.

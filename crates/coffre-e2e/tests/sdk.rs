@@ -352,6 +352,20 @@ async fn multipart_upload_round_trip_and_errors() {
         .expect("range");
     assert_eq!(span.body.collect().await.expect("body").into_bytes().as_ref(), &whole[5 * mib - 3..5 * mib + 3]);
 
+    // GET and HEAD by partNumber: one part's bytes, and how many parts there are.
+    let part2 = c.get_object().bucket("bkt").key("big").part_number(2).send().await.expect("part 2");
+    assert_eq!(part2.parts_count(), Some(3));
+    assert_eq!(part2.content_range(), Some(format!("bytes {}-{}/{}", 5 * mib, 10 * mib - 1, whole.len()).as_str()));
+    assert_eq!(part2.body.collect().await.expect("body").into_bytes().as_ref(), &whole[5 * mib..10 * mib]);
+    let head3 = c.head_object().bucket("bkt").key("big").part_number(3).send().await.expect("head part 3");
+    assert_eq!((head3.content_length(), head3.parts_count()), (Some((mib + 7) as i64), Some(3)));
+    assert_eq!(
+        code(c.get_object().bucket("bkt").key("big").part_number(4).send().await),
+        ("InvalidPartNumber".into(), 416)
+    );
+    let both = c.get_object().bucket("bkt").key("big").part_number(1).range("bytes=0-1").send().await;
+    assert_eq!(code(both).1, 400);
+
     // The upload is gone once completed.
     assert_eq!(code(c.list_parts().bucket("bkt").key("big").upload_id(&id).send().await), ("NoSuchUpload".into(), 404));
 

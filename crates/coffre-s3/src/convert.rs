@@ -52,6 +52,14 @@ pub fn s3_err(e: Error) -> S3Error {
             return err;
         }
         Error::InvalidRange { .. } => C::InvalidRange,
+        Error::InvalidPartNumber => {
+            let mut err = S3Error::with_message(
+                C::Custom("InvalidPartNumber".into()),
+                "The requested partnumber is not satisfiable",
+            );
+            err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            return err;
+        }
         Error::BadDigest | Error::ChecksumMismatch(_) => C::BadDigest,
         Error::IncompleteBody { .. } => C::IncompleteBody,
         Error::Body(why) => return body_error(why),

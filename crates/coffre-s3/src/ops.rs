@@ -10,7 +10,7 @@ use coffre_core::lock::Period;
 use coffre_core::meta::{BucketChange, DeleteGuard, VersionChange, Versioning, WriteCondition};
 use coffre_core::service::{
     BodyClaims, CompletedPart, CopyOptions, CopySource, ExpectedChecksum, MetadataDirective, NewUpload, ObjectService,
-    PartUpload, PutRequest, ReadConditions,
+    PartUpload, PutRequest, ReadConditions, Selection, part_range,
 };
 use coffre_core::types::{Principal, UploadId};
 use http::HeaderMap;
@@ -661,9 +661,17 @@ impl S3 for CoffreS3 {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        if input.part_number.is_some() {
-            return Err(s3_error!(NotImplemented, "GET by partNumber is not supported yet"));
-        }
+        let selection = match (input.range, input.part_number) {
+            (Some(_), Some(_)) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Cannot specify both Range header and partNumber query parameter"
+                ));
+            }
+            (Some(r), None) => Some(Selection::Range(convert::range(r))),
+            (None, Some(n)) => Some(Selection::Part(part_number(Some(n))?)),
+            (None, None) => None,
+        };
         let bucket = convert::bucket(&input.bucket)?;
         let key = convert::key(&input.key)?;
         let version = convert::version(input.version_id.as_deref())?;
@@ -675,7 +683,7 @@ impl S3 for CoffreS3 {
         );
         let got = self
             .service
-            .get_object(&who, &bucket, &key, version.as_ref(), &conditions, input.range.map(convert::range))
+            .get_object(&who, &bucket, &key, version.as_ref(), &conditions, selection)
             .await
             .map_err(s3_err)?;
         let m = &got.meta;
@@ -689,6 +697,7 @@ impl S3 for CoffreS3 {
             last_modified: Some(convert::timestamp(m.last_modified)),
             metadata: convert::metadata_out(&m.user_meta),
             version_id: reported_version(version.as_ref(), &m.version_id),
+            parts_count: got.parts_count.map(|n| n as i32),
             ..Default::default()
         };
         fill_representation!(out, input, m);
@@ -717,17 +726,29 @@ impl S3 for CoffreS3 {
         let object = self.service.head_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)?;
         let m = &object.meta;
         conditions.check(m).map_err(s3_err)?;
-        let (length, content_range) = match input.range.map(convert::range) {
-            Some(r) => {
-                let r = r.resolve(m.size).map_err(s3_err)?;
-                (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), m.size)))
+        let (range, parts_count) = match (input.range, input.part_number) {
+            (Some(_), Some(_)) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Cannot specify both Range header and partNumber query parameter"
+                ));
             }
+            (Some(r), None) => (Some(convert::range(r).resolve(m.size).map_err(s3_err)?), None),
+            (None, Some(n)) => {
+                let (range, count) = part_range(&object.data, m.size, part_number(Some(n))?).map_err(s3_err)?;
+                (Some(range), Some(count as i32))
+            }
+            (None, None) => (None, None),
+        };
+        let (length, content_range) = match range {
+            Some(r) => (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), m.size))),
             None => (m.size, None),
         };
         let mut out = HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(length as i64),
             content_range,
+            parts_count,
             e_tag: Some(convert::etag(&m.etag)),
             last_modified: Some(convert::timestamp(m.last_modified)),
             metadata: convert::metadata_out(&m.user_meta),
