@@ -1,0 +1,335 @@
+//! Multipart uploads: parts stream into blobs of their own; completing one
+//! checks the parts named against those stored and commits the object.
+
+use crate::blob::ByteStream;
+use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, Checksums, hex, multipart_etag};
+use crate::error::{Error, Result};
+use crate::lock::{LockState, MAX_OBJECT_TAGS, check_tags};
+use crate::meta::{
+    CompleteUpload, ContentHeaders, DataLocation, ObjectVersion, PartRecord, PartRef, UploadRecord, VersionMeta,
+    WriteCondition,
+};
+use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, UploadId};
+
+use super::{
+    BodyClaims, ByteRange, CopySource, ExpectedChecksum, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectService, PutResult,
+    initial_lock, new_version_id, reported_version, unquote, verify_claims,
+};
+
+/// What CreateMultipartUpload asks for; the completed object gets all of it.
+pub struct NewUpload {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub headers: ContentHeaders,
+    pub user_meta: Vec<(String, String)>,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    pub tags: Vec<(String, String)>,
+    pub lock: Option<LockState>,
+}
+
+pub struct PartUpload {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub upload_id: UploadId,
+    pub part_number: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartResult {
+    pub etag: String,
+    pub checksums: Checksums,
+    pub last_modified: UnixNanos,
+}
+
+/// A part as named in CompleteMultipartUpload.
+#[derive(Debug, Clone)]
+pub struct CompletedPart {
+    pub number: u32,
+    pub etag: String,
+    pub checksums: Checksums,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadListing {
+    pub uploads: Vec<UploadRecord>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+}
+
+impl ObjectService {
+    pub async fn create_upload(&self, who: &Principal, new: NewUpload) -> Result<UploadRecord> {
+        let record = self.bucket(who, &new.bucket).await?;
+        check_tags(&new.tags, MAX_OBJECT_TAGS)?;
+        // Checked now so a bad request fails before any part is sent; the
+        // default retention itself is stamped when the upload completes.
+        initial_lock(&record, new.lock.clone())?;
+        let upload = UploadRecord {
+            upload_id: UploadId::generate(),
+            bucket: new.bucket,
+            key: new.key,
+            initiated: UnixNanos::now(),
+            owner: who.access_key.clone(),
+            headers: new.headers,
+            user_meta: new.user_meta,
+            checksum_algorithm: new.checksum_algorithm,
+            tags: new.tags,
+            lock: new.lock.unwrap_or_default(),
+        };
+        self.meta.create_upload(upload.clone()).await?;
+        Ok(upload)
+    }
+
+    async fn upload(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        id: &UploadId,
+    ) -> Result<UploadRecord> {
+        self.bucket(who, bucket).await?;
+        self.meta.upload(bucket, key, id).await?.ok_or(Error::NoSuchUpload)
+    }
+
+    pub async fn upload_part(
+        &self,
+        who: &Principal,
+        part: PartUpload,
+        mut claims: BodyClaims,
+        body: ByteStream,
+    ) -> Result<PartResult> {
+        if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
+            return Err(Error::InvalidArgument(format!("part number must be 1 to {MAX_PART_NUMBER}")));
+        }
+        let upload = self.upload(who, &part.bucket, &part.key, &part.upload_id).await?;
+        if claims.checksum.is_none()
+            && let Some(alg) = upload.checksum_algorithm
+        {
+            claims.checksum = Some(ExpectedChecksum::Compute(alg));
+        }
+        let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
+        let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false).await?;
+        self.record_part(&upload, part.part_number, data, digest, claims).await
+    }
+
+    async fn record_part(
+        &self,
+        upload: &UploadRecord,
+        number: u32,
+        data: DataLocation,
+        digest: BodyDigest,
+        claims: BodyClaims,
+    ) -> Result<PartResult> {
+        let pending = data.blobs();
+        let outcome = async {
+            let checksums = verify_claims(claims, &digest)?;
+            let [blob] = pending[..] else {
+                return Err(Error::Meta("a part must be stored in exactly one blob".into()));
+            };
+            let record = PartRecord {
+                number,
+                blob,
+                size: digest.len,
+                md5: digest.md5,
+                last_modified: UnixNanos::now(),
+                checksums: checksums.clone(),
+            };
+            let last_modified = record.last_modified;
+            self.meta.put_part(upload, record).await?;
+            Ok(PartResult { etag: hex(&digest.md5), checksums, last_modified })
+        }
+        .await;
+        self.release_on_error(outcome, &pending).await
+    }
+
+    pub async fn upload_part_copy(
+        &self,
+        who: &Principal,
+        part: PartUpload,
+        source: CopySource,
+        range: Option<ByteRange>,
+    ) -> Result<PartResult> {
+        if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
+            return Err(Error::InvalidArgument(format!("part number must be 1 to {MAX_PART_NUMBER}")));
+        }
+        let upload = self.upload(who, &part.bucket, &part.key, &part.upload_id).await?;
+        let src = self.copy_source(who, &source).await?;
+        let size = src.meta.size;
+        let range = match range {
+            // A copy range must lie inside the source; GET ranges may overhang.
+            Some(ByteRange::From { first, last: Some(last) }) if last >= size => {
+                return Err(Error::InvalidArgument(format!(
+                    "Range specified is not valid for source object of size: {size} (bytes={first}-{last})"
+                )));
+            }
+            Some(r) => r.resolve(size)?,
+            None => 0..size,
+        };
+        let claims = BodyClaims {
+            content_length: Some(range.end - range.start),
+            content_md5: None,
+            checksum: upload.checksum_algorithm.map(ExpectedChecksum::Compute),
+        };
+        let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
+        let body = self.read_data(src.data, range);
+        let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false).await?;
+        self.record_part(&upload, part.part_number, data, digest, claims).await
+    }
+
+    pub async fn complete_upload(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        requested: Vec<CompletedPart>,
+        condition: WriteCondition,
+    ) -> Result<PutResult> {
+        let bucket_record = self.bucket(who, bucket).await?;
+        let upload = self.upload(who, bucket, key, upload_id).await?;
+        if requested.is_empty() {
+            return Err(Error::InvalidArgument("You must specify at least one part".into()));
+        }
+        if requested.windows(2).any(|w| w[0].number >= w[1].number) {
+            return Err(Error::InvalidPartOrder);
+        }
+        let stored = self.meta.parts(upload_id, 0, MAX_PART_NUMBER as usize).await?;
+        let mut chosen = Vec::with_capacity(requested.len());
+        for want in &requested {
+            let part = stored
+                .iter()
+                .find(|p| p.number == want.number)
+                .filter(|p| hex(&p.md5) == unquote(&want.etag))
+                .ok_or_else(|| {
+                Error::InvalidPart(format!(
+                    "One or more of the specified parts could not be found. The part may not have been uploaded, \
+                         or the specified entity tag may not match the part's entity tag. (part {})",
+                    want.number
+                ))
+            })?;
+            for alg in want.checksums.algorithms() {
+                if part.checksums.get(alg) != want.checksums.get(alg) {
+                    return Err(Error::InvalidPart(format!("part {} has a different {alg} checksum", want.number)));
+                }
+            }
+            chosen.push(part.clone());
+        }
+        // Sizes are judged once every named part is known to exist, as S3 does.
+        if let Some(small) = chosen.iter().rev().skip(1).find(|p| p.size < MIN_PART_SIZE) {
+            return Err(Error::EntityTooSmall { part: small.number });
+        }
+        let md5s: Vec<[u8; 16]> = chosen.iter().map(|p| p.md5).collect();
+        let checksums = composite_checksums(upload.checksum_algorithm, &chosen);
+        let version = ObjectVersion {
+            meta: VersionMeta {
+                version_id: new_version_id(&bucket_record),
+                delete_marker: false,
+                size: chosen.iter().map(|p| p.size).sum(),
+                etag: multipart_etag(&md5s),
+                last_modified: UnixNanos::now(),
+                owner: upload.owner.clone(),
+                headers: upload.headers.clone(),
+                user_meta: upload.user_meta.clone(),
+                checksum_composite: !checksums.is_empty(),
+                checksums,
+                tags: upload.tags.clone(),
+                lock: initial_lock(&bucket_record, Some(upload.lock.clone()))?,
+            },
+            data: DataLocation::Parts(
+                chosen.iter().map(|p| PartRef { number: p.number, blob: p.blob, size: p.size }).collect(),
+            ),
+        };
+        let result = PutResult {
+            etag: version.meta.etag.clone(),
+            version_id: reported_version(&bucket_record, &version.meta.version_id),
+            checksums: version.meta.checksums.clone(),
+            last_modified: version.meta.last_modified,
+        };
+        let keep = chosen.iter().map(|p| p.number).collect();
+        self.meta.complete_upload(CompleteUpload { upload, version, keep, condition }).await?;
+        Ok(result)
+    }
+
+    pub async fn abort_upload(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        id: &UploadId,
+    ) -> Result<()> {
+        self.upload(who, bucket, key, id).await?;
+        self.meta.abort_upload(bucket, key, id).await
+    }
+
+    pub async fn list_parts(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        id: &UploadId,
+        after: u32,
+        max: usize,
+    ) -> Result<(UploadRecord, Vec<PartRecord>, bool)> {
+        let upload = self.upload(who, bucket, key, id).await?;
+        let mut parts = self.meta.parts(id, after, max + 1).await?;
+        let truncated = parts.len() > max;
+        parts.truncate(max);
+        Ok((upload, parts, truncated))
+    }
+
+    pub async fn list_uploads(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<(&str, Option<&UploadId>)>,
+        max: usize,
+    ) -> Result<UploadListing> {
+        self.bucket(who, bucket).await?;
+        let mut listing = UploadListing { uploads: Vec::new(), common_prefixes: Vec::new(), is_truncated: false };
+        let mut cursor: Option<(Vec<u8>, Option<UploadId>)> = after.map(|(k, u)| (k.as_bytes().to_vec(), u.cloned()));
+        loop {
+            let batch = self
+                .meta
+                .uploads(bucket, prefix.as_bytes(), cursor.as_ref().map(|(k, u)| (k.as_slice(), u.as_ref())), max + 1)
+                .await?;
+            let exhausted = batch.len() <= max;
+            for u in batch {
+                if listing.uploads.len() + listing.common_prefixes.len() == max {
+                    listing.is_truncated = true;
+                    return Ok(listing);
+                }
+                let key = u.key.as_str();
+                let common = delimiter
+                    .filter(|d| !d.is_empty())
+                    .and_then(|d| key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned()));
+                cursor = Some((u.key.as_bytes().to_vec(), Some(u.upload_id.clone())));
+                match common {
+                    Some(cp) if listing.common_prefixes.last() == Some(&cp) => {}
+                    Some(cp) => listing.common_prefixes.push(cp),
+                    None => listing.uploads.push(u),
+                }
+            }
+            if exhausted {
+                return Ok(listing);
+            }
+        }
+    }
+}
+
+/// The checksum of a multipart object: the checksum of the parts' raw
+/// checksums, suffixed with the part count, as S3 computes `COMPOSITE` values.
+fn composite_checksums(alg: Option<ChecksumAlgorithm>, parts: &[PartRecord]) -> Checksums {
+    let mut out = Checksums::default();
+    let Some(alg) = alg else { return out };
+    let mut hasher = BodyHasher::new([alg]);
+    for p in parts {
+        let Some(b64) = p.checksums.get(alg) else { return Checksums::default() };
+        let Ok(raw) = base64_simd::STANDARD.decode_to_vec(b64) else { return Checksums::default() };
+        hasher.update(&raw);
+    }
+    if let Some(v) = hasher.finish().checksums.get(alg) {
+        out.set(alg, format!("{v}-{}", parts.len()));
+    }
+    out
+}
