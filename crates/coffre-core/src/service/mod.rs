@@ -10,11 +10,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::{StreamExt as _, TryStreamExt as _, stream};
-
-use crate::blob::{BlobStore, BlobWriter, ByteStream};
-use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, Checksums, hex};
+use crate::blob::{BlobStore, ByteStream};
+use crate::checksum::{BodyDigest, ChecksumAlgorithm, Checksums, hex};
 use crate::error::{Error, Result};
 use crate::list::{self, ListPage, ListQuery};
 use crate::lock::{LockConfig, LockState, MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, check_tags};
@@ -22,7 +19,7 @@ use crate::meta::{
     BucketChange, BucketRecord, BucketUsage, ContentHeaders, DataLocation, DeleteGuard, DeleteOutcome, MetaStore,
     ObjectVersion, PutObject, VersionChange, VersionMeta, Versioning, WriteCondition,
 };
-use crate::types::{BlobId, BucketName, ObjectKey, Principal, UnixNanos, VersionId};
+use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, VersionId};
 
 /// The largest single PUT, part, or copy S3 accepts.
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -183,6 +180,7 @@ pub struct CopySource {
     pub conditions: ReadConditions,
 }
 
+mod body;
 mod multipart;
 
 pub use multipart::{CompletedPart, NewUpload, PartResult, PartUpload, UploadListing};
@@ -372,103 +370,6 @@ impl ObjectService {
         self.release_on_error(outcome, &pending).await
     }
 
-    /// Hands the blobs of a failed write to the collector, keeping the write's error.
-    pub(crate) async fn release_on_error<T>(&self, outcome: Result<T>, pending: &[BlobId]) -> Result<T> {
-        if outcome.is_err()
-            && !pending.is_empty()
-            && let Err(e) = self.meta.release_pending(pending).await
-        {
-            tracing::warn!(error = %e, "could not release the blobs of a failed write; the next start collects them");
-        }
-        outcome
-    }
-
-    /// Streams a body into storage: inline when it turns out small enough,
-    /// otherwise into a fresh durable blob. Hashes as it goes.
-    pub(crate) async fn store_body(
-        &self,
-        mut body: ByteStream,
-        algorithms: &[ChecksumAlgorithm],
-        declared_len: Option<u64>,
-        allow_inline: bool,
-    ) -> Result<(DataLocation, BodyDigest)> {
-        if declared_len.is_some_and(|n| n > MAX_OBJECT_SIZE) {
-            return Err(Error::EntityTooLarge { max: MAX_OBJECT_SIZE });
-        }
-        let inline_limit = if allow_inline && declared_len.is_none_or(|n| n <= self.config.inline_threshold as u64) {
-            self.config.inline_threshold
-        } else {
-            0
-        };
-        let mut hasher = BodyHasher::new(algorithms.iter().copied());
-        let mut head = BytesMut::new();
-        let mut sink: Option<BlobSink> = None;
-        let result: Result<()> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                hasher.update(&chunk);
-                if hasher.len() > MAX_OBJECT_SIZE {
-                    return Err(Error::EntityTooLarge { max: MAX_OBJECT_SIZE });
-                }
-                match &mut sink {
-                    Some(s) => s.writer.write(chunk).await?,
-                    None if head.len() + chunk.len() <= inline_limit => head.extend_from_slice(&chunk),
-                    None => {
-                        let mut s = self.open_sink().await?;
-                        if !head.is_empty() {
-                            s.writer.write(head.split().freeze()).await?;
-                        }
-                        s.writer.write(chunk).await?;
-                        sink = Some(s);
-                    }
-                }
-            }
-            Ok(())
-        }
-        .await;
-        let digest = hasher.finish();
-        let result = match (result, declared_len) {
-            (Ok(()), Some(expected)) if digest.len < expected => {
-                Err(Error::IncompleteBody { received: digest.len, expected })
-            }
-            (other, _) => other,
-        };
-        if let Err(e) = result {
-            if let Some(s) = sink {
-                let id = s.id;
-                s.writer.abort().await;
-                return self.release_on_error(Err(e), &[id]).await;
-            }
-            return Err(e);
-        }
-        let data = match sink {
-            None if allow_inline => DataLocation::Inline(head.to_vec()),
-            None => {
-                // Parts always get a blob, even an empty one.
-                let mut s = self.open_sink().await?;
-                s.writer.write(head.freeze()).await?;
-                self.finish_sink(s).await?
-            }
-            Some(s) => self.finish_sink(s).await?,
-        };
-        Ok((data, digest))
-    }
-
-    async fn open_sink(&self) -> Result<BlobSink> {
-        let id = BlobId::generate();
-        self.meta.register_pending(&[id]).await?;
-        match self.blobs.create(id).await {
-            Ok(writer) => Ok(BlobSink { id, writer }),
-            Err(e) => self.release_on_error(Err(e), &[id]).await,
-        }
-    }
-
-    async fn finish_sink(&self, sink: BlobSink) -> Result<DataLocation> {
-        let id = sink.id;
-        let finished = sink.writer.finish().await.map(|_| DataLocation::Blob(id));
-        self.release_on_error(finished, &[id]).await
-    }
-
     /// The version a read names: current unless `version` is given; delete
     /// markers read as missing.
     pub async fn head_object(
@@ -510,42 +411,6 @@ impl ObjectService {
         };
         let body = self.read_data(object.data, range.clone());
         Ok(GetResult { meta: object.meta, range, partial, parts_count, body })
-    }
-
-    /// Streams `range` of a version's data, opening each blob only when reached.
-    pub(crate) fn read_data(&self, data: DataLocation, range: Range<u64>) -> ByteStream {
-        match data {
-            DataLocation::Inline(bytes) => {
-                let slice = Bytes::from(bytes).slice(range.start as usize..range.end as usize);
-                Box::pin(stream::once(async move { Ok(slice) }))
-            }
-            DataLocation::None => Box::pin(stream::empty()),
-            DataLocation::Blob(id) => {
-                let blobs = self.blobs.clone();
-                Box::pin(stream::once(async move { blobs.read(id, range).await }).try_flatten())
-            }
-            DataLocation::Parts(parts) => {
-                let mut pieces = Vec::new();
-                let mut offset = 0u64;
-                for p in parts {
-                    let (start, end) = (offset, offset + p.size);
-                    offset = end;
-                    let (lo, hi) = (range.start.max(start), range.end.min(end));
-                    if lo < hi {
-                        pieces.push((p.blob, (lo - start)..(hi - start)));
-                    }
-                }
-                let blobs = self.blobs.clone();
-                Box::pin(
-                    stream::iter(pieces)
-                        .then(move |(id, r)| {
-                            let blobs = blobs.clone();
-                            async move { blobs.read(id, r).await }
-                        })
-                        .try_flatten(),
-                )
-            }
-        }
     }
 
     pub async fn delete_object(
@@ -653,11 +518,6 @@ impl ObjectService {
             total += batch.len();
         }
     }
-}
-
-struct BlobSink {
-    id: BlobId,
-    writer: Box<dyn BlobWriter>,
 }
 
 /// The lock a new version starts with: what the request asked for, with the
