@@ -2,28 +2,12 @@
 //! foundation, and the errors S3 gives for each misuse.
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete, EncodingType, MetadataDirective,
     ObjectIdentifier,
 };
-use coffre_e2e::{Server, md5_hex, pattern};
-
-type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
-
-/// The S3 error code and HTTP status of a failed SDK call.
-fn code<E: ProvideErrorMetadata + std::fmt::Debug>(
-    r: Result<impl std::fmt::Debug, aws_sdk_s3::error::SdkError<E, HttpResponse>>,
-) -> (String, u16) {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => {
-            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
-            (e.code().unwrap_or("<none>").to_owned(), status)
-        }
-    }
-}
+use coffre_e2e::{Server, error_code, md5_hex, pattern};
 
 async fn body(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
     let out = client.get_object().bucket(bucket).key(key).send().await.expect("get");
@@ -42,8 +26,8 @@ async fn bucket_lifecycle_and_errors() {
     let c = server.client();
     c.create_bucket().bucket("alpha").send().await.expect("create");
     c.head_bucket().bucket("alpha").send().await.expect("head");
-    assert_eq!(code(c.create_bucket().bucket("alpha").send().await), ("BucketAlreadyOwnedByYou".into(), 409));
-    assert_eq!(code(c.create_bucket().bucket("Not_Valid").send().await), ("InvalidBucketName".into(), 400));
+    assert_eq!(error_code(c.create_bucket().bucket("alpha").send().await), ("BucketAlreadyOwnedByYou".into(), 409));
+    assert_eq!(error_code(c.create_bucket().bucket("Not_Valid").send().await), ("InvalidBucketName".into(), 400));
     let loc = c.get_bucket_location().bucket("alpha").send().await.expect("location");
     assert!(loc.location_constraint.is_none_or(|l| l.as_str().is_empty()), "us-east-1 is an empty constraint");
     let names: Vec<_> =
@@ -51,12 +35,12 @@ async fn bucket_lifecycle_and_errors() {
     assert_eq!(names, ["alpha"]);
 
     put(&c, "alpha", "k", b"v").await;
-    assert_eq!(code(c.delete_bucket().bucket("alpha").send().await), ("BucketNotEmpty".into(), 409));
+    assert_eq!(error_code(c.delete_bucket().bucket("alpha").send().await), ("BucketNotEmpty".into(), 409));
     c.delete_object().bucket("alpha").key("k").send().await.expect("delete object");
     c.delete_bucket().bucket("alpha").send().await.expect("delete bucket");
-    let (_, status) = code(c.head_bucket().bucket("alpha").send().await);
+    let (_, status) = error_code(c.head_bucket().bucket("alpha").send().await);
     assert_eq!(status, 404);
-    assert_eq!(code(c.get_object().bucket("alpha").key("k").send().await), ("NoSuchBucket".into(), 404));
+    assert_eq!(error_code(c.get_object().bucket("alpha").key("k").send().await), ("NoSuchBucket".into(), 404));
 }
 
 #[tokio::test]
@@ -132,7 +116,7 @@ async fn objects_keep_metadata_and_checksums() {
         .checksum_crc32("AAAAAA==")
         .send()
         .await;
-    assert_eq!(code(bad), ("BadDigest".into(), 400));
+    assert_eq!(error_code(bad), ("BadDigest".into(), 400));
     let bad_md5 = c
         .put_object()
         .bucket("bkt")
@@ -141,8 +125,8 @@ async fn objects_keep_metadata_and_checksums() {
         .content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
         .send()
         .await;
-    assert_eq!(code(bad_md5), ("BadDigest".into(), 400));
-    assert_eq!(code(c.head_object().bucket("bkt").key("bad").send().await).1, 404);
+    assert_eq!(error_code(bad_md5), ("BadDigest".into(), 400));
+    assert_eq!(error_code(c.head_object().bucket("bkt").key("bad").send().await).1, 404);
 
     // Empty objects and small (inline) ones.
     put(&c, "bkt", "empty", b"").await;
@@ -169,16 +153,16 @@ async fn ranges_and_conditional_reads() {
         assert_eq!(out.content_length(), Some(want.len() as i64), "{spec}");
         assert_eq!(out.body.collect().await.expect("body").into_bytes().as_ref(), want, "{spec}");
     }
-    assert_eq!(code(range("bytes=10000-").await), ("InvalidRange".into(), 416));
+    assert_eq!(error_code(range("bytes=10000-").await), ("InvalidRange".into(), 416));
 
     let get = || c.get_object().bucket("bkt").key("obj");
     assert!(get().if_match(&etag).send().await.is_ok());
-    assert_eq!(code(get().if_match("\"nope\"").send().await), ("PreconditionFailed".into(), 412));
-    assert_eq!(code(get().if_none_match(&etag).send().await).1, 304);
+    assert_eq!(error_code(get().if_match("\"nope\"").send().await), ("PreconditionFailed".into(), 412));
+    assert_eq!(error_code(get().if_none_match(&etag).send().await).1, 304);
     let past = aws_sdk_s3::primitives::DateTime::from_secs(1_000_000);
     let future = aws_sdk_s3::primitives::DateTime::from_secs(4_000_000_000);
-    assert_eq!(code(get().if_unmodified_since(past).send().await).1, 412);
-    assert_eq!(code(get().if_modified_since(future).send().await).1, 304);
+    assert_eq!(error_code(get().if_unmodified_since(past).send().await).1, 412);
+    assert_eq!(error_code(get().if_modified_since(future).send().await).1, 304);
     assert!(get().if_modified_since(past).send().await.is_ok());
     let over = get()
         .response_content_type("text/x-override")
@@ -188,7 +172,7 @@ async fn ranges_and_conditional_reads() {
         .expect("override");
     assert_eq!(over.content_type(), Some("text/x-override"));
     assert_eq!(over.cache_control(), Some("no-store"));
-    assert_eq!(code(c.get_object().bucket("bkt").key("missing").send().await), ("NoSuchKey".into(), 404));
+    assert_eq!(error_code(c.get_object().bucket("bkt").key("missing").send().await), ("NoSuchKey".into(), 404));
 }
 
 #[tokio::test]
@@ -249,7 +233,7 @@ async fn create_only_put_is_atomic_under_concurrency() {
             r.expect("create-only complete on a new key");
             assert_eq!(body(&c, "bkt", key).await, b"multipart");
         } else {
-            assert_eq!(code(r), ("PreconditionFailed".into(), 412));
+            assert_eq!(error_code(r), ("PreconditionFailed".into(), 412));
             assert_eq!(body(&c, "bkt", key).await, winners[0], "the existing object is untouched");
             complete().send().await.expect("the upload survived the failed condition");
         }
@@ -310,20 +294,20 @@ async fn multipart_upload_round_trip_and_errors() {
         .multipart_upload(wrong_order)
         .send()
         .await;
-    assert_eq!(code(r), ("InvalidPartOrder".into(), 400));
+    assert_eq!(error_code(r), ("InvalidPartOrder".into(), 400));
     let bad_etag = CompletedMultipartUpload::builder()
         .parts(CompletedPart::builder().part_number(1).e_tag("\"0000\"").build())
         .build();
     let r =
         c.complete_multipart_upload().bucket("bkt").key("big").upload_id(&id).multipart_upload(bad_etag).send().await;
-    assert_eq!(code(r), ("InvalidPart".into(), 400));
+    assert_eq!(error_code(r), ("InvalidPart".into(), 400));
     let too_small = CompletedMultipartUpload::builder()
         .parts(completed[2].clone())
         .parts(CompletedPart::builder().part_number(4).e_tag("\"x\"").build())
         .build();
     let r =
         c.complete_multipart_upload().bucket("bkt").key("big").upload_id(&id).multipart_upload(too_small).send().await;
-    assert!(matches!(code(r).0.as_str(), "InvalidPart" | "EntityTooSmall"));
+    assert_eq!(error_code(r).0, "InvalidPart", "a missing part is reported before any size check");
 
     let all = CompletedMultipartUpload::builder().set_parts(Some(completed)).build();
     let done = c
@@ -360,14 +344,17 @@ async fn multipart_upload_round_trip_and_errors() {
     let head3 = c.head_object().bucket("bkt").key("big").part_number(3).send().await.expect("head part 3");
     assert_eq!((head3.content_length(), head3.parts_count()), (Some((mib + 7) as i64), Some(3)));
     assert_eq!(
-        code(c.get_object().bucket("bkt").key("big").part_number(4).send().await),
+        error_code(c.get_object().bucket("bkt").key("big").part_number(4).send().await),
         ("InvalidPartNumber".into(), 416)
     );
     let both = c.get_object().bucket("bkt").key("big").part_number(1).range("bytes=0-1").send().await;
-    assert_eq!(code(both).1, 400);
+    assert_eq!(error_code(both).1, 400);
 
     // The upload is gone once completed.
-    assert_eq!(code(c.list_parts().bucket("bkt").key("big").upload_id(&id).send().await), ("NoSuchUpload".into(), 404));
+    assert_eq!(
+        error_code(c.list_parts().bucket("bkt").key("big").upload_id(&id).send().await),
+        ("NoSuchUpload".into(), 404)
+    );
 
     // UploadPartCopy with a range, then a too-small first part.
     let up2 = c.create_multipart_upload().bucket("bkt").key("copy").send().await.expect("create");
@@ -401,7 +388,7 @@ async fn multipart_upload_round_trip_and_errors() {
         .parts(CompletedPart::builder().part_number(3).e_tag(&e2).build())
         .build();
     assert_eq!(
-        code(
+        error_code(
             c.complete_multipart_upload()
                 .bucket("bkt")
                 .key("copy")
@@ -443,11 +430,11 @@ async fn multipart_upload_round_trip_and_errors() {
         .expect("part");
     c.abort_multipart_upload().bucket("bkt").key("aborted").upload_id(&id3).send().await.expect("abort");
     assert_eq!(
-        code(c.abort_multipart_upload().bucket("bkt").key("aborted").upload_id(&id3).send().await),
+        error_code(c.abort_multipart_upload().bucket("bkt").key("aborted").upload_id(&id3).send().await),
         ("NoSuchUpload".into(), 404)
     );
     assert_eq!(
-        code(
+        error_code(
             c.upload_part()
                 .bucket("bkt")
                 .key("aborted")
@@ -460,7 +447,7 @@ async fn multipart_upload_round_trip_and_errors() {
         .0,
         "NoSuchUpload"
     );
-    assert_eq!(code(c.head_object().bucket("bkt").key("aborted").send().await).1, 404);
+    assert_eq!(error_code(c.head_object().bucket("bkt").key("aborted").send().await).1, 404);
 }
 
 #[tokio::test]
@@ -599,11 +586,11 @@ async fn copy_and_batch_delete() {
 
     let r =
         c.copy_object().bucket("dst").key("cond").copy_source("src/o").copy_source_if_match("\"other\"").send().await;
-    assert_eq!(code(r), ("PreconditionFailed".into(), 412));
+    assert_eq!(error_code(r), ("PreconditionFailed".into(), 412));
     let r = c.copy_object().bucket("src").key("o").copy_source("src/o").send().await;
-    assert_eq!(code(r), ("InvalidRequest".into(), 400), "copying onto itself without changes");
+    assert_eq!(error_code(r), ("InvalidRequest".into(), 400), "copying onto itself without changes");
     let r = c.copy_object().bucket("dst").key("x").copy_source("src/missing").send().await;
-    assert_eq!(code(r), ("NoSuchKey".into(), 404));
+    assert_eq!(error_code(r), ("NoSuchKey".into(), 404));
 
     for i in 0..5 {
         put(&c, "dst", &format!("d{i}"), b"x").await;
@@ -658,22 +645,25 @@ async fn keys_only_reach_their_own_buckets() {
     assert_eq!(names(alice.clone()).await, ["alice-data"]);
     assert_eq!(names(bob.clone()).await, ["bob-data"]);
     assert_eq!(names(server.client()).await, ["alice-data", "bob-data"], "root sees all");
-    assert_eq!(code(bob.get_object().bucket("alice-data").key("secret").send().await), ("AccessDenied".into(), 403));
     assert_eq!(
-        code(bob.put_object().bucket("alice-data").key("x").body(ByteStream::from_static(b"x")).send().await).1,
+        error_code(bob.get_object().bucket("alice-data").key("secret").send().await),
+        ("AccessDenied".into(), 403)
+    );
+    assert_eq!(
+        error_code(bob.put_object().bucket("alice-data").key("x").body(ByteStream::from_static(b"x")).send().await).1,
         403
     );
-    assert_eq!(code(bob.delete_bucket().bucket("alice-data").send().await).1, 403);
-    assert_eq!(code(bob.create_bucket().bucket("alice-data").send().await), ("BucketAlreadyExists".into(), 409));
+    assert_eq!(error_code(bob.delete_bucket().bucket("alice-data").send().await).1, 403);
+    assert_eq!(error_code(bob.create_bucket().bucket("alice-data").send().await), ("BucketAlreadyExists".into(), 409));
 
     let wrong = server.client_as(&a_id, "not-the-secret");
-    assert_eq!(code(wrong.list_buckets().send().await), ("SignatureDoesNotMatch".into(), 403));
+    assert_eq!(error_code(wrong.list_buckets().send().await), ("SignatureDoesNotMatch".into(), 403));
     let unknown = server.client_as("NOSUCHKEY123", "whatever");
-    assert_eq!(code(unknown.list_buckets().send().await), ("InvalidAccessKeyId".into(), 403));
+    assert_eq!(error_code(unknown.list_buckets().send().await), ("InvalidAccessKeyId".into(), 403));
 
     let out = server.cli(&["key", "delete", &a_id]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(code(alice.list_buckets().send().await), ("InvalidAccessKeyId".into(), 403));
+    assert_eq!(error_code(alice.list_buckets().send().await), ("InvalidAccessKeyId".into(), 403));
 
     let out = server.cli(&["bucket", "info", "alice-data", "--json"]);
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bucket info JSON");
@@ -708,7 +698,7 @@ async fn hostile_keys_are_data_not_paths() {
     assert_eq!(listed, want, "byte order, and NFC/NFD stay two keys");
     let too_long = "é".repeat(513);
     assert_eq!(
-        code(c.put_object().bucket("bkt").key(&too_long).body(ByteStream::from_static(b"x")).send().await).0,
+        error_code(c.put_object().bucket("bkt").key(&too_long).body(ByteStream::from_static(b"x")).send().await).0,
         "KeyTooLongError"
     );
     // Nothing was written next to or above the data directory.

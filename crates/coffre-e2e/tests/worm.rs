@@ -4,23 +4,16 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{
     BucketVersioningStatus, DefaultRetention, Delete, ObjectIdentifier, ObjectLockConfiguration, ObjectLockEnabled,
     ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
     ObjectLockRule, Tag, Tagging, VersioningConfiguration,
 };
-use coffre_e2e::Server;
+use coffre_e2e::{Server, error_code};
 
 fn in_days(days: u64) -> DateTime {
     DateTime::from(SystemTime::now() + Duration::from_secs(days * 86_400))
-}
-
-fn code<T: std::fmt::Debug, E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug>(
-    r: Result<T, aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
-) -> String {
-    r.expect_err("must fail").code().unwrap_or("<none>").to_owned()
 }
 
 async fn put_locked(c: &Client, key: &str, mode: ObjectLockMode, days: u64) -> String {
@@ -47,17 +40,17 @@ async fn compliance_versions_survive_every_removal() {
     assert_eq!(versioning.status(), Some(&BucketVersioningStatus::Enabled), "Object Lock turns versioning on");
     let suspend = VersioningConfiguration::builder().status(BucketVersioningStatus::Suspended).build();
     let r = c.put_bucket_versioning().bucket("vault").versioning_configuration(suspend).send().await;
-    assert_eq!(code(r), "InvalidBucketState");
+    assert_eq!(error_code(r).0, "InvalidBucketState");
 
     let v = put_locked(&c, "record", ObjectLockMode::Compliance, 30).await;
     let head = c.head_object().bucket("vault").key("record").send().await.expect("head");
     assert_eq!(head.object_lock_mode(), Some(&ObjectLockMode::Compliance));
 
     let by_version = c.delete_object().bucket("vault").key("record").version_id(&v).send().await;
-    assert_eq!(code(by_version), "AccessDenied");
+    assert_eq!(error_code(by_version).0, "AccessDenied");
     let bypass =
         c.delete_object().bucket("vault").key("record").version_id(&v).bypass_governance_retention(true).send().await;
-    assert_eq!(code(bypass), "AccessDenied", "bypass does not apply to COMPLIANCE, root included");
+    assert_eq!(error_code(bypass).0, "AccessDenied", "bypass does not apply to COMPLIANCE, root included");
     let batch = c
         .delete_objects()
         .bucket("vault")
@@ -82,7 +75,7 @@ async fn compliance_versions_survive_every_removal() {
         .bypass_governance_retention(true)
         .send()
         .await;
-    assert_eq!(code(r), "AccessDenied", "COMPLIANCE cannot be shortened");
+    assert_eq!(error_code(r).0, "AccessDenied", "COMPLIANCE cannot be shortened");
     let longer =
         ObjectLockRetention::builder().mode(ObjectLockRetentionMode::Compliance).retain_until_date(in_days(60)).build();
     c.put_object_retention()
@@ -93,7 +86,7 @@ async fn compliance_versions_survive_every_removal() {
         .send()
         .await
         .expect("extend");
-    assert_eq!(code(c.delete_bucket().bucket("vault").send().await), "BucketNotEmpty");
+    assert_eq!(error_code(c.delete_bucket().bucket("vault").send().await).0, "BucketNotEmpty");
 
     // A DELETE without version only hides it behind a marker; the data stays.
     let marker = c.delete_object().bucket("vault").key("record").send().await.expect("marker");
@@ -129,13 +122,13 @@ async fn governance_default_retention_and_legal_hold() {
     let v = out.version_id.expect("version");
     let ret = c.get_object_retention().bucket("vault").key("doc").version_id(&v).send().await.expect("retention");
     assert_eq!(ret.retention().and_then(|r| r.mode()), Some(&ObjectLockRetentionMode::Governance));
-    assert_eq!(code(c.delete_object().bucket("vault").key("doc").version_id(&v).send().await), "AccessDenied");
+    assert_eq!(error_code(c.delete_object().bucket("vault").key("doc").version_id(&v).send().await).0, "AccessDenied");
 
     // A legal hold blocks even a governance bypass, until it is lifted.
     let on = ObjectLockLegalHold::builder().status(ObjectLockLegalHoldStatus::On).build();
     c.put_object_legal_hold().bucket("vault").key("doc").version_id(&v).legal_hold(on).send().await.expect("hold");
     let r = c.delete_object().bucket("vault").key("doc").version_id(&v).bypass_governance_retention(true).send().await;
-    assert_eq!(code(r), "AccessDenied");
+    assert_eq!(error_code(r).0, "AccessDenied");
     let off = ObjectLockLegalHold::builder().status(ObjectLockLegalHoldStatus::Off).build();
     c.put_object_legal_hold().bucket("vault").key("doc").version_id(&v).legal_hold(off).send().await.expect("lift");
     c.delete_object()
@@ -150,7 +143,7 @@ async fn governance_default_retention_and_legal_hold() {
     // Object Lock needs a bucket created with it.
     c.create_bucket().bucket("plain").send().await.expect("create plain");
     assert_eq!(
-        code(c.get_object_lock_configuration().bucket("plain").send().await),
+        error_code(c.get_object_lock_configuration().bucket("plain").send().await).0,
         "ObjectLockConfigurationNotFoundError"
     );
     let r = c
@@ -162,7 +155,7 @@ async fn governance_default_retention_and_legal_hold() {
         .object_lock_retain_until_date(in_days(1))
         .send()
         .await;
-    assert_eq!(code(r), "InvalidRequest");
+    assert_eq!(error_code(r).0, "InvalidRequest");
     let r = c
         .put_object()
         .bucket("vault")
@@ -172,7 +165,7 @@ async fn governance_default_retention_and_legal_hold() {
         .object_lock_retain_until_date(DateTime::from_secs(1_000))
         .send()
         .await;
-    assert_eq!(code(r), "InvalidArgument", "a retain-until date in the past");
+    assert_eq!(error_code(r).0, "InvalidArgument", "a retain-until date in the past");
 }
 
 #[tokio::test]
@@ -207,9 +200,15 @@ async fn object_and_bucket_tags() {
     let eleven: Vec<(String, String)> = (0..11).map(|i| (format!("k{i}"), "v".to_owned())).collect();
     let eleven: Vec<(&str, &str)> = eleven.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // AWS answers too many tags with the generic BadRequest, and a reserved prefix with InvalidTag.
-    assert_eq!(code(c.put_object_tagging().bucket("tags").key("k").tagging(set(&eleven)).send().await), "BadRequest");
+    assert_eq!(
+        error_code(c.put_object_tagging().bucket("tags").key("k").tagging(set(&eleven)).send().await).0,
+        "BadRequest"
+    );
     let reserved = set(&[("aws:created", "1")]);
-    assert_eq!(code(c.put_object_tagging().bucket("tags").key("k").tagging(reserved).send().await), "InvalidTag");
+    assert_eq!(
+        error_code(c.put_object_tagging().bucket("tags").key("k").tagging(reserved).send().await).0,
+        "InvalidTag"
+    );
     c.delete_object_tagging().bucket("tags").key("k").send().await.expect("delete tags");
     assert!(c.get_object_tagging().bucket("tags").key("k").send().await.expect("tags").tag_set().is_empty());
 
@@ -219,10 +218,10 @@ async fn object_and_bucket_tags() {
     let copied = c.get_object_tagging().bucket("tags").key("copy").send().await.expect("tags");
     assert_eq!(copied.tag_set().first().map(|t| t.key()), Some("keep"));
 
-    assert_eq!(code(c.get_bucket_tagging().bucket("tags").send().await), "NoSuchTagSet");
+    assert_eq!(error_code(c.get_bucket_tagging().bucket("tags").send().await).0, "NoSuchTagSet");
     c.put_bucket_tagging().bucket("tags").tagging(set(&[("owner", "dinum")])).send().await.expect("bucket tags");
     let bt = c.get_bucket_tagging().bucket("tags").send().await.expect("bucket tags");
     assert_eq!(bt.tag_set().first().map(|t| (t.key(), t.value())), Some(("owner", "dinum")));
     c.delete_bucket_tagging().bucket("tags").send().await.expect("delete bucket tags");
-    assert_eq!(code(c.get_bucket_tagging().bucket("tags").send().await), "NoSuchTagSet");
+    assert_eq!(error_code(c.get_bucket_tagging().bucket("tags").send().await).0, "NoSuchTagSet");
 }
