@@ -10,6 +10,7 @@ mod convert;
 pub mod front;
 mod lifecycle;
 mod ops;
+mod sse;
 mod worm;
 
 pub use auth::{Credential, KeyStore};

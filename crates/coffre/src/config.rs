@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     /// Seconds between two lifecycle passes.
     pub lifecycle_interval_secs: Option<u64>,
+    /// The key custodian (`[kms]`); embedded when absent.
+    pub kms: Option<crate::kms::KmsConfig>,
 }
 
 /// Values given on the command line or in the environment (clap reads both).
@@ -70,6 +72,7 @@ pub struct Config {
     pub max_chunk_bytes: u64,
     pub shutdown_grace: Duration,
     pub lifecycle_interval: Duration,
+    pub kms: crate::kms::KmsConfig,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./coffre-data";
@@ -95,6 +98,7 @@ impl Config {
             max_chunk_bytes: file.max_chunk_bytes.unwrap_or(16 * 1024 * 1024),
             shutdown_grace: secs(file.shutdown_grace_secs, 30),
             lifecycle_interval: secs(file.lifecycle_interval_secs, 3600),
+            kms: file.kms.unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)
