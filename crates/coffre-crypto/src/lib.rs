@@ -13,3 +13,4 @@
 //! bucket, and so every byte of it, unreadable: crypto-erasure.
 
 pub mod kms;
+pub mod pkcs11;
