@@ -14,6 +14,7 @@
 
 pub mod embedded;
 pub mod kms;
+pub mod pkcs11;
 pub mod segment;
 pub mod wrap;
 
