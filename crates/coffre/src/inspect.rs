@@ -40,7 +40,7 @@ pub async fn read(args: ReadArgs) -> anyhow::Result<()> {
     let meta_path = args.meta.unwrap_or_else(|| config.data_dir.join("meta.redb"));
     let meta = Arc::new(EmbeddedMeta::open(&meta_path).with_context(|| format!("opening {}", meta_path.display()))?);
     let blobs = Arc::new(DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blobs")?);
-    let kms = crate::kms::open(&config.kms, &config.data_dir)?;
+    let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
     let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default());
     let root = Principal { access_key: AccessKeyId::parse("inspect").map_err(anyhow::Error::msg)?, is_root: true };
     let bucket = BucketName::parse(&args.bucket).map_err(anyhow::Error::msg)?;

@@ -3,7 +3,7 @@
 //! Secrets (the embedded master key's passphrase, a token PIN) come from the
 //! environment only, never from the config file, and are never logged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -18,10 +18,24 @@ pub enum KmsConfig {
     /// A master key in `DATA_DIR/kms`, sealed by `COFFRE_KMS_PASSPHRASE` when set.
     #[default]
     Embedded,
+    /// KEKs inside a PKCS#11 token; its user PIN comes from `COFFRE_KMS_PIN`.
+    Pkcs11 { module: PathBuf, token_label: String },
 }
 
-pub fn open(config: &KmsConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn Kms>> {
+pub async fn open(config: &KmsConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn Kms>> {
     match config {
+        KmsConfig::Pkcs11 { module, token_label } => {
+            let pin = std::env::var("COFFRE_KMS_PIN").context("the PKCS#11 custodian needs COFFRE_KMS_PIN")?;
+            let config = coffre_crypto::pkcs11::Pkcs11Config {
+                module: module.clone(),
+                token_label: token_label.clone(),
+                pin: zeroize::Zeroizing::new(pin),
+            };
+            let kms = coffre_crypto::pkcs11::Pkcs11Kms::open(config)
+                .await
+                .with_context(|| format!("opening PKCS#11 token {token_label:?} through {}", module.display()))?;
+            Ok(Arc::new(kms))
+        }
         KmsConfig::Embedded => {
             let passphrase = std::env::var("COFFRE_KMS_PASSPHRASE").ok().filter(|p| !p.is_empty());
             if passphrase.is_none() {
