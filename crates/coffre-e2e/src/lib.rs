@@ -63,8 +63,7 @@ impl Server {
         if let Some(config) = kms_config() {
             cmd.arg("--config").arg(config);
         }
-        cmd
-            .args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])
+        cmd.args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])
             .env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
             .env("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)
             .env("COFFRE_LOG", "info")
