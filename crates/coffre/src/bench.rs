@@ -516,7 +516,7 @@ async fn crypto_baseline(payload: &Bytes, concurrency: usize, duration: Duration
                     let tag = aead
                         .seal_in_place_separate_tag(nonce(i), Aad::from(b"bench"), seg)
                         .map_err(|_| anyhow::anyhow!("seal failed"))?;
-                    std::hint::black_box(tag);
+                    let _ = std::hint::black_box(tag);
                 }
                 Ok(body.len() as u64)
             })
