@@ -13,6 +13,7 @@
 //! bucket, and so every byte of it, unreadable: crypto-erasure.
 
 pub mod embedded;
+pub mod kmip;
 pub mod kms;
 pub mod pkcs11;
 pub mod segment;
