@@ -25,11 +25,26 @@ stop_server() { kill "$pid"; wait "$pid" || true; rm -rf "$work/data"; }
 peak_rss() { awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$pid/status"; }
 bench() { "$bin" bench --endpoint http://127.0.0.1:19100 --duration "$secs" "$@"; }
 
-echo "== 64 MiB objects, concurrency 4: PUT and GET vs raw disk write/read (page cache warm)"
+echo "== 64 MiB objects, concurrency 4: PUT and GET vs raw disk write/read (page cache warm) and raw AES-256-GCM"
 start_server ""
-bench --size 64MiB --concurrency 4 --phases put,get --baseline-dir "$work"
+bench --size 64MiB --concurrency 4 --phases put,get --baseline-dir "$work" --crypto-baseline
 echo "server peak RSS after 64 MiB objects: $(peak_rss)"
 stop_server
+
+# What encryption costs end to end: the same phases against a build from
+# before encryption at rest (e.g. commit 648e803), alternating with this one.
+if [ -n "${COFFRE_UNENCRYPTED_BIN:-}" ]; then
+  for round in 1 2; do
+    for which in "$COFFRE_UNENCRYPTED_BIN" "$CARGO_TARGET_DIR/release/coffre"; do
+      echo; echo "== round $round, 64 MiB objects, concurrency 4: $which"
+      bin="$which"
+      start_server ""
+      bench --size 64MiB --concurrency 4 --phases put,get
+      stop_server
+    done
+  done
+  bin="$CARGO_TARGET_DIR/release/coffre"
+fi
 
 echo; echo "== the same, page cache dropped before each read phase (GET and raw read both from disk)"
 start_server ""

@@ -30,11 +30,29 @@ module = "$COFFRE_TEST_PKCS11_MODULE"
 token_label = "$COFFRE_TEST_PKCS11_TOKEN"
 TOML
 
+step "a throwaway KMIP server (PyKMIP) with a test CA"
+kmip_env="$(scripts/kmip-server.sh "$scratch/kmip")"
+trap 'scripts/kmip-server.sh --stop "$scratch/kmip"; rm -rf "$scratch"' EXIT
+eval "$(sed 's/^/export /' <<<"$kmip_env")"
+cat >"$scratch/kmip.toml" <<TOML
+[kms]
+custody = "kmip"
+addr = "$COFFRE_TEST_KMIP_ADDR"
+server_name = "localhost"
+ca_cert = "$COFFRE_TEST_KMIP_CA"
+client_cert = "$COFFRE_TEST_KMIP_CERT"
+client_key = "$COFFRE_TEST_KMIP_KEY"
+TOML
+
 step "unit and end-to-end tests (Rust, aws-sdk-s3), embedded custodian"
 cargo test --workspace
 
 step "the object and encryption suites again, keys in SoftHSM2 over PKCS#11"
 COFFRE_TEST_KMS_CONFIG="$scratch/pkcs11.toml" COFFRE_TEST_KMS_CUSTODY=pkcs11 COFFRE_KMS_PIN="$COFFRE_TEST_PKCS11_PIN" \
+    cargo test -p coffre-e2e --test sdk --test encryption
+
+step "the object and encryption suites again, keys in PyKMIP over KMIP"
+COFFRE_TEST_KMS_CONFIG="$scratch/kmip.toml" COFFRE_TEST_KMS_CUSTODY=kmip \
     cargo test -p coffre-e2e --test sdk --test encryption
 
 step "client tests (boto3, awscli, rclone, s3cmd, curl)"

@@ -147,55 +147,59 @@ pub fn sealed_len(len: u64) -> u64 {
 
 /// Seals a plaintext stream as it arrives. Holds back up to one segment, since
 /// whether a segment is the final one is known only when the stream ends.
+/// Each segment is sealed in the buffer it was gathered in and handed out
+/// as is: the plaintext is copied once, on the way in.
 pub struct Sealer {
     key: LessSafeKey,
     context: SegmentContext,
+    header: Option<Bytes>,
     pending: BytesMut,
-    out: BytesMut,
     next_index: u64,
 }
 
 impl Sealer {
     pub fn new(key: &DataKey, context: SegmentContext) -> Result<Self, CryptoError> {
-        let mut out = BytesMut::with_capacity(HEADER_LEN + SEALED_SEGMENT);
-        out.extend_from_slice(&header(&key.id));
-        Ok(Self { key: key.aead()?, context, pending: BytesMut::new(), out, next_index: 0 })
+        let header = Some(Bytes::copy_from_slice(&header(&key.id)));
+        Ok(Self { key: key.aead()?, context, header, pending: BytesMut::new(), next_index: 0 })
     }
 
     /// Takes plaintext; returns whatever ciphertext is ready (maybe nothing).
-    pub fn push(&mut self, mut plain: &[u8]) -> Result<Option<Bytes>, CryptoError> {
+    pub fn push(&mut self, mut plain: &[u8]) -> Result<Vec<Bytes>, CryptoError> {
+        let mut out: Vec<Bytes> = self.header.take().into_iter().collect();
         while !plain.is_empty() {
             let room = SEGMENT_SIZE - self.pending.len().min(SEGMENT_SIZE);
             if room == 0 {
                 // A full segment with more bytes behind it: not the last one.
-                self.seal_pending(false)?;
+                out.push(self.seal_pending(false)?);
                 continue;
+            }
+            if self.pending.capacity() == 0 {
+                self.pending.reserve(SEALED_SEGMENT);
             }
             let take = room.min(plain.len());
             self.pending.extend_from_slice(&plain[..take]);
             plain = &plain[take..];
         }
-        Ok((!self.out.is_empty()).then(|| self.out.split().freeze()))
+        Ok(out)
     }
 
     /// Seals the final segment and returns the rest of the ciphertext.
-    pub fn finish(mut self) -> Result<Bytes, CryptoError> {
-        self.seal_pending(true)?;
-        Ok(self.out.split().freeze())
+    pub fn finish(mut self) -> Result<Vec<Bytes>, CryptoError> {
+        let mut out: Vec<Bytes> = self.header.take().into_iter().collect();
+        out.push(self.seal_pending(true)?);
+        Ok(out)
     }
 
-    fn seal_pending(&mut self, last: bool) -> Result<(), CryptoError> {
+    fn seal_pending(&mut self, last: bool) -> Result<Bytes, CryptoError> {
         let index = self.next_index;
         let aad = self.context.aad(index, last);
         let tag: Tag = self
             .key
             .seal_in_place_separate_tag(nonce(index), Aad::from(&aad), &mut self.pending)
             .map_err(|_| CryptoError::Internal("seal"))?;
-        self.out.extend_from_slice(&self.pending);
-        self.out.extend_from_slice(tag.as_ref());
-        self.pending.clear();
+        self.pending.extend_from_slice(tag.as_ref());
         self.next_index += 1;
-        Ok(())
+        Ok(self.pending.split().freeze())
     }
 }
 
@@ -203,10 +207,9 @@ impl Sealer {
 pub fn seal_all(key: &DataKey, context: SegmentContext, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let mut sealer = Sealer::new(key, context)?;
     let mut out = Vec::with_capacity(sealed_len(plain.len() as u64) as usize);
-    if let Some(b) = sealer.push(plain)? {
-        out.extend_from_slice(&b);
+    for piece in sealer.push(plain)?.into_iter().chain(sealer.finish()?) {
+        out.extend_from_slice(&piece);
     }
-    out.extend_from_slice(&sealer.finish()?);
     Ok(out)
 }
 
@@ -256,6 +259,23 @@ impl ReadPlan {
         }
     }
 
+    /// The stored range cut at segment boundaries into reads of at most
+    /// `segments_per_read` segments: each read then opens without a copy.
+    pub fn reads(&self, segments_per_read: u64) -> Vec<Range<u64>> {
+        let step = segments_per_read.max(1) * SEALED_SEGMENT as u64;
+        let mut out = Vec::new();
+        let mut start = self.stored.start;
+        // Boundaries fall after the header, at whole segments.
+        let mut next = HEADER_LEN as u64 + (self.first_segment * SEALED_SEGMENT as u64) + step;
+        while start < self.stored.end {
+            let end = next.min(self.stored.end);
+            out.push(start..end);
+            start = end;
+            next += step;
+        }
+        out
+    }
+
     fn sealed_len_of(&self, index: u64) -> usize {
         if index == self.segments - 1 { self.final_plain + TAG_LEN } else { SEALED_SEGMENT }
     }
@@ -289,11 +309,16 @@ impl Opener {
     }
 
     /// Takes stored bytes; returns the plaintext of every segment completed.
-    pub fn push(&mut self, stored: &[u8]) -> Result<Option<Bytes>, CryptoError> {
-        self.buf.extend_from_slice(stored);
+    /// A buffer that arrives alone and unshared is opened where it lies.
+    pub fn push(&mut self, stored: Bytes) -> Result<Vec<Bytes>, CryptoError> {
+        if self.buf.is_empty() {
+            self.buf = stored.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        } else {
+            self.buf.extend_from_slice(&stored);
+        }
         if !self.header_checked {
             if self.buf.len() < HEADER_LEN {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             let h = self.buf.split_to(HEADER_LEN);
             if h[..] != header(&self.key_id)[..] {
@@ -301,7 +326,7 @@ impl Opener {
             }
             self.header_checked = true;
         }
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         while self.index <= self.plan.last_segment {
             let want = self.plan.sealed_len_of(self.index);
             if self.buf.len() < want {
@@ -310,21 +335,25 @@ impl Opener {
             let mut segment = self.buf.split_to(want);
             let last = self.index == self.plan.segments - 1;
             let aad = self.context.aad(self.index, last);
-            let plain = self
+            let plain_len = self
                 .key
                 .open_in_place(nonce(self.index), Aad::from(&aad), &mut segment)
-                .map_err(|_| CryptoError::Integrity("segment failed authentication"))?;
-            let from = if self.index == self.plan.first_segment { self.plan.skip.min(plain.len()) } else { 0 };
+                .map_err(|_| CryptoError::Integrity("segment failed authentication"))?
+                .len();
+            segment.truncate(plain_len);
+            let from = if self.index == self.plan.first_segment { self.plan.skip.min(plain_len) } else { 0 };
             let left = (self.plan.take - self.returned) as usize;
-            let piece = &plain[from..plain.len().min(from + left)];
+            let piece = segment.freeze().slice(from..plain_len.min(from + left));
             self.returned += piece.len() as u64;
-            out.extend_from_slice(piece);
+            if !piece.is_empty() {
+                out.push(piece);
+            }
             self.index += 1;
         }
         if self.index > self.plan.last_segment && !self.buf.is_empty() {
             return Err(CryptoError::Integrity("stored data runs past its last segment"));
         }
-        Ok((!out.is_empty()).then(|| out.freeze()))
+        Ok(out)
     }
 
     /// Call when the stored stream ends: a short stream is an error.
@@ -361,7 +390,7 @@ mod tests {
         let mut out = Vec::new();
         // Feed in uneven pieces, as a network or disk would.
         for piece in part.chunks(7_777) {
-            if let Some(b) = opener.push(piece)? {
+            for b in opener.push(Bytes::copy_from_slice(piece))? {
                 out.extend_from_slice(&b);
             }
         }
@@ -377,11 +406,13 @@ mod tests {
             let mut sealer = Sealer::new(&key, ctx()).expect("sealer");
             let mut stored = Vec::new();
             for piece in data.chunks(10_000) {
-                if let Some(b) = sealer.push(piece).expect("push") {
+                for b in sealer.push(piece).expect("push") {
                     stored.extend_from_slice(&b);
                 }
             }
-            stored.extend_from_slice(&sealer.finish().expect("finish"));
+            for b in sealer.finish().expect("finish") {
+                stored.extend_from_slice(&b);
+            }
             assert_eq!(stored.len() as u64, sealed_len(len as u64), "len {len}");
             assert_eq!(seal_all(&key, ctx(), &data).expect("seal").len(), stored.len());
             let n = len as u64;
@@ -397,6 +428,30 @@ mod tests {
         let key = DataKey::generate().expect("key");
         let stored = seal_all(&key, ctx(), &plain(len)).expect("seal");
         (key, stored)
+    }
+
+    #[test]
+    fn aligned_reads_open_without_leftovers() {
+        let len = 40 * SEGMENT_SIZE as u64 + 123;
+        let key = DataKey::generate().expect("key");
+        let data = plain(len as usize);
+        let stored = seal_all(&key, ctx(), &data).expect("seal");
+        for range in [0..len, 5 * SEGMENT_SIZE as u64 + 3..len - 10, len - 5..len] {
+            let plan = ReadPlan::new(len, range.clone());
+            let reads = plan.reads(15);
+            assert_eq!(reads.first().map(|r| r.start), Some(plan.stored.start));
+            assert_eq!(reads.last().map(|r| r.end), Some(plan.stored.end));
+            let mut opener = Opener::new(&key, ctx(), plan).expect("opener");
+            let mut out = Vec::new();
+            for r in reads {
+                for b in opener.push(Bytes::copy_from_slice(&stored[r.start as usize..r.end as usize])).expect("push") {
+                    out.extend_from_slice(&b);
+                }
+                assert!(opener.buf.is_empty(), "a read must end on a segment boundary");
+            }
+            opener.finish().expect("finish");
+            assert_eq!(out, data[range.start as usize..range.end as usize]);
+        }
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl Server {
             std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).expect("log file");
         let mut cmd = Command::new(coffre_bin());
         cmd.args(["serve", "--data-dir"]).arg(data_dir);
-        if let Some(config) = kms_config() {
+        // A test that brings its own config file (COFFRE_CONFIG) keeps it.
+        if let Some(config) = kms_config().filter(|_| !extra_env.iter().any(|(k, _)| *k == "COFFRE_CONFIG")) {
             cmd.arg("--config").arg(config);
         }
         cmd.args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])

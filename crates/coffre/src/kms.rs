@@ -20,10 +20,34 @@ pub enum KmsConfig {
     Embedded,
     /// KEKs inside a PKCS#11 token; its user PIN comes from `COFFRE_KMS_PIN`.
     Pkcs11 { module: PathBuf, token_label: String },
+    /// KEKs in a KMIP server, reached over mutual TLS.
+    Kmip {
+        /// `host:port` (KMIP's port is 5696).
+        addr: String,
+        /// The name the server's certificate must carry.
+        server_name: String,
+        /// PEM files: the CA to trust, and Coffre's client certificate and key.
+        ca_cert: PathBuf,
+        client_cert: PathBuf,
+        client_key: PathBuf,
+    },
 }
 
 pub async fn open(config: &KmsConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn Kms>> {
     match config {
+        KmsConfig::Kmip { addr, server_name, ca_cert, client_cert, client_key } => {
+            let config = coffre_crypto::kmip::KmipConfig {
+                addr: addr.clone(),
+                server_name: server_name.clone(),
+                ca_cert: ca_cert.clone(),
+                client_cert: client_cert.clone(),
+                client_key: client_key.clone(),
+            };
+            let kms = coffre_crypto::kmip::KmipKms::connect(config)
+                .await
+                .with_context(|| format!("connecting to the KMIP server at {addr}"))?;
+            Ok(Arc::new(kms))
+        }
         KmsConfig::Pkcs11 { module, token_label } => {
             let pin = std::env::var("COFFRE_KMS_PIN").context("the PKCS#11 custodian needs COFFRE_KMS_PIN")?;
             let config = coffre_crypto::pkcs11::Pkcs11Config {

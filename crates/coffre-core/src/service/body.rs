@@ -27,10 +27,10 @@ struct BlobSink {
 impl BlobSink {
     /// Seals plaintext and writes whatever whole segments are ready.
     async fn write(&mut self, plain: &[u8]) -> Result<()> {
-        match self.sealer.push(plain).map_err(integrity)? {
-            Some(sealed) => self.writer.write(sealed).await,
-            None => Ok(()),
+        for sealed in self.sealer.push(plain).map_err(integrity)? {
+            self.writer.write(sealed).await?;
         }
+        Ok(())
     }
 }
 
@@ -152,8 +152,9 @@ impl ObjectService {
     async fn finish_sink(&self, mut sink: BlobSink, key: SealedKey) -> Result<DataLocation> {
         let id = sink.id;
         let finished = async {
-            let tail = sink.sealer.finish().map_err(integrity)?;
-            sink.writer.write(tail).await?;
+            for tail in sink.sealer.finish().map_err(integrity)? {
+                sink.writer.write(tail).await?;
+            }
             sink.writer.finish().await.map(|_| DataLocation::Blob { id, key })
         }
         .await;
@@ -196,21 +197,40 @@ impl ObjectService {
     }
 }
 
-type Fetch = Box<dyn FnOnce(Range<u64>) -> futures::future::BoxFuture<'static, Result<ByteStream>> + Send>;
+/// Segments per read of a blob: 15 sealed segments (plus the header) stay
+/// under the blob store's 1 MiB I/O size, so each read is one buffer of whole
+/// segments, opened in place.
+const SEGMENTS_PER_READ: u64 = 15;
+/// Reads of one blob kept in flight ahead of the one being opened.
+const READ_AHEAD: usize = 2;
+
+type Fetch = Box<dyn FnOnce(ReadPlan) -> ByteStream + Send>;
 
 fn read_inline(sealed: Vec<u8>) -> Fetch {
-    Box::new(move |stored| {
+    Box::new(move |plan| {
         let all = Bytes::from(sealed);
         // A value shorter than the plan says is cut short here and reported
         // by the opener as truncated.
-        let end = (stored.end as usize).min(all.len());
-        let piece = all.slice((stored.start as usize).min(end)..end);
-        Box::pin(async move { Ok(Box::pin(stream::once(async move { Ok(piece) })) as ByteStream) })
+        let end = (plan.stored.end as usize).min(all.len());
+        let piece = all.slice((plan.stored.start as usize).min(end)..end);
+        Box::pin(stream::once(async move { Ok(piece) }))
     })
 }
 
 fn read_blob(blobs: std::sync::Arc<dyn BlobStore>, id: BlobId) -> Fetch {
-    Box::new(move |stored| Box::pin(async move { blobs.read(id, stored).await }))
+    Box::new(move |plan| {
+        let reads = plan.reads(SEGMENTS_PER_READ);
+        Box::pin(
+            stream::iter(reads)
+                .map(move |r| {
+                    let blobs = blobs.clone();
+                    async move { blobs.read(id, r).await?.try_collect::<Vec<Bytes>>().await }
+                })
+                .buffered(READ_AHEAD)
+                .map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok::<_, Error>)))
+                .try_flatten(),
+        )
+    })
 }
 
 /// One sealed piece (inline value, blob or part): unwrap its key, fetch the
@@ -226,21 +246,21 @@ fn open_piece(
     let opened = async move {
         let key = ring.open_data_key(&keys.bucket, &keys.keks, &sealed, keys.customer.as_ref()).await?;
         let plan = ReadPlan::new(size, range);
-        let wanted = plan.stored.clone();
-        let opener = Opener::new(&key, segment_context(&keys.bucket, &keys.key, &sealed), plan).map_err(integrity)?;
-        let stored = fetch(wanted).await?;
-        Ok::<_, Error>(open_stream(stored, opener))
+        let opener =
+            Opener::new(&key, segment_context(&keys.bucket, &keys.key, &sealed), plan.clone()).map_err(integrity)?;
+        Ok::<_, Error>(open_stream(fetch(plan), opener))
     };
     Box::pin(stream::once(opened).try_flatten())
 }
 
 fn open_stream(stored: ByteStream, opener: Opener) -> ByteStream {
-    Box::pin(stream::try_unfold((stored, Some(opener)), |(mut stored, mut opener)| async move {
+    let opened = stream::try_unfold((stored, Some(opener)), |(mut stored, mut opener)| async move {
         loop {
-            let Some(open) = opener.as_mut() else { return Ok(None) };
+            let Some(open) = opener.as_mut() else { return Ok::<_, Error>(None) };
             match stored.next().await {
                 Some(chunk) => {
-                    if let Some(plain) = open.push(&chunk?).map_err(integrity)? {
+                    let plain = open.push(chunk?).map_err(integrity)?;
+                    if !plain.is_empty() {
                         return Ok(Some((plain, (stored, opener))));
                     }
                 }
@@ -250,5 +270,6 @@ fn open_stream(stored: ByteStream, opener: Opener) -> ByteStream {
                 }
             }
         }
-    }))
+    });
+    Box::pin(opened.map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok::<_, Error>))).try_flatten())
 }

@@ -403,7 +403,19 @@ impl ObjectService {
         version: Option<&VersionId>,
         customer: Option<&CustomerKey>,
     ) -> Result<ObjectVersion> {
-        let object = self.object_version(who, bucket, key, version).await?;
+        let record = self.bucket(who, bucket).await?;
+        self.readable_version(&record, key, version, customer).await
+    }
+
+    /// A version of a bucket already checked, its customer key checked too.
+    async fn readable_version(
+        &self,
+        record: &BucketRecord,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+        customer: Option<&CustomerKey>,
+    ) -> Result<ObjectVersion> {
+        let object = self.version_of(record, key, version).await?;
         keys::check_customer_key(&object.meta.sse, customer)?;
         Ok(object)
     }
@@ -417,8 +429,17 @@ impl ObjectService {
         key: &ObjectKey,
         version: Option<&VersionId>,
     ) -> Result<ObjectVersion> {
-        self.bucket(who, bucket).await?;
-        let found = self.meta.object(bucket, key, version).await?;
+        let record = self.bucket(who, bucket).await?;
+        self.version_of(&record, key, version).await
+    }
+
+    async fn version_of(
+        &self,
+        record: &BucketRecord,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+    ) -> Result<ObjectVersion> {
+        let found = self.meta.object(&record.name, key, version).await?;
         match found {
             Some(v) if !v.meta.delete_marker => Ok(v),
             Some(marker) => Err(Error::DeleteMarker { version_id: marker.meta.version_id, named: version.is_some() }),
@@ -437,7 +458,7 @@ impl ObjectService {
         let ObjectRead { version, conditions, selection, customer } = read;
         let (version, customer) = (version.as_ref(), customer.as_ref());
         let record = self.bucket(who, bucket).await?;
-        let object = self.head_object(who, bucket, key, version, customer).await?;
+        let object = self.readable_version(&record, key, version, customer).await?;
         conditions.check(&object.meta)?;
         let size = object.meta.size;
         let (range, partial, parts_count) = match selection {
@@ -515,7 +536,7 @@ impl ObjectService {
     pub(crate) async fn copy_source(&self, who: &Principal, source: &CopySource) -> Result<(ObjectVersion, ReadKeys)> {
         let record = self.bucket(who, &source.bucket).await?;
         let customer = source.customer_key.as_ref();
-        let src = match self.head_object(who, &source.bucket, &source.key, source.version.as_ref(), customer).await {
+        let src = match self.readable_version(&record, &source.key, source.version.as_ref(), customer).await {
             Err(Error::DeleteMarker { named: true, .. }) => {
                 return Err(Error::InvalidRequest(
                     "The source of a copy request may not specifically refer to a delete marker by version id.".into(),
