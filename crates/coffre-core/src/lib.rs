@@ -4,6 +4,7 @@
 //! listing); it reaches storage only through the [`meta::MetaStore`] and
 //! [`blob::BlobStore`] traits, which engines in other crates implement.
 
+pub mod access;
 pub mod blob;
 pub mod checksum;
 pub mod error;

@@ -312,10 +312,17 @@ pub struct CompleteUpload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKeyRecord {
     pub id: AccessKeyId,
-    /// Stored as given: SigV4 needs the secret itself to verify a signature.
-    pub secret: String,
+    /// SigV4 needs the secret itself, so it is wrapped, not hashed.
+    pub secret: SealedSecret,
     pub name: String,
     pub created: UnixNanos,
+}
+
+/// An access-key secret wrapped by a KEK of the custodian (`access.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub kek: String,
+    pub wrapped: Vec<u8>,
 }
 
 /// A page of a listing scan, in key byte order.
@@ -482,4 +489,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>>;
     /// Returns false when no such key existed.
     async fn delete_access_key(&self, id: &AccessKeyId) -> Result<bool>;
+
+    // Settings of the deployment (e.g. which KEK wraps access-key secrets).
+    async fn setting(&self, name: &str) -> Result<Option<String>>;
+    /// Sets `name` unless it is set already; returns the value in force.
+    async fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<String>;
 }

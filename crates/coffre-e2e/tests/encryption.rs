@@ -80,6 +80,9 @@ async fn no_plaintext_reaches_the_disk() {
     let parts = [marked(5 * 1024 * 1024), marked(1000)];
     multipart(&client, "marks", "multi", &parts).await;
     client.copy_object().bucket("marks").key("copied").copy_source("marks/large").send().await.expect("copy");
+    // An access key's secret is wrapped too, and the key works.
+    let (access, secret) = server.create_key("marker-tenant");
+    server.client_as(&access, &secret).list_buckets().send().await.expect("the new key signs");
     assert_eq!(get_bytes(&client, "marks", "large").await.expect("get"), marked(3_000_000));
     assert_eq!(get_bytes(&client, "marks", "copied").await.expect("get"), marked(3_000_000));
     let ranged = client.get_object().bucket("marks").key("multi").range("bytes=5242000-5242999").send().await;
@@ -92,6 +95,8 @@ async fn no_plaintext_reaches_the_disk() {
     for file in files {
         let bytes = std::fs::read(&file).expect("read");
         assert!(!bytes.windows(MARKER.len()).any(|w| w == MARKER), "plaintext found in {}", file.display());
+        let secret = secret.as_bytes();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret), "a key's secret found in {}", file.display());
     }
 }
 

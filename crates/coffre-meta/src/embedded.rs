@@ -43,6 +43,7 @@ const PENDING: TableDefinition<u128, i64> = TableDefinition::new("pending_blobs"
 /// Blobs no version refers to any more, with the time they were let go.
 const GC_QUEUE: TableDefinition<u128, i64> = TableDefinition::new("gc_queue");
 const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 /// Jobs a single commit may carry: enough to amortise the sync, few enough
 /// that one slow batch does not hold many callers.
@@ -90,6 +91,7 @@ impl EmbeddedMeta {
             txn.open_table(PENDING).map_err(meta_err)?;
             txn.open_table(GC_QUEUE).map_err(meta_err)?;
             txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
+            txn.open_table(SETTINGS).map_err(meta_err)?;
         }
         txn.commit().map_err(meta_err)?;
 
@@ -1018,6 +1020,28 @@ impl MetaStore for EmbeddedMeta {
         self.write(move |txn| {
             let mut t = txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
             Ok(t.remove(id.as_str()).map_err(meta_err)?.is_some())
+        })
+        .await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>> {
+        let name = name.to_owned();
+        self.read(move |txn| {
+            let t = txn.open_table(SETTINGS).map_err(meta_err)?;
+            Ok(t.get(name.as_str()).map_err(meta_err)?.map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+
+    async fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<String> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.write(move |txn| {
+            let mut t = txn.open_table(SETTINGS).map_err(meta_err)?;
+            if let Some(existing) = t.get(name.as_str()).map_err(meta_err)?.map(|v| v.value().to_owned()) {
+                return Ok(existing);
+            }
+            t.insert(name.as_str(), value.as_str()).map_err(meta_err)?;
+            Ok(value)
         })
         .await
     }

@@ -1,9 +1,8 @@
-//! Credentials: root from the configuration, other keys from the metadata store.
-
-use std::sync::Arc;
+//! Credentials: root from the configuration, other keys from the metadata
+//! store, their secrets unwrapped by the key custodian ([`AccessKeys`]).
 
 use async_trait::async_trait;
-use coffre_core::meta::MetaStore;
+use coffre_core::access::AccessKeys;
 use coffre_core::types::{AccessKeyId, Principal};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{S3Result, s3_error};
@@ -27,12 +26,16 @@ impl std::fmt::Debug for Credential {
 #[derive(Clone)]
 pub struct KeyStore {
     root: Credential,
-    meta: Arc<dyn MetaStore>,
+    keys: AccessKeys,
 }
 
 impl KeyStore {
-    pub fn new(root: Credential, meta: Arc<dyn MetaStore>) -> Self {
-        Self { root, meta }
+    pub fn new(root: Credential, keys: AccessKeys) -> Self {
+        Self { root, keys }
+    }
+
+    pub fn access_keys(&self) -> &AccessKeys {
+        &self.keys
     }
 
     pub fn principal(&self, access_key: &str) -> Option<Principal> {
@@ -57,10 +60,17 @@ impl S3Auth for KeyStore {
         let unknown =
             || s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.");
         let id = AccessKeyId::parse(access_key).map_err(|_| unknown())?;
-        match self.meta.access_key(&id).await {
-            Ok(Some(record)) => Ok(SecretKey::from(record.secret)),
+        match self.keys.secret(&id).await {
+            Ok(Some(secret)) => Ok(SecretKey::from(secret.as_str().to_owned())),
             Ok(None) => Err(unknown()),
-            Err(e) => Err(s3_error!(InternalError, "{e}")),
+            Err(e @ coffre_core::Error::KmsUnavailable(_)) => {
+                tracing::error!(error = %e, "cannot unwrap an access-key secret");
+                Err(s3_error!(ServiceUnavailable, "The key management service is unavailable. Please try again."))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read an access key");
+                Err(s3_error!(InternalError, "We encountered an internal error. Please try again."))
+            }
         }
     }
 }

@@ -118,18 +118,18 @@ pub struct KeyView {
     pub secret_access_key: Option<String>,
 }
 
-fn key_view(k: &AccessKeyRecord, with_secret: bool) -> KeyView {
+fn key_view(k: &AccessKeyRecord) -> KeyView {
     KeyView {
         access_key_id: k.id.to_string(),
         name: k.name.clone(),
         created: rfc3339(k.created),
-        secret_access_key: with_secret.then(|| k.secret.clone()),
+        secret_access_key: None,
     }
 }
 
 async fn list_keys(State(state): State<AdminState>) -> Result<Json<Vec<KeyView>>, ApiError> {
-    let keys = state.service.meta().access_keys().await.map_err(internal)?;
-    Ok(Json(keys.iter().map(|k| key_view(k, false)).collect()))
+    let keys = state.keys.access_keys().list().await.map_err(internal)?;
+    Ok(Json(keys.iter().map(key_view).collect()))
 }
 
 #[derive(Deserialize)]
@@ -151,10 +151,11 @@ async fn create_key(
     }
     let (access, secret) = crate::credentials::generate();
     let id = AccessKeyId::parse(&access).map_err(internal)?;
-    let record = AccessKeyRecord { id, secret, name: name.to_owned(), created: UnixNanos::now() };
-    state.service.meta().put_access_key(record.clone()).await.map_err(internal)?;
+    let record = state.keys.access_keys().create(id, &secret, name).await.map_err(service_error)?;
     tracing::info!(access_key = %record.id, name = %record.name, "access key created");
-    Ok((StatusCode::CREATED, Json(key_view(&record, true))))
+    // The only time the secret leaves the server.
+    let view = KeyView { secret_access_key: Some(secret), ..key_view(&record) };
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 #[derive(Deserialize, Default)]
@@ -180,7 +181,7 @@ async fn delete_key(
 ) -> Result<Json<KeyDeletion>, ApiError> {
     let not_found = || ApiError(StatusCode::NOT_FOUND, "NoSuchKey", format!("no access key {id:?}"));
     let parsed = AccessKeyId::parse(&id).map_err(|_| not_found())?;
-    state.service.meta().access_key(&parsed).await.map_err(internal)?.ok_or_else(not_found)?;
+    state.keys.access_keys().get(&parsed).await.map_err(internal)?.ok_or_else(not_found)?;
     let owned: Vec<BucketRecord> = state
         .service
         .list_buckets(&state.root)
@@ -201,7 +202,7 @@ async fn delete_key(
     for bucket in &owned {
         erased.push(state.service.erase_bucket(&state.root, &bucket.name).await.map_err(service_error)?);
     }
-    if !state.service.meta().delete_access_key(&parsed).await.map_err(internal)? {
+    if !state.keys.access_keys().delete(&parsed).await.map_err(internal)? {
         return Err(not_found());
     }
     tracing::info!(access_key = %parsed, buckets_erased = erased.len(), "access key deleted");

@@ -51,7 +51,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(blobs = recovered, "collected blobs left by interrupted writes");
     }
 
-    let keys = KeyStore::new(root.clone(), meta);
+    let access_keys = coffre_core::access::AccessKeys::open(meta, service.kms().clone())
+        .await
+        .context("opening the access keys (their secrets are wrapped by the key custodian)")?;
+    let keys = KeyStore::new(root.clone(), access_keys);
     let metrics = Arc::new(Metrics::new());
     let front_config = FrontConfig {
         region: config.region.clone(),

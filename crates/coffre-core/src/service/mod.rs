@@ -198,7 +198,7 @@ pub struct CopySource {
 
 mod body;
 mod buckets;
-mod keys;
+pub(crate) mod keys;
 mod multipart;
 
 pub use buckets::{EraseOutcome, RotateOutcome};
