@@ -471,6 +471,24 @@ async fn erase_makes_data_unreadable_even_with_old_metadata() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_bucket_destroys_its_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let server = Server::start_in(&dir);
+    let client = server.client();
+    client.create_bucket().bucket("brief").send().await.expect("bucket");
+    let kek = cli_json(&server, &["bucket", "info", "brief"])["keks"][0]["id"].as_str().expect("kek").to_owned();
+    let kek_file = dir.join("kms/keks").join(format!("{kek}.kek"));
+    if custody() == "embedded" {
+        assert!(kek_file.exists(), "the bucket's KEK is in the custodian");
+    }
+    client.delete_bucket().bucket("brief").send().await.expect("delete");
+    assert!(!kek_file.exists(), "DeleteBucket destroys the bucket's KEK");
+    let status = cli_json(&server, &["kms", "status"]);
+    assert_eq!(status["custody"], custody().as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_tenants_key_erases_its_buckets() {
     let server = Server::start();
     let (access, secret) = server.create_key("tenant");
