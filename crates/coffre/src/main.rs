@@ -9,6 +9,7 @@ mod credentials;
 mod lifecycle;
 mod metrics;
 mod server;
+mod tls;
 
 use std::path::PathBuf;
 
