@@ -18,8 +18,24 @@ step "build the server"
 cargo build -p coffre
 export COFFRE_BIN="$CARGO_TARGET_DIR/debug/coffre"
 
-step "unit and end-to-end tests (Rust, aws-sdk-s3)"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+
+step "a throwaway SoftHSM2 token for the PKCS#11 custodian"
+eval "$(scripts/softhsm-token.sh "$scratch/hsm")"
+cat >"$scratch/pkcs11.toml" <<TOML
+[kms]
+custody = "pkcs11"
+module = "$COFFRE_TEST_PKCS11_MODULE"
+token_label = "$COFFRE_TEST_PKCS11_TOKEN"
+TOML
+
+step "unit and end-to-end tests (Rust, aws-sdk-s3), embedded custodian"
 cargo test --workspace
+
+step "the object and encryption suites again, keys in SoftHSM2 over PKCS#11"
+COFFRE_TEST_KMS_CONFIG="$scratch/pkcs11.toml" COFFRE_TEST_KMS_CUSTODY=pkcs11 COFFRE_KMS_PIN="$COFFRE_TEST_PKCS11_PIN" \
+    cargo test -p coffre-e2e --test sdk --test encryption
 
 step "client tests (boto3, awscli, rclone, s3cmd, curl)"
 # Those clients refuse plain-http endpoints when a CA bundle is forced on them.

@@ -144,7 +144,11 @@ def test_keys_are_isolated(server, s3, two_tenants):
 
 def test_deleted_key_is_rejected(server, two_tenants):
     a, b, ca, cb, ba, bb = two_tenants
-    server.cli("key", "delete", a["access_key_id"])
+    # The key owns a bucket: deleting it alone is refused, erasing takes the data with it.
+    refused = server.cli("key", "delete", a["access_key_id"], check=False)
+    assert refused.returncode != 0 and b"owns buckets" in refused.stderr
+    assert ca.get_object(Bucket=ba, Key="a.txt")["Body"].read() == b"from A"
+    server.cli("key", "delete", a["access_key_id"], "--erase-buckets")
     expect_error("InvalidAccessKeyId", 403, ca.list_buckets)
     expect_error("InvalidAccessKeyId", 403, ca.get_object, Bucket=ba, Key="a.txt")
     expect_error("InvalidAccessKeyId", 403, ca.put_object, Bucket=ba, Key="after-delete", Body=b"x")

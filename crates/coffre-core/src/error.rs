@@ -77,4 +77,26 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("metadata engine failed: {0}")]
     Meta(String),
+    /// The key custodian cannot be reached: nothing was changed, retry later.
+    #[error("the key custodian is unavailable: {0}")]
+    KmsUnavailable(String),
+    /// Stored bytes or a wrapped key failed authentication: answered with an
+    /// error, never with data.
+    #[error("stored data failed its integrity check: {0}")]
+    Integrity(String),
+    /// The key that sealed the data no longer exists (crypto-erased).
+    #[error("the data key of this object is gone: {0}")]
+    KeyDestroyed(String),
+    /// SSE-C: the object needs the customer's key and none was given.
+    #[error(
+        "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to \
+         retrieve the object."
+    )]
+    CustomerKeyRequired,
+    /// SSE-C: the key given is not the one the object was stored with.
+    #[error("the customer-provided key does not match the object's key")]
+    CustomerKeyMismatch,
+    /// SSE-C: a key was given for an object not stored with one.
+    #[error("The encryption parameters are not applicable to this object.")]
+    CustomerKeyNotApplicable,
 }

@@ -35,6 +35,49 @@ pub struct BucketRecord {
     pub object_lock: Option<LockConfig>,
     pub tags: Vec<(String, String)>,
     pub lifecycle: Option<LifecycleConfig>,
+    /// The bucket's key-encryption keys, oldest first; the last wraps new data keys.
+    pub keks: Vec<BucketKek>,
+    /// What PutBucketEncryption set: how objects are reported, not whether
+    /// they are encrypted (they always are).
+    pub encryption: Option<BucketEncryption>,
+}
+
+/// A key-encryption key of a bucket, held by the key custodian.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketKek {
+    pub generation: u32,
+    /// The custodian's name for it (`coffre_crypto::KekId`).
+    pub id: String,
+    pub created: UnixNanos,
+}
+
+/// A bucket's default encryption, as S3 names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEncryption {
+    pub sse: Sse,
+    pub bucket_key_enabled: bool,
+}
+
+/// How a version was asked to be encrypted, which is how it is reported.
+/// The bytes are sealed the same way in every case; SSE-C adds the
+/// customer's key to the data key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Sse {
+    /// `AES256`: S3-managed keys.
+    #[default]
+    S3,
+    /// `aws:kms`, with the key id the client named, if any.
+    Kms { key_id: Option<String> },
+    /// SSE-C: only a salted HMAC of the customer's key is kept, to recognise it.
+    Customer(CustomerKeyCheck),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerKeyCheck {
+    pub salt: [u8; 16],
+    pub fingerprint: [u8; 32],
+    /// Base64 MD5 of the key, echoed back as S3 does (it says nothing of the key).
+    pub key_md5: String,
 }
 
 impl BucketRecord {
@@ -47,7 +90,18 @@ impl BucketRecord {
             object_lock: None,
             tags: Vec::new(),
             lifecycle: None,
+            keks: Vec::new(),
+            encryption: None,
         }
+    }
+
+    /// The KEK that wraps new data keys.
+    pub fn current_kek(&self) -> Option<&BucketKek> {
+        self.keks.last()
+    }
+
+    pub fn kek(&self, generation: u32) -> Option<&BucketKek> {
+        self.keks.iter().find(|k| k.generation == generation)
     }
 }
 
@@ -60,6 +114,11 @@ pub enum BucketChange {
     /// Fails with `NoLockConfiguration` on a bucket created without Object Lock.
     DefaultRetention(Option<DefaultRetention>),
     Lifecycle(Option<LifecycleConfig>),
+    Encryption(Option<BucketEncryption>),
+    /// A new KEK for new writes (key rotation).
+    AddKek(BucketKek),
+    /// Forgets the KEKs older than this generation, once nothing uses them.
+    DropKeksBefore(u32),
 }
 
 /// What a delete must respect besides the bucket's rules.
@@ -108,6 +167,20 @@ pub struct VersionMeta {
     pub checksum_composite: bool,
     pub tags: Vec<(String, String)>,
     pub lock: LockState,
+    pub sse: Sse,
+}
+
+/// A blob's data key as stored: wrapped by a bucket KEK, never in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedKey {
+    /// Also in the blob's header: ties the stored bytes to this record.
+    pub key_id: [u8; 16],
+    pub kek_generation: u32,
+    pub wrapped: Vec<u8>,
+    /// What the segments are bound to: the version id of a single PUT, the
+    /// upload id of a part (the version does not exist yet when it is written).
+    pub origin: String,
+    pub part: u32,
 }
 
 /// One part of a multipart object, in object order.
@@ -115,14 +188,23 @@ pub struct VersionMeta {
 pub struct PartRef {
     pub number: u32,
     pub blob: BlobId,
+    /// Plaintext bytes.
     pub size: u64,
+    pub key: SealedKey,
 }
 
+/// Where a version's bytes are, always sealed (`coffre_crypto::segment`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataLocation {
-    /// Small objects live in the metadata record itself.
-    Inline(Vec<u8>),
-    Blob(BlobId),
+    /// Small objects live in the metadata record itself, sealed like a blob.
+    Inline {
+        sealed: Vec<u8>,
+        key: SealedKey,
+    },
+    Blob {
+        id: BlobId,
+        key: SealedKey,
+    },
     Parts(Vec<PartRef>),
     /// Delete markers have no data.
     None,
@@ -132,9 +214,26 @@ impl DataLocation {
     /// The blobs a version owns, to collect when it goes away.
     pub fn blobs(&self) -> Vec<BlobId> {
         match self {
-            Self::Blob(b) => vec![*b],
+            Self::Blob { id, .. } => vec![*id],
             Self::Parts(parts) => parts.iter().map(|p| p.blob).collect(),
-            Self::Inline(_) | Self::None => Vec::new(),
+            Self::Inline { .. } | Self::None => Vec::new(),
+        }
+    }
+
+    /// Every data key the version's bytes are sealed under.
+    pub fn keys(&self) -> Vec<&SealedKey> {
+        match self {
+            Self::Inline { key, .. } | Self::Blob { key, .. } => vec![key],
+            Self::Parts(parts) => parts.iter().map(|p| &p.key).collect(),
+            Self::None => Vec::new(),
+        }
+    }
+
+    pub fn keys_mut(&mut self) -> Vec<&mut SealedKey> {
+        match self {
+            Self::Inline { key, .. } | Self::Blob { key, .. } => vec![key],
+            Self::Parts(parts) => parts.iter_mut().map(|p| &mut p.key).collect(),
+            Self::None => Vec::new(),
         }
     }
 }
@@ -185,6 +284,8 @@ pub struct UploadRecord {
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
     pub tags: Vec<(String, String)>,
     pub lock: LockState,
+    /// Fixed at creation: every part must be sealed the same way.
+    pub sse: Sse,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +296,7 @@ pub struct PartRecord {
     pub md5: [u8; 16],
     pub last_modified: UnixNanos,
     pub checksums: Checksums,
+    pub key: SealedKey,
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +348,30 @@ pub struct BucketUsage {
     pub uploads: u64,
 }
 
+/// Where a sealed data key is recorded, for key rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlace {
+    /// A version, current or not (`VersionId::Null` included).
+    Version { key: ObjectKey, version: VersionId },
+    /// A part of an upload still in progress.
+    Part { upload: UploadId, number: u32 },
+}
+
+/// A data key found by [`MetaStore::sealed_keys`].
+#[derive(Debug, Clone)]
+pub struct KeySlot {
+    pub place: KeyPlace,
+    pub key: SealedKey,
+}
+
+/// What erasing a bucket removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EraseReport {
+    pub versions: u64,
+    pub uploads: u64,
+    pub blobs: u64,
+}
+
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     // Buckets.
@@ -257,6 +383,17 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn delete_bucket(&self, name: &BucketName) -> Result<()>;
     async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage>;
     async fn update_bucket(&self, name: &BucketName, change: BucketChange) -> Result<()>;
+    /// Removes the bucket with everything in it, queueing its blobs for
+    /// collection (crypto-erasure: its KEKs are destroyed by the caller).
+    async fn erase_bucket(&self, name: &BucketName) -> Result<EraseReport>;
+
+    // Key rotation.
+    /// Data keys of the bucket wrapped by a KEK older than `generation`.
+    async fn sealed_keys(&self, bucket: &BucketName, below_generation: u32, limit: usize) -> Result<Vec<KeySlot>>;
+    /// Replaces data keys found by `sealed_keys` (matched by `key_id`) with
+    /// their rewrapped form; a key changed or gone meanwhile is skipped.
+    /// Returns how many were replaced.
+    async fn replace_sealed_keys(&self, bucket: &BucketName, keys: Vec<KeySlot>) -> Result<usize>;
 
     // Objects.
     /// The current version, or the named one.

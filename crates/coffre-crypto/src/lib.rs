@@ -12,4 +12,25 @@
 //! Destroying a bucket's KEKs in the custodian makes every data key of the
 //! bucket, and so every byte of it, unreadable: crypto-erasure.
 
+pub mod embedded;
+pub mod kmip;
 pub mod kms;
+pub mod pkcs11;
+pub mod segment;
+pub mod wrap;
+
+pub use kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus};
+pub use segment::{DataKey, Opener, ReadPlan, Sealer, SegmentContext};
+
+/// Failures of the segment format and of local key handling.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// Stored bytes or a wrapped key did not authenticate: tampering, rot, or
+    /// the wrong key. Never answered with data.
+    #[error("integrity check failed: {0}")]
+    Integrity(&'static str),
+    #[error("the system random generator failed")]
+    Random,
+    #[error("crypto library refused an operation: {0}")]
+    Internal(&'static str),
+}

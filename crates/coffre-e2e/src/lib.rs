@@ -81,9 +81,11 @@ impl Server {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).expect("log file");
         let mut cmd = Command::new(coffre_bin());
-        cmd.args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])
+        cmd.args(["serve", "--data-dir"]).arg(data_dir);
+        if let Some(config) = kms_config() {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])
             .env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
             .env("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)
             .args(args)
@@ -219,6 +221,18 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The config file naming the key custodian the tests run under
+/// (`COFFRE_TEST_KMS_CONFIG`, set by scripts/test.sh for its PKCS#11 and KMIP
+/// passes); the embedded custodian when unset.
+pub fn kms_config() -> Option<PathBuf> {
+    std::env::var_os("COFFRE_TEST_KMS_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// `embedded`, `pkcs11` or `kmip`: which custodian [`kms_config`] names.
+pub fn custody() -> String {
+    std::env::var("COFFRE_TEST_KMS_CUSTODY").unwrap_or_else(|_| "embedded".into())
 }
 
 /// The S3 error code and HTTP status of an SDK call that must fail.

@@ -661,14 +661,19 @@ async fn keys_only_reach_their_own_buckets() {
     let unknown = server.client_as("NOSUCHKEY123", "whatever");
     assert_eq!(error_code(unknown.list_buckets().send().await), ("InvalidAccessKeyId".into(), 403));
 
+    // A key that owns buckets is not deleted behind its data's back.
     let out = server.cli(&["key", "delete", &a_id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(error_code(alice.list_buckets().send().await), ("InvalidAccessKeyId".into(), 403));
-
+    assert!(!out.status.success(), "deleting a key that owns buckets needs --erase-buckets");
     let out = server.cli(&["bucket", "info", "alice-data", "--json"]);
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bucket info JSON");
-    assert_eq!(info["objects"], 1);
+    assert_eq!(info["objects"], 1, "the refused delete changed nothing");
     assert_eq!(info["owner"], a_id.as_str());
+
+    let out = server.cli(&["key", "delete", &a_id, "--erase-buckets"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(error_code(alice.list_buckets().send().await), ("InvalidAccessKeyId".into(), 403));
+    assert!(!server.cli(&["bucket", "info", "alice-data"]).status.success(), "erased with its owner's key");
+    assert_eq!(names(bob.clone()).await, ["bob-data"], "other tenants keep theirs");
 }
 
 #[tokio::test]

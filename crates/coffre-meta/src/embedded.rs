@@ -15,9 +15,9 @@ use std::sync::mpsc;
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
 use coffre_core::meta::{
-    AccessKeyRecord, BucketChange, BucketRecord, BucketUsage, CompleteUpload, DeleteGuard, DeleteOutcome, ListedObject,
-    ListedVersion, MetaStore, ObjectVersion, PartRecord, PutObject, UploadRecord, VersionChange, VersionCursor,
-    VersionMeta, Versioning, WriteCondition,
+    AccessKeyRecord, BucketChange, BucketRecord, BucketUsage, CompleteUpload, DeleteGuard, DeleteOutcome, EraseReport,
+    KeySlot, ListedObject, ListedVersion, MetaStore, ObjectVersion, PartRecord, PutObject, UploadRecord, VersionChange,
+    VersionCursor, VersionMeta, Versioning, WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 use redb::{
@@ -27,15 +27,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-type ObjKey<'a> = (&'a str, &'a [u8]);
+use crate::rekey;
 
-const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+pub(crate) type ObjKey<'a> = (&'a str, &'a [u8]);
+
+pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 /// Current version of each key: `(bucket, key) → (seq, ObjectVersion)`.
-const OBJECTS: TableDefinition<ObjKey, &[u8]> = TableDefinition::new("objects");
+pub(crate) const OBJECTS: TableDefinition<ObjKey, &[u8]> = TableDefinition::new("objects");
 /// Noncurrent versions, newest first: `(bucket, key, u64::MAX - seq) → (seq, ObjectVersion)`.
-const VERSIONS: TableDefinition<(&str, &[u8], u64), &[u8]> = TableDefinition::new("object_versions");
-const UPLOADS: TableDefinition<(&str, &[u8], &str), &[u8]> = TableDefinition::new("multipart_uploads");
-const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("multipart_parts");
+pub(crate) const VERSIONS: TableDefinition<(&str, &[u8], u64), &[u8]> = TableDefinition::new("object_versions");
+pub(crate) const UPLOADS: TableDefinition<(&str, &[u8], &str), &[u8]> = TableDefinition::new("multipart_uploads");
+pub(crate) const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("multipart_parts");
 /// Blobs being written: collected at start-up if their write never committed.
 const PENDING: TableDefinition<u128, i64> = TableDefinition::new("pending_blobs");
 /// Blobs no version refers to any more, with the time they were let go.
@@ -46,15 +48,15 @@ const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_k
 /// that one slow batch does not hold many callers.
 const MAX_BATCH: usize = 256;
 
-fn meta_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn meta_err(e: impl std::fmt::Display) -> Error {
     Error::Meta(e.to_string())
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(v).map_err(meta_err)
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(meta_err)
 }
 
@@ -178,7 +180,7 @@ fn get_bucket(txn: &WriteTransaction, name: &str) -> Result<Option<BucketRecord>
     t.get(name).map_err(meta_err)?.map(|v| decode(v.value())).transpose()
 }
 
-fn enqueue_gc(txn: &WriteTransaction, blobs: &[BlobId]) -> Result<()> {
+pub(crate) fn enqueue_gc(txn: &WriteTransaction, blobs: &[BlobId]) -> Result<()> {
     if blobs.is_empty() {
         return Ok(());
     }
@@ -262,7 +264,7 @@ fn apply_put(
 }
 
 /// Noncurrent versions of one key, newest first, with their table positions.
-fn noncurrent_in(
+pub(crate) fn noncurrent_in(
     t: &redb::Table<(&str, &[u8], u64), &[u8]>,
     bucket: &str,
     key: &[u8],
@@ -291,6 +293,7 @@ fn delete_marker(owner: coffre_core::types::AccessKeyId, version_id: VersionId) 
             checksum_composite: false,
             tags: Vec::new(),
             lock: Default::default(),
+            sse: Default::default(),
         },
         data: coffre_core::meta::DataLocation::None,
     }
@@ -400,7 +403,7 @@ fn upload_parts(txn: &WriteTransaction, upload_id: &str) -> Result<Vec<PartRecor
 }
 
 /// Removes an upload and all its parts, returning the parts.
-fn remove_upload(txn: &WriteTransaction, upload: (&str, &[u8], &str)) -> Result<Vec<PartRecord>> {
+pub(crate) fn remove_upload(txn: &WriteTransaction, upload: (&str, &[u8], &str)) -> Result<Vec<PartRecord>> {
     let parts = upload_parts(txn, upload.2)?;
     let mut t = txn.open_table(PARTS).map_err(meta_err)?;
     for p in &parts {
@@ -505,6 +508,21 @@ impl MetaStore for EmbeddedMeta {
         .await
     }
 
+    async fn erase_bucket(&self, name: &BucketName) -> Result<EraseReport> {
+        let name = name.clone();
+        self.write(move |txn| rekey::erase_bucket(txn, name.as_str())).await
+    }
+
+    async fn sealed_keys(&self, bucket: &BucketName, below_generation: u32, limit: usize) -> Result<Vec<KeySlot>> {
+        let bucket = bucket.clone();
+        self.read(move |txn| rekey::sealed_keys(txn, bucket.as_str(), below_generation, limit)).await
+    }
+
+    async fn replace_sealed_keys(&self, bucket: &BucketName, keys: Vec<KeySlot>) -> Result<usize> {
+        let bucket = bucket.clone();
+        self.write(move |txn| rekey::replace_sealed_keys(txn, bucket.as_str(), keys)).await
+    }
+
     async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage> {
         let name = name.clone();
         self.read(move |txn| {
@@ -556,6 +574,9 @@ impl MetaStore for EmbeddedMeta {
                     let config = record.object_lock.as_mut().ok_or(Error::NoLockConfiguration)?;
                     config.default_retention = default;
                 }
+                BucketChange::Encryption(config) => record.encryption = config,
+                BucketChange::AddKek(kek) => record.keks.push(kek),
+                BucketChange::DropKeksBefore(generation) => record.keks.retain(|k| k.generation >= generation),
             }
             let mut t = txn.open_table(BUCKETS).map_err(meta_err)?;
             t.insert(name.as_str(), encode(&record)?.as_slice()).map_err(meta_err)?;

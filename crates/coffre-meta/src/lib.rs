@@ -5,5 +5,6 @@
 //! [`coffre_core::meta::MetaStore`] trait over the same record shapes.
 
 pub mod embedded;
+mod rekey;
 
 pub use embedded::EmbeddedMeta;

@@ -24,7 +24,8 @@ fn world() -> World {
     let dir = tempfile::tempdir().expect("tmp");
     let meta = Arc::new(EmbeddedMeta::open(&dir.path().join("m.redb")).expect("meta"));
     let blobs = Arc::new(DiskBlobStore::open(dir.path().join("blobs")).expect("blobs"));
-    let service = ObjectService::new(meta, blobs, ServiceConfig::default());
+    let kms = coffre_crypto::embedded::EmbeddedKms::open(&dir.path().join("kms"), None).expect("kms");
+    let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default());
     let root = Principal { access_key: AccessKeyId::parse("root").expect("id"), is_root: true };
     World { service, root, _dir: dir }
 }
@@ -40,6 +41,7 @@ impl World {
             claims: BodyClaims::default(),
             tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             lock,
+            sse: None,
         };
         let body = Box::pin(futures::stream::once(async { Ok(Bytes::from_static(b"data")) }));
         self.service.put_object(&self.root, req, body).await.expect("put");
@@ -124,6 +126,7 @@ async fn versions_markers_uploads_and_locks() {
         checksum_algorithm: None,
         tags: vec![],
         lock: None,
+        sse: None,
     };
     w.service.create_upload(&w.root, upload).await.expect("upload");
 

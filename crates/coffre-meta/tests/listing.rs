@@ -46,8 +46,18 @@ fn version(owner: &AccessKeyId, size: u64) -> ObjectVersion {
             checksum_composite: false,
             tags: vec![],
             lock: Default::default(),
+            sse: Default::default(),
         },
-        data: DataLocation::Inline(vec![0; size as usize]),
+        data: DataLocation::Inline {
+            sealed: vec![0; size as usize],
+            key: coffre_core::meta::SealedKey {
+                key_id: [0; 16],
+                kek_generation: 1,
+                wrapped: vec![],
+                origin: String::new(),
+                part: 0,
+            },
+        },
     }
 }
 

@@ -11,6 +11,21 @@ use coffre_core::meta::{
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, VersionId};
 use coffre_meta::EmbeddedMeta;
 
+/// A stand-in data key: the metadata engine stores it and never opens it.
+fn sealed_key() -> coffre_core::meta::SealedKey {
+    coffre_core::meta::SealedKey {
+        key_id: [0; 16],
+        kek_generation: 1,
+        wrapped: vec![1; 60],
+        origin: "v".into(),
+        part: 0,
+    }
+}
+
+fn stored(id: BlobId) -> DataLocation {
+    DataLocation::Blob { id, key: sealed_key() }
+}
+
 struct Fixture {
     meta: Arc<dyn MetaStore>,
     bucket: BucketName,
@@ -45,8 +60,9 @@ impl Fixture {
                 checksum_composite: false,
                 tags: vec![],
                 lock: Default::default(),
+                sse: Default::default(),
             },
-            data: DataLocation::Blob(blob),
+            data: stored(blob),
         }
     }
 
@@ -79,7 +95,7 @@ async fn unversioned_overwrite_lets_the_old_blob_go() {
     let (a, b) = (BlobId(1), BlobId(2));
     f.put(VersionId::Null, a, WriteCondition::None).await.expect("put a");
     f.put(VersionId::Null, b, WriteCondition::None).await.expect("put b");
-    assert_eq!(f.current().await.map(|v| v.data), Some(DataLocation::Blob(b)));
+    assert_eq!(f.current().await.map(|v| v.data), Some(stored(b)));
     assert_eq!(f.garbage().await, [a]);
     // Committed writes are no longer pending: a restart must not collect them.
     assert_eq!(f.meta.abandon_pending().await.expect("abandon"), 0);
@@ -101,7 +117,7 @@ async fn conditions_are_checked_in_the_transaction() {
     assert!(matches!(wrong, Err(Error::PreconditionFailed)), "{wrong:?}");
     let etag = format!("{}", BlobId(1));
     f.put(VersionId::Null, BlobId(4), WriteCondition::EtagMatches(etag)).await.expect("matching etag");
-    assert_eq!(f.current().await.map(|v| v.data), Some(DataLocation::Blob(BlobId(4))));
+    assert_eq!(f.current().await.map(|v| v.data), Some(stored(BlobId(4))));
     // A failed write stays pending until its writer releases it.
     f.meta.release_pending(&[BlobId(2), BlobId(3)]).await.expect("release");
     assert_eq!(f.garbage().await, [BlobId(1), BlobId(2), BlobId(3)]);
@@ -115,7 +131,7 @@ async fn enabled_versioning_keeps_history_and_uses_delete_markers() {
     f.put(v2.clone(), BlobId(2), WriteCondition::None).await.expect("v2");
     assert!(f.garbage().await.is_empty(), "versioned overwrites keep the old data");
     let old = f.meta.object(&f.bucket, &f.key, Some(&v1)).await.expect("read").expect("v1 kept");
-    assert_eq!(old.data, DataLocation::Blob(BlobId(1)));
+    assert_eq!(old.data, stored(BlobId(1)));
 
     let marker = f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
     assert!(marker.delete_marker);

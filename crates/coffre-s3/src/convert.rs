@@ -71,6 +71,26 @@ pub fn s3_err(e: Error) -> S3Error {
             tracing::error!(error = %e, "internal error");
             return s3_error!(InternalError, "We encountered an internal error. Please try again.");
         }
+        Error::KmsUnavailable(_) => {
+            tracing::error!(error = %e, "key custodian unavailable");
+            return s3_error!(
+                ServiceUnavailable,
+                "The key management service is unavailable; nothing was changed. Please try again."
+            );
+        }
+        Error::Integrity(_) => {
+            tracing::error!(error = %e, "stored data failed authentication");
+            return s3_error!(InternalError, "The stored object failed its integrity check and was not returned.");
+        }
+        Error::KeyDestroyed(_) => {
+            tracing::error!(error = %e, "stored data has no key");
+            return s3_error!(InternalError, "The key of this object has been destroyed: its data cannot be read.");
+        }
+        Error::CustomerKeyRequired | Error::CustomerKeyNotApplicable => C::InvalidRequest,
+        Error::CustomerKeyMismatch => {
+            // S3 answers a wrong SSE-C key with a bare 403.
+            return S3Error::with_message(C::AccessDenied, "Access Denied");
+        }
     };
     S3Error::with_message(code, e.to_string())
 }

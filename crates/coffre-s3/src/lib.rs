@@ -11,6 +11,7 @@ mod convert;
 pub mod front;
 mod lifecycle;
 mod ops;
+mod sse;
 mod worm;
 
 pub use auth::{Credential, KeyStore};

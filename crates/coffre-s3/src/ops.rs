@@ -9,8 +9,8 @@ use coffre_core::list::{ListQuery, VersionQuery};
 use coffre_core::lock::Period;
 use coffre_core::meta::{BucketChange, DeleteGuard, VersionChange, Versioning, WriteCondition};
 use coffre_core::service::{
-    BodyClaims, CompletedPart, CopyOptions, CopySource, ExpectedChecksum, MetadataDirective, NewUpload, ObjectService,
-    PartUpload, PutRequest, ReadConditions, Selection, part_range,
+    BodyClaims, CompletedPart, CopyOptions, CopySource, ExpectedChecksum, MetadataDirective, NewUpload, ObjectRead,
+    ObjectService, PartUpload, PutRequest, ReadConditions, Selection, part_range,
 };
 use coffre_core::types::{Principal, UploadId};
 use http::HeaderMap;
@@ -20,7 +20,7 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::auth::KeyStore;
 use crate::convert::{self, s3_err};
-use crate::worm;
+use crate::{sse, worm};
 
 /// The representation headers an S3 input carries (moved out of it).
 macro_rules! content_headers_of {
@@ -45,6 +45,46 @@ macro_rules! lock_of {
             $input.object_lock_legal_hold_status.as_ref(),
         )
     };
+}
+
+/// The validated SSE-C key of an S3 input (`x-amz-server-side-encryption-customer-*`).
+macro_rules! customer_key_of {
+    ($input:expr) => {
+        sse::customer_key(
+            $input.sse_customer_algorithm.as_deref(),
+            $input.sse_customer_key.as_deref(),
+            $input.sse_customer_key_md5.as_deref(),
+        )
+    };
+}
+
+/// The source's SSE-C key of a copy (`x-amz-copy-source-server-side-encryption-customer-*`).
+macro_rules! copy_source_key_of {
+    ($input:expr) => {
+        sse::customer_key(
+            $input.copy_source_sse_customer_algorithm.as_deref(),
+            $input.copy_source_sse_customer_key.as_deref(),
+            $input.copy_source_sse_customer_key_md5.as_deref(),
+        )
+    };
+}
+
+/// The encryption a write asks for, SSE-C included.
+macro_rules! sse_choice_of {
+    ($input:expr) => {
+        sse::choice($input.server_side_encryption.as_ref(), $input.ssekms_key_id.as_deref(), customer_key_of!($input)?)
+    };
+}
+
+/// Reports how a version is encrypted in an S3 output.
+macro_rules! fill_sse {
+    ($out:expr, $sse:expr, $bucket:expr) => {{
+        let r = sse::reported($sse, || format!("coffre:bucket/{}", $bucket));
+        $out.server_side_encryption = r.server_side_encryption;
+        $out.ssekms_key_id = r.ssekms_key_id;
+        $out.sse_customer_algorithm = r.sse_customer_algorithm;
+        $out.sse_customer_key_md5 = r.sse_customer_key_md5;
+    }};
 }
 
 /// Copies stored checksums into an S3 output: the generated DTOs share the
@@ -149,7 +189,7 @@ impl CoffreS3 {
         if record.object_lock.is_none() {
             return Err(s3_err(coffre_core::Error::NoLockConfiguration));
         }
-        self.service.head_object(who, &bucket, &key, version.as_ref()).await.map_err(s3_err)
+        self.service.object_version(who, &bucket, &key, version.as_ref()).await.map_err(s3_err)
     }
 
     fn who<T>(&self, req: &S3Request<T>) -> S3Result<Principal> {
@@ -218,7 +258,11 @@ fn write_condition(
     }
 }
 
-fn copy_source(src: &CopySource_, conditions: ReadConditions) -> S3Result<CopySource> {
+fn copy_source(
+    src: &CopySource_,
+    conditions: ReadConditions,
+    customer_key: Option<coffre_core::service::CustomerKey>,
+) -> S3Result<CopySource> {
     let (bucket, key, version_id) = match src {
         s3s::dto::CopySource::Bucket { bucket, key, version_id } => (bucket, key, version_id),
         _ => return Err(s3_error!(NotImplemented, "copy sources must name a bucket and key")),
@@ -228,6 +272,7 @@ fn copy_source(src: &CopySource_, conditions: ReadConditions) -> S3Result<CopySo
         key: convert::key(key)?,
         version: convert::version(version_id.as_deref())?,
         conditions,
+        customer_key,
     })
 }
 
@@ -292,6 +337,40 @@ impl S3 for CoffreS3 {
             prefix: req.input.prefix,
             continuation_token: None,
         }))
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let config = sse::bucket_default(input.server_side_encryption_configuration)?;
+        let change = BucketChange::Encryption(Some(config));
+        self.service.change_bucket(&who, &convert::bucket(&input.bucket)?, change).await.map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        let who = self.who(&req)?;
+        let record = self.service.bucket(&who, &convert::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        Ok(S3Response::new(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(sse::bucket_config(record.encryption.as_ref())),
+        }))
+    }
+
+    /// Back to the default (SSE-S3): the data stays encrypted either way.
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        let who = self.who(&req)?;
+        let change = BucketChange::Encryption(None);
+        self.service.change_bucket(&who, &convert::bucket(&req.input.bucket)?, change).await.map_err(s3_err)?;
+        Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
     }
 
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
@@ -419,7 +498,7 @@ impl S3 for CoffreS3 {
         let input = req.input;
         let version = convert::version(input.version_id.as_deref())?;
         let (bucket, key) = (convert::bucket(&input.bucket)?, convert::key(&input.key)?);
-        let object = self.service.head_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)?;
+        let object = self.service.object_version(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: worm::tags_to_dto(&object.meta.tags),
             version_id: Some(object.meta.version_id.as_str().to_owned()),
@@ -644,6 +723,7 @@ impl S3 for CoffreS3 {
             },
             tags: worm::tags_from_header(input.tagging.as_deref())?,
             lock: lock_of!(input)?,
+            sse: sse_choice_of!(input)?,
         };
         let done = self.service.put_object(&who, put, convert::body(input.body)).await.map_err(s3_err)?;
         let mut out = PutObjectOutput {
@@ -651,6 +731,7 @@ impl S3 for CoffreS3 {
             version_id: done.version_id.as_ref().map(|v| v.as_str().to_owned()),
             ..Default::default()
         };
+        fill_sse!(out, &done.sse, input.bucket);
         fill_checksums!(out, &done.checksums);
         if !done.checksums.is_empty() {
             out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
@@ -681,11 +762,8 @@ impl S3 for CoffreS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         );
-        let got = self
-            .service
-            .get_object(&who, &bucket, &key, version.as_ref(), &conditions, selection)
-            .await
-            .map_err(s3_err)?;
+        let read = ObjectRead { version: version.clone(), conditions, selection, customer: customer_key_of!(input)? };
+        let got = self.service.get_object(&who, &bucket, &key, read).await.map_err(s3_err)?;
         let m = &got.meta;
         let mut out = GetObjectOutput {
             accept_ranges: Some("bytes".into()),
@@ -702,6 +780,7 @@ impl S3 for CoffreS3 {
         };
         fill_representation!(out, input, m);
         fill_lock!(out, m);
+        fill_sse!(out, &m.sse, input.bucket);
         out.tag_count = (!m.tags.is_empty()).then_some(m.tags.len() as i32);
         if input.checksum_mode.is_some() && !got.partial {
             fill_checksums!(out, &m.checksums);
@@ -723,7 +802,9 @@ impl S3 for CoffreS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         );
-        let object = self.service.head_object(&who, &bucket, &key, version.as_ref()).await.map_err(s3_err)?;
+        let customer = customer_key_of!(input)?;
+        let object =
+            self.service.head_object(&who, &bucket, &key, version.as_ref(), customer.as_ref()).await.map_err(s3_err)?;
         let m = &object.meta;
         conditions.check(m).map_err(s3_err)?;
         let (range, parts_count) = match (input.range, input.part_number) {
@@ -757,6 +838,7 @@ impl S3 for CoffreS3 {
         };
         fill_representation!(out, input, m);
         fill_lock!(out, m);
+        fill_sse!(out, &m.sse, input.bucket);
         if input.checksum_mode.is_some() {
             fill_checksums!(out, &m.checksums);
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
@@ -849,7 +931,7 @@ impl S3 for CoffreS3 {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        let source = copy_source(&input.copy_source, conditions)?;
+        let source = copy_source(&input.copy_source, conditions, copy_source_key_of!(input)?)?;
         let source_version = source.version.clone();
         let directive = match input.metadata_directive.as_ref().map(MetadataDirective_::as_str) {
             None | Some(MetadataDirective_::COPY) => MetadataDirective::Copy,
@@ -869,7 +951,7 @@ impl S3 for CoffreS3 {
             Some(other) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive {other:?}")),
         };
         let lock = lock_of!(input)?;
-        let opts = CopyOptions { metadata: directive, tags, lock, condition };
+        let opts = CopyOptions { metadata: directive, tags, lock, condition, sse: sse_choice_of!(input)? };
         let bucket = convert::bucket(&input.bucket)?;
         let key = convert::key(&input.key)?;
         let done = self.service.copy_object(&who, source, &bucket, &key, opts).await.map_err(s3_err)?;
@@ -879,12 +961,14 @@ impl S3 for CoffreS3 {
             ..Default::default()
         };
         fill_checksums!(result, &done.checksums);
-        Ok(S3Response::new(CopyObjectOutput {
+        let mut out = CopyObjectOutput {
             copy_object_result: Some(result),
             copy_source_version_id: source_version.map(|v| v.as_str().to_owned()),
             version_id: done.version_id.as_ref().map(|v| v.as_str().to_owned()),
             ..Default::default()
-        }))
+        };
+        fill_sse!(out, &done.sse, input.bucket);
+        Ok(S3Response::new(out))
     }
 
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
@@ -993,16 +1077,19 @@ impl S3 for CoffreS3 {
         convert::check_user_meta(&user_meta)?;
         let tags = worm::tags_from_header(input.tagging.as_deref())?;
         let lock = lock_of!(input)?;
-        let new = NewUpload { bucket, key, headers, user_meta, checksum_algorithm: algorithm, tags, lock };
+        let sse = sse_choice_of!(input)?;
+        let new = NewUpload { bucket, key, headers, user_meta, checksum_algorithm: algorithm, tags, lock, sse };
         let upload = self.service.create_upload(&who, new).await.map_err(s3_err)?;
-        Ok(S3Response::new(CreateMultipartUploadOutput {
-            bucket: Some(input.bucket),
+        let mut out = CreateMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
             key: Some(input.key),
             upload_id: Some(upload.upload_id.as_str().to_owned()),
             checksum_algorithm: input.checksum_algorithm,
             checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
-        }))
+        };
+        fill_sse!(out, &upload.sse, input.bucket);
+        Ok(S3Response::new(out))
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
@@ -1015,6 +1102,7 @@ impl S3 for CoffreS3 {
             key: convert::key(&input.key)?,
             upload_id: UploadId::parse(&input.upload_id).map_err(s3_err)?,
             part_number: part_number(Some(input.part_number))?,
+            customer_key: customer_key_of!(input)?,
         };
         let given = checksums_of!(input);
         let claims = BodyClaims {
@@ -1025,6 +1113,7 @@ impl S3 for CoffreS3 {
         let done = self.service.upload_part(&who, part, claims, convert::body(input.body)).await.map_err(s3_err)?;
         let mut out = UploadPartOutput { e_tag: Some(convert::etag(&done.etag)), ..Default::default() };
         fill_checksums!(out, &done.checksums);
+        fill_sse!(out, &done.sse, input.bucket);
         Ok(S3Response::new(out))
     }
 
@@ -1040,7 +1129,7 @@ impl S3 for CoffreS3 {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        let source = copy_source(&input.copy_source, conditions)?;
+        let source = copy_source(&input.copy_source, conditions, copy_source_key_of!(input)?)?;
         let source_version = source.version.clone();
         let range = input.copy_source_range.as_deref().map(convert::copy_source_range).transpose()?;
         let part = PartUpload {
@@ -1048,6 +1137,7 @@ impl S3 for CoffreS3 {
             key: convert::key(&input.key)?,
             upload_id: UploadId::parse(&input.upload_id).map_err(s3_err)?,
             part_number: part_number(Some(input.part_number))?,
+            customer_key: customer_key_of!(input)?,
         };
         let done = self.service.upload_part_copy(&who, part, source, range).await.map_err(s3_err)?;
         let mut result = CopyPartResult {
@@ -1056,11 +1146,13 @@ impl S3 for CoffreS3 {
             ..Default::default()
         };
         fill_checksums!(result, &done.checksums);
-        Ok(S3Response::new(UploadPartCopyOutput {
+        let mut out = UploadPartCopyOutput {
             copy_part_result: Some(result),
             copy_source_version_id: source_version.map(|v| v.as_str().to_owned()),
             ..Default::default()
-        }))
+        };
+        fill_sse!(out, &done.sse, input.bucket);
+        Ok(S3Response::new(out))
     }
 
     async fn complete_multipart_upload(
@@ -1104,6 +1196,9 @@ impl S3 for CoffreS3 {
             ..Default::default()
         };
         fill_checksums!(out, &done.checksums);
+        let r = sse::reported(&done.sse, || format!("coffre:bucket/{}", input.bucket));
+        out.server_side_encryption = r.server_side_encryption;
+        out.ssekms_key_id = r.ssekms_key_id;
         Ok(S3Response::new(out))
     }
 

@@ -40,6 +40,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/keys/{id}", axum::routing::delete(delete_key))
         .route("/admin/v1/buckets", get(list_buckets))
         .route("/admin/v1/buckets/{name}", get(bucket_info))
+        .route("/admin/v1/buckets/{name}/rotate-key", axum::routing::post(rotate_key))
+        .route("/admin/v1/buckets/{name}/erase", axum::routing::post(erase_bucket))
+        .route("/admin/v1/kms", get(kms_status))
         .route("/admin/v1/lifecycle", get(lifecycle_status))
         .route("/admin/v1/tls", get(tls_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -177,15 +180,122 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(key_view(&record, true))))
 }
 
-async fn delete_key(State(state): State<AdminState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+#[derive(Deserialize, Default)]
+struct DeleteKeyQuery {
+    /// Crypto-erase the buckets the key owns (its tenant's data) with it.
+    #[serde(default)]
+    erase_buckets: bool,
+}
+
+/// What deleting an access key did.
+#[derive(Serialize, Deserialize)]
+pub struct KeyDeletion {
+    pub access_key_id: String,
+    pub erased: Vec<coffre_core::service::EraseOutcome>,
+}
+
+/// Deletes an access key. A key that owns buckets is refused unless asked to
+/// erase them: the tenant's last key takes its data with it, by crypto-erasure.
+async fn delete_key(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DeleteKeyQuery>,
+) -> Result<Json<KeyDeletion>, ApiError> {
     let not_found = || ApiError(StatusCode::NOT_FOUND, "NoSuchKey", format!("no access key {id:?}"));
     let parsed = AccessKeyId::parse(&id).map_err(|_| not_found())?;
-    if state.service.meta().delete_access_key(&parsed).await.map_err(internal)? {
-        tracing::info!(access_key = %parsed, "access key deleted");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found())
+    state.service.meta().access_key(&parsed).await.map_err(internal)?.ok_or_else(not_found)?;
+    let owned: Vec<BucketRecord> = state
+        .service
+        .list_buckets(&state.root)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|b| b.owner == parsed)
+        .collect();
+    if !owned.is_empty() && !query.erase_buckets {
+        let names: Vec<String> = owned.iter().map(|b| b.name.to_string()).collect();
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "KeyOwnsBuckets",
+            format!("access key {id} owns buckets {names:?}: delete them first, or erase them with the key"),
+        ));
     }
+    let mut erased = Vec::new();
+    for bucket in &owned {
+        erased.push(state.service.erase_bucket(&state.root, &bucket.name).await.map_err(service_error)?);
+    }
+    if !state.service.meta().delete_access_key(&parsed).await.map_err(internal)? {
+        return Err(not_found());
+    }
+    tracing::info!(access_key = %parsed, buckets_erased = erased.len(), "access key deleted");
+    Ok(Json(KeyDeletion { access_key_id: id, erased }))
+}
+
+/// Object-service errors in the admin API's shape; the custodian being down is a 503.
+fn service_error(e: coffre_core::Error) -> ApiError {
+    match e {
+        coffre_core::Error::NoSuchBucket => ApiError(StatusCode::NOT_FOUND, "NoSuchBucket", e.to_string()),
+        coffre_core::Error::KmsUnavailable(_) => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "KmsUnavailable", e.to_string())
+        }
+        other => internal(other),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct KmsView {
+    pub custody: String,
+    pub location: String,
+    pub detail: String,
+}
+
+/// Which custodian holds the keys, after checking it works end to end.
+async fn kms_status(State(state): State<AdminState>) -> Result<Json<KmsView>, ApiError> {
+    let kms = state.service.kms();
+    match kms.status().await {
+        Ok(s) => Ok(Json(KmsView { custody: s.custody.to_string(), location: s.location, detail: s.detail })),
+        Err(e) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "KmsUnavailable",
+            format!("{} custodian does not work: {e}", kms.custody()),
+        )),
+    }
+}
+
+fn bucket_name(name: &str) -> Result<BucketName, ApiError> {
+    BucketName::parse(name).map_err(|_| ApiError(StatusCode::NOT_FOUND, "NoSuchBucket", format!("no bucket {name:?}")))
+}
+
+async fn rotate_key(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<coffre_core::service::RotateOutcome>, ApiError> {
+    let bucket = bucket_name(&name)?;
+    let outcome = state.service.rotate_bucket_key(&state.root, &bucket).await.map_err(service_error)?;
+    tracing::info!(bucket = %name, generation = outcome.new_generation, rewrapped = outcome.rewrapped, "bucket key rotated");
+    Ok(Json(outcome))
+}
+
+#[derive(Deserialize)]
+struct EraseRequest {
+    #[serde(default)]
+    confirm: bool,
+}
+
+async fn erase_bucket(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    Json(body): Json<EraseRequest>,
+) -> Result<Json<coffre_core::service::EraseOutcome>, ApiError> {
+    if !body.confirm {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "ConfirmationRequired",
+            "erasing a bucket destroys its keys and all its data for good: send {\"confirm\": true}".into(),
+        ));
+    }
+    let bucket = bucket_name(&name)?;
+    Ok(Json(state.service.erase_bucket(&state.root, &bucket).await.map_err(service_error)?))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -196,6 +306,17 @@ pub struct BucketView {
     pub objects: u64,
     pub bytes: u64,
     pub multipart_uploads: u64,
+    /// The bucket's key-encryption keys in the custodian, oldest first.
+    pub keks: Vec<KekView>,
+    /// The default encryption reported to S3 clients (`AES256` or `aws:kms`).
+    pub default_encryption: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct KekView {
+    pub generation: u32,
+    pub id: String,
+    pub created: String,
 }
 
 async fn bucket_view(state: &AdminState, b: &BucketRecord) -> Result<BucketView, ApiError> {
@@ -207,6 +328,15 @@ async fn bucket_view(state: &AdminState, b: &BucketRecord) -> Result<BucketView,
         objects: usage.objects,
         bytes: usage.bytes,
         multipart_uploads: usage.uploads,
+        keks: b
+            .keks
+            .iter()
+            .map(|k| KekView { generation: k.generation, id: k.id.clone(), created: rfc3339(k.created) })
+            .collect(),
+        default_encryption: match b.encryption.as_ref().map(|e| &e.sse) {
+            Some(coffre_core::meta::Sse::Kms { .. }) => "aws:kms".into(),
+            _ => "AES256".into(),
+        },
     })
 }
 

@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// and the raw-disk reads both come from the disk rather than memory.
     #[arg(long)]
     drop_caches: bool,
+    /// Also seal and open payload-sized buffers with AES-256-GCM in 64 KiB
+    /// segments (aws-lc-rs, the server's AEAD), as the crypto baseline.
+    #[arg(long)]
+    crypto_baseline: bool,
     /// Print results as JSON.
     #[arg(long)]
     json: bool,
@@ -382,6 +386,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.baseline_dir {
         results.extend(baseline(dir, &payload, args.concurrency, duration, args.drop_caches).await?);
     }
+    if args.crypto_baseline {
+        results.extend(crypto_baseline(&payload, args.concurrency, duration).await);
+    }
     report(&results, args.json)
 }
 
@@ -487,6 +494,68 @@ async fn baseline(
     Ok(vec![write, read])
 }
 
+/// AES-256-GCM over the payload in the server's segment size, on
+/// `concurrency` threads: what encryption alone costs on this CPU.
+async fn crypto_baseline(payload: &Bytes, concurrency: usize, duration: Duration) -> Vec<PhaseResult> {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    const SEGMENT: usize = coffre_crypto::segment::SEGMENT_SIZE;
+    let key = || LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap_or_else(|_| unreachable!()));
+    let nonce = |i: usize| {
+        let mut n = [0u8; 12];
+        n[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        Nonce::assume_unique_for_key(n)
+    };
+    let body = payload.clone();
+    let seal = drive("aes-seal", concurrency, duration, move |_, _| {
+        let body = body.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let aead = key();
+                let mut buf = body.to_vec();
+                for (i, seg) in buf.chunks_mut(SEGMENT).enumerate() {
+                    let tag = aead
+                        .seal_in_place_separate_tag(nonce(i), Aad::from(b"bench"), seg)
+                        .map_err(|_| anyhow::anyhow!("seal failed"))?;
+                    let _ = std::hint::black_box(tag);
+                }
+                Ok(body.len() as u64)
+            })
+            .await?
+        }
+    })
+    .await;
+    // Seal once, then open the same segments over and over.
+    let aead = key();
+    let mut sealed: Vec<Vec<u8>> = Vec::new();
+    for (i, seg) in payload.chunks(SEGMENT).enumerate() {
+        let mut s = seg.to_vec();
+        if aead.seal_in_place_append_tag(nonce(i), Aad::from(b"bench"), &mut s).is_ok() {
+            sealed.push(s);
+        }
+    }
+    let sealed = Arc::new(sealed);
+    let open = drive("aes-open", concurrency, duration, move |_, _| {
+        let sealed = sealed.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let aead = key();
+                let mut total = 0u64;
+                for (i, seg) in sealed.iter().enumerate() {
+                    let mut s = seg.clone();
+                    let plain = aead
+                        .open_in_place(nonce(i), Aad::from(b"bench"), &mut s)
+                        .map_err(|_| anyhow::anyhow!("open failed"))?;
+                    total += plain.len() as u64;
+                }
+                Ok(total)
+            })
+            .await?
+        }
+    })
+    .await;
+    vec![seal, open]
+}
+
 fn random_bytes(len: usize) -> Vec<u8> {
     // xorshift: incompressible enough for storage, and cheap to make.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
@@ -517,7 +586,7 @@ fn report(results: &[PhaseResult], json: bool) -> anyhow::Result<()> {
         );
     }
     let find = |name: &str| results.iter().find(|r| r.phase == name);
-    for (s3, raw) in [("put", "disk-write"), ("get", "disk-read")] {
+    for (s3, raw) in [("put", "disk-write"), ("get", "disk-read"), ("put", "aes-seal"), ("get", "aes-open")] {
         if let (Some(a), Some(b)) = (find(s3), find(raw))
             && b.mib_per_sec > 0.0
         {

@@ -14,7 +14,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde::de::DeserializeOwned;
 use tokio_rustls::TlsConnector;
 
-use crate::admin::{BucketView, KeyView};
+use crate::admin::{BucketView, KeyDeletion, KeyView, KmsView};
 use crate::credentials;
 
 pub struct AdminClient {
@@ -118,9 +118,24 @@ impl AdminClient {
         Ok(self.call(http::Method::GET, "/admin/v1/keys", None).await?.unwrap_or_default())
     }
 
-    pub async fn delete_key(&self, id: &str) -> anyhow::Result<()> {
-        self.call::<serde_json::Value>(http::Method::DELETE, &format!("/admin/v1/keys/{id}"), None).await?;
-        Ok(())
+    pub async fn delete_key(&self, id: &str, erase_buckets: bool) -> anyhow::Result<KeyDeletion> {
+        let path = format!("/admin/v1/keys/{id}?erase_buckets={erase_buckets}");
+        self.call(http::Method::DELETE, &path, None).await?.context("empty answer")
+    }
+
+    pub async fn kms_status(&self) -> anyhow::Result<KmsView> {
+        self.call(http::Method::GET, "/admin/v1/kms", None).await?.context("empty answer")
+    }
+
+    pub async fn rotate_key(&self, bucket: &str) -> anyhow::Result<serde_json::Value> {
+        let path = format!("/admin/v1/buckets/{bucket}/rotate-key");
+        self.call(http::Method::POST, &path, None).await?.context("empty answer")
+    }
+
+    pub async fn erase_bucket(&self, bucket: &str) -> anyhow::Result<serde_json::Value> {
+        let path = format!("/admin/v1/buckets/{bucket}/erase");
+        let body = serde_json::json!({ "confirm": true });
+        self.call(http::Method::POST, &path, Some(body)).await?.context("empty answer")
     }
 
     pub async fn list_buckets(&self) -> anyhow::Result<Vec<BucketView>> {

@@ -35,6 +35,8 @@ pub struct FileConfig {
     /// PEM certificate chain (server first) and private key: TLS on both listeners.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The key custodian (`[kms]`); embedded when absent.
+    pub kms: Option<crate::kms::KmsConfig>,
 }
 
 /// Values given on the command line or in the environment (clap reads both).
@@ -83,6 +85,7 @@ pub struct Config {
     pub lifecycle_interval: Duration,
     /// None: plain HTTP.
     pub tls: Option<TlsPaths>,
+    pub kms: crate::kms::KmsConfig,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./coffre-data";
@@ -109,6 +112,7 @@ impl Config {
             shutdown_grace: secs(file.shutdown_grace_secs, 30),
             lifecycle_interval: secs(file.lifecycle_interval_secs, 3600),
             tls: TlsPaths::from_pair(args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key))?,
+            kms: file.kms.unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)

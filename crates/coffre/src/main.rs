@@ -6,6 +6,8 @@ mod bench;
 mod cli;
 mod config;
 mod credentials;
+mod inspect;
+mod kms;
 mod lifecycle;
 mod metrics;
 mod server;
@@ -41,8 +43,32 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The key custodian (KMS).
+    Kms {
+        #[command(subcommand)]
+        action: KmsAction,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Read a data directory directly, with the server stopped.
+    Inspect {
+        #[command(subcommand)]
+        action: InspectAction,
+    },
     /// Measure PUT, GET, mixed and LIST throughput of any S3 endpoint.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum InspectAction {
+    /// Write one object's bytes to stdout.
+    Read(inspect::ReadArgs),
+}
+
+#[derive(Subcommand)]
+enum KmsAction {
+    /// Show which custodian holds the keys, after checking it works.
+    Status,
 }
 
 #[derive(clap::Args)]
@@ -70,8 +96,13 @@ enum KeyAction {
     },
     /// List access keys (without secrets).
     List,
-    /// Delete an access key.
-    Delete { id: String },
+    /// Delete an access key. A key that owns buckets is refused unless
+    /// --erase-buckets, which crypto-erases them with it.
+    Delete {
+        id: String,
+        #[arg(long)]
+        erase_buckets: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,6 +111,16 @@ enum BucketAction {
     List,
     /// Show one bucket.
     Info { name: String },
+    /// Make a new key-encryption key for the bucket and rewrap every data key
+    /// under it (the data itself is not rewritten); the old keys are destroyed.
+    RotateKey { name: String },
+    /// Crypto-erase a bucket: destroy its keys, then its records and blobs.
+    /// Irreversible: every copy of its data, backups included, becomes unreadable.
+    Erase {
+        name: String,
+        #[arg(long)]
+        confirm: bool,
+    },
 }
 
 fn init_logging() {
@@ -100,6 +141,8 @@ async fn main() -> std::process::ExitCode {
         }
         Command::Key { action, admin } => key_command(action, &admin).await,
         Command::Bucket { action, admin } => bucket_command(action, &admin).await,
+        Command::Kms { action: KmsAction::Status, admin } => kms_status(&admin).await,
+        Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
         Command::Bench(args) => bench::run(args).await,
     };
     match result {
@@ -125,10 +168,15 @@ async fn key_command(action: KeyAction, admin: &AdminArgs) -> anyhow::Result<()>
             }
         }
         KeyAction::List => cli::print_keys(&client.list_keys().await?, admin.json)?,
-        KeyAction::Delete { id } => {
-            client.delete_key(&id).await?;
-            if !admin.json {
+        KeyAction::Delete { id, erase_buckets } => {
+            let done = client.delete_key(&id, erase_buckets).await?;
+            if admin.json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
                 println!("deleted {id}");
+                for e in &done.erased {
+                    println!("erased bucket {}: {} keys destroyed", e.bucket, e.keks_destroyed.len());
+                }
             }
         }
     }
@@ -148,5 +196,31 @@ async fn bucket_command(action: BucketAction, admin: &AdminArgs) -> anyhow::Resu
                 cli::print_buckets(&[bucket], false)
             }
         }
+        BucketAction::RotateKey { name } => print_json(&client.rotate_key(&name).await?),
+        BucketAction::Erase { name, confirm } => {
+            if !confirm {
+                anyhow::bail!("erasing {name} destroys its keys and all its data for good: add --confirm");
+            }
+            print_json(&client.erase_bucket(&name).await?)
+        }
     }
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn kms_status(admin: &AdminArgs) -> anyhow::Result<()> {
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
+    let status = client.kms_status().await?;
+    if admin.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!(
+            "custody:  {}\nlocation: {}\ndetail:   {}\nstatus:   working",
+            status.custody, status.location, status.detail
+        );
+    }
+    Ok(())
 }

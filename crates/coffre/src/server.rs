@@ -46,7 +46,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     private(&meta_path, 0o600)?;
     let blobs = Arc::new(DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?);
     let service_config = ServiceConfig { inline_threshold: config.inline_threshold, gc_grace: config.gc_grace };
-    let service = Arc::new(ObjectService::new(meta.clone(), blobs, service_config));
+    let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
+    let service = Arc::new(ObjectService::new(meta.clone(), blobs, kms, service_config));
     let recovered = service.recover().await.context("collecting blobs of interrupted writes")?;
     if recovered > 0 {
         tracing::info!(blobs = recovered, "collected blobs left by interrupted writes");

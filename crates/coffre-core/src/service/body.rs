@@ -1,22 +1,57 @@
-//! Moving bytes: a request body into an inline value or a fresh durable
-//! blob (hashing on the way), and a version's data back out as a stream.
+//! Moving bytes: a request body, sealed as it streams, into an inline value or
+//! a fresh durable blob (hashing the plaintext on the way), and a version's
+//! sealed bytes back out as a stream of authenticated plaintext.
 
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
+use coffre_crypto::segment::{self, DataKey, Opener, ReadPlan, Sealer};
+use coffre_crypto::{CryptoError, SegmentContext};
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 
-use crate::blob::{BlobWriter, ByteStream};
+use crate::blob::{BlobStore, BlobWriter, ByteStream};
 use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm};
 use crate::error::{Error, Result};
-use crate::meta::DataLocation;
-use crate::types::BlobId;
+use crate::meta::{BucketKek, DataLocation, SealedKey};
+use crate::types::{BlobId, BucketName, ObjectKey};
 
+use super::keys::{CustomerKey, Keyring, segment_context};
 use super::{MAX_OBJECT_SIZE, ObjectService};
 
 struct BlobSink {
     id: BlobId,
     writer: Box<dyn BlobWriter>,
+    sealer: Sealer,
+}
+
+impl BlobSink {
+    /// Seals plaintext and writes whatever whole segments are ready.
+    async fn write(&mut self, plain: &[u8]) -> Result<()> {
+        match self.sealer.push(plain).map_err(integrity)? {
+            Some(sealed) => self.writer.write(sealed).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The data key a body is sealed under, and where the segments belong.
+pub(crate) struct Sealing {
+    pub key: DataKey,
+    pub sealed: SealedKey,
+    pub context: SegmentContext,
+}
+
+/// What reading a version's bytes needs besides the location.
+#[derive(Clone)]
+pub(crate) struct ReadKeys {
+    pub bucket: BucketName,
+    pub key: ObjectKey,
+    pub keks: Vec<BucketKek>,
+    pub customer: Option<CustomerKey>,
+}
+
+fn integrity(e: CryptoError) -> Error {
+    Error::Integrity(e.to_string())
 }
 
 impl ObjectService {
@@ -31,14 +66,15 @@ impl ObjectService {
         outcome
     }
 
-    /// Streams a body into storage: inline when it turns out small enough,
-    /// otherwise into a fresh durable blob. Hashes as it goes.
+    /// Streams a body into storage, sealed: inline when it turns out small
+    /// enough, otherwise into a fresh durable blob. Hashes the plaintext.
     pub(crate) async fn store_body(
         &self,
         mut body: ByteStream,
         algorithms: &[ChecksumAlgorithm],
         declared_len: Option<u64>,
         allow_inline: bool,
+        sealing: Sealing,
     ) -> Result<(DataLocation, BodyDigest)> {
         if declared_len.is_some_and(|n| n > MAX_OBJECT_SIZE) {
             return Err(Error::EntityTooLarge { max: MAX_OBJECT_SIZE });
@@ -59,14 +95,12 @@ impl ObjectService {
                     return Err(Error::EntityTooLarge { max: MAX_OBJECT_SIZE });
                 }
                 match &mut sink {
-                    Some(s) => s.writer.write(chunk).await?,
+                    Some(s) => s.write(&chunk).await?,
                     None if head.len() + chunk.len() <= inline_limit => head.extend_from_slice(&chunk),
                     None => {
-                        let mut s = self.open_sink().await?;
-                        if !head.is_empty() {
-                            s.writer.write(head.split().freeze()).await?;
-                        }
-                        s.writer.write(chunk).await?;
+                        let mut s = self.open_sink(&sealing).await?;
+                        s.write(&head.split()).await?;
+                        s.write(&chunk).await?;
                         sink = Some(s);
                     }
                 }
@@ -90,44 +124,52 @@ impl ObjectService {
             return Err(e);
         }
         let data = match sink {
-            None if allow_inline => DataLocation::Inline(head.to_vec()),
+            None if allow_inline => DataLocation::Inline {
+                sealed: segment::seal_all(&sealing.key, sealing.context, &head).map_err(integrity)?,
+                key: sealing.sealed,
+            },
             None => {
                 // Parts always get a blob, even an empty one.
-                let mut s = self.open_sink().await?;
-                s.writer.write(head.freeze()).await?;
-                self.finish_sink(s).await?
+                let mut s = self.open_sink(&sealing).await?;
+                s.write(&head).await?;
+                self.finish_sink(s, sealing.sealed).await?
             }
-            Some(s) => self.finish_sink(s).await?,
+            Some(s) => self.finish_sink(s, sealing.sealed).await?,
         };
         Ok((data, digest))
     }
 
-    async fn open_sink(&self) -> Result<BlobSink> {
+    async fn open_sink(&self, sealing: &Sealing) -> Result<BlobSink> {
+        let sealer = Sealer::new(&sealing.key, sealing.context.clone()).map_err(integrity)?;
         let id = BlobId::generate();
         self.meta.register_pending(&[id]).await?;
         match self.blobs.create(id).await {
-            Ok(writer) => Ok(BlobSink { id, writer }),
+            Ok(writer) => Ok(BlobSink { id, writer, sealer }),
             Err(e) => self.release_on_error(Err(e), &[id]).await,
         }
     }
 
-    async fn finish_sink(&self, sink: BlobSink) -> Result<DataLocation> {
+    async fn finish_sink(&self, mut sink: BlobSink, key: SealedKey) -> Result<DataLocation> {
         let id = sink.id;
-        let finished = sink.writer.finish().await.map(|_| DataLocation::Blob(id));
+        let finished = async {
+            let tail = sink.sealer.finish().map_err(integrity)?;
+            sink.writer.write(tail).await?;
+            sink.writer.finish().await.map(|_| DataLocation::Blob { id, key })
+        }
+        .await;
         self.release_on_error(finished, &[id]).await
     }
 
-    /// Streams `range` of a version's data, opening each blob only when reached.
-    pub(crate) fn read_data(&self, data: DataLocation, range: Range<u64>) -> ByteStream {
+    /// Streams plaintext `range` of a version's data, unwrapping each data key
+    /// and opening each blob only when reached.
+    pub(crate) fn read_data(&self, data: DataLocation, size: u64, range: Range<u64>, keys: ReadKeys) -> ByteStream {
+        let ring = self.keyring.clone();
         match data {
-            DataLocation::Inline(bytes) => {
-                let slice = Bytes::from(bytes).slice(range.start as usize..range.end as usize);
-                Box::pin(stream::once(async move { Ok(slice) }))
-            }
             DataLocation::None => Box::pin(stream::empty()),
-            DataLocation::Blob(id) => {
+            DataLocation::Inline { sealed, key } => open_piece(ring, keys, key, size, range, read_inline(sealed)),
+            DataLocation::Blob { id, key } => {
                 let blobs = self.blobs.clone();
-                Box::pin(stream::once(async move { blobs.read(id, range).await }).try_flatten())
+                open_piece(ring, keys, key, size, range, read_blob(blobs, id))
             }
             DataLocation::Parts(parts) => {
                 let mut pieces = Vec::new();
@@ -137,19 +179,76 @@ impl ObjectService {
                     offset = end;
                     let (lo, hi) = (range.start.max(start), range.end.min(end));
                     if lo < hi {
-                        pieces.push((p.blob, (lo - start)..(hi - start)));
+                        pieces.push((p, (lo - start)..(hi - start)));
                     }
                 }
                 let blobs = self.blobs.clone();
                 Box::pin(
                     stream::iter(pieces)
-                        .then(move |(id, r)| {
-                            let blobs = blobs.clone();
-                            async move { blobs.read(id, r).await }
+                        .map(move |(p, r)| {
+                            let fetch = read_blob(blobs.clone(), p.blob);
+                            open_piece(ring.clone(), keys.clone(), p.key, p.size, r, fetch)
                         })
-                        .try_flatten(),
+                        .flatten(),
                 )
             }
         }
     }
+}
+
+type Fetch = Box<dyn FnOnce(Range<u64>) -> futures::future::BoxFuture<'static, Result<ByteStream>> + Send>;
+
+fn read_inline(sealed: Vec<u8>) -> Fetch {
+    Box::new(move |stored| {
+        let all = Bytes::from(sealed);
+        // A value shorter than the plan says is cut short here and reported
+        // by the opener as truncated.
+        let end = (stored.end as usize).min(all.len());
+        let piece = all.slice((stored.start as usize).min(end)..end);
+        Box::pin(async move { Ok(Box::pin(stream::once(async move { Ok(piece) })) as ByteStream) })
+    })
+}
+
+fn read_blob(blobs: std::sync::Arc<dyn BlobStore>, id: BlobId) -> Fetch {
+    Box::new(move |stored| Box::pin(async move { blobs.read(id, stored).await }))
+}
+
+/// One sealed piece (inline value, blob or part): unwrap its key, fetch the
+/// stored bytes the range needs, and open them segment by segment.
+fn open_piece(
+    ring: Keyring,
+    keys: ReadKeys,
+    sealed: SealedKey,
+    size: u64,
+    range: Range<u64>,
+    fetch: Fetch,
+) -> ByteStream {
+    let opened = async move {
+        let key = ring.open_data_key(&keys.bucket, &keys.keks, &sealed, keys.customer.as_ref()).await?;
+        let plan = ReadPlan::new(size, range);
+        let wanted = plan.stored.clone();
+        let opener = Opener::new(&key, segment_context(&keys.bucket, &keys.key, &sealed), plan).map_err(integrity)?;
+        let stored = fetch(wanted).await?;
+        Ok::<_, Error>(open_stream(stored, opener))
+    };
+    Box::pin(stream::once(opened).try_flatten())
+}
+
+fn open_stream(stored: ByteStream, opener: Opener) -> ByteStream {
+    Box::pin(stream::try_unfold((stored, Some(opener)), |(mut stored, mut opener)| async move {
+        loop {
+            let Some(open) = opener.as_mut() else { return Ok(None) };
+            match stored.next().await {
+                Some(chunk) => {
+                    if let Some(plain) = open.push(&chunk?).map_err(integrity)? {
+                        return Ok(Some((plain, (stored, opener))));
+                    }
+                }
+                None => {
+                    opener.take().map(Opener::finish).transpose().map_err(integrity)?;
+                    return Ok(None);
+                }
+            }
+        }
+    }))
 }

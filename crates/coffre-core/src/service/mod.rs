@@ -14,10 +14,10 @@ use crate::blob::{BlobStore, ByteStream};
 use crate::checksum::{BodyDigest, ChecksumAlgorithm, Checksums, hex};
 use crate::error::{Error, Result};
 use crate::list::{self, ListPage, ListQuery};
-use crate::lock::{LockConfig, LockState, MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, check_tags};
+use crate::lock::{LockState, MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, check_tags};
 use crate::meta::{
-    BucketChange, BucketRecord, BucketUsage, ContentHeaders, DataLocation, DeleteGuard, DeleteOutcome, MetaStore,
-    ObjectVersion, PutObject, VersionChange, VersionMeta, Versioning, WriteCondition,
+    BucketChange, BucketKek, BucketRecord, BucketUsage, ContentHeaders, DataLocation, DeleteGuard, DeleteOutcome,
+    MetaStore, ObjectVersion, PutObject, Sse, VersionChange, VersionMeta, Versioning, WriteCondition,
 };
 use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, VersionId};
 
@@ -76,11 +76,14 @@ pub struct PutRequest {
     pub tags: Vec<(String, String)>,
     /// Object Lock asked for by the request; the bucket default fills gaps.
     pub lock: Option<LockState>,
+    /// Encryption asked for by the request; the bucket default fills the gap.
+    pub sse: Option<SseChoice>,
 }
 
 #[derive(Debug, Clone)]
 pub struct PutResult {
     pub etag: String,
+    pub sse: Sse,
     /// `None` in a bucket that never had versioning: S3 then names no version.
     pub version_id: Option<VersionId>,
     pub checksums: Checksums,
@@ -135,6 +138,16 @@ pub struct GetResult {
     pub body: ByteStream,
 }
 
+/// What a GET asks for besides the object's name.
+#[derive(Default)]
+pub struct ObjectRead {
+    pub version: Option<VersionId>,
+    pub conditions: ReadConditions,
+    pub selection: Option<Selection>,
+    /// SSE-C: the key the object was stored with.
+    pub customer: Option<CustomerKey>,
+}
+
 /// Which bytes of an object a read wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection {
@@ -165,6 +178,7 @@ pub struct CopyOptions {
     pub tags: Option<Vec<(String, String)>>,
     pub lock: Option<LockState>,
     pub condition: WriteCondition,
+    pub sse: Option<SseChoice>,
 }
 
 /// How a copy sets the new object's metadata.
@@ -178,16 +192,26 @@ pub struct CopySource {
     pub key: ObjectKey,
     pub version: Option<VersionId>,
     pub conditions: ReadConditions,
+    /// SSE-C: the key the source was stored with.
+    pub customer_key: Option<CustomerKey>,
 }
 
 mod body;
+mod buckets;
+mod keys;
 mod multipart;
 
+pub use buckets::{EraseOutcome, RotateOutcome};
+pub use keys::{CustomerKey, SseChoice};
 pub use multipart::{CompletedPart, NewUpload, PartResult, PartUpload, UploadListing};
+
+use body::{ReadKeys, Sealing};
+use keys::Keyring;
 
 pub struct ObjectService {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
+    keyring: Keyring,
     config: ServiceConfig,
 }
 
@@ -239,8 +263,17 @@ impl ReadConditions {
 }
 
 impl ObjectService {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, config: ServiceConfig) -> Self {
-        Self { meta, blobs, config }
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        kms: Arc<dyn coffre_crypto::Kms>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self { meta, blobs, keyring: Keyring::new(kms), config }
+    }
+
+    pub fn kms(&self) -> &Arc<dyn coffre_crypto::Kms> {
+        self.keyring.kms()
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -248,16 +281,6 @@ impl ObjectService {
     }
 
     // ----- buckets -----
-
-    /// Creates a bucket; with Object Lock it is versioned from the start, as S3 requires.
-    pub async fn create_bucket(&self, who: &Principal, name: BucketName, object_lock: bool) -> Result<()> {
-        let mut record = BucketRecord::new(name, who.access_key.clone());
-        if object_lock {
-            record.object_lock = Some(LockConfig::default());
-            record.versioning = Versioning::Enabled;
-        }
-        self.meta.create_bucket(record).await
-    }
 
     /// Changes a bucket's configuration (versioning, tags, default retention).
     pub async fn change_bucket(&self, who: &Principal, name: &BucketName, change: BucketChange) -> Result<()> {
@@ -302,11 +325,6 @@ impl ObjectService {
         Ok(all)
     }
 
-    pub async fn delete_bucket(&self, who: &Principal, name: &BucketName) -> Result<()> {
-        self.bucket(who, name).await?;
-        self.meta.delete_bucket(name).await
-    }
-
     pub async fn list_versions(
         &self,
         who: &Principal,
@@ -328,14 +346,17 @@ impl ObjectService {
         let bucket = self.bucket(who, &req.bucket).await?;
         check_tags(&req.tags, MAX_OBJECT_TAGS)?;
         let lock = initial_lock(&bucket, req.lock)?;
+        let (sse, customer) = sse_for(&bucket, req.sse)?;
+        let version_id = new_version_id(&bucket);
+        let sealing = self.sealing(&bucket, &req.key, version_id.as_str(), 0, customer.as_ref()).await?;
         let algorithms: Vec<_> = req.claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
-        let (data, digest) = self.store_body(body, &algorithms, req.claims.content_length, true).await?;
+        let (data, digest) = self.store_body(body, &algorithms, req.claims.content_length, true, sealing).await?;
         let pending = data.blobs();
         let outcome = async {
             let checksums = verify_claims(req.claims, &digest)?;
             let version = ObjectVersion {
                 meta: VersionMeta {
-                    version_id: new_version_id(&bucket),
+                    version_id,
                     delete_marker: false,
                     size: digest.len,
                     etag: hex(&digest.md5),
@@ -347,11 +368,13 @@ impl ObjectService {
                     checksum_composite: false,
                     tags: req.tags,
                     lock,
+                    sse,
                 },
                 data,
             };
             let result = PutResult {
                 etag: version.meta.etag.clone(),
+                sse: version.meta.sse.clone(),
                 version_id: reported_version(&bucket, &version.meta.version_id),
                 checksums: version.meta.checksums.clone(),
                 last_modified: version.meta.last_modified,
@@ -371,8 +394,23 @@ impl ObjectService {
     }
 
     /// The version a read names: current unless `version` is given; delete
-    /// markers read as missing.
+    /// markers read as missing. An SSE-C version needs its customer's key.
     pub async fn head_object(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+        customer: Option<&CustomerKey>,
+    ) -> Result<ObjectVersion> {
+        let object = self.object_version(who, bucket, key, version).await?;
+        keys::check_customer_key(&object.meta.sse, customer)?;
+        Ok(object)
+    }
+
+    /// The version, without the SSE-C check: for operations on its metadata
+    /// (tags, retention), which S3 allows without the customer's key.
+    pub async fn object_version(
         &self,
         who: &Principal,
         bucket: &BucketName,
@@ -394,11 +432,12 @@ impl ObjectService {
         who: &Principal,
         bucket: &BucketName,
         key: &ObjectKey,
-        version: Option<&VersionId>,
-        conditions: &ReadConditions,
-        selection: Option<Selection>,
+        read: ObjectRead,
     ) -> Result<GetResult> {
-        let object = self.head_object(who, bucket, key, version).await?;
+        let ObjectRead { version, conditions, selection, customer } = read;
+        let (version, customer) = (version.as_ref(), customer.as_ref());
+        let record = self.bucket(who, bucket).await?;
+        let object = self.head_object(who, bucket, key, version, customer).await?;
         conditions.check(&object.meta)?;
         let size = object.meta.size;
         let (range, partial, parts_count) = match selection {
@@ -409,7 +448,12 @@ impl ObjectService {
             }
             None => (0..size, false, None),
         };
-        let body = self.read_data(object.data, range.clone());
+        let keys =
+            ReadKeys { bucket: bucket.clone(), key: key.clone(), keks: record.keks, customer: customer.cloned() };
+        let body = self.read_data(object.data, size, range.clone(), keys);
+        // Open the first segment before answering: a key that cannot be
+        // unwrapped or a corrupt start is an error response, not a cut body.
+        let body = first_chunk_checked(body).await?;
         Ok(GetResult { meta: object.meta, range, partial, parts_count, body })
     }
 
@@ -433,9 +477,10 @@ impl ObjectService {
         key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<PutResult> {
-        let src = self.copy_source(who, &source).await?;
+        let (src, src_keys) = self.copy_source(who, &source).await?;
         let same_object = source.bucket == *bucket && source.key == *key && source.version.is_none();
-        if same_object && matches!(opts.metadata, MetadataDirective::Copy) {
+        let same_encryption = opts.sse.is_none() && source.customer_key.is_none();
+        if same_object && matches!(opts.metadata, MetadataDirective::Copy) && same_encryption {
             return Err(Error::InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself without changing the \
                  object's metadata, storage class, website redirect location or encryption attributes."
@@ -459,15 +504,18 @@ impl ObjectService {
             claims: BodyClaims { content_length: Some(src.meta.size), content_md5: None, checksum },
             tags: opts.tags.unwrap_or_else(|| src.meta.tags.clone()),
             lock: opts.lock,
+            sse: opts.sse,
         };
         let size = src.meta.size;
-        let body = self.read_data(src.data, 0..size);
+        let body = self.read_data(src.data, size, 0..size, src_keys);
         self.put_object(who, req, body).await
     }
 
-    /// The version a copy reads, its conditions checked.
-    pub(crate) async fn copy_source(&self, who: &Principal, source: &CopySource) -> Result<ObjectVersion> {
-        let src = match self.head_object(who, &source.bucket, &source.key, source.version.as_ref()).await {
+    /// The version a copy reads, its conditions checked, and its keys.
+    pub(crate) async fn copy_source(&self, who: &Principal, source: &CopySource) -> Result<(ObjectVersion, ReadKeys)> {
+        let record = self.bucket(who, &source.bucket).await?;
+        let customer = source.customer_key.as_ref();
+        let src = match self.head_object(who, &source.bucket, &source.key, source.version.as_ref(), customer).await {
             Err(Error::DeleteMarker { named: true, .. }) => {
                 return Err(Error::InvalidRequest(
                     "The source of a copy request may not specifically refer to a delete marker by version id.".into(),
@@ -476,7 +524,28 @@ impl ObjectService {
             other => other?,
         };
         source.conditions.check_copy_source(&src.meta)?;
-        Ok(src)
+        let keys = ReadKeys {
+            bucket: source.bucket.clone(),
+            key: source.key.clone(),
+            keks: record.keks,
+            customer: source.customer_key.clone(),
+        };
+        Ok((src, keys))
+    }
+
+    /// A fresh data key for a blob of `key` in `bucket`, bound to `origin` and `part`.
+    pub(crate) async fn sealing(
+        &self,
+        bucket: &BucketRecord,
+        key: &ObjectKey,
+        origin: &str,
+        part: u32,
+        customer: Option<&CustomerKey>,
+    ) -> Result<Sealing> {
+        let kek = current_kek(bucket)?;
+        let (data_key, sealed) = self.keyring.new_data_key(&bucket.name, kek, origin, part, customer).await?;
+        let context = keys::segment_context(&bucket.name, key, &sealed);
+        Ok(Sealing { key: data_key, sealed, context })
     }
 
     pub async fn list_objects(&self, who: &Principal, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
@@ -533,6 +602,30 @@ pub(crate) fn initial_lock(bucket: &BucketRecord, requested: Option<LockState>) 
     let requested = requested.unwrap_or_default();
     let default = config.default_retention.map(|d| d.from(UnixNanos::now()));
     Ok(LockState { retention: requested.retention.or(default), legal_hold: requested.legal_hold })
+}
+
+pub(crate) fn current_kek(bucket: &BucketRecord) -> Result<&BucketKek> {
+    bucket.current_kek().ok_or_else(|| Error::Meta(format!("bucket {} has no key-encryption key", bucket.name)))
+}
+
+/// The encryption a new version gets: the request's, else the bucket default's.
+pub(crate) fn sse_for(bucket: &BucketRecord, asked: Option<SseChoice>) -> Result<(Sse, Option<CustomerKey>)> {
+    let choice = asked.unwrap_or_else(|| match bucket.encryption.as_ref().map(|e| &e.sse) {
+        Some(Sse::Kms { key_id }) => SseChoice::Kms { key_id: key_id.clone() },
+        _ => SseChoice::S3,
+    });
+    choice.resolve()
+}
+
+/// Polls a body once so that a failure to start (a key the custodian will
+/// not unwrap, a corrupt first segment) becomes the response, not a cut body.
+async fn first_chunk_checked(mut body: ByteStream) -> Result<ByteStream> {
+    use futures::StreamExt as _;
+    match body.next().await {
+        None => Ok(Box::pin(futures::stream::empty())),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => Ok(Box::pin(futures::stream::once(async move { Ok(first) }).chain(body))),
+    }
 }
 
 pub(crate) fn reported_version(bucket: &BucketRecord, id: &VersionId) -> Option<VersionId> {
@@ -607,6 +700,7 @@ mod tests {
             checksum_composite: false,
             tags: vec![],
             lock: LockState::default(),
+            sse: Sse::S3,
         };
         let c = |f: fn(&mut ReadConditions)| {
             let mut c = ReadConditions::default();

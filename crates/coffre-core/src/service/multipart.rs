@@ -1,6 +1,7 @@
 //! Multipart uploads: parts stream into blobs of their own; completing one
 //! checks the parts named against those stored and commits the object.
 
+use super::keys::{CustomerKey, SseChoice, check_customer_key};
 use crate::blob::ByteStream;
 use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, Checksums, hex, multipart_etag};
 use crate::error::{Error, Result};
@@ -13,7 +14,7 @@ use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, UploadId};
 
 use super::{
     BodyClaims, ByteRange, CopySource, ExpectedChecksum, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectService, PutResult,
-    initial_lock, new_version_id, reported_version, unquote, verify_claims,
+    Sealing, initial_lock, new_version_id, reported_version, sse_for, unquote, verify_claims,
 };
 
 /// What CreateMultipartUpload asks for; the completed object gets all of it.
@@ -25,6 +26,7 @@ pub struct NewUpload {
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
     pub tags: Vec<(String, String)>,
     pub lock: Option<LockState>,
+    pub sse: Option<SseChoice>,
 }
 
 pub struct PartUpload {
@@ -32,11 +34,14 @@ pub struct PartUpload {
     pub key: ObjectKey,
     pub upload_id: UploadId,
     pub part_number: u32,
+    /// SSE-C: every part brings the key the upload was created with.
+    pub customer_key: Option<CustomerKey>,
 }
 
 #[derive(Debug, Clone)]
 pub struct PartResult {
     pub etag: String,
+    pub sse: crate::meta::Sse,
     pub checksums: Checksums,
     pub last_modified: UnixNanos,
 }
@@ -63,6 +68,7 @@ impl ObjectService {
         // Checked now so a bad request fails before any part is sent; the
         // default retention itself is stamped when the upload completes.
         initial_lock(&record, new.lock.clone())?;
+        let (sse, _) = sse_for(&record, new.sse)?;
         let upload = UploadRecord {
             upload_id: UploadId::generate(),
             bucket: new.bucket,
@@ -74,6 +80,7 @@ impl ObjectService {
             checksum_algorithm: new.checksum_algorithm,
             tags: new.tags,
             lock: new.lock.unwrap_or_default(),
+            sse,
         };
         self.meta.create_upload(upload.clone()).await?;
         Ok(upload)
@@ -90,6 +97,21 @@ impl ObjectService {
         self.meta.upload(bucket, key, id).await?.ok_or(Error::NoSuchUpload)
     }
 
+    /// The upload a part goes to, its customer key checked, and a fresh data
+    /// key for the part bound to the upload and the part number.
+    async fn part_target(&self, who: &Principal, part: &PartUpload) -> Result<(UploadRecord, Sealing)> {
+        if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
+            return Err(Error::InvalidArgument(format!("part number must be 1 to {MAX_PART_NUMBER}")));
+        }
+        let bucket = self.bucket(who, &part.bucket).await?;
+        let upload = self.meta.upload(&part.bucket, &part.key, &part.upload_id).await?.ok_or(Error::NoSuchUpload)?;
+        check_customer_key(&upload.sse, part.customer_key.as_ref())?;
+        let sealing = self
+            .sealing(&bucket, &part.key, upload.upload_id.as_str(), part.part_number, part.customer_key.as_ref())
+            .await?;
+        Ok((upload, sealing))
+    }
+
     pub async fn upload_part(
         &self,
         who: &Principal,
@@ -97,17 +119,14 @@ impl ObjectService {
         mut claims: BodyClaims,
         body: ByteStream,
     ) -> Result<PartResult> {
-        if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
-            return Err(Error::InvalidArgument(format!("part number must be 1 to {MAX_PART_NUMBER}")));
-        }
-        let upload = self.upload(who, &part.bucket, &part.key, &part.upload_id).await?;
+        let (upload, sealing) = self.part_target(who, &part).await?;
         if claims.checksum.is_none()
             && let Some(alg) = upload.checksum_algorithm
         {
             claims.checksum = Some(ExpectedChecksum::Compute(alg));
         }
         let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
-        let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false).await?;
+        let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false, sealing).await?;
         self.record_part(&upload, part.part_number, data, digest, claims).await
     }
 
@@ -122,12 +141,13 @@ impl ObjectService {
         let pending = data.blobs();
         let outcome = async {
             let checksums = verify_claims(claims, &digest)?;
-            let [blob] = pending[..] else {
+            let DataLocation::Blob { id: blob, key } = data else {
                 return Err(Error::Meta("a part must be stored in exactly one blob".into()));
             };
             let record = PartRecord {
                 number,
                 blob,
+                key,
                 size: digest.len,
                 md5: digest.md5,
                 last_modified: UnixNanos::now(),
@@ -135,7 +155,7 @@ impl ObjectService {
             };
             let last_modified = record.last_modified;
             self.meta.put_part(upload, record).await?;
-            Ok(PartResult { etag: hex(&digest.md5), checksums, last_modified })
+            Ok(PartResult { etag: hex(&digest.md5), sse: upload.sse.clone(), checksums, last_modified })
         }
         .await;
         self.release_on_error(outcome, &pending).await
@@ -148,11 +168,8 @@ impl ObjectService {
         source: CopySource,
         range: Option<ByteRange>,
     ) -> Result<PartResult> {
-        if !(1..=MAX_PART_NUMBER).contains(&part.part_number) {
-            return Err(Error::InvalidArgument(format!("part number must be 1 to {MAX_PART_NUMBER}")));
-        }
-        let upload = self.upload(who, &part.bucket, &part.key, &part.upload_id).await?;
-        let src = self.copy_source(who, &source).await?;
+        let (upload, sealing) = self.part_target(who, &part).await?;
+        let (src, src_keys) = self.copy_source(who, &source).await?;
         let size = src.meta.size;
         let range = match range {
             // A copy range must lie inside the source; GET ranges may overhang.
@@ -170,8 +187,8 @@ impl ObjectService {
             checksum: upload.checksum_algorithm.map(ExpectedChecksum::Compute),
         };
         let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
-        let body = self.read_data(src.data, range);
-        let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false).await?;
+        let body = self.read_data(src.data, size, range, src_keys);
+        let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false, sealing).await?;
         self.record_part(&upload, part.part_number, data, digest, claims).await
     }
 
@@ -233,13 +250,18 @@ impl ObjectService {
                 checksums,
                 tags: upload.tags.clone(),
                 lock: initial_lock(&bucket_record, Some(upload.lock.clone()))?,
+                sse: upload.sse.clone(),
             },
             data: DataLocation::Parts(
-                chosen.iter().map(|p| PartRef { number: p.number, blob: p.blob, size: p.size }).collect(),
+                chosen
+                    .iter()
+                    .map(|p| PartRef { number: p.number, blob: p.blob, size: p.size, key: p.key.clone() })
+                    .collect(),
             ),
         };
         let result = PutResult {
             etag: version.meta.etag.clone(),
+            sse: version.meta.sse.clone(),
             version_id: reported_version(&bucket_record, &version.meta.version_id),
             checksums: version.meta.checksums.clone(),
             last_modified: version.meta.last_modified,

@@ -1,0 +1,163 @@
+//! The key side of a bucket's life: its first KEK at creation, new ones at
+//! rotation (rewrapping data keys, never rewriting data), and their
+//! destruction when the bucket is deleted or erased.
+
+use coffre_crypto::KekId;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::lock::LockConfig;
+use crate::meta::{BucketChange, BucketKek, BucketRecord, EraseReport, Versioning};
+use crate::types::{BucketName, Principal, UnixNanos};
+
+use super::ObjectService;
+use super::keys::kms_error;
+
+/// What `coffre bucket erase` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EraseOutcome {
+    pub bucket: String,
+    /// The custodian's ids of the KEKs destroyed.
+    pub keks_destroyed: Vec<String>,
+    #[serde(flatten)]
+    pub removed: EraseReport,
+}
+
+/// What `coffre bucket rotate-key` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotateOutcome {
+    pub bucket: String,
+    pub new_generation: u32,
+    pub new_kek: String,
+    /// Data keys rewrapped under the new KEK.
+    pub rewrapped: u64,
+    /// Old KEKs destroyed once nothing used them.
+    pub keks_destroyed: Vec<String>,
+}
+
+/// How many data keys one rotation step rewraps.
+const REWRAP_BATCH: usize = 256;
+
+impl ObjectService {
+    /// Creates a bucket and its first KEK; with Object Lock it is versioned
+    /// from the start, as S3 requires.
+    pub async fn create_bucket(&self, who: &Principal, name: BucketName, object_lock: bool) -> Result<()> {
+        // An existing bucket is refused before the custodian is asked for a key.
+        if let Some(existing) = self.meta.bucket(&name).await? {
+            return Err(if existing.owner == who.access_key {
+                Error::BucketAlreadyOwnedByYou
+            } else {
+                Error::BucketAlreadyExists
+            });
+        }
+        let kek = self.new_kek(&name, 1).await?;
+        let mut record = BucketRecord::new(name, who.access_key.clone());
+        record.keks.push(kek.clone());
+        if object_lock {
+            record.object_lock = Some(LockConfig::default());
+            record.versioning = Versioning::Enabled;
+        }
+        let created = self.meta.create_bucket(record).await;
+        if created.is_err() {
+            // Lost a race for the name: the key was never used.
+            self.destroy_keks(std::slice::from_ref(&kek)).await;
+        }
+        created
+    }
+
+    async fn new_kek(&self, bucket: &BucketName, generation: u32) -> Result<BucketKek> {
+        let label = format!("coffre bucket {bucket} generation {generation}");
+        let id = self.keyring.kms().create_kek(&label).await.map_err(kms_error)?;
+        Ok(BucketKek { generation, id: id.0, created: UnixNanos::now() })
+    }
+
+    /// Destroys KEKs, returning the ids destroyed; a failure is logged, not
+    /// returned, because the records that used them are already gone.
+    async fn destroy_keks(&self, keks: &[BucketKek]) -> Vec<String> {
+        let mut destroyed = Vec::new();
+        for kek in keks {
+            match self.keyring.kms().destroy_kek(&KekId(kek.id.clone())).await {
+                Ok(()) => destroyed.push(kek.id.clone()),
+                Err(e) => tracing::error!(kek = %kek.id, error = %e, "could not destroy a key-encryption key"),
+            }
+        }
+        destroyed
+    }
+
+    /// Deletes an empty bucket and destroys its KEKs.
+    pub async fn delete_bucket(&self, who: &Principal, name: &BucketName) -> Result<()> {
+        let record = self.bucket(who, name).await?;
+        self.meta.delete_bucket(name).await?;
+        let destroyed = self.destroy_keks(&record.keks).await;
+        tracing::info!(bucket = %name, keks_destroyed = destroyed.len(), "bucket deleted, its keys destroyed");
+        Ok(())
+    }
+
+    /// Crypto-erasure: destroys every KEK of the bucket first, so that from
+    /// that moment no copy of its data anywhere can be read, then removes its
+    /// records and queues its blobs for deletion. Object Lock does not stop
+    /// it: erasure is the owner's last word, and only root may do it.
+    pub async fn erase_bucket(&self, who: &Principal, name: &BucketName) -> Result<EraseOutcome> {
+        if !who.is_root {
+            return Err(Error::AccessDenied);
+        }
+        let record = self.bucket(who, name).await?;
+        let mut destroyed = Vec::new();
+        for kek in &record.keks {
+            self.keyring.kms().destroy_kek(&KekId(kek.id.clone())).await.map_err(kms_error)?;
+            destroyed.push(kek.id.clone());
+        }
+        let removed = self.meta.erase_bucket(name).await?;
+        tracing::warn!(bucket = %name, keks = destroyed.len(), versions = removed.versions, "bucket crypto-erased");
+        Ok(EraseOutcome { bucket: name.to_string(), keks_destroyed: destroyed, removed })
+    }
+
+    /// Key rotation: a new KEK wraps new data keys at once; every existing
+    /// data key is rewrapped under it (the data is not touched); then the old
+    /// KEKs are destroyed.
+    pub async fn rotate_bucket_key(&self, who: &Principal, name: &BucketName) -> Result<RotateOutcome> {
+        let record = self.bucket(who, name).await?;
+        let generation = record.keks.iter().map(|k| k.generation).max().unwrap_or(0) + 1;
+        let kek = self.new_kek(name, generation).await?;
+        self.meta.update_bucket(name, BucketChange::AddKek(kek.clone())).await?;
+        let rewrapped = self.rewrap_below(name, &kek).await?;
+        // Keys rewrapped, nothing refers to the old KEKs any more.
+        let old: Vec<BucketKek> = record.keks.clone();
+        self.meta.update_bucket(name, BucketChange::DropKeksBefore(generation)).await?;
+        let keks_destroyed = self.destroy_keks(&old).await;
+        Ok(RotateOutcome {
+            bucket: name.to_string(),
+            new_generation: generation,
+            new_kek: kek.id,
+            rewrapped,
+            keks_destroyed,
+        })
+    }
+
+    async fn rewrap_below(&self, name: &BucketName, to: &BucketKek) -> Result<u64> {
+        let mut total = 0u64;
+        let mut idle_rounds = 0;
+        loop {
+            // Re-read: writes racing with the rotation may have added keys
+            // under the new KEK, and the record lists every generation.
+            let record = self.meta.bucket(name).await?.ok_or(Error::NoSuchBucket)?;
+            let batch = self.meta.sealed_keys(name, to.generation, REWRAP_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(total);
+            }
+            let mut rewrapped = Vec::with_capacity(batch.len());
+            for mut slot in batch {
+                slot.key = self.keyring.rewrap(name, &record.keks, &slot.key, to).await?;
+                rewrapped.push(slot);
+            }
+            let replaced = self.meta.replace_sealed_keys(name, rewrapped).await?;
+            // Keys deleted meanwhile are skipped; keys that stay unreplaced
+            // round after round mean something else is rewriting them.
+            idle_rounds = if replaced == 0 { idle_rounds + 1 } else { 0 };
+            if idle_rounds == 3 {
+                return Err(Error::Meta("key rotation made no progress".into()));
+            }
+            total += replaced as u64;
+        }
+    }
+}

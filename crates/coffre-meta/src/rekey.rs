@@ -1,0 +1,184 @@
+//! The embedded engine's bulk key work: finding and replacing wrapped data
+//! keys for key rotation, and removing a whole bucket for crypto-erasure.
+
+use coffre_core::error::{Error, Result};
+use coffre_core::meta::{EraseReport, KeyPlace, KeySlot, ObjectVersion, PartRecord, SealedKey, UploadRecord};
+use coffre_core::types::{BlobId, ObjectKey, UploadId};
+use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
+
+use crate::embedded::{
+    BUCKETS, OBJECTS, PARTS, UPLOADS, VERSIONS, decode, encode, enqueue_gc, meta_err, noncurrent_in, remove_upload,
+};
+
+const NO_KEY: &[u8] = &[];
+
+fn object_key(bytes: &[u8]) -> Result<ObjectKey> {
+    let key = std::str::from_utf8(bytes).map_err(meta_err)?;
+    ObjectKey::parse(key).map_err(meta_err)
+}
+
+/// Data keys of `bucket` wrapped by a KEK older than `below`, at most `limit`.
+pub(crate) fn sealed_keys(txn: &ReadTransaction, bucket: &str, below: u32, limit: usize) -> Result<Vec<KeySlot>> {
+    let mut out = Vec::new();
+    let mut take = |place: KeyPlace, keys: Vec<&SealedKey>| {
+        for key in keys.into_iter().filter(|k| k.kek_generation < below) {
+            out.push(KeySlot { place: place.clone(), key: key.clone() });
+        }
+    };
+    let objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+    for row in objects.range((bucket, NO_KEY)..).map_err(meta_err)? {
+        let (k, v) = row.map_err(meta_err)?;
+        if k.value().0 != bucket {
+            break;
+        }
+        let (_, version): (u64, ObjectVersion) = decode(v.value())?;
+        let place = KeyPlace::Version { key: object_key(k.value().1)?, version: version.meta.version_id.clone() };
+        take(place, version.data.keys());
+    }
+    let versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+    for row in versions.range((bucket, NO_KEY, 0u64)..).map_err(meta_err)? {
+        let (k, v) = row.map_err(meta_err)?;
+        if k.value().0 != bucket {
+            break;
+        }
+        let (_, version): (u64, ObjectVersion) = decode(v.value())?;
+        let place = KeyPlace::Version { key: object_key(k.value().1)?, version: version.meta.version_id.clone() };
+        take(place, version.data.keys());
+    }
+    let uploads = txn.open_table(UPLOADS).map_err(meta_err)?;
+    let parts = txn.open_table(PARTS).map_err(meta_err)?;
+    for row in uploads.range((bucket, NO_KEY, "")..).map_err(meta_err)? {
+        let (k, v) = row.map_err(meta_err)?;
+        if k.value().0 != bucket {
+            break;
+        }
+        let upload: UploadRecord = decode(v.value())?;
+        let id = upload.upload_id.as_str();
+        for part in parts.range((id, 0u32)..=(id, u32::MAX)).map_err(meta_err)? {
+            let part: PartRecord = decode(part.map_err(meta_err)?.1.value())?;
+            take(KeyPlace::Part { upload: upload.upload_id.clone(), number: part.number }, vec![&part.key]);
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Swaps in rewrapped keys, matched by key id; returns how many were swapped.
+pub(crate) fn replace_sealed_keys(txn: &WriteTransaction, bucket: &str, slots: Vec<KeySlot>) -> Result<usize> {
+    let mut replaced = 0;
+    for slot in slots {
+        let swapped = match &slot.place {
+            KeyPlace::Version { key, version } => replace_in_version(txn, bucket, key, version, &slot.key)?,
+            KeyPlace::Part { upload, number } => replace_in_part(txn, upload, *number, &slot.key)?,
+        };
+        replaced += usize::from(swapped);
+    }
+    Ok(replaced)
+}
+
+/// Replaces the key with the same id in `data`; false if there is none.
+fn swap_key(version: &mut ObjectVersion, new: &SealedKey) -> bool {
+    match version.data.keys_mut().into_iter().find(|k| k.key_id == new.key_id) {
+        Some(k) => {
+            *k = new.clone();
+            true
+        }
+        None => false,
+    }
+}
+
+fn replace_in_version(
+    txn: &WriteTransaction,
+    bucket: &str,
+    key: &ObjectKey,
+    version_id: &coffre_core::types::VersionId,
+    new: &SealedKey,
+) -> Result<bool> {
+    let k = key.as_bytes();
+    let mut objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+    let current: Option<(u64, ObjectVersion)> =
+        objects.get((bucket, k)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()?;
+    if let Some((seq, mut version)) = current.filter(|(_, v)| &v.meta.version_id == version_id) {
+        if !swap_key(&mut version, new) {
+            return Ok(false);
+        }
+        objects.insert((bucket, k), encode(&(seq, &version))?.as_slice()).map_err(meta_err)?;
+        return Ok(true);
+    }
+    let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+    let found = noncurrent_in(&versions, bucket, k)?.into_iter().find(|(_, _, v)| &v.meta.version_id == version_id);
+    let Some((rev, seq, mut version)) = found else { return Ok(false) };
+    if !swap_key(&mut version, new) {
+        return Ok(false);
+    }
+    versions.insert((bucket, k, rev), encode(&(seq, &version))?.as_slice()).map_err(meta_err)?;
+    Ok(true)
+}
+
+fn replace_in_part(txn: &WriteTransaction, upload: &UploadId, number: u32, new: &SealedKey) -> Result<bool> {
+    let mut parts = txn.open_table(PARTS).map_err(meta_err)?;
+    let found: Option<PartRecord> =
+        parts.get((upload.as_str(), number)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()?;
+    let Some(mut part) = found.filter(|p| p.key.key_id == new.key_id) else { return Ok(false) };
+    part.key = new.clone();
+    parts.insert((upload.as_str(), number), encode(&part)?.as_slice()).map_err(meta_err)?;
+    Ok(true)
+}
+
+/// Removes the bucket and every version and upload in it; queues the blobs.
+pub(crate) fn erase_bucket(txn: &WriteTransaction, bucket: &str) -> Result<EraseReport> {
+    let mut report = EraseReport::default();
+    let mut garbage: Vec<BlobId> = Vec::new();
+    if txn.open_table(BUCKETS).map_err(meta_err)?.remove(bucket).map_err(meta_err)?.is_none() {
+        return Err(Error::NoSuchBucket);
+    }
+    let mut objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+    let doomed: Vec<(Vec<u8>, ObjectVersion)> = objects
+        .range((bucket, NO_KEY)..)
+        .map_err(meta_err)?
+        .map(|row| row.map_err(meta_err))
+        .take_while(|row| row.as_ref().map_or(true, |(k, _)| k.value().0 == bucket))
+        .map(|row| row.and_then(|(k, v)| Ok((k.value().1.to_vec(), decode::<(u64, ObjectVersion)>(v.value())?.1))))
+        .collect::<Result<_>>()?;
+    for (key, version) in doomed {
+        garbage.extend(version.data.blobs());
+        objects.remove((bucket, key.as_slice())).map_err(meta_err)?;
+        report.versions += 1;
+    }
+    let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+    let doomed: Vec<((Vec<u8>, u64), ObjectVersion)> = versions
+        .range((bucket, NO_KEY, 0u64)..)
+        .map_err(meta_err)?
+        .map(|row| row.map_err(meta_err))
+        .take_while(|row| row.as_ref().map_or(true, |(k, _)| k.value().0 == bucket))
+        .map(|row| {
+            row.and_then(|(k, v)| {
+                let (_, key, rev) = k.value();
+                Ok(((key.to_vec(), rev), decode::<(u64, ObjectVersion)>(v.value())?.1))
+            })
+        })
+        .collect::<Result<_>>()?;
+    for ((key, rev), version) in doomed {
+        garbage.extend(version.data.blobs());
+        versions.remove((bucket, key.as_slice(), rev)).map_err(meta_err)?;
+        report.versions += 1;
+    }
+    drop((objects, versions));
+    let uploads: Vec<(Vec<u8>, String)> = txn
+        .open_table(UPLOADS)
+        .map_err(meta_err)?
+        .range((bucket, NO_KEY, "")..)
+        .map_err(meta_err)?
+        .map(|row| row.map_err(meta_err))
+        .take_while(|row| row.as_ref().map_or(true, |(k, _)| k.value().0 == bucket))
+        .map(|row| row.map(|(k, _)| (k.value().1.to_vec(), k.value().2.to_owned())))
+        .collect::<Result<_>>()?;
+    for (key, id) in uploads {
+        let parts = remove_upload(txn, (bucket, key.as_slice(), id.as_str()))?;
+        garbage.extend(parts.iter().map(|p| p.blob));
+        report.uploads += 1;
+    }
+    report.blobs = garbage.len() as u64;
+    enqueue_gc(txn, &garbage)?;
+    Ok(report)
+}
