@@ -214,11 +214,27 @@ class CoffreServer:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     starts: int = 0
+    # Extra `coffre serve` arguments (e.g. --config), and the CA that signed
+    # the server's certificate: set, both listeners are reached over https.
+    extra_args: list = field(default_factory=list)
+    ca_file: Path | None = None
     _log_file: object = field(default=None, repr=False)
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.ca_file else "http"
+
+    def ssl_context(self):
+        """A client context trusting only the test CA (None over plain http)."""
+        if not self.ca_file:
+            return None
+        import ssl
+
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"{self.scheme}://127.0.0.1:{self.s3_port}"
 
     @property
     def cwd(self) -> Path:
@@ -228,7 +244,7 @@ class CoffreServer:
 
     @property
     def admin_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"{self.scheme}://127.0.0.1:{self.admin_port}"
 
     # lifecycle ---------------------------------------------------------------
 
@@ -263,6 +279,7 @@ class CoffreServer:
                 f"127.0.0.1:{self.s3_port}",
                 "--admin-listen",
                 f"127.0.0.1:{self.admin_port}",
+                *self.extra_args,
             ],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -282,7 +299,7 @@ class CoffreServer:
                     f"coffre exited with {self.proc.returncode} before becoming ready\n{self.log_tail()}"
                 )
             try:
-                status, _, _ = http_get(self.admin_endpoint + "/health/ready", timeout=2)
+                status, _, _ = http_get(self.admin_endpoint + "/health/ready", timeout=2, context=self.ssl_context())
                 if status == 200:
                     return
                 last = f"status {status}"
@@ -356,6 +373,7 @@ class CoffreServer:
             aws_secret_access_key=secret_key,
             region_name=REGION,
             config=botocore.config.Config(**cfg),
+            verify=str(self.ca_file) if self.ca_file else None,
         )
         client.meta.events.register("needs-retry.s3", _retry_stale_keepalive)
         return client
@@ -377,6 +395,8 @@ class CoffreServer:
         home = self.work_dir / "cli-home"
         env = clean_env(home, **extra)
         cmd = [str(coffre_bin()), *args, "--endpoint", self.admin_endpoint]
+        if self.ca_file:
+            cmd += ["--ca-cert", str(self.ca_file)]
         # cwd is an empty dir: the CLI must not find a ./coffre-data to borrow credentials from.
         res = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout, cwd=str(home))
         if check:
@@ -412,12 +432,15 @@ def _retry_stale_keepalive(attempts=1, caught_exception=None, **_):
     return None
 
 
-def http_get(url: str, timeout: float = 10, headers: dict | None = None):
-    """Plain unsigned GET; returns (status, headers, body)."""
+def http_get(url: str, timeout: float = 10, headers: dict | None = None, context=None):
+    """Plain unsigned GET (https with `context`); returns (status, headers, body)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         path = parts.path or "/"
         if parts.query:

@@ -1,6 +1,9 @@
 //! Test harness: starts a real `coffre serve` on free loopback ports with its
 //! own data directory, hands out AWS SDK clients for it, and stops it (or
-//! kills it with SIGKILL, for crash tests).
+//! kills it with SIGKILL, for crash tests). `Server::start_tls` runs it with a
+//! certificate from a throwaway CA ([`pki`]) that its SDK clients trust.
+
+pub mod pki;
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,7 +37,10 @@ pub struct Server {
     pub s3: SocketAddr,
     pub admin: SocketAddr,
     pub data_dir: PathBuf,
+    /// The CA that signed the server's certificate, when TLS is on.
+    pub ca_cert: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
+    _pki: Option<pki::TestPki>,
 }
 
 impl Server {
@@ -53,6 +59,22 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(data_dir, &[], extra_env)
+    }
+
+    /// Starts a server with TLS on both listeners, on a fresh data directory.
+    pub fn start_tls() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pki = pki::TestPki::new();
+        let leaf = pki.leaf("server", 1);
+        let args = ["--tls-cert".as_ref(), leaf.cert.as_os_str(), "--tls-key".as_ref(), leaf.key.as_os_str()];
+        let mut s = Self::start_with_args(&tmp.path().join("data"), &args, &[]);
+        s.ca_cert = Some(pki.ca_cert.clone());
+        (s._tmp, s._pki) = (Some(tmp), Some(pki));
+        s
+    }
+
+    pub fn start_with_args(data_dir: &Path, args: &[&std::ffi::OsStr], extra_env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let s3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -67,6 +89,7 @@ impl Server {
         cmd.args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])
             .env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
             .env("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)
+            .args(args)
             .env("COFFRE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -75,17 +98,31 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", coffre_bin().display()));
-        let server = Self { child: Some(child), s3, admin, data_dir: data_dir.to_path_buf(), _tmp: None };
-        server.wait_ready();
+        let tls = args.iter().any(|a| *a == "--tls-cert");
+        let server = Self {
+            child: Some(child),
+            s3,
+            admin,
+            data_dir: data_dir.to_path_buf(),
+            ca_cert: None,
+            _tmp: None,
+            _pki: None,
+        };
+        server.wait_ready(tls);
         server
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&self, tls: bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some((status, _)) = http_get(self.admin, "/health/ready")
-                && status == 200
-            {
+            // Over TLS the plain-HTTP probe cannot work: the server's own
+            // word, logged once both listeners are bound, stands in for it.
+            let ready = if tls {
+                self.log().contains("coffre is serving")
+            } else {
+                http_get(self.admin, "/health/ready").is_some_and(|(status, _)| status == 200)
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -98,7 +135,11 @@ impl Server {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.s3)
+        format!("{}://{}", self.scheme(), self.s3)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.ca_cert.is_some() { "https" } else { "http" }
     }
 
     /// An SDK client signed with root's credentials.
@@ -107,7 +148,19 @@ impl Server {
     }
 
     pub fn client_as(&self, access: &str, secret: &str) -> aws_sdk_s3::Client {
-        let http = aws_smithy_http_client::Builder::new().build_http();
+        let http = match &self.ca_cert {
+            None => aws_smithy_http_client::Builder::new().build_http(),
+            Some(ca) => {
+                use aws_smithy_http_client::tls;
+                let pem = std::fs::read(ca).expect("test CA");
+                let trust = tls::TrustStore::empty().with_native_roots(false).with_pem_certificate(pem);
+                let context = tls::TlsContext::builder().with_trust_store(trust).build().expect("TLS context");
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+                    .tls_context(context)
+                    .build_https()
+            }
+        };
         let config = aws_sdk_s3::Config::builder()
             .behavior_version_latest()
             .endpoint_url(self.endpoint())
@@ -121,10 +174,12 @@ impl Server {
 
     /// Runs `coffre ARGS` against this server's admin API as root.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(coffre_bin())
-            .args(args)
-            .args(["--endpoint", &format!("http://{}", self.admin)])
-            .env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
+        let mut cmd = Command::new(coffre_bin());
+        cmd.args(args).args(["--endpoint", &format!("{}://{}", self.scheme(), self.admin)]);
+        if let Some(ca) = &self.ca_cert {
+            cmd.arg("--ca-cert").arg(ca);
+        }
+        cmd.env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
             .env("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)
             .output()
             .expect("running coffre CLI")

@@ -21,7 +21,6 @@ use coffre_core::service::{MAX_OBJECT_SIZE, ObjectService};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::host::{S3Host, VirtualHost};
@@ -30,6 +29,7 @@ use s3s::{S3Result, s3_error};
 use tokio::net::TcpListener;
 
 use crate::auth::KeyStore;
+use crate::conn::{self, ConnLimits, Handshake};
 use crate::ops::CoffreS3;
 
 /// The longest presigned URL lifetime S3 allows.
@@ -186,47 +186,20 @@ impl Front {
     }
 
     /// Accepts connections until `shutdown` resolves, then lets in-flight
-    /// requests finish (up to `drain`).
+    /// requests finish (up to `drain`). With a `handshake` (TLS), each
+    /// connection goes through it first, under the header read timeout.
     pub async fn serve(
         self,
         listener: TcpListener,
+        handshake: Option<Arc<dyn Handshake>>,
         shutdown: impl Future<Output = ()>,
         drain: Duration,
     ) -> io::Result<()> {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(self.config.header_read_timeout)
-                .max_buf_size(self.config.max_header_bytes.max(8192))
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), self.connection_service(peer));
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, %peer, "connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(drain) => tracing::warn!("in-flight S3 requests did not finish in time"),
-        }
-        Ok(())
+        let limits = ConnLimits {
+            header_read_timeout: self.config.header_read_timeout,
+            max_header_bytes: self.config.max_header_bytes,
+        };
+        conn::serve(listener, handshake, limits, |peer| self.connection_service(peer), shutdown, drain, "s3").await
     }
 
     fn connection_service(

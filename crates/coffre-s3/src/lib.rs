@@ -6,6 +6,7 @@
 //! there (sizes, presign lifetime, region, chunk sizes, idle bodies).
 
 mod auth;
+pub mod conn;
 mod convert;
 pub mod front;
 mod lifecycle;

@@ -2,7 +2,8 @@
 //! endpoints for access keys and buckets that the `coffre` CLI drives.
 //!
 //! Everything under `/admin/` needs `Authorization: Bearer TOKEN`, where TOKEN
-//! is `COFFRE_ADMIN_TOKEN` (when set) or the root `ACCESS_KEY:SECRET`.
+//! is `COFFRE_ADMIN_TOKEN` (when set) or the root `ACCESS_KEY:SECRET`. With
+//! TLS on, the admin port speaks TLS too (same certificate and policy).
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub struct AdminState {
     pub admin_token: Option<String>,
     pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<std::sync::Mutex<crate::lifecycle::Status>>,
+    pub tls: Arc<crate::tls::Tls>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -42,6 +44,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/buckets/{name}/erase", axum::routing::post(erase_bucket))
         .route("/admin/v1/kms", get(kms_status))
         .route("/admin/v1/lifecycle", get(lifecycle_status))
+        .route("/admin/v1/tls", get(tls_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
@@ -49,6 +52,20 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .merge(admin)
         .with_state(state)
+}
+
+/// Serves the admin router on `listener` through the same connection loop as
+/// S3 (same TLS handshake, head guards and drain) until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    handshake: Option<Arc<dyn coffre_s3::conn::Handshake>>,
+    limits: coffre_s3::conn::ConnLimits,
+    shutdown: impl Future<Output = ()>,
+    drain: std::time::Duration,
+) -> std::io::Result<()> {
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    coffre_s3::conn::serve(listener, handshake, limits, |_peer| service.clone(), shutdown, drain, "admin").await
 }
 
 /// An error in the admin API's JSON shape: `{"error": CODE, "message": ...}`.
@@ -93,6 +110,12 @@ async fn ready(State(state): State<AdminState>) -> Result<&'static str, ApiError
 async fn lifecycle_status(State(state): State<AdminState>) -> Result<Json<crate::lifecycle::Status>, ApiError> {
     let status = state.lifecycle.lock().map_err(|_| internal("lifecycle status lock poisoned"))?.clone();
     Ok(Json(status))
+}
+
+/// Versions, suites, groups and certificate of each listener, for operators
+/// and for the trust label.
+async fn tls_status(State(state): State<AdminState>) -> Json<crate::tls::TlsReport> {
+    Json(state.tls.report())
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {

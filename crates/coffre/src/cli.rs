@@ -1,13 +1,18 @@
-//! The admin commands (`key`, `bucket`): a small JSON client of the admin API.
+//! The admin commands (`key`, `bucket`): a small JSON client of the admin API,
+//! over http or https (trusting `--ca-cert`, else the system's CAs).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
+use coffre_s3::conn::Io;
 use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde::de::DeserializeOwned;
+use tokio_rustls::TlsConnector;
 
 use crate::admin::{BucketView, KeyDeletion, KeyView, KmsView};
 use crate::credentials;
@@ -15,13 +20,16 @@ use crate::credentials;
 pub struct AdminClient {
     endpoint: String,
     token: String,
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    /// `host:port` for the Host header and the TCP connection.
+    authority: String,
+    /// Set for https endpoints.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 impl AdminClient {
     /// Authenticates with `COFFRE_ADMIN_TOKEN`, else root credentials from the
     /// environment, else those stored in the local data dir.
-    pub fn new(endpoint: &str, data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn new(endpoint: &str, data_dir: &Path, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
         let token = match std::env::var("COFFRE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
             Some(t) => t,
             None => match credentials::from_env_or_file(data_dir)? {
@@ -32,8 +40,43 @@ impl AdminClient {
                 ),
             },
         };
-        let http = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Self { endpoint: endpoint.trim_end_matches('/').to_owned(), token, http })
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        let url = url::Url::parse(&endpoint).with_context(|| format!("admin endpoint {endpoint:?} is not a URL"))?;
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => bail!("admin endpoint {endpoint:?} has no host"),
+        };
+        let port = url.port_or_known_default().context("admin endpoint without a port")?;
+        let authority = match url.host() {
+            Some(url::Host::Ipv6(_)) => format!("[{host}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        let tls = match url.scheme() {
+            "http" => None,
+            "https" => {
+                let name = ServerName::try_from(host.clone())
+                    .with_context(|| format!("{host:?} cannot be checked against a certificate"))?;
+                Some((TlsConnector::from(Arc::new(client_config(ca_cert)?)), name))
+            }
+            other => bail!("admin endpoint {endpoint:?}: scheme {other:?} is neither http nor https"),
+        };
+        Ok(Self { endpoint, token, authority, tls })
+    }
+
+    /// One connection per call: the CLI makes one or two calls per run.
+    async fn send(&self, req: http::Request<Full<Bytes>>) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+        let tcp = tokio::net::TcpStream::connect(&self.authority).await?;
+        let io: Box<dyn Io> = match &self.tls {
+            None => Box::new(tcp),
+            Some((connector, name)) => {
+                Box::new(connector.connect(name.clone(), tcp).await.context("TLS handshake with the admin API")?)
+            }
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        tokio::spawn(conn);
+        Ok(sender.send_request(req).await?)
     }
 
     async fn call<T: DeserializeOwned>(
@@ -42,16 +85,15 @@ impl AdminClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<Option<T>> {
-        let url = format!("{}{path}", self.endpoint);
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
         let req = http::Request::builder()
             .method(method)
-            .uri(&url)
+            .uri(path)
+            .header(http::header::HOST, &self.authority)
             .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(payload)))?;
-        let resp =
-            self.http.request(req).await.with_context(|| format!("cannot reach the admin API at {}", self.endpoint))?;
+        let resp = self.send(req).await.with_context(|| format!("cannot reach the admin API at {}", self.endpoint))?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         if !status.is_success() {
@@ -127,4 +169,37 @@ pub fn print_buckets(buckets: &[BucketView], json: bool) -> anyhow::Result<()> {
         println!("{:<40} {:<22} {:>10} {:>14}  {}", b.name, b.owner, b.objects, b.bytes, b.created);
     }
     Ok(())
+}
+
+/// The server's TLS policy on the client side too, trusting `ca_cert` (PEM)
+/// when given, else the system's certificate store.
+fn client_config(ca_cert: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_cert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("reading CA certificates from {}", path.display()))?;
+            if certs.is_empty() {
+                bail!("{}: no CERTIFICATE block", path.display());
+            }
+            for cert in certs {
+                roots.add(cert).with_context(|| format!("a CA certificate in {} is not usable", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                bail!("no CA certificate in the system store: pass --ca-cert (COFFRE_CA_CERT)");
+            }
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+        .with_protocol_versions(crate::tls::VERSIONS)
+        .context("TLS client policy")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }

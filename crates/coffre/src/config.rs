@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
+use crate::tls::TlsPaths;
+
 /// The file format: every field optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +32,9 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     /// Seconds between two lifecycle passes.
     pub lifecycle_interval_secs: Option<u64>,
+    /// PEM certificate chain (server first) and private key: TLS on both listeners.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// The key custodian (`[kms]`); embedded when absent.
     pub kms: Option<crate::kms::KmsConfig>,
 }
@@ -55,6 +60,12 @@ pub struct ServeArgs {
     /// Inline threshold in bytes.
     #[arg(long, env = "COFFRE_INLINE_THRESHOLD")]
     pub inline_threshold: Option<usize>,
+    /// PEM certificate chain, server certificate first (TLS on both listeners; needs --tls-key).
+    #[arg(long, env = "COFFRE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "COFFRE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +83,8 @@ pub struct Config {
     pub max_chunk_bytes: u64,
     pub shutdown_grace: Duration,
     pub lifecycle_interval: Duration,
+    /// None: plain HTTP.
+    pub tls: Option<TlsPaths>,
     pub kms: crate::kms::KmsConfig,
 }
 
@@ -98,6 +111,7 @@ impl Config {
             max_chunk_bytes: file.max_chunk_bytes.unwrap_or(16 * 1024 * 1024),
             shutdown_grace: secs(file.shutdown_grace_secs, 30),
             lifecycle_interval: secs(file.lifecycle_interval_secs, 3600),
+            tls: TlsPaths::from_pair(args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key))?,
             kms: file.kms.unwrap_or_default(),
         };
         config.validate()?;
@@ -146,5 +160,20 @@ mod tests {
         std::fs::write(&path, "regoin = \"typo\"\n").expect("write");
         let err = Config::load(&args).expect_err("unknown field");
         assert!(format!("{err:#}").contains("regoin"), "{err:#}");
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_from_file_or_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("coffre.toml");
+        std::fs::write(&path, "tls_cert = \"/etc/coffre/cert.pem\"\n").expect("write");
+        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        let err = Config::load(&args).expect_err("a certificate without its key");
+        assert!(format!("{err:#}").contains("tls_key is not"), "{err:#}");
+
+        let args = ServeArgs { tls_key: Some("/run/key.pem".into()), ..args };
+        let tls = Config::load(&args).expect("flag completes the file").tls.expect("TLS on");
+        assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("/etc/coffre/cert.pem"), Some("/run/key.pem")));
+        assert!(Config::load(&ServeArgs::default()).expect("defaults").tls.is_none(), "plain HTTP by default");
     }
 }

@@ -11,6 +11,7 @@ mod kms;
 mod lifecycle;
 mod metrics;
 mod server;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -78,6 +79,9 @@ struct AdminArgs {
     /// Where to find root credentials when none are in the environment.
     #[arg(long, global = true, env = "COFFRE_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// CA certificate(s), PEM, to trust for an https endpoint (default: the system's).
+    #[arg(long, global = true, env = "COFFRE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long, global = true)]
     json: bool,
@@ -151,7 +155,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn key_command(action: KeyAction, admin: &AdminArgs) -> anyhow::Result<()> {
-    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir)?;
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
     match action {
         KeyAction::Create { name } => {
             let key = client.create_key(&name).await?;
@@ -180,7 +184,7 @@ async fn key_command(action: KeyAction, admin: &AdminArgs) -> anyhow::Result<()>
 }
 
 async fn bucket_command(action: BucketAction, admin: &AdminArgs) -> anyhow::Result<()> {
-    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir)?;
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
     match action {
         BucketAction::List => cli::print_buckets(&client.list_buckets().await?, admin.json),
         BucketAction::Info { name } => {
@@ -208,7 +212,7 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 }
 
 async fn kms_status(admin: &AdminArgs) -> anyhow::Result<()> {
-    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir)?;
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
     let status = client.kms_status().await?;
     if admin.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -9,6 +9,7 @@ use coffre_blob::DiskBlobStore;
 use coffre_core::service::{ObjectService, ServiceConfig};
 use coffre_core::types::Principal;
 use coffre_meta::EmbeddedMeta;
+use coffre_s3::conn::ConnLimits;
 use coffre_s3::{Front, FrontConfig, KeyStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,6 +19,7 @@ use crate::config::Config;
 use crate::credentials;
 use crate::lifecycle;
 use crate::metrics::Metrics;
+use crate::tls::Tls;
 
 /// How often unreferenced blobs are looked for.
 const GC_INTERVAL: Duration = Duration::from_secs(10);
@@ -66,6 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ..FrontConfig::default()
     };
     let front = Front::new(service.clone(), keys.clone(), front_config, metrics.clone()).map_err(anyhow::Error::msg)?;
+    let tls = Arc::new(Tls::setup(config.tls.as_ref())?);
     let lifecycle_status = Arc::new(std::sync::Mutex::new(lifecycle::Status::default()));
     let metrics_for_lifecycle = metrics.clone();
     let admin_state = AdminState {
@@ -75,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         root: Principal { access_key: root.access_key.clone(), is_root: true },
         admin_token: std::env::var("COFFRE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
         metrics,
+        tls: tls.clone(),
     };
 
     let s3_listener =
@@ -88,12 +92,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let s3_task = tokio::spawn(front.serve(s3_listener, stopped(stop_rx.clone()), config.shutdown_grace));
-    let admin_task = tokio::spawn(
-        axum::serve(admin_listener, admin::router(admin_state))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let reload_task = tls.reload_on_sighup(stopped(stop_rx.clone()))?;
+    let s3_task =
+        tokio::spawn(front.serve(s3_listener, tls.handshake(), stopped(stop_rx.clone()), config.shutdown_grace));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        admin::router(admin_state),
+        tls.handshake(),
+        ConnLimits { header_read_timeout: config.header_read_timeout, max_header_bytes: config.max_header_bytes },
+        stopped(stop_rx.clone()),
+        config.shutdown_grace,
+    ));
     let gc_task = tokio::spawn(collect_garbage(service.clone(), stopped(stop_rx.clone())));
     let lifecycle_task = tokio::spawn(lifecycle::worker(
         service,
@@ -109,6 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     s3_task.await.context("S3 listener task")?.context("S3 listener")?;
     admin_task.await.context("admin task")?.context("admin listener")?;
     let _ = gc_task.await;
+    let _ = reload_task.await;
     let _ = lifecycle_task.await;
     tracing::info!("stopped");
     Ok(())
