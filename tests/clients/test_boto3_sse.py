@@ -5,7 +5,9 @@ import base64
 import hashlib
 import os
 
-from conftest import deterministic_bytes, expect_error
+import pytest
+
+from conftest import CoffreServer, deterministic_bytes, expect_error, unique_bucket
 
 
 def sse_c(key: bytes, prefix: str = "SSECustomer") -> dict:
@@ -41,7 +43,27 @@ def test_sse_kms_key_id_is_kept_and_bucket_default_applies(s3, bucket):
     expect_error("InvalidArgument", 400, s3.put_object, Bucket=bucket, Key="bad", Body=b"x", ServerSideEncryption="rot13")
 
 
-def test_sse_c_round_trip_ranges_multipart_and_errors(s3, bucket):
+@pytest.fixture(scope="module")
+def ssec_s3(tmp_path_factory):
+    """A server told that TLS ends in front of it (sse_c_over_http), so SSE-C
+    keys are accepted on its plain-HTTP port."""
+    base = tmp_path_factory.mktemp("coffre-ssec")
+    config = base / "coffre.toml"
+    config.write_text("sse_c_over_http = true\n")
+    srv = CoffreServer(data_dir=base / "data", work_dir=base / "work", extra_args=["--config", str(config)])
+    srv.start()
+    yield srv.client()
+    srv.stop()
+
+
+def test_sse_c_over_plain_http_is_refused_by_default(s3, bucket):
+    expect_error("InvalidRequest", 400, s3.put_object, Bucket=bucket, Key="c", Body=b"x", **sse_c(os.urandom(32)))
+
+
+def test_sse_c_round_trip_ranges_multipart_and_errors(ssec_s3):
+    s3 = ssec_s3
+    bucket = unique_bucket("ssec")
+    s3.create_bucket(Bucket=bucket)
     key, other = os.urandom(32), os.urandom(32)
     data = deterministic_bytes(700_000, seed=5)
     put = s3.put_object(Bucket=bucket, Key="c", Body=data, **sse_c(key))

@@ -504,3 +504,17 @@ def test_sighup_reloads_the_certificate(tmp_path, pki, leaf):
         assert srv.is_running()
     finally:
         srv.stop()
+
+
+def test_sse_c_is_accepted_over_tls_by_default(tls_server):
+    """The default configuration takes SSE-C keys on a TLS listener only."""
+    s3 = tls_server.client()
+    name = unique_bucket("tls-ssec")
+    s3.create_bucket(Bucket=name)
+    key = os.urandom(32)
+    try:
+        s3.put_object(Bucket=name, Key="c", Body=b"customer data", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+        got = s3.get_object(Bucket=name, Key="c", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+        assert got["Body"].read() == b"customer data"
+    finally:
+        empty_and_delete_bucket(s3, name)

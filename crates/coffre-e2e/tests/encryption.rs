@@ -176,11 +176,30 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_c_round_trip_and_errors() {
-    let server = Server::start();
-    let client = server.client();
-    client.create_bucket().bucket("ssec").send().await.expect("bucket");
     let (key, key_md5) = customer_key(7);
     let (other, other_md5) = customer_key(8);
+    // By default a plain-HTTP listener refuses SSE-C keys, as S3 does.
+    let plain = Server::start();
+    plain.client().create_bucket().bucket("ssec").send().await.expect("bucket");
+    let refused = plain
+        .client()
+        .put_object()
+        .bucket("ssec")
+        .key("secret")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key)
+        .sse_customer_key_md5(&key_md5)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(error_code(refused), ("InvalidRequest".to_owned(), 400));
+    drop(plain);
+
+    // The rest runs where the operator said TLS ends before Coffre.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = Server::start_with(&tmp.path().join("data"), &[("COFFRE_SSE_C_OVER_HTTP", "true")]);
+    let client = server.client();
+    client.create_bucket().bucket("ssec").send().await.expect("bucket");
     let data = pattern(300_000, 9);
     let put = client
         .put_object()

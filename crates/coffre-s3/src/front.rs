@@ -50,6 +50,9 @@ pub struct FrontConfig {
     pub max_chunk_bytes: u64,
     /// Largest XML request body (DeleteObjects, CompleteMultipartUpload...).
     pub max_xml_bytes: usize,
+    /// SSE-C keys are taken only where they cannot be read on the wire: on a
+    /// TLS listener, or where the operator says a proxy terminates TLS.
+    pub customer_keys_allowed: bool,
 }
 
 impl Default for FrontConfig {
@@ -62,6 +65,7 @@ impl Default for FrontConfig {
             body_idle_timeout: Duration::from_secs(60),
             max_chunk_bytes: 16 * 1024 * 1024,
             max_xml_bytes: 8 * 1024 * 1024,
+            customer_keys_allowed: false,
         }
     }
 }
@@ -176,8 +180,12 @@ impl Front {
     ) -> Result<Self, String> {
         let mut s3_config = S3Config::default();
         s3_config.xml_max_body_size = config.max_xml_bytes;
-        let mut builder =
-            S3ServiceBuilder::new(CoffreS3 { service, keys: keys.clone(), region: config.region.clone() });
+        let mut builder = S3ServiceBuilder::new(CoffreS3 {
+            service,
+            keys: keys.clone(),
+            region: config.region.clone(),
+            customer_keys_allowed: config.customer_keys_allowed,
+        });
         builder.set_auth(keys);
         builder.set_access(Access);
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));

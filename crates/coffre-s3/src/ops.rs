@@ -9,8 +9,8 @@ use coffre_core::list::{ListQuery, VersionQuery};
 use coffre_core::lock::Period;
 use coffre_core::meta::{BucketChange, DeleteGuard, VersionChange, Versioning, WriteCondition};
 use coffre_core::service::{
-    BodyClaims, CompletedPart, CopyOptions, CopySource, ExpectedChecksum, MetadataDirective, NewUpload, ObjectRead,
-    ObjectService, PartUpload, PutRequest, ReadConditions, Selection, part_range,
+    BodyClaims, CompletedPart, CopyOptions, CopySource, CustomerKey, ExpectedChecksum, MetadataDirective, NewUpload,
+    ObjectRead, ObjectService, PartUpload, PutRequest, ReadConditions, Selection, part_range,
 };
 use coffre_core::types::{Principal, UploadId};
 use http::HeaderMap;
@@ -49,30 +49,36 @@ macro_rules! lock_of {
 
 /// The validated SSE-C key of an S3 input (`x-amz-server-side-encryption-customer-*`).
 macro_rules! customer_key_of {
-    ($input:expr) => {
+    ($self:ident, $input:expr) => {
         sse::customer_key(
             $input.sse_customer_algorithm.as_deref(),
             $input.sse_customer_key.as_deref(),
             $input.sse_customer_key_md5.as_deref(),
         )
+        .and_then(|key| $self.secure_customer_key(key))
     };
 }
 
 /// The source's SSE-C key of a copy (`x-amz-copy-source-server-side-encryption-customer-*`).
 macro_rules! copy_source_key_of {
-    ($input:expr) => {
+    ($self:ident, $input:expr) => {
         sse::customer_key(
             $input.copy_source_sse_customer_algorithm.as_deref(),
             $input.copy_source_sse_customer_key.as_deref(),
             $input.copy_source_sse_customer_key_md5.as_deref(),
         )
+        .and_then(|key| $self.secure_customer_key(key))
     };
 }
 
 /// The encryption a write asks for, SSE-C included.
 macro_rules! sse_choice_of {
-    ($input:expr) => {
-        sse::choice($input.server_side_encryption.as_ref(), $input.ssekms_key_id.as_deref(), customer_key_of!($input)?)
+    ($self:ident, $input:expr) => {
+        sse::choice(
+            $input.server_side_encryption.as_ref(),
+            $input.ssekms_key_id.as_deref(),
+            customer_key_of!($self, $input)?,
+        )
     };
 }
 
@@ -145,6 +151,8 @@ pub struct CoffreS3 {
     pub service: Arc<ObjectService>,
     pub keys: KeyStore,
     pub region: String,
+    /// False on a plain-HTTP listener: SSE-C keys would cross the wire in clear.
+    pub customer_keys_allowed: bool,
 }
 
 const MAX_LIST_KEYS: usize = 1000;
@@ -190,6 +198,18 @@ impl CoffreS3 {
             return Err(s3_err(coffre_core::Error::NoLockConfiguration));
         }
         self.service.object_version(who, &bucket, &key, version.as_ref()).await.map_err(s3_err)
+    }
+
+    /// Refuses an SSE-C key that came over plain HTTP, as S3 does.
+    fn secure_customer_key(&self, key: Option<CustomerKey>) -> S3Result<Option<CustomerKey>> {
+        if key.is_some() && !self.customer_keys_allowed {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure \
+                 connection."
+            ));
+        }
+        Ok(key)
     }
 
     fn who<T>(&self, req: &S3Request<T>) -> S3Result<Principal> {
@@ -723,7 +743,7 @@ impl S3 for CoffreS3 {
             },
             tags: worm::tags_from_header(input.tagging.as_deref())?,
             lock: lock_of!(input)?,
-            sse: sse_choice_of!(input)?,
+            sse: sse_choice_of!(self, input)?,
         };
         let done = self.service.put_object(&who, put, convert::body(input.body)).await.map_err(s3_err)?;
         let mut out = PutObjectOutput {
@@ -762,7 +782,8 @@ impl S3 for CoffreS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         );
-        let read = ObjectRead { version: version.clone(), conditions, selection, customer: customer_key_of!(input)? };
+        let read =
+            ObjectRead { version: version.clone(), conditions, selection, customer: customer_key_of!(self, input)? };
         let got = self.service.get_object(&who, &bucket, &key, read).await.map_err(s3_err)?;
         let m = &got.meta;
         let mut out = GetObjectOutput {
@@ -802,7 +823,7 @@ impl S3 for CoffreS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         );
-        let customer = customer_key_of!(input)?;
+        let customer = customer_key_of!(self, input)?;
         let object =
             self.service.head_object(&who, &bucket, &key, version.as_ref(), customer.as_ref()).await.map_err(s3_err)?;
         let m = &object.meta;
@@ -931,7 +952,7 @@ impl S3 for CoffreS3 {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        let source = copy_source(&input.copy_source, conditions, copy_source_key_of!(input)?)?;
+        let source = copy_source(&input.copy_source, conditions, copy_source_key_of!(self, input)?)?;
         let source_version = source.version.clone();
         let directive = match input.metadata_directive.as_ref().map(MetadataDirective_::as_str) {
             None | Some(MetadataDirective_::COPY) => MetadataDirective::Copy,
@@ -951,7 +972,7 @@ impl S3 for CoffreS3 {
             Some(other) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive {other:?}")),
         };
         let lock = lock_of!(input)?;
-        let opts = CopyOptions { metadata: directive, tags, lock, condition, sse: sse_choice_of!(input)? };
+        let opts = CopyOptions { metadata: directive, tags, lock, condition, sse: sse_choice_of!(self, input)? };
         let bucket = convert::bucket(&input.bucket)?;
         let key = convert::key(&input.key)?;
         let done = self.service.copy_object(&who, source, &bucket, &key, opts).await.map_err(s3_err)?;
@@ -1077,7 +1098,7 @@ impl S3 for CoffreS3 {
         convert::check_user_meta(&user_meta)?;
         let tags = worm::tags_from_header(input.tagging.as_deref())?;
         let lock = lock_of!(input)?;
-        let sse = sse_choice_of!(input)?;
+        let sse = sse_choice_of!(self, input)?;
         let new = NewUpload { bucket, key, headers, user_meta, checksum_algorithm: algorithm, tags, lock, sse };
         let upload = self.service.create_upload(&who, new).await.map_err(s3_err)?;
         let mut out = CreateMultipartUploadOutput {
@@ -1102,7 +1123,7 @@ impl S3 for CoffreS3 {
             key: convert::key(&input.key)?,
             upload_id: UploadId::parse(&input.upload_id).map_err(s3_err)?,
             part_number: part_number(Some(input.part_number))?,
-            customer_key: customer_key_of!(input)?,
+            customer_key: customer_key_of!(self, input)?,
         };
         let given = checksums_of!(input);
         let claims = BodyClaims {
@@ -1129,7 +1150,7 @@ impl S3 for CoffreS3 {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        let source = copy_source(&input.copy_source, conditions, copy_source_key_of!(input)?)?;
+        let source = copy_source(&input.copy_source, conditions, copy_source_key_of!(self, input)?)?;
         let source_version = source.version.clone();
         let range = input.copy_source_range.as_deref().map(convert::copy_source_range).transpose()?;
         let part = PartUpload {
@@ -1137,7 +1158,7 @@ impl S3 for CoffreS3 {
             key: convert::key(&input.key)?,
             upload_id: UploadId::parse(&input.upload_id).map_err(s3_err)?,
             part_number: part_number(Some(input.part_number))?,
-            customer_key: customer_key_of!(input)?,
+            customer_key: customer_key_of!(self, input)?,
         };
         let done = self.service.upload_part_copy(&who, part, source, range).await.map_err(s3_err)?;
         let mut result = CopyPartResult {

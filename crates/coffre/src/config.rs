@@ -35,6 +35,9 @@ pub struct FileConfig {
     /// PEM certificate chain (server first) and private key: TLS on both listeners.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Accept SSE-C keys on a plain-HTTP listener (behind a TLS-terminating
+    /// proxy, or for tests); refused by default, as S3 does.
+    pub sse_c_over_http: Option<bool>,
     /// The key custodian (`[kms]`); embedded when absent.
     pub kms: Option<crate::kms::KmsConfig>,
 }
@@ -85,6 +88,7 @@ pub struct Config {
     pub lifecycle_interval: Duration,
     /// None: plain HTTP.
     pub tls: Option<TlsPaths>,
+    pub sse_c_over_http: bool,
     pub kms: crate::kms::KmsConfig,
 }
 
@@ -112,6 +116,7 @@ impl Config {
             shutdown_grace: secs(file.shutdown_grace_secs, 30),
             lifecycle_interval: secs(file.lifecycle_interval_secs, 3600),
             tls: TlsPaths::from_pair(args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key))?,
+            sse_c_over_http: env_flag("COFFRE_SSE_C_OVER_HTTP")?.or(file.sse_c_over_http).unwrap_or(false),
             kms: file.kms.unwrap_or_default(),
         };
         config.validate()?;
@@ -132,6 +137,14 @@ impl Config {
             bail!("max_header_bytes: must be at least 8192");
         }
         Ok(())
+    }
+}
+
+/// A boolean from the environment: `true`/`false`, or absent.
+fn env_flag(name: &str) -> anyhow::Result<Option<bool>> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => v.parse().map(Some).with_context(|| format!("{name}: {v:?} is not true or false")),
     }
 }
 

@@ -65,8 +65,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         header_read_timeout: config.header_read_timeout,
         body_idle_timeout: config.body_idle_timeout,
         max_chunk_bytes: config.max_chunk_bytes,
+        customer_keys_allowed: config.tls.is_some() || config.sse_c_over_http,
         ..FrontConfig::default()
     };
+    if config.tls.is_none() && config.sse_c_over_http {
+        tracing::warn!("SSE-C keys are accepted over plain HTTP (sse_c_over_http): they cross the network in clear");
+    }
     let front = Front::new(service.clone(), keys.clone(), front_config, metrics.clone()).map_err(anyhow::Error::msg)?;
     let tls = Arc::new(Tls::setup(config.tls.as_ref())?);
     let lifecycle_status = Arc::new(std::sync::Mutex::new(lifecycle::Status::default()));
