@@ -17,23 +17,35 @@ fn object_key(bytes: &[u8]) -> Result<ObjectKey> {
     ObjectKey::parse(key).map_err(meta_err)
 }
 
+/// Adds the keys of `keys` wrapped by a KEK older than `below`, found at `place`.
+fn push_old(out: &mut Vec<KeySlot>, place: KeyPlace, keys: Vec<&SealedKey>, below: u32) {
+    for key in keys.into_iter().filter(|k| k.kek_generation < below) {
+        out.push(KeySlot { place: place.clone(), key: key.clone() });
+    }
+}
+
+/// The same for one stored version, current or noncurrent.
+fn push_old_of_version(out: &mut Vec<KeySlot>, key: &[u8], stored: &[u8], below: u32) -> Result<()> {
+    let (_, version): (u64, ObjectVersion) = decode(stored)?;
+    let place = KeyPlace::Version { key: object_key(key)?, version: version.meta.version_id.clone() };
+    push_old(out, place, version.data.keys(), below);
+    Ok(())
+}
+
 /// Data keys of `bucket` wrapped by a KEK older than `below`, at most `limit`.
 pub(crate) fn sealed_keys(txn: &ReadTransaction, bucket: &str, below: u32, limit: usize) -> Result<Vec<KeySlot>> {
     let mut out = Vec::new();
-    let mut take = |place: KeyPlace, keys: Vec<&SealedKey>| {
-        for key in keys.into_iter().filter(|k| k.kek_generation < below) {
-            out.push(KeySlot { place: place.clone(), key: key.clone() });
-        }
-    };
     let objects = txn.open_table(OBJECTS).map_err(meta_err)?;
     for row in objects.range((bucket, NO_KEY)..).map_err(meta_err)? {
         let (k, v) = row.map_err(meta_err)?;
         if k.value().0 != bucket {
             break;
         }
-        let (_, version): (u64, ObjectVersion) = decode(v.value())?;
-        let place = KeyPlace::Version { key: object_key(k.value().1)?, version: version.meta.version_id.clone() };
-        take(place, version.data.keys());
+        push_old_of_version(&mut out, k.value().1, v.value(), below)?;
+        if out.len() >= limit {
+            out.truncate(limit);
+            return Ok(out);
+        }
     }
     let versions = txn.open_table(VERSIONS).map_err(meta_err)?;
     for row in versions.range((bucket, NO_KEY, 0u64)..).map_err(meta_err)? {
@@ -41,9 +53,11 @@ pub(crate) fn sealed_keys(txn: &ReadTransaction, bucket: &str, below: u32, limit
         if k.value().0 != bucket {
             break;
         }
-        let (_, version): (u64, ObjectVersion) = decode(v.value())?;
-        let place = KeyPlace::Version { key: object_key(k.value().1)?, version: version.meta.version_id.clone() };
-        take(place, version.data.keys());
+        push_old_of_version(&mut out, k.value().1, v.value(), below)?;
+        if out.len() >= limit {
+            out.truncate(limit);
+            return Ok(out);
+        }
     }
     let uploads = txn.open_table(UPLOADS).map_err(meta_err)?;
     let parts = txn.open_table(PARTS).map_err(meta_err)?;
@@ -56,7 +70,8 @@ pub(crate) fn sealed_keys(txn: &ReadTransaction, bucket: &str, below: u32, limit
         let id = upload.upload_id.as_str();
         for part in parts.range((id, 0u32)..=(id, u32::MAX)).map_err(meta_err)? {
             let part: PartRecord = decode(part.map_err(meta_err)?.1.value())?;
-            take(KeyPlace::Part { upload: upload.upload_id.clone(), number: part.number }, vec![&part.key]);
+            let place = KeyPlace::Part { upload: upload.upload_id.clone(), number: part.number };
+            push_old(&mut out, place, vec![&part.key], below);
         }
     }
     out.truncate(limit);
