@@ -24,6 +24,30 @@ const IO_CHUNK: usize = 1024 * 1024;
 /// Chunks read ahead of the one being sent.
 const READ_AHEAD: usize = 2;
 
+/// Reads `len` bytes at `off` into a fresh buffer without zeroing it first
+/// (zeroing cost a tenth of a GET's CPU). The file is reopened through
+/// `/proc/self/fd` so each chunk has its own offset while the open handle
+/// keeps a blob deleted meanwhile readable; elsewhere, positional reads.
+fn read_chunk(file: &File, off: u64, len: u64) -> io::Result<Bytes> {
+    use std::io::{Read as _, Seek as _};
+    use std::os::fd::AsRawFd as _;
+    let mut buf = Vec::with_capacity(len as usize);
+    match File::open(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+        Ok(mut own) => {
+            own.seek(io::SeekFrom::Start(off))?;
+            own.take(len).read_to_end(&mut buf)?;
+            if buf.len() as u64 != len {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than its record says"));
+            }
+        }
+        Err(_) => {
+            buf.resize(len as usize, 0);
+            file.read_exact_at(&mut buf, off)?;
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
 pub struct DiskBlobStore {
     root: PathBuf,
 }
@@ -113,15 +137,7 @@ impl BlobStore for DiskBlobStore {
         let chunks = stream::iter(offsets)
             .map(move |(off, len)| {
                 let file = file.clone();
-                async move {
-                    let bytes = blocking(move || {
-                        let mut buf = vec![0u8; len as usize];
-                        file.read_exact_at(&mut buf, off)?;
-                        Ok(Bytes::from(buf))
-                    })
-                    .await?;
-                    Ok(bytes)
-                }
+                async move { Ok(blocking(move || read_chunk(&file, off, len)).await?) }
             })
             .buffered(READ_AHEAD);
         Ok(Box::pin(chunks))
@@ -160,6 +176,28 @@ mod tests {
         store.delete(id).await.expect("delete");
         store.delete(id).await.expect("deleting twice is fine");
         assert!(store.read(id, 0..1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_read_under_way_outlives_the_delete_and_sees_truncation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = DiskBlobStore::open(dir.path()).expect("open");
+        let id = BlobId::generate();
+        let data: Vec<u8> = (0..2 * IO_CHUNK + 5).map(|i| (i % 7) as u8).collect();
+        let mut w = store.create(id).await.expect("create");
+        w.write(Bytes::from(data.clone())).await.expect("write");
+        w.finish().await.expect("finish");
+        let reading = store.read(id, 0..data.len() as u64).await.expect("read");
+        store.delete(id).await.expect("delete");
+        let got: Vec<Bytes> = reading.try_collect().await.expect("the open handle keeps the bytes");
+        assert_eq!(got.concat(), data);
+
+        let id = BlobId::generate();
+        let mut w = store.create(id).await.expect("create");
+        w.write(Bytes::from_static(b"short")).await.expect("write");
+        w.finish().await.expect("finish");
+        let past_end: Result<Vec<Bytes>> = store.read(id, 0..10).await.expect("read").try_collect().await;
+        assert!(past_end.is_err(), "a blob shorter than asked is an error, not a short read");
     }
 
     #[tokio::test]

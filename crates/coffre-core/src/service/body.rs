@@ -259,8 +259,7 @@ fn open_stream(stored: ByteStream, opener: Opener) -> ByteStream {
             let Some(open) = opener.as_mut() else { return Ok::<_, Error>(None) };
             match stored.next().await {
                 Some(chunk) => {
-                    let plain = open.push(chunk?).map_err(integrity)?;
-                    if !plain.is_empty() {
+                    if let Some(plain) = open.push(chunk?).map_err(integrity)? {
                         return Ok(Some((plain, (stored, opener))));
                     }
                 }
@@ -271,5 +270,5 @@ fn open_stream(stored: ByteStream, opener: Opener) -> ByteStream {
             }
         }
     });
-    Box::pin(opened.map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok::<_, Error>))).try_flatten())
+    Box::pin(opened)
 }
