@@ -87,6 +87,9 @@ pub enum Error {
     /// The key that sealed the data no longer exists (crypto-erased).
     #[error("the data key of this object is gone: {0}")]
     KeyDestroyed(String),
+    /// The bucket's key was rotated while the write was in flight: retry it.
+    #[error("the bucket's key of generation {generation} was retired while this write was in flight")]
+    KeyRotated { generation: u32 },
     /// SSE-C: the object needs the customer's key and none was given.
     #[error(
         "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to \

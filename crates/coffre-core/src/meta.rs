@@ -103,6 +103,17 @@ impl BucketRecord {
     pub fn kek(&self, generation: u32) -> Option<&BucketKek> {
         self.keks.iter().find(|k| k.generation == generation)
     }
+
+    /// Refuses data keys wrapped by a KEK the bucket no longer has: a write
+    /// that began before a key rotation and ends after it must not commit
+    /// keys that are about to be destroyed. Engines call this inside the
+    /// transaction that would record the keys.
+    pub fn check_sealed(&self, keys: &[&SealedKey]) -> crate::error::Result<()> {
+        match keys.iter().find(|k| self.kek(k.kek_generation).is_none()) {
+            Some(k) => Err(crate::error::Error::KeyRotated { generation: k.kek_generation }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A change to a bucket's configuration, applied atomically by the engine.

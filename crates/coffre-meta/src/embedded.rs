@@ -231,6 +231,7 @@ fn apply_put(
     cond: &WriteCondition,
 ) -> Result<()> {
     let record = get_bucket(txn, bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+    record.check_sealed(&version.data.keys())?;
     let (b, k) = (bucket.as_str(), key.as_bytes());
     let old = current(txn, b, k)?;
     check_condition(cond, old.as_ref().map(|(_, v)| v))?;
@@ -818,6 +819,7 @@ impl MetaStore for EmbeddedMeta {
             if !upload_exists(txn, (upload.bucket.as_str(), upload.key.as_bytes(), id))? {
                 return Err(Error::NoSuchUpload);
             }
+            get_bucket(txn, upload.bucket.as_str())?.ok_or(Error::NoSuchBucket)?.check_sealed(&[&part.key])?;
             let mut t = txn.open_table(PARTS).map_err(meta_err)?;
             let replaced: Option<PartRecord> =
                 t.get((id, part.number)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()?;
@@ -891,7 +893,10 @@ impl MetaStore for EmbeddedMeta {
             if !upload_exists(txn, key)? {
                 return Err(Error::NoSuchUpload);
             }
-            get_bucket(txn, u.bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+            // Every check before the first write: the transaction is shared.
+            get_bucket(txn, u.bucket.as_str())?
+                .ok_or(Error::NoSuchBucket)?
+                .check_sealed(&complete.version.data.keys())?;
             let existing = current(txn, u.bucket.as_str(), u.key.as_bytes())?;
             check_condition(&complete.condition, existing.as_ref().map(|(_, v)| v))?;
             let parts = remove_upload(txn, key)?;

@@ -99,7 +99,10 @@ async fn listing_matches_the_model() {
     let bucket = BucketName::parse("list-test").expect("name");
     let other = BucketName::parse("list-test-2").expect("name");
     for b in [&bucket, &other] {
-        meta.create_bucket(BucketRecord::new(b.clone(), owner.clone())).await.expect("bucket");
+        let kek = coffre_core::meta::BucketKek { generation: 1, id: "kek".into(), created: UnixNanos(0) };
+        meta.create_bucket(BucketRecord { keks: vec![kek], ..BucketRecord::new(b.clone(), owner.clone()) })
+            .await
+            .expect("bucket");
     }
     let parts = ["a", "b", "a/", "/", "é", "x.y", "-", "~", "zz/", "a/b/"];
     let mut rng = Rng(0x1234_5678_9abc_def1);

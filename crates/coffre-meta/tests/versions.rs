@@ -22,6 +22,10 @@ fn sealed_key() -> coffre_core::meta::SealedKey {
     }
 }
 
+fn kek(generation: u32) -> coffre_core::meta::BucketKek {
+    coffre_core::meta::BucketKek { generation, id: format!("kek-{generation}"), created: UnixNanos(0) }
+}
+
 fn stored(id: BlobId) -> DataLocation {
     DataLocation::Blob { id, key: sealed_key() }
 }
@@ -39,7 +43,7 @@ async fn fixture(versioning: Versioning) -> Fixture {
     let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::open(&dir.path().join("m.redb")).expect("open"));
     let owner = AccessKeyId::parse("owner").expect("id");
     let bucket = BucketName::parse("versions").expect("name");
-    let record = BucketRecord { versioning, ..BucketRecord::new(bucket.clone(), owner.clone()) };
+    let record = BucketRecord { versioning, keks: vec![kek(1)], ..BucketRecord::new(bucket.clone(), owner.clone()) };
     meta.create_bucket(record).await.expect("bucket");
     Fixture { meta, bucket, key: ObjectKey::parse("k").expect("key"), owner, _dir: dir }
 }
@@ -159,4 +163,17 @@ async fn suspended_versioning_keeps_one_null_version() {
     let marker = f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
     assert_eq!((marker.delete_marker, marker.version_id), (true, Some(VersionId::Null)));
     assert_eq!(f.garbage().await, [BlobId(1), BlobId(2)], "the null delete marker replaces the null version");
+}
+
+#[tokio::test]
+async fn keys_under_a_retired_kek_are_refused_at_commit() {
+    let f = fixture(Versioning::Enabled).await;
+    f.put(VersionId::generate(), BlobId(1), WriteCondition::None).await.expect("generation 1 is current");
+    // A rotation adds generation 2 and retires generation 1 while a write
+    // sealed under generation 1 is still streaming its body.
+    f.meta.update_bucket(&f.bucket, coffre_core::meta::BucketChange::AddKek(kek(2))).await.expect("add");
+    f.meta.update_bucket(&f.bucket, coffre_core::meta::BucketChange::DropKeksBefore(2)).await.expect("drop");
+    let late = f.put(VersionId::generate(), BlobId(2), WriteCondition::None).await;
+    assert!(matches!(late, Err(Error::KeyRotated { generation: 1 })), "{late:?}");
+    assert_eq!(f.current().await.map(|v| v.data), Some(stored(BlobId(1))), "nothing of the late write is visible");
 }

@@ -71,6 +71,12 @@ pub fn s3_err(e: Error) -> S3Error {
             tracing::error!(error = %e, "internal error");
             return s3_error!(InternalError, "We encountered an internal error. Please try again.");
         }
+        Error::KeyRotated { .. } => {
+            return s3_error!(
+                ServiceUnavailable,
+                "The bucket's key was rotated while this write was in flight; nothing was stored. Please retry."
+            );
+        }
         Error::KmsUnavailable(_) => {
             tracing::error!(error = %e, "key custodian unavailable");
             return s3_error!(

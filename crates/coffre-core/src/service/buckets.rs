@@ -120,10 +120,12 @@ impl ObjectService {
         let generation = record.keks.iter().map(|k| k.generation).max().unwrap_or(0) + 1;
         let kek = self.new_kek(name, generation).await?;
         self.meta.update_bucket(name, BucketChange::AddKek(kek.clone())).await?;
-        let rewrapped = self.rewrap_below(name, &kek).await?;
-        // Keys rewrapped, nothing refers to the old KEKs any more.
         let old: Vec<BucketKek> = record.keks.clone();
+        let mut rewrapped = self.rewrap_below(name, &kek, &old).await?;
+        // From here no write can commit a key under an old KEK (the engine
+        // checks); one more pass catches writes that committed meanwhile.
         self.meta.update_bucket(name, BucketChange::DropKeksBefore(generation)).await?;
+        rewrapped += self.rewrap_below(name, &kek, &old).await?;
         let keks_destroyed = self.destroy_keks(&old).await;
         Ok(RotateOutcome {
             bucket: name.to_string(),
@@ -134,20 +136,24 @@ impl ObjectService {
         })
     }
 
-    async fn rewrap_below(&self, name: &BucketName, to: &BucketKek) -> Result<u64> {
+    /// Rewraps under `to` every data key of an older generation; `old` names
+    /// the KEKs being retired, which the bucket record may no longer list.
+    async fn rewrap_below(&self, name: &BucketName, to: &BucketKek, old: &[BucketKek]) -> Result<u64> {
         let mut total = 0u64;
         let mut idle_rounds = 0;
         loop {
             // Re-read: writes racing with the rotation may have added keys
             // under the new KEK, and the record lists every generation.
             let record = self.meta.bucket(name).await?.ok_or(Error::NoSuchBucket)?;
+            let retired = old.iter().filter(|o| record.kek(o.generation).is_none()).cloned();
+            let keks: Vec<BucketKek> = record.keks.iter().cloned().chain(retired).collect();
             let batch = self.meta.sealed_keys(name, to.generation, REWRAP_BATCH).await?;
             if batch.is_empty() {
                 return Ok(total);
             }
             let mut rewrapped = Vec::with_capacity(batch.len());
             for mut slot in batch {
-                slot.key = self.keyring.rewrap(name, &record.keks, &slot.key, to).await?;
+                slot.key = self.keyring.rewrap(name, &keks, &slot.key, to).await?;
                 rewrapped.push(slot);
             }
             let replaced = self.meta.replace_sealed_keys(name, rewrapped).await?;
