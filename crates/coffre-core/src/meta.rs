@@ -382,6 +382,16 @@ pub struct KeySlot {
     pub key: SealedKey,
 }
 
+/// Where a scan for data keys resumes: just after this record. The scan
+/// walks current versions, then noncurrent ones, then uploads' parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCursor {
+    Current(Vec<u8>),
+    /// Object key and the engine's position among its noncurrent versions.
+    Noncurrent(Vec<u8>, u64),
+    Upload(Vec<u8>, UploadId),
+}
+
 /// What erasing a bucket removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EraseReport {
@@ -406,8 +416,16 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn erase_bucket(&self, name: &BucketName) -> Result<EraseReport>;
 
     // Key rotation.
-    /// Data keys of the bucket wrapped by a KEK older than `generation`.
-    async fn sealed_keys(&self, bucket: &BucketName, below_generation: u32, limit: usize) -> Result<Vec<KeySlot>>;
+    /// Data keys of the bucket wrapped by a KEK older than `generation`, in
+    /// records after `after`, stopping once `limit` are found; the cursor to
+    /// go on from, or `None` when the scan reached the end.
+    async fn sealed_keys(
+        &self,
+        bucket: &BucketName,
+        below_generation: u32,
+        after: Option<KeyCursor>,
+        limit: usize,
+    ) -> Result<(Vec<KeySlot>, Option<KeyCursor>)>;
     /// Replaces data keys found by `sealed_keys` (matched by `key_id`) with
     /// their rewrapped form; a key changed or gone meanwhile is skipped.
     /// Returns how many were replaced.

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
 use coffre_core::meta::{
     AccessKeyRecord, BucketChange, BucketRecord, BucketUsage, CompleteUpload, DeleteGuard, DeleteOutcome, EraseReport,
-    KeySlot, ListedObject, ListedVersion, MetaStore, ObjectVersion, PartRecord, PutObject, UploadRecord, VersionChange,
-    VersionCursor, VersionMeta, Versioning, WriteCondition,
+    KeyCursor, KeySlot, ListedObject, ListedVersion, MetaStore, ObjectVersion, PartRecord, PutObject, UploadRecord,
+    VersionChange, VersionCursor, VersionMeta, Versioning, WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 use redb::{
@@ -516,9 +516,15 @@ impl MetaStore for EmbeddedMeta {
         self.write(move |txn| rekey::erase_bucket(txn, name.as_str())).await
     }
 
-    async fn sealed_keys(&self, bucket: &BucketName, below_generation: u32, limit: usize) -> Result<Vec<KeySlot>> {
+    async fn sealed_keys(
+        &self,
+        bucket: &BucketName,
+        below_generation: u32,
+        after: Option<KeyCursor>,
+        limit: usize,
+    ) -> Result<(Vec<KeySlot>, Option<KeyCursor>)> {
         let bucket = bucket.clone();
-        self.read(move |txn| rekey::sealed_keys(txn, bucket.as_str(), below_generation, limit)).await
+        self.read(move |txn| rekey::sealed_keys(txn, bucket.as_str(), below_generation, after, limit)).await
     }
 
     async fn replace_sealed_keys(&self, bucket: &BucketName, keys: Vec<KeySlot>) -> Result<usize> {

@@ -2,7 +2,11 @@
 //! keys for key rotation, and removing a whole bucket for crypto-erasure.
 
 use coffre_core::error::{Error, Result};
-use coffre_core::meta::{EraseReport, KeyPlace, KeySlot, ObjectVersion, PartRecord, SealedKey, UploadRecord};
+use std::ops::Bound;
+
+use coffre_core::meta::{
+    EraseReport, KeyCursor, KeyPlace, KeySlot, ObjectVersion, PartRecord, SealedKey, UploadRecord,
+};
 use coffre_core::types::{BlobId, ObjectKey, UploadId};
 use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
 
@@ -32,36 +36,58 @@ fn push_old_of_version(out: &mut Vec<KeySlot>, key: &[u8], stored: &[u8], below:
     Ok(())
 }
 
-/// Data keys of `bucket` wrapped by a KEK older than `below`, at most `limit`.
-pub(crate) fn sealed_keys(txn: &ReadTransaction, bucket: &str, below: u32, limit: usize) -> Result<Vec<KeySlot>> {
+/// Data keys of `bucket` wrapped by a KEK older than `below`, in records after
+/// `after`, until `limit` are found; with the cursor to resume from.
+pub(crate) fn sealed_keys(
+    txn: &ReadTransaction,
+    bucket: &str,
+    below: u32,
+    after: Option<KeyCursor>,
+    limit: usize,
+) -> Result<(Vec<KeySlot>, Option<KeyCursor>)> {
     let mut out = Vec::new();
-    let objects = txn.open_table(OBJECTS).map_err(meta_err)?;
-    for row in objects.range((bucket, NO_KEY)..).map_err(meta_err)? {
-        let (k, v) = row.map_err(meta_err)?;
-        if k.value().0 != bucket {
-            break;
-        }
-        push_old_of_version(&mut out, k.value().1, v.value(), below)?;
-        if out.len() >= limit {
-            out.truncate(limit);
-            return Ok(out);
-        }
-    }
-    let versions = txn.open_table(VERSIONS).map_err(meta_err)?;
-    for row in versions.range((bucket, NO_KEY, 0u64)..).map_err(meta_err)? {
-        let (k, v) = row.map_err(meta_err)?;
-        if k.value().0 != bucket {
-            break;
-        }
-        push_old_of_version(&mut out, k.value().1, v.value(), below)?;
-        if out.len() >= limit {
-            out.truncate(limit);
-            return Ok(out);
+    if matches!(after, None | Some(KeyCursor::Current(_))) {
+        let from = match &after {
+            Some(KeyCursor::Current(k)) => Bound::Excluded((bucket, k.as_slice())),
+            _ => Bound::Included((bucket, NO_KEY)),
+        };
+        let objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+        for row in objects.range::<(&str, &[u8])>((from, Bound::Unbounded)).map_err(meta_err)? {
+            let (k, v) = row.map_err(meta_err)?;
+            if k.value().0 != bucket {
+                break;
+            }
+            push_old_of_version(&mut out, k.value().1, v.value(), below)?;
+            if out.len() >= limit {
+                return Ok((out, Some(KeyCursor::Current(k.value().1.to_vec()))));
+            }
         }
     }
+    if !matches!(after, Some(KeyCursor::Upload(..))) {
+        let from = match &after {
+            Some(KeyCursor::Noncurrent(k, rev)) => Bound::Excluded((bucket, k.as_slice(), *rev)),
+            _ => Bound::Included((bucket, NO_KEY, 0u64)),
+        };
+        let versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+        for row in versions.range::<(&str, &[u8], u64)>((from, Bound::Unbounded)).map_err(meta_err)? {
+            let (k, v) = row.map_err(meta_err)?;
+            let (b, key, rev) = k.value();
+            if b != bucket {
+                break;
+            }
+            push_old_of_version(&mut out, key, v.value(), below)?;
+            if out.len() >= limit {
+                return Ok((out, Some(KeyCursor::Noncurrent(key.to_vec(), rev))));
+            }
+        }
+    }
+    let from = match &after {
+        Some(KeyCursor::Upload(k, id)) => Bound::Excluded((bucket, k.as_slice(), id.as_str())),
+        _ => Bound::Included((bucket, NO_KEY, "")),
+    };
     let uploads = txn.open_table(UPLOADS).map_err(meta_err)?;
     let parts = txn.open_table(PARTS).map_err(meta_err)?;
-    for row in uploads.range((bucket, NO_KEY, "")..).map_err(meta_err)? {
+    for row in uploads.range::<(&str, &[u8], &str)>((from, Bound::Unbounded)).map_err(meta_err)? {
         let (k, v) = row.map_err(meta_err)?;
         if k.value().0 != bucket {
             break;
@@ -73,9 +99,11 @@ pub(crate) fn sealed_keys(txn: &ReadTransaction, bucket: &str, below: u32, limit
             let place = KeyPlace::Part { upload: upload.upload_id.clone(), number: part.number };
             push_old(&mut out, place, vec![&part.key], below);
         }
+        if out.len() >= limit {
+            return Ok((out, Some(KeyCursor::Upload(k.value().1.to_vec(), upload.upload_id.clone()))));
+        }
     }
-    out.truncate(limit);
-    Ok(out)
+    Ok((out, None))
 }
 
 /// Swaps in rewrapped keys, matched by key id; returns how many were swapped.

@@ -136,34 +136,29 @@ impl ObjectService {
         })
     }
 
-    /// Rewraps under `to` every data key of an older generation; `old` names
-    /// the KEKs being retired, which the bucket record may no longer list.
+    /// Rewraps under `to` every data key of an older generation, in one walk
+    /// through the bucket; `old` names the KEKs being retired, which the
+    /// bucket record may no longer list.
     async fn rewrap_below(&self, name: &BucketName, to: &BucketKek, old: &[BucketKek]) -> Result<u64> {
         let mut total = 0u64;
-        let mut idle_rounds = 0;
+        let mut cursor = None;
         loop {
-            // Re-read: writes racing with the rotation may have added keys
-            // under the new KEK, and the record lists every generation.
+            // Re-read: the record lists the KEKs in force right now.
             let record = self.meta.bucket(name).await?.ok_or(Error::NoSuchBucket)?;
             let retired = old.iter().filter(|o| record.kek(o.generation).is_none()).cloned();
             let keks: Vec<BucketKek> = record.keks.iter().cloned().chain(retired).collect();
-            let batch = self.meta.sealed_keys(name, to.generation, REWRAP_BATCH).await?;
-            if batch.is_empty() {
-                return Ok(total);
-            }
+            let (batch, next) = self.meta.sealed_keys(name, to.generation, cursor, REWRAP_BATCH).await?;
             let mut rewrapped = Vec::with_capacity(batch.len());
             for mut slot in batch {
                 slot.key = self.keyring.rewrap(name, &keks, &slot.key, to).await?;
                 rewrapped.push(slot);
             }
-            let replaced = self.meta.replace_sealed_keys(name, rewrapped).await?;
-            // Keys deleted meanwhile are skipped; keys that stay unreplaced
-            // round after round mean something else is rewriting them.
-            idle_rounds = if replaced == 0 { idle_rounds + 1 } else { 0 };
-            if idle_rounds == 3 {
-                return Err(Error::Meta("key rotation made no progress".into()));
+            // Keys deleted meanwhile are skipped: nothing to rewrap there.
+            total += self.meta.replace_sealed_keys(name, rewrapped).await? as u64;
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(total),
             }
-            total += replaced as u64;
         }
     }
 }
