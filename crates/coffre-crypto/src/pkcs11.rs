@@ -172,6 +172,10 @@ struct Token {
     // Serialises the probe key's find-or-create, so two status calls do not
     // both create one.
     probe: Mutex<()>,
+    // Serialises creating and destroying token objects: SoftHSM2 answered
+    // concurrent C_GenerateKey calls from one process with CKR_GENERAL_ERROR
+    // now and then. Both are rare (bucket creation and deletion).
+    writes: Mutex<()>,
 }
 
 /// Modules loaded and tokens logged in, for the life of the process. Never
@@ -212,6 +216,7 @@ fn open_token(config: &Pkcs11Config) -> KmsResult<Arc<Token>> {
         idle: Mutex::new(Vec::new()),
         permits: Arc::new(Semaphore::new(MAX_SESSIONS)),
         probe: Mutex::new(()),
+        writes: Mutex::new(()),
     });
     // A first session logs in: a wrong PIN fails now, not on the first wrap.
     token.with_session(|_, _| Ok(()))?;
@@ -360,10 +365,23 @@ impl Token {
     }
 
     fn generate_kek(&self, session: &Session, label: &str) -> KmsResult<KekId> {
+        let _writing = self.writes.lock().map_err(|_| KmsError::Other("PKCS#11 write lock poisoned".into()))?;
         let id = uuid::Uuid::new_v4();
         let template = kek_template(label, id.as_bytes());
-        session.generate_key(&Mechanism::AesKeyGen, &template).map_err(|err| self.error(err, None))?;
-        Ok(KekId(hex(id.as_bytes())))
+        // SoftHSM2's file store sometimes answers a key generation that races
+        // another session's reload of the token with CKR_GENERAL_ERROR; the
+        // same call a moment later succeeds. A few tries, then the error.
+        let mut attempt = 0u64;
+        loop {
+            match session.generate_key(&Mechanism::AesKeyGen, &template) {
+                Ok(_) => return Ok(KekId(hex(id.as_bytes()))),
+                Err(CkError::Pkcs11(RvError::GeneralError, _)) if attempt < 6 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+                }
+                Err(err) => return Err(self.error(err, None)),
+            }
+        }
     }
 
     /// The token object of `kek`.
@@ -463,6 +481,7 @@ impl Token {
         let Some(id) = parse_hex(&kek.0) else {
             return Ok(()); // not an id we could have made: nothing to destroy
         };
+        let _writing = self.writes.lock().map_err(|_| KmsError::Other("PKCS#11 write lock poisoned".into()))?;
         for key in self.find_keys_checked(session, &id)? {
             match session.destroy_object(key) {
                 // Destroyed by a concurrent call: the outcome we want.
