@@ -98,6 +98,23 @@ def clean_env(home: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+def awscli_env(home: Path) -> dict[str, str]:
+    """Environment for the AWS CLI as root: path-style addressing, the test
+    region, no retries, and nothing read from the user's own AWS files."""
+    cfg = home / "aws-config"
+    home.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(f"[default]\nregion = {REGION}\ns3 =\n    addressing_style = path\n")
+    return clean_env(
+        home,
+        AWS_ACCESS_KEY_ID=ROOT_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=ROOT_SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(cfg),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-credentials"),
+        AWS_MAX_ATTEMPTS="1",
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -8,10 +8,7 @@ import pytest
 
 from conftest import (
     MiB,
-    REGION,
-    ROOT_ACCESS_KEY,
-    ROOT_SECRET_KEY,
-    clean_env,
+    awscli_env,
     empty_and_delete_bucket,
     run,
     sha256_file,
@@ -25,17 +22,7 @@ CHUNK = 8 * MiB  # s3transfer's default multipart_chunksize / threshold
 
 @pytest.fixture
 def aws(server, client_home):
-    cfg = client_home / "aws-config"
-    cfg.write_text(f"[default]\nregion = {REGION}\ns3 =\n    addressing_style = path\n")
-    env = clean_env(
-        client_home,
-        AWS_ACCESS_KEY_ID=ROOT_ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=ROOT_SECRET_KEY,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(cfg),
-        AWS_SHARED_CREDENTIALS_FILE=str(client_home / "no-credentials"),
-        AWS_MAX_ATTEMPTS="1",
-    )
+    env = awscli_env(client_home)
 
     def aws_cmd(*args, check=True, timeout=600):
         return run(

@@ -25,6 +25,7 @@ from conftest import (
     ROOT_ACCESS_KEY,
     ROOT_SECRET_KEY,
     CoffreServer,
+    awscli_env,
     clean_env,
     coffre_bin,
     empty_and_delete_bucket,
@@ -209,17 +210,7 @@ def test_boto3_verifies_the_test_ca(tls_server):
 
 
 def test_awscli_cp_and_ls_over_https(tls_server, tmp_path, client_home):
-    cfg = client_home / "aws-config"
-    cfg.write_text(f"[default]\nregion = {REGION}\ns3 =\n    addressing_style = path\n")
-    env = clean_env(
-        client_home,
-        AWS_ACCESS_KEY_ID=ROOT_ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=ROOT_SECRET_KEY,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(cfg),
-        AWS_SHARED_CREDENTIALS_FILE=str(client_home / "no-credentials"),
-        AWS_MAX_ATTEMPTS="1",
-    )
+    env = awscli_env(client_home)
 
     def aws(*args, check=True):
         cmd = [sys.executable, "-m", "awscli", *args, "--endpoint-url", tls_server.endpoint]
