@@ -6,11 +6,11 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use coffre_core::list::{ListQuery, list};
-use coffre_core::meta::{
-    BucketRecord, ContentHeaders, DataLocation, MetaStore, ObjectVersion, PutObject, VersionMeta, WriteCondition,
-};
-use coffre_core::types::{AccessKeyId, BucketName, ObjectKey, UnixNanos, VersionId};
+use coffre_core::meta::{BucketRecord, DataLocation, MetaStore, ObjectVersion, PutObject, WriteCondition};
+use coffre_core::types::{AccessKeyId, BucketName, ObjectKey, VersionId};
 use coffre_meta::EmbeddedMeta;
+
+mod common;
 
 struct Rng(u64);
 
@@ -32,33 +32,8 @@ impl Rng {
 }
 
 fn version(owner: &AccessKeyId, size: u64) -> ObjectVersion {
-    ObjectVersion {
-        meta: VersionMeta {
-            version_id: VersionId::Null,
-            delete_marker: false,
-            size,
-            etag: "e".into(),
-            last_modified: UnixNanos::now(),
-            owner: owner.clone(),
-            headers: ContentHeaders::default(),
-            user_meta: vec![],
-            checksums: Default::default(),
-            checksum_composite: false,
-            tags: vec![],
-            lock: Default::default(),
-            sse: Default::default(),
-        },
-        data: DataLocation::Inline {
-            sealed: vec![0; size as usize],
-            key: coffre_core::meta::SealedKey {
-                key_id: [0; 16],
-                kek_generation: 1,
-                wrapped: vec![],
-                origin: String::new(),
-                part: 0,
-            },
-        },
-    }
+    let data = DataLocation::Inline { sealed: vec![0; size as usize], key: common::sealed_key(0) };
+    common::version(owner, VersionId::Null, size, data)
 }
 
 /// What S3 returns for one page, computed the slow, obvious way.
@@ -99,8 +74,7 @@ async fn listing_matches_the_model() {
     let bucket = BucketName::parse("list-test").expect("name");
     let other = BucketName::parse("list-test-2").expect("name");
     for b in [&bucket, &other] {
-        let kek = coffre_core::meta::BucketKek { generation: 1, id: "kek".into(), created: UnixNanos(0) };
-        meta.create_bucket(BucketRecord { keks: vec![kek], ..BucketRecord::new(b.clone(), owner.clone()) })
+        meta.create_bucket(BucketRecord { keks: vec![common::kek(1)], ..BucketRecord::new(b.clone(), owner.clone()) })
             .await
             .expect("bucket");
     }

@@ -5,42 +5,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use coffre_core::meta::{
-    BucketKek, BucketRecord, ContentHeaders, DataLocation, KeySlot, MetaStore, ObjectVersion, PartRecord, PutObject,
-    SealedKey, UploadRecord, VersionMeta, Versioning, WriteCondition,
+    BucketRecord, ContentHeaders, KeySlot, MetaStore, PartRecord, PutObject, UploadRecord, Versioning, WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 use coffre_meta::EmbeddedMeta;
 
-fn kek(generation: u32) -> BucketKek {
-    BucketKek { generation, id: format!("kek-{generation}"), created: UnixNanos(0) }
-}
-
-fn sealed(n: u32) -> SealedKey {
-    let mut key_id = [0u8; 16];
-    key_id[..4].copy_from_slice(&n.to_be_bytes());
-    SealedKey { key_id, kek_generation: 1, wrapped: vec![1; 60], origin: "o".into(), part: 0 }
-}
-
-fn version(owner: &AccessKeyId, n: u32) -> ObjectVersion {
-    ObjectVersion {
-        meta: VersionMeta {
-            version_id: VersionId::generate(),
-            delete_marker: false,
-            size: 1,
-            etag: "e".into(),
-            last_modified: UnixNanos::now(),
-            owner: owner.clone(),
-            headers: ContentHeaders::default(),
-            user_meta: vec![],
-            checksums: Default::default(),
-            checksum_composite: false,
-            tags: vec![],
-            lock: Default::default(),
-            sse: Default::default(),
-        },
-        data: DataLocation::Blob { id: BlobId(u128::from(n)), key: sealed(n) },
-    }
-}
+mod common;
 
 #[tokio::test]
 async fn a_cursor_walk_finds_every_old_key_once() {
@@ -50,7 +20,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
     let bucket = BucketName::parse("rekey").expect("name");
     let record = BucketRecord {
         versioning: Versioning::Enabled,
-        keks: vec![kek(1)],
+        keks: vec![common::kek(1)],
         ..BucketRecord::new(bucket.clone(), owner.clone())
     };
     meta.create_bucket(record).await.expect("bucket");
@@ -65,7 +35,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
             let put = PutObject {
                 bucket: bucket.clone(),
                 key: ObjectKey::parse(&format!("k{k:04}")).expect("key"),
-                version: version(&owner, n),
+                version: common::version(&owner, VersionId::generate(), 1, common::blob(BlobId(u128::from(n)))),
                 condition: WriteCondition::None,
                 pending: vec![],
             };
@@ -95,7 +65,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
             md5: [0; 16],
             last_modified: UnixNanos::now(),
             checksums: Default::default(),
-            key: sealed(n),
+            key: common::sealed_key(n),
         };
         meta.put_part(&upload, part).await.expect("part");
     }
@@ -118,7 +88,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
     assert!(batches >= 4, "the walk went in batches ({batches})");
 
     // Rewrapped keys are no longer old: a fresh walk finds none.
-    meta.update_bucket(&bucket, coffre_core::meta::BucketChange::AddKek(kek(2))).await.expect("add");
+    meta.update_bucket(&bucket, coffre_core::meta::BucketChange::AddKek(common::kek(2))).await.expect("add");
     let mut cursor = None;
     loop {
         let (batch, next) = meta.sealed_keys(&bucket, 2, cursor, 500).await.expect("scan");

@@ -4,31 +4,11 @@
 use std::sync::Arc;
 
 use coffre_core::Error;
-use coffre_core::meta::{
-    BucketRecord, ContentHeaders, DataLocation, MetaStore, ObjectVersion, PutObject, VersionMeta, Versioning,
-    WriteCondition,
-};
+use coffre_core::meta::{BucketRecord, MetaStore, ObjectVersion, PutObject, Versioning, WriteCondition};
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, VersionId};
 use coffre_meta::EmbeddedMeta;
 
-/// A stand-in data key: the metadata engine stores it and never opens it.
-fn sealed_key() -> coffre_core::meta::SealedKey {
-    coffre_core::meta::SealedKey {
-        key_id: [0; 16],
-        kek_generation: 1,
-        wrapped: vec![1; 60],
-        origin: "v".into(),
-        part: 0,
-    }
-}
-
-fn kek(generation: u32) -> coffre_core::meta::BucketKek {
-    coffre_core::meta::BucketKek { generation, id: format!("kek-{generation}"), created: UnixNanos(0) }
-}
-
-fn stored(id: BlobId) -> DataLocation {
-    DataLocation::Blob { id, key: sealed_key() }
-}
+mod common;
 
 struct Fixture {
     meta: Arc<dyn MetaStore>,
@@ -43,31 +23,18 @@ async fn fixture(versioning: Versioning) -> Fixture {
     let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::open(&dir.path().join("m.redb")).expect("open"));
     let owner = AccessKeyId::parse("owner").expect("id");
     let bucket = BucketName::parse("versions").expect("name");
-    let record = BucketRecord { versioning, keks: vec![kek(1)], ..BucketRecord::new(bucket.clone(), owner.clone()) };
+    let record =
+        BucketRecord { versioning, keks: vec![common::kek(1)], ..BucketRecord::new(bucket.clone(), owner.clone()) };
     meta.create_bucket(record).await.expect("bucket");
     Fixture { meta, bucket, key: ObjectKey::parse("k").expect("key"), owner, _dir: dir }
 }
 
 impl Fixture {
     fn version(&self, id: VersionId, blob: BlobId) -> ObjectVersion {
-        ObjectVersion {
-            meta: VersionMeta {
-                version_id: id,
-                delete_marker: false,
-                size: 1,
-                etag: format!("{blob}"),
-                last_modified: UnixNanos::now(),
-                owner: self.owner.clone(),
-                headers: ContentHeaders::default(),
-                user_meta: vec![],
-                checksums: Default::default(),
-                checksum_composite: false,
-                tags: vec![],
-                lock: Default::default(),
-                sse: Default::default(),
-            },
-            data: stored(blob),
-        }
+        let mut version = common::version(&self.owner, id, 1, common::blob(blob));
+        // Conditional writes below name versions by this ETag.
+        version.meta.etag = format!("{blob}");
+        version
     }
 
     async fn put(&self, id: VersionId, blob: BlobId, condition: WriteCondition) -> coffre_core::Result<()> {
@@ -99,7 +66,7 @@ async fn unversioned_overwrite_lets_the_old_blob_go() {
     let (a, b) = (BlobId(1), BlobId(2));
     f.put(VersionId::Null, a, WriteCondition::None).await.expect("put a");
     f.put(VersionId::Null, b, WriteCondition::None).await.expect("put b");
-    assert_eq!(f.current().await.map(|v| v.data), Some(stored(b)));
+    assert_eq!(f.current().await.map(|v| v.data), Some(common::blob(b)));
     assert_eq!(f.garbage().await, [a]);
     // Committed writes are no longer pending: a restart must not collect them.
     assert_eq!(f.meta.abandon_pending().await.expect("abandon"), 0);
@@ -121,7 +88,7 @@ async fn conditions_are_checked_in_the_transaction() {
     assert!(matches!(wrong, Err(Error::PreconditionFailed)), "{wrong:?}");
     let etag = format!("{}", BlobId(1));
     f.put(VersionId::Null, BlobId(4), WriteCondition::EtagMatches(etag)).await.expect("matching etag");
-    assert_eq!(f.current().await.map(|v| v.data), Some(stored(BlobId(4))));
+    assert_eq!(f.current().await.map(|v| v.data), Some(common::blob(BlobId(4))));
     // A failed write stays pending until its writer releases it.
     f.meta.release_pending(&[BlobId(2), BlobId(3)]).await.expect("release");
     assert_eq!(f.garbage().await, [BlobId(1), BlobId(2), BlobId(3)]);
@@ -135,7 +102,7 @@ async fn enabled_versioning_keeps_history_and_uses_delete_markers() {
     f.put(v2.clone(), BlobId(2), WriteCondition::None).await.expect("v2");
     assert!(f.garbage().await.is_empty(), "versioned overwrites keep the old data");
     let old = f.meta.object(&f.bucket, &f.key, Some(&v1)).await.expect("read").expect("v1 kept");
-    assert_eq!(old.data, stored(BlobId(1)));
+    assert_eq!(old.data, common::blob(BlobId(1)));
 
     let marker = f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
     assert!(marker.delete_marker);
@@ -171,9 +138,13 @@ async fn keys_under_a_retired_kek_are_refused_at_commit() {
     f.put(VersionId::generate(), BlobId(1), WriteCondition::None).await.expect("generation 1 is current");
     // A rotation adds generation 2 and retires generation 1 while a write
     // sealed under generation 1 is still streaming its body.
-    f.meta.update_bucket(&f.bucket, coffre_core::meta::BucketChange::AddKek(kek(2))).await.expect("add");
+    f.meta.update_bucket(&f.bucket, coffre_core::meta::BucketChange::AddKek(common::kek(2))).await.expect("add");
     f.meta.update_bucket(&f.bucket, coffre_core::meta::BucketChange::DropKeksBefore(2)).await.expect("drop");
     let late = f.put(VersionId::generate(), BlobId(2), WriteCondition::None).await;
     assert!(matches!(late, Err(Error::KeyRotated { generation: 1 })), "{late:?}");
-    assert_eq!(f.current().await.map(|v| v.data), Some(stored(BlobId(1))), "nothing of the late write is visible");
+    assert_eq!(
+        f.current().await.map(|v| v.data),
+        Some(common::blob(BlobId(1))),
+        "nothing of the late write is visible"
+    );
 }
