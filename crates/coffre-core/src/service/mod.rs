@@ -372,13 +372,7 @@ impl ObjectService {
                 },
                 data,
             };
-            let result = PutResult {
-                etag: version.meta.etag.clone(),
-                sse: version.meta.sse.clone(),
-                version_id: reported_version(&bucket, &version.meta.version_id),
-                checksums: version.meta.checksums.clone(),
-                last_modified: version.meta.last_modified,
-            };
+            let result = PutResult::of(&bucket, &version.meta);
             let put = PutObject {
                 bucket: req.bucket,
                 key: req.key,
@@ -649,7 +643,20 @@ async fn first_chunk_checked(mut body: ByteStream) -> Result<ByteStream> {
     }
 }
 
-pub(crate) fn reported_version(bucket: &BucketRecord, id: &VersionId) -> Option<VersionId> {
+impl PutResult {
+    /// What a write reports of the version it made.
+    pub(crate) fn of(bucket: &BucketRecord, meta: &VersionMeta) -> Self {
+        Self {
+            etag: meta.etag.clone(),
+            sse: meta.sse.clone(),
+            version_id: reported_version(bucket, &meta.version_id),
+            checksums: meta.checksums.clone(),
+            last_modified: meta.last_modified,
+        }
+    }
+}
+
+fn reported_version(bucket: &BucketRecord, id: &VersionId) -> Option<VersionId> {
     (bucket.versioning != Versioning::Unversioned).then(|| id.clone())
 }
 

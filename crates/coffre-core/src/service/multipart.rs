@@ -14,7 +14,7 @@ use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, UploadId};
 
 use super::{
     BodyClaims, ByteRange, CopySource, ExpectedChecksum, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectService, PutResult,
-    Sealing, initial_lock, new_version_id, reported_version, sse_for, unquote, verify_claims,
+    Sealing, initial_lock, new_version_id, sse_for, unquote, verify_claims,
 };
 
 /// What CreateMultipartUpload asks for; the completed object gets all of it.
@@ -259,13 +259,7 @@ impl ObjectService {
                     .collect(),
             ),
         };
-        let result = PutResult {
-            etag: version.meta.etag.clone(),
-            sse: version.meta.sse.clone(),
-            version_id: reported_version(&bucket_record, &version.meta.version_id),
-            checksums: version.meta.checksums.clone(),
-            last_modified: version.meta.last_modified,
-        };
+        let result = PutResult::of(&bucket_record, &version.meta);
         let keep = chosen.iter().map(|p| p.number).collect();
         self.meta.complete_upload(CompleteUpload { upload, version, keep, condition }).await?;
         Ok(result)
