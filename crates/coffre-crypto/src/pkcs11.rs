@@ -366,16 +366,19 @@ impl Token {
 
     fn generate_kek(&self, session: &Session, label: &str) -> KmsResult<KekId> {
         let _writing = self.writes.lock().map_err(|_| KmsError::Other("PKCS#11 write lock poisoned".into()))?;
-        let id = uuid::Uuid::new_v4();
-        let template = kek_template(label, id.as_bytes());
-        // SoftHSM2's file store sometimes answers a key generation that races
-        // another session's reload of the token with CKR_GENERAL_ERROR; the
-        // same call a moment later succeeds. A few tries, then the error.
+        // SoftHSM2's file store (2.6.1) sometimes fails a key generation that
+        // races another session's reload of the token, with CKR_GENERAL_ERROR
+        // or CKR_TEMPLATE_INCONSISTENT for a template it accepts every other
+        // time (about one test run in twenty); the same call a moment later
+        // succeeds. A few tries, each under a fresh id so that a half-made
+        // object of a failed try can never share a KEK's id, then the error.
         let mut attempt = 0u64;
         loop {
+            let id = uuid::Uuid::new_v4();
+            let template = kek_template(label, id.as_bytes());
             match session.generate_key(&Mechanism::AesKeyGen, &template) {
                 Ok(_) => return Ok(KekId(hex(id.as_bytes()))),
-                Err(CkError::Pkcs11(RvError::GeneralError, _)) if attempt < 6 => {
+                Err(CkError::Pkcs11(RvError::GeneralError | RvError::TemplateInconsistent, _)) if attempt < 6 => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
                 }

@@ -49,7 +49,10 @@ async fn wrap_unwrap_round_trip() {
     for len in [1, 32, MAX_WRAP_INPUT] {
         let secret: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5A).collect();
         let wrapped = kms.wrap(&kek, &secret, b"bucket=photos").await.expect("wrap");
-        assert_ne!(&wrapped[wrapped.len() - len..], &secret[..], "the secret shows through");
+        if len >= 16 {
+            // One byte matches by chance one time in 256.
+            assert_ne!(&wrapped[wrapped.len() - len..], &secret[..], "the secret shows through");
+        }
         let unwrapped = kms.unwrap(&kek, &wrapped, b"bucket=photos").await.expect("unwrap");
         assert_eq!(&unwrapped[..], &secret[..]);
     }

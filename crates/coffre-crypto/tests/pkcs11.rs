@@ -43,7 +43,10 @@ async fn wrap_unwrap_round_trip() {
     for secret in [&[7u8][..], &[0x42; 32], &[0xff; 64]] {
         let wrapped = kms.wrap(&kek, secret, b"bucket=a").await.unwrap();
         assert_eq!(wrapped.len(), 12 + secret.len() + 16, "IV || ciphertext || tag");
-        assert_ne!(&wrapped[12..12 + secret.len()], secret, "the secret must not appear in clear");
+        if secret.len() >= 16 {
+            // A one-byte ciphertext equals its plaintext one time in 256.
+            assert_ne!(&wrapped[12..12 + secret.len()], secret, "the secret must not appear in clear");
+        }
         let back = kms.unwrap(&kek, &wrapped, b"bucket=a").await.unwrap();
         assert_eq!(back.as_slice(), secret);
     }
