@@ -70,22 +70,48 @@ impl Default for FrontConfig {
     }
 }
 
-/// One finished request, as logs and metrics see it.
+/// One request, as logs, metrics and the audit trail see it. Never holds a
+/// secret: the principal is the access key id, not the signature.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub request_id: String,
     pub operation: String,
+    /// The operation was read from the request by [`inferred`](crate::inferred)
+    /// because s3s refused it before routing.
+    pub inferred: bool,
     pub bucket: Option<String>,
     pub key: Option<String>,
+    pub version: Option<String>,
+    /// The access key id the request was signed with, or claims to be.
+    pub principal: Option<String>,
+    pub source: SocketAddr,
+    /// PUT, POST and DELETE: the request may change what is stored.
+    pub mutating: bool,
     pub status: u16,
+    /// The S3 error code of a failed request.
+    pub error: Option<String>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration: Duration,
 }
 
+pub type Settled<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
 pub trait RequestObserver: Send + Sync + 'static {
+    /// Called once the response is decided and before it is sent (bytes out
+    /// are the declared length). An error replaces the response with a 503:
+    /// the audit trail records a mutating request before it is acknowledged.
+    fn before_response<'a>(&'a self, _record: &'a RequestRecord) -> Settled<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Called once the response body is sent or dropped.
     fn observe(&self, record: &RequestRecord);
 }
+
+/// The S3 error code of an error response, found while its body is read.
+#[derive(Clone)]
+struct ErrorCode(String);
 
 /// What s3s learned about a request (operation, bucket, key), passed back
 /// out through the request's extensions.
@@ -128,6 +154,7 @@ impl S3Access for Access {
 /// host (the bare domain, an IP address, an unknown name) is path-style.
 /// s3s's own parsers compare the Host header with its port and treat unknown
 /// hosts as bucket names, which breaks `http://localhost:9000` endpoints.
+#[derive(Clone)]
 struct Domains(Vec<String>);
 
 impl Domains {
@@ -169,6 +196,7 @@ pub struct Front {
     s3: S3Service,
     config: Arc<FrontConfig>,
     observer: Arc<dyn RequestObserver>,
+    domains: Domains,
 }
 
 impl Front {
@@ -189,8 +217,9 @@ impl Front {
         builder.set_auth(keys);
         builder.set_access(Access);
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
-        builder.set_host(Domains::new(&config.domains)?);
-        Ok(Self { s3: builder.build(), config: Arc::new(config), observer })
+        let domains = Domains::new(&config.domains)?;
+        builder.set_host(domains.clone());
+        Ok(Self { s3: builder.build(), config: Arc::new(config), observer, domains })
     }
 
     /// Accepts connections until `shutdown` resolves, then lets in-flight
@@ -212,7 +241,7 @@ impl Front {
 
     fn connection_service(
         &self,
-        _peer: SocketAddr,
+        peer: SocketAddr,
     ) -> impl hyper::service::Service<
         Request<Incoming>,
         Response = Response<LoggedBody>,
@@ -222,11 +251,11 @@ impl Front {
         let front = self.clone();
         hyper::service::service_fn(move |req| {
             let front = front.clone();
-            async move { Ok::<_, Infallible>(front.handle(req).await) }
+            async move { Ok::<_, Infallible>(front.handle(req, peer).await) }
         })
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<LoggedBody> {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<LoggedBody> {
         let started = Instant::now();
         let request_id = request_id();
         let slot = RouteSlot::default();
@@ -236,6 +265,7 @@ impl Front {
         let expects_continue =
             req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let empty_body = req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
+        let asked = Asked::of(&req, &self.domains);
 
         let response = match self.precheck(&req) {
             Err(rejection) => rejection,
@@ -285,24 +315,29 @@ impl Front {
             parts.headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
         }
         let info = slot.0.lock().map(|mut i| std::mem::take(&mut *i)).unwrap_or_default();
-        let record = RequestRecord {
-            request_id,
-            operation: info.operation.unwrap_or_else(|| "Unknown".into()),
-            bucket: info.bucket,
-            key: info.key,
-            status: parts.status.as_u16(),
-            bytes_in: 0,
-            bytes_out: 0,
-            duration: Duration::ZERO,
-        };
-        let logged = LoggedBody {
-            inner: body,
-            record: Some(record),
-            started,
-            bytes_in: counter,
-            observer: self.observer.clone(),
-        };
-        Response::from_parts(parts, logged)
+        let mut record = asked.record(request_id, info, peer, &parts);
+        record.bytes_in = counter.load(Ordering::Relaxed);
+        record.bytes_out = body.size_hint().exact().unwrap_or(0);
+        if let Err(why) = self.observer.before_response(&record).await {
+            tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
+            let refused = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The request was processed but could not be recorded in the audit log; retry later.",
+            );
+            let (mut refused_parts, refused_body) = refused.into_parts();
+            if let Some(id) = parts.headers.get("x-amz-request-id") {
+                refused_parts.headers.insert("x-amz-request-id", id.clone());
+            }
+            record.status = 503;
+            record.error = Some("ServiceUnavailable".into());
+            return Response::from_parts(
+                refused_parts,
+                LoggedBody::new(refused_body, record, started, counter, self.observer.clone()),
+            );
+        }
+        record.bytes_out = 0;
+        Response::from_parts(parts, LoggedBody::new(body, record, started, counter, self.observer.clone()))
     }
 
     /// Checks what s3s would let through: presign lifetime, region, body size.
@@ -393,6 +428,84 @@ impl Front {
     }
 }
 
+/// What a request asks for, read before s3s takes it: enough to name one
+/// that s3s refuses before routing, and who signed it.
+struct Asked {
+    method: http::Method,
+    path: String,
+    query: String,
+    copy: bool,
+    host_bucket: Option<String>,
+    principal: Option<String>,
+    version: Option<String>,
+}
+
+impl Asked {
+    fn of(req: &Request<Incoming>, domains: &Domains) -> Self {
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| urlencoding::decode(v).map(|c| c.into_owned()).unwrap_or_else(|_| v.to_owned()))
+        };
+        let credential = param("X-Amz-Credential").or_else(|| authorization_credential(req.headers()));
+        let principal = credential.and_then(|c| c.split('/').next().map(str::to_owned)).filter(|p| !p.is_empty());
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host_bucket = domains.parse_host_header(host).ok().and_then(|v| v.bucket().map(str::to_owned));
+        Self {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            copy: req.headers().contains_key("x-amz-copy-source"),
+            host_bucket,
+            principal,
+            version: param("versionId"),
+            query,
+        }
+    }
+
+    fn record(
+        self,
+        request_id: String,
+        info: RouteInfo,
+        source: SocketAddr,
+        parts: &http::response::Parts,
+    ) -> RequestRecord {
+        let mutating = !matches!(self.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        let (operation, bucket, key, inferred) = match info.operation {
+            Some(op) => (op, info.bucket, info.key, false),
+            None => {
+                let (op, bucket, key) = crate::inferred::infer(
+                    &self.method,
+                    &self.path,
+                    &self.query,
+                    self.copy,
+                    self.host_bucket.as_deref(),
+                );
+                (op, bucket, key, true)
+            }
+        };
+        let version = parts.headers.get("x-amz-version-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        RequestRecord {
+            request_id,
+            operation,
+            inferred,
+            bucket,
+            key,
+            version: version.or(self.version),
+            principal: self.principal,
+            source,
+            mutating,
+            status: parts.status.as_u16(),
+            error: parts.extensions.get::<ErrorCode>().map(|c| c.0.clone()),
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 fn request_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase();
     id[..16].to_owned()
@@ -471,9 +584,10 @@ async fn with_error_message(resp: Response<s3s::Body>) -> Response<s3s::Body> {
     };
     let bytes = collected.to_bytes();
     let text = String::from_utf8_lossy(&bytes);
-    let patched = match (text.find("</Code>"), text.contains("<Message>")) {
-        (Some(end), false) => {
-            let code = text[..end].rsplit("<Code>").next().unwrap_or("");
+    let code = text.find("</Code>").map(|end| text[..end].rsplit("<Code>").next().unwrap_or("").to_owned());
+    let patched = match (&code, text.contains("<Message>")) {
+        (Some(code), false) => {
+            let end = text.find("</Code>").unwrap_or(0);
             let message = xml_escape(default_message(code));
             Some(format!("{}<Message>{message}</Message>{}", &text[..end + 7], &text[end + 7..]))
         }
@@ -481,6 +595,9 @@ async fn with_error_message(resp: Response<s3s::Body>) -> Response<s3s::Body> {
     };
     let mut resp = Response::from_parts(parts, s3s::Body::from(patched.map_or(bytes, Bytes::from)));
     resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+    if let Some(code) = code.filter(|c| !c.is_empty()) {
+        resp.extensions_mut().insert(ErrorCode(code));
+    }
     resp
 }
 
@@ -673,6 +790,18 @@ pub struct LoggedBody {
     started: Instant,
     bytes_in: Arc<std::sync::atomic::AtomicU64>,
     observer: Arc<dyn RequestObserver>,
+}
+
+impl LoggedBody {
+    fn new(
+        inner: s3s::Body,
+        record: RequestRecord,
+        started: Instant,
+        bytes_in: Arc<std::sync::atomic::AtomicU64>,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Self {
+        Self { inner, record: Some(record), started, bytes_in, observer }
+    }
 }
 
 impl HttpBody for LoggedBody {

@@ -9,6 +9,7 @@ mod auth;
 pub mod conn;
 mod convert;
 pub mod front;
+mod inferred;
 mod lifecycle;
 mod ops;
 mod sse;

@@ -4,6 +4,10 @@
 //! Everything under `/admin/` needs `Authorization: Bearer TOKEN`, where TOKEN
 //! is `COFFRE_ADMIN_TOKEN` (when set) or the root `ACCESS_KEY:SECRET`. With
 //! TLS on, the admin port speaks TLS too (same certificate and policy).
+//!
+//! Every request under `/admin/`, refused ones included, is an audit event
+//! recorded durably before it is answered; acts on keys add their own
+//! `kms:` events naming the keys created or destroyed.
 
 use std::sync::Arc;
 
@@ -22,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
 use crate::metrics::Metrics;
+use crate::trail::Trail;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -32,7 +37,16 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<std::sync::Mutex<crate::lifecycle::Status>>,
     pub tls: Arc<crate::tls::Tls>,
+    pub trail: Option<Arc<Trail>>,
 }
+
+/// The client address of an admin connection.
+#[derive(Clone, Copy)]
+struct Peer(std::net::SocketAddr);
+
+/// The error code of a refused admin request, for its audit event.
+#[derive(Clone, Copy)]
+struct ErrorCode(&'static str);
 
 pub fn router(state: AdminState) -> Router {
     let admin = Router::new()
@@ -45,7 +59,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/kms", get(kms_status))
         .route("/admin/v1/lifecycle", get(lifecycle_status))
         .route("/admin/v1/tls", get(tls_status))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/admin/v1/audit/events", get(audit_events))
+        .route("/admin/v1/audit/head", get(audit_head))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit_request));
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
@@ -65,7 +82,14 @@ pub async fn serve(
     drain: std::time::Duration,
 ) -> std::io::Result<()> {
     let service = hyper_util::service::TowerToHyperService::new(router);
-    coffre_s3::conn::serve(listener, handshake, limits, |_peer| service.clone(), shutdown, drain, "admin").await
+    let make = |peer| {
+        let service = service.clone();
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
+            hyper::service::Service::call(&service, req)
+        })
+    };
+    coffre_s3::conn::serve(listener, handshake, limits, make, shutdown, drain, "admin").await
 }
 
 /// An error in the admin API's JSON shape: `{"error": CODE, "message": ...}`.
@@ -73,8 +97,120 @@ pub struct ApiError(StatusCode, &'static str, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1, "message": self.2 }))).into_response()
+        let mut response = (self.0, Json(serde_json::json!({ "error": self.1, "message": self.2 }))).into_response();
+        response.extensions_mut().insert(ErrorCode(self.1));
+        response
     }
+}
+
+/// The audit name of an admin request.
+fn admin_operation(method: &axum::http::Method, path: &str) -> String {
+    let parts: Vec<&str> = path.trim_start_matches("/admin/v1/").split('/').collect();
+    let name = match (method.as_str(), parts.as_slice()) {
+        ("GET", ["keys"]) => "ListKeys",
+        ("POST", ["keys"]) => "CreateKey",
+        ("DELETE", ["keys", _]) => "DeleteKey",
+        ("GET", ["buckets"]) => "ListBuckets",
+        ("GET", ["buckets", _]) => "GetBucket",
+        ("POST", ["buckets", _, "rotate-key"]) => "RotateBucketKey",
+        ("POST", ["buckets", _, "erase"]) => "EraseBucket",
+        ("GET", ["kms"]) => "KmsStatus",
+        ("GET", ["lifecycle"]) => "LifecycleStatus",
+        ("GET", ["tls"]) => "TlsStatus",
+        ("GET", ["audit", "events"]) => "AuditEvents",
+        ("GET", ["audit", "head"]) => "AuditHead",
+        _ => return format!("admin:{} {path}", method.as_str()),
+    };
+    format!("admin:{name}")
+}
+
+/// Who an admin request says it is: the root access key id, or "admin-token".
+/// Never the token or the secret.
+fn admin_principal(req: &Request) -> Option<String> {
+    let token = req.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
+    Some(match token.split_once(':') {
+        Some((access_key, _)) => access_key.to_owned(),
+        None => "admin-token".to_owned(),
+    })
+}
+
+/// Records every admin request, durably, before its answer leaves.
+async fn audit_request(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    let Some(trail) = state.trail.clone() else { return next.run(req).await };
+    let mut event = trail.event(&admin_operation(req.method(), req.uri().path()));
+    event.principal = admin_principal(&req);
+    event.source = req.extensions().get::<Peer>().map(|p| p.0.to_string());
+    let path: Vec<&str> = req.uri().path().split('/').collect();
+    match path.as_slice() {
+        ["", "admin", "v1", "buckets", bucket, ..] => event.bucket = Some((*bucket).to_owned()),
+        ["", "admin", "v1", "keys", id] => event.detail = Some(format!("access_key={id}")),
+        _ => {}
+    }
+    let response = next.run(req).await;
+    event.status = response.status().as_u16();
+    event.error = response.extensions().get::<ErrorCode>().map(|c| c.0.to_owned());
+    match trail.act(event).await {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "an admin request could not be recorded in the audit log");
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "AuditUnavailable", "the audit log cannot record this act".into())
+                .into_response()
+        }
+    }
+}
+
+/// Records what an act did to keys in the custodian.
+async fn audit_keys(state: &AdminState, operation: &str, bucket: &str, detail: String) -> Result<(), ApiError> {
+    let Some(trail) = &state.trail else { return Ok(()) };
+    let mut event = trail.event(operation);
+    event.bucket = Some(bucket.to_owned());
+    event.status = 200;
+    event.detail = Some(format!("custody={} {detail}", state.service.kms().custody()));
+    trail.act(event).await.map_err(|e| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "AuditUnavailable",
+            format!("the audit log cannot record this act: {e}"),
+        )
+    })
+}
+
+async fn audit_erasure(state: &AdminState, outcome: &coffre_core::service::EraseOutcome) -> Result<(), ApiError> {
+    audit_keys(state, "kms:DestroyKey", &outcome.bucket, format!("keks={}", outcome.keks_destroyed.join(","))).await
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+/// The newest events this server appended (at most 1000), oldest first.
+async fn audit_events(
+    State(state): State<AdminState>,
+    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
+) -> Result<Json<Vec<coffre_audit::Event>>, ApiError> {
+    let trail = state.trail.as_ref().ok_or_else(audit_off)?;
+    Ok(Json(trail.log().recent(query.limit)))
+}
+
+/// The latest signed tree head and the public key that verifies it.
+async fn audit_head(State(state): State<AdminState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let trail = state.trail.as_ref().ok_or_else(audit_off)?;
+    let head = trail.log().latest_head().await;
+    Ok(Json(serde_json::json!({
+        "public_key": trail.log().public_key().to_string(),
+        "events": trail.log().size(),
+        "head": head,
+    })))
+}
+
+fn audit_off() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "AuditOff", "the audit log is switched off on this server".into())
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -223,7 +359,9 @@ async fn delete_key(
     }
     let mut erased = Vec::new();
     for bucket in &owned {
-        erased.push(state.service.erase_bucket(&state.root, &bucket.name).await.map_err(service_error)?);
+        let outcome = state.service.erase_bucket(&state.root, &bucket.name).await.map_err(service_error)?;
+        audit_erasure(&state, &outcome).await?;
+        erased.push(outcome);
     }
     if !state.keys.access_keys().delete(&parsed).await.map_err(internal)? {
         return Err(not_found());
@@ -274,6 +412,14 @@ async fn rotate_key(
     let bucket = bucket_name(&name)?;
     let outcome = state.service.rotate_bucket_key(&state.root, &bucket).await.map_err(service_error)?;
     tracing::info!(bucket = %name, generation = outcome.new_generation, rewrapped = outcome.rewrapped, "bucket key rotated");
+    let detail = format!(
+        "new_kek={} generation={} rewrapped={} destroyed={}",
+        outcome.new_kek,
+        outcome.new_generation,
+        outcome.rewrapped,
+        outcome.keks_destroyed.join(",")
+    );
+    audit_keys(&state, "kms:RotateKey", &outcome.bucket, detail).await?;
     Ok(Json(outcome))
 }
 
@@ -296,7 +442,9 @@ async fn erase_bucket(
         ));
     }
     let bucket = bucket_name(&name)?;
-    Ok(Json(state.service.erase_bucket(&state.root, &bucket).await.map_err(service_error)?))
+    let outcome = state.service.erase_bucket(&state.root, &bucket).await.map_err(service_error)?;
+    audit_erasure(&state, &outcome).await?;
+    Ok(Json(outcome))
 }
 
 #[derive(Serialize, Deserialize)]

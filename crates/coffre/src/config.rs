@@ -40,6 +40,32 @@ pub struct FileConfig {
     pub sse_c_over_http: Option<bool>,
     /// The key custodian (`[kms]`); embedded when absent.
     pub kms: Option<crate::kms::KmsConfig>,
+    /// This server's name in audit events (default: the host name).
+    pub node_id: Option<String>,
+    /// The audit log (`[audit]`); on, with the defaults below, when absent.
+    pub audit: Option<AuditFile>,
+}
+
+/// `[audit]`: where the log lives and how it is kept.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// Off only for measuring what the audit log costs: nothing is recorded.
+    pub enabled: Option<bool>,
+    /// Default `DATA_DIR/audit`.
+    pub dir: Option<PathBuf>,
+    /// Default `DATA_DIR/keys/audit-ed25519.pk8`.
+    pub signing_key: Option<PathBuf>,
+    /// `"batched"` (default) or `"sync"`: when events of reads reach the disk.
+    pub reads: Option<String>,
+    /// Bound on a batched event's time in memory, in milliseconds (default 1000).
+    pub batch_window_ms: Option<u64>,
+    /// Seconds between signed tree heads (default 60).
+    pub head_interval_secs: Option<u64>,
+    /// Days a segment keeps its events before only their hashes stay (default 180).
+    pub retention_days: Option<u64>,
+    /// Size at which a segment is closed (default 64 MiB).
+    pub segment_bytes: Option<u64>,
 }
 
 /// Values given on the command line or in the environment (clap reads both).
@@ -90,6 +116,15 @@ pub struct Config {
     pub tls: Option<TlsPaths>,
     pub sse_c_over_http: bool,
     pub kms: crate::kms::KmsConfig,
+    pub node_id: String,
+    /// None: the audit log is switched off.
+    pub audit: Option<AuditSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub log: coffre_audit::AuditConfig,
+    pub reads: coffre_audit::Durability,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./coffre-data";
@@ -118,7 +153,11 @@ impl Config {
             tls: TlsPaths::from_pair(args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key))?,
             sse_c_over_http: env_flag("COFFRE_SSE_C_OVER_HTTP")?.or(file.sse_c_over_http).unwrap_or(false),
             kms: file.kms.unwrap_or_default(),
+            node_id: file.node_id.clone().unwrap_or_else(host_name),
+            audit: None,
         };
+        let data_dir = config.data_dir.clone();
+        let config = Self { audit: audit_settings(file.audit.unwrap_or_default(), &data_dir)?, ..config };
         config.validate()?;
         Ok(config)
     }
@@ -138,6 +177,54 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "coffre".into())
+}
+
+/// The default paths of the audit log and its signing key under a data dir.
+pub fn audit_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    (data_dir.join("audit"), data_dir.join("keys").join("audit-ed25519.pk8"))
+}
+
+fn audit_settings(file: AuditFile, data_dir: &Path) -> anyhow::Result<Option<AuditSettings>> {
+    if !env_flag("COFFRE_AUDIT")?.or(file.enabled).unwrap_or(true) {
+        return Ok(None);
+    }
+    let (dir, key) = audit_paths(data_dir);
+    let mut log = coffre_audit::AuditConfig::new(file.dir.unwrap_or(dir), file.signing_key.unwrap_or(key));
+    let reads = match file.reads.as_deref() {
+        None | Some("batched") => coffre_audit::Durability::Batched,
+        Some("sync") => coffre_audit::Durability::Sync,
+        Some(other) => bail!("audit.reads: {other:?} is neither \"batched\" nor \"sync\""),
+    };
+    if let Some(ms) = file.batch_window_ms {
+        if ms == 0 || ms > 60_000 {
+            bail!("audit.batch_window_ms: {ms} is outside 1..=60000");
+        }
+        log.batch_window = Duration::from_millis(ms);
+    }
+    if let Some(secs) = file.head_interval_secs {
+        if secs == 0 {
+            bail!("audit.head_interval_secs: must be at least 1");
+        }
+        log.head_interval = Duration::from_secs(secs);
+    }
+    if let Some(days) = file.retention_days {
+        log.retention = Duration::from_secs(days * 24 * 3600);
+    }
+    if let Some(bytes) = file.segment_bytes {
+        if bytes < 4096 {
+            bail!("audit.segment_bytes: {bytes} is under 4096");
+        }
+        log.segment_bytes = bytes;
+    }
+    Ok(Some(AuditSettings { log, reads }))
 }
 
 /// A boolean from the environment: `true`/`false`, or absent.

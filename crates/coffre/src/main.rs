@@ -1,7 +1,8 @@
-//! `coffre`: the server (`serve`), its admin commands (`key`, `bucket`), and
-//! a load generator for any S3 endpoint (`bench`).
+//! `coffre`: the server (`serve`), its admin commands (`key`, `bucket`), the
+//! audit log's offline tools (`audit`), and a load generator (`bench`).
 
 mod admin;
+mod audit;
 mod bench;
 mod cli;
 mod config;
@@ -12,6 +13,7 @@ mod lifecycle;
 mod metrics;
 mod server;
 mod tls;
+mod trail;
 
 use std::path::PathBuf;
 
@@ -55,6 +57,8 @@ enum Command {
         #[command(subcommand)]
         action: InspectAction,
     },
+    /// The audit log: public key, verification, proofs, queries (offline).
+    Audit(audit::AuditArgs),
     /// Measure PUT, GET, mixed and LIST throughput of any S3 endpoint.
     Bench(bench::BenchArgs),
 }
@@ -143,6 +147,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bucket { action, admin } => bucket_command(action, &admin).await,
         Command::Kms { action: KmsAction::Status, admin } => kms_status(&admin).await,
         Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
+        Command::Audit(args) => audit::run(args),
         Command::Bench(args) => bench::run(args).await,
     };
     match result {

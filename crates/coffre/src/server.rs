@@ -20,6 +20,7 @@ use crate::credentials;
 use crate::lifecycle;
 use crate::metrics::Metrics;
 use crate::tls::Tls;
+use crate::trail::{Observers, Trail};
 
 /// How often unreferenced blobs are looked for.
 const GC_INTERVAL: Duration = Duration::from_secs(10);
@@ -58,6 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("opening the access keys (their secrets are wrapped by the key custodian)")?;
     let keys = KeyStore::new(root.clone(), access_keys);
     let metrics = Arc::new(Metrics::new());
+    let trail = open_trail(&config)?;
     let front_config = FrontConfig {
         region: config.region.clone(),
         domains: config.domains.clone(),
@@ -71,7 +73,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.tls.is_none() && config.sse_c_over_http {
         tracing::warn!("SSE-C keys are accepted over plain HTTP (sse_c_over_http): they cross the network in clear");
     }
-    let front = Front::new(service.clone(), keys.clone(), front_config, metrics.clone()).map_err(anyhow::Error::msg)?;
+    let observers = Arc::new(Observers { metrics: metrics.clone(), trail: trail.clone() });
+    let front = Front::new(service.clone(), keys.clone(), front_config, observers).map_err(anyhow::Error::msg)?;
     let tls = Arc::new(Tls::setup(config.tls.as_ref())?);
     let lifecycle_status = Arc::new(std::sync::Mutex::new(lifecycle::Status::default()));
     let metrics_for_lifecycle = metrics.clone();
@@ -83,6 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         admin_token: std::env::var("COFFRE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
         metrics,
         tls: tls.clone(),
+        trail: trail.clone(),
     };
 
     let s3_listener =
@@ -92,6 +96,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding admin API on {}", config.admin_listen))?;
     tracing::info!(s3 = %config.s3_listen, admin = %config.admin_listen, data_dir = %config.data_dir.display(), region = %config.region, "coffre is serving");
 
+    if let Some(trail) = &trail {
+        let mut start = trail.event("server:Start");
+        start.detail = Some(format!(
+            "version={} custody={} tls={} s3={} admin={}",
+            env!("CARGO_PKG_VERSION"),
+            service.kms().custody(),
+            if config.tls.is_some() { "on" } else { "off" },
+            config.s3_listen,
+            config.admin_listen
+        ));
+        trail.act(start).await.context("recording the start in the audit log")?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -108,6 +124,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.shutdown_grace,
     ));
     let gc_task = tokio::spawn(collect_garbage(service.clone(), stopped(stop_rx.clone())));
+    let audit_task = trail.clone().map(|trail| {
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { trail.log().run(stop).await })
+    });
     let lifecycle_task = tokio::spawn(lifecycle::worker(
         service,
         metrics_for_lifecycle,
@@ -124,8 +144,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = gc_task.await;
     let _ = reload_task.await;
     let _ = lifecycle_task.await;
+    if let (Some(trail), Some(task)) = (trail, audit_task) {
+        let _ = task.await;
+        trail.act(trail.event("server:Stop")).await.context("recording the stop in the audit log")?;
+        let head = trail.log().close().await.context("signing the last audit tree head")?;
+        if let Some(head) = head {
+            tracing::info!(head = head.head, events = head.size, root = %head.root, "audit log closed with a signed head");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the audit log, or says loudly that there is none.
+fn open_trail(config: &Config) -> anyhow::Result<Option<Arc<Trail>>> {
+    let Some(settings) = &config.audit else {
+        tracing::warn!(
+            "THE AUDIT LOG IS OFF (audit.enabled = false): requests and administrative acts are not recorded"
+        );
+        return Ok(None);
+    };
+    let log = coffre_audit::AuditLog::open(settings.log.clone())
+        .with_context(|| format!("opening the audit log in {}", settings.log.dir.display()))?;
+    for dir in
+        [&settings.log.dir, &settings.log.key_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default()]
+    {
+        if !dir.as_os_str().is_empty() {
+            private(dir, 0o700)?;
+        }
+    }
+    tracing::info!(dir = %settings.log.dir.display(), events = log.size(), public_key = %log.public_key(), "audit log open");
+    Ok(Some(Arc::new(Trail::new(Arc::new(log), config.node_id.clone(), settings.reads))))
 }
 
 fn private(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {

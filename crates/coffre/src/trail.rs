@@ -1,0 +1,92 @@
+//! This server's audit trail: S3 requests and administrative acts become
+//! audit events, each with the durability it needs (mutations and admin acts
+//! on disk before they are answered; reads batched, unless configured sync).
+
+use std::sync::Arc;
+
+use coffre_audit::{AuditLog, Durability, Event};
+use coffre_s3::front::Settled;
+use coffre_s3::{RequestObserver, RequestRecord};
+
+use crate::metrics::Metrics;
+
+pub struct Trail {
+    log: Arc<AuditLog>,
+    node: String,
+    reads: Durability,
+}
+
+impl Trail {
+    pub fn new(log: Arc<AuditLog>, node: String, reads: Durability) -> Self {
+        Self { log, node, reads }
+    }
+
+    pub fn log(&self) -> &Arc<AuditLog> {
+        &self.log
+    }
+
+    /// An event of this node, now.
+    pub fn event(&self, operation: &str) -> Event {
+        Event::now(&self.node, operation)
+    }
+
+    /// Records an administrative act, durably.
+    pub async fn act(&self, event: Event) -> Result<(), coffre_audit::AuditError> {
+        self.log.append(event, Durability::Sync).await.map(|_| ())
+    }
+
+    /// Whether the request is recorded before its answer (else after its body).
+    fn before_answer(&self, r: &RequestRecord) -> bool {
+        r.mutating || self.reads == Durability::Sync
+    }
+
+    fn request_event(&self, r: &RequestRecord) -> Event {
+        Event {
+            request_id: r.request_id.clone(),
+            principal: r.principal.clone(),
+            source: Some(r.source.to_string()),
+            bucket: r.bucket.clone(),
+            key: r.key.clone(),
+            version: r.version.clone(),
+            status: r.status,
+            error: r.error.clone(),
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            detail: r.inferred.then(|| "operation read from the request: refused before routing".to_owned()),
+            ..self.event(&r.operation)
+        }
+    }
+}
+
+/// The front's one observer: metrics for every request, and the audit trail
+/// when it is on.
+pub struct Observers {
+    pub metrics: Arc<Metrics>,
+    pub trail: Option<Arc<Trail>>,
+}
+
+impl RequestObserver for Observers {
+    fn before_response<'a>(&'a self, record: &'a RequestRecord) -> Settled<'a> {
+        Box::pin(async move {
+            match &self.trail {
+                Some(trail) if trail.before_answer(record) => trail
+                    .log
+                    .append(trail.request_event(record), Durability::Sync)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn observe(&self, record: &RequestRecord) {
+        self.metrics.observe(record);
+        if let Some(trail) = &self.trail
+            && !trail.before_answer(record)
+            && let Err(e) = trail.log.append_batched(trail.request_event(record))
+        {
+            tracing::error!(request_id = %record.request_id, error = %e, "a read could not be recorded in the audit log");
+        }
+    }
+}
