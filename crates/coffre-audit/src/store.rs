@@ -184,7 +184,7 @@ fn scan_events(segment: &SegmentFile, mut next: u64, visit: &mut impl FnMut(Leaf
             .map_err(|why| AuditError::Invalid(format!("{place}: event {next} was altered: {why}")))?;
         if event.seq != next {
             let what = if event.seq > next {
-                format!("event {next} is missing (found event {} in its place)", event.seq)
+                format!("event {next} is missing or out of order (found event {} in its place)", event.seq)
             } else {
                 format!("event {} appears again or out of order where event {next} belongs", event.seq)
             };

@@ -1,0 +1,244 @@
+//! The audit trail end to end: real S3 requests (accepted and refused) and
+//! admin acts, then the offline tools on the log the server left: every
+//! request is found with its principal, operation and result, the log
+//! verifies, proofs verify, no secret is written, and kill -9 loses no
+//! acknowledged mutation's event.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use coffre_e2e::{ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, error_code, raw_request};
+use serde_json::Value;
+
+/// Runs `coffre audit ARGS --data-dir DIR`; returns (success, stdout, stderr).
+fn audit(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(coffre_bin())
+        .arg("audit")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("running coffre audit");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn events(data_dir: &Path, filters: &[&str]) -> Vec<Value> {
+    let mut args = vec!["query", "--format", "jsonl"];
+    args.extend_from_slice(filters);
+    let (ok, out, err) = audit(data_dir, &args);
+    assert!(ok, "query failed: {err}");
+    out.lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect()
+}
+
+/// The one event matching all of `fields`.
+fn find<'a>(all: &'a [Value], fields: &[(&str, Value)]) -> &'a Value {
+    let found: Vec<&Value> = all.iter().filter(|e| fields.iter().all(|(k, v)| &e[*k] == v)).collect();
+    assert_eq!(found.len(), 1, "one event with {fields:?}, found {found:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn every_request_and_admin_act_is_in_the_verified_log() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_in(&dir);
+    let root = server.client();
+    let (alice_id, alice_secret) = server.create_key("alice");
+    let alice = server.client_as(&alice_id, &alice_secret);
+
+    root.create_bucket().bucket("ledger").send().await.expect("create");
+    root.put_object()
+        .bucket("ledger")
+        .key("q1/report.pdf")
+        .body(ByteStream::from_static(b"quarterly"))
+        .send()
+        .await
+        .expect("put");
+    let got = root.get_object().bucket("ledger").key("q1/report.pdf").send().await.expect("get");
+    assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), b"quarterly");
+    root.list_objects_v2().bucket("ledger").send().await.expect("list");
+    let denied = alice.get_object().bucket("ledger").key("q1/report.pdf").send().await;
+    assert_eq!(error_code(denied), ("AccessDenied".into(), 403));
+    let forged = server.client_as(&alice_id, "not-alice-secret-at-all");
+    let bad_sig =
+        forged.put_object().bucket("ledger").key("q1/forged").body(ByteStream::from_static(b"x")).send().await;
+    assert_eq!(error_code(bad_sig), ("SignatureDoesNotMatch".into(), 403));
+    root.delete_object().bucket("ledger").key("q1/report.pdf").send().await.expect("delete");
+    let rotate = server.cli(&["bucket", "rotate-key", "ledger"]);
+    assert!(rotate.status.success(), "rotate: {}", String::from_utf8_lossy(&rotate.stderr));
+
+    // The admin API shows the recent events and the head (none signed yet).
+    let auth = format!("Authorization: Bearer {ROOT_ACCESS}:{ROOT_SECRET}");
+    let request =
+        format!("GET /admin/v1/audit/events?limit=5 HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n");
+    let (status, body) = raw_request(server.admin, request.as_bytes()).expect("admin");
+    assert_eq!(status, 200, "{body}");
+    let recent: Vec<Value> = serde_json::from_str(&body).expect("events JSON");
+    assert_eq!(recent.len(), 5);
+    assert!(recent.iter().any(|e| e["operation"] == "kms:RotateKey"), "{recent:#?}");
+    let request = format!("GET /admin/v1/audit/head HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n");
+    let (status, body) = raw_request(server.admin, request.as_bytes()).expect("admin");
+    assert_eq!(status, 200, "{body}");
+    let head: Value = serde_json::from_str(&body).expect("head JSON");
+    assert!(head["public_key"].as_str().is_some_and(|k| k.starts_with("ed25519:")), "{head}");
+    let (status, _) =
+        raw_request(server.admin, b"GET /admin/v1/audit/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("admin");
+    assert_eq!(status, 401, "the audit API needs the admin token");
+
+    assert!(server.stop().is_some_and(|s| s.success()), "graceful stop; log:\n{}", server.log());
+
+    // Offline, on the log the server left (a head is signed at shutdown).
+    let (ok, public_key, err) = audit(&dir, &["public-key"]);
+    assert!(ok, "{err}");
+    let key_file = tmp.path().join("audit.pub");
+    std::fs::write(&key_file, &public_key).expect("write key");
+    let key_arg = key_file.to_str().expect("utf-8 path");
+    let (ok, out, err) = audit(&dir, &["verify", "--public-key", key_arg]);
+    assert!(ok, "verify: {out}{err}");
+    assert!(out.contains("verified") && !out.contains("not yet signed"), "{out}");
+
+    let all = events(&dir, &[]);
+    let s = |v: &str| Value::from(v);
+    let root_put = find(&all, &[("operation", s("PutObject")), ("key", s("q1/report.pdf"))]);
+    assert_eq!((root_put["principal"].clone(), root_put["status"].clone()), (s(ROOT_ACCESS), Value::from(200)));
+    assert_eq!(root_put["bytes_in"], Value::from(9), "{root_put}");
+    assert!(root_put["source"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{root_put}");
+    let get = find(&all, &[("operation", s("GetObject")), ("principal", s(ROOT_ACCESS))]);
+    assert_eq!(get["bytes_out"], Value::from(9), "{get}");
+    let refused = find(&all, &[("operation", s("GetObject")), ("principal", s(&alice_id))]);
+    assert_eq!((refused["status"].clone(), refused["error"].clone()), (Value::from(403), s("AccessDenied")));
+    let forged = find(&all, &[("error", s("SignatureDoesNotMatch"))]);
+    assert_eq!(
+        (forged["operation"].clone(), forged["principal"].clone(), forged["key"].clone()),
+        (s("PutObject"), s(&alice_id), s("q1/forged"))
+    );
+    find(&all, &[("operation", s("DeleteObject")), ("status", Value::from(204))]);
+    find(&all, &[("operation", s("ListObjectsV2")), ("bucket", s("ledger"))]);
+    find(&all, &[("operation", s("admin:CreateKey")), ("status", Value::from(201))]);
+    find(&all, &[("operation", s("admin:RotateBucketKey")), ("bucket", s("ledger"))]);
+    let rotated = find(&all, &[("operation", s("kms:RotateKey"))]);
+    assert!(rotated["detail"].as_str().is_some_and(|d| d.contains("new_kek=")), "{rotated}");
+    find(&all, &[("operation", s("admin:AuditEvents")), ("status", Value::from(401))]);
+    assert_eq!(all.first().map(|e| e["operation"].clone()), Some(s("server:Start")));
+    assert_eq!(all.last().map(|e| e["operation"].clone()), Some(s("server:Stop")));
+
+    // Filters.
+    let errors = events(&dir, &["--result", "error", "--bucket", "ledger"]);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(events(&dir, &["--principal", &alice_id, "--prefix", "q1/"]).len(), 2);
+    assert_eq!(events(&dir, &["--operation", "putobject", "--result", "ok"]).len(), 1);
+    let (ok, table, _) = audit(&dir, &["query", "--result", "SignatureDoesNotMatch"]);
+    assert!(ok && table.contains("SignatureDoesNotMatch") && table.lines().count() == 2, "{table}");
+
+    // Proofs, verified offline against the public key.
+    let seq = root_put["seq"].as_u64().expect("seq").to_string();
+    let (ok, proof, err) = audit(&dir, &["proof", &seq]);
+    assert!(ok, "{err}");
+    let proof_file = tmp.path().join("proof.json");
+    std::fs::write(&proof_file, &proof).expect("write proof");
+    let (ok, out, err) = audit(&dir, &["verify-proof", proof_file.to_str().expect("path"), "--public-key", key_arg]);
+    assert!(ok && out.contains(&format!("event {seq} is included")), "{out}{err}");
+    let tampered = proof.replacen("q1/report.pdf", "q1/other.pdf", 1);
+    std::fs::write(&proof_file, tampered).expect("write proof");
+    let (ok, _, err) = audit(&dir, &["verify-proof", proof_file.to_str().expect("path"), "--public-key", key_arg]);
+    assert!(!ok && err.contains("altered"), "{err}");
+
+    // Nothing secret was written: no secret key, no signature.
+    for entry in walk(&dir.join("audit")) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        for secret in [ROOT_SECRET, alice_secret.as_str(), "not-alice-secret-at-all", "Signature="] {
+            assert!(!text.contains(secret), "{} holds {secret:?}", entry.display());
+        }
+    }
+
+    // An edited copy fails verification, naming the place.
+    let copy = tmp.path().join("copy");
+    copy_dir(&dir.join("audit"), &copy);
+    let segment = walk(&copy.join("segments")).into_iter().next().expect("a segment");
+    let text = std::fs::read_to_string(&segment).expect("segment");
+    std::fs::write(&segment, text.replacen("\"status\":403", "\"status\":200", 1)).expect("edit");
+    let (ok, _, err) = Command::new(coffre_bin())
+        .args(["audit", "verify", "--from"])
+        .arg(&copy)
+        .args(["--public-key", key_arg])
+        .output()
+        .map(|o| (o.status.success(), (), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .expect("verify copy");
+    assert!(!ok && err.contains("FAILED") && err.contains("does not match the events"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_keeps_the_event_of_every_acknowledged_write() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_in(&dir);
+    server.client().create_bucket().bucket("burst").send().await.expect("create");
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let client = server.client();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let (client, acked) = (client.clone(), acked.clone());
+            tokio::spawn(async move {
+                for n in 0u32.. {
+                    let key = format!("w{w:02}/{n:05}");
+                    let put = client.put_object().bucket("burst").key(&key).body(ByteStream::from(vec![7u8; 3000]));
+                    match put.send().await {
+                        Ok(_) => acked.lock().expect("lock").insert(key),
+                        Err(_) => return,
+                    };
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill();
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() > 50, "the burst wrote only {} objects", acked.len());
+
+    // Restart (the torn tail is repaired), stop gracefully (a head is signed).
+    let mut server = Server::start_in(&dir);
+    assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
+    let (ok, out, err) = audit(&dir, &["verify"]);
+    assert!(ok, "verify after kill -9: {out}{err}");
+    let logged: HashSet<String> = events(&dir, &["--operation", "PutObject", "--result", "ok", "--bucket", "burst"])
+        .iter()
+        .filter_map(|e| e["key"].as_str().map(str::to_owned))
+        .collect();
+    let missing: Vec<&String> = acked.difference(&logged).collect();
+    assert!(missing.is_empty(), "{} acknowledged PUTs have no audit event: {missing:?}", missing.len());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for path in walk(from) {
+        let target = to.join(path.strip_prefix(from).expect("under from"));
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&path, target).expect("copy");
+    }
+}
