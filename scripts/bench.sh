@@ -5,25 +5,8 @@
 # Usage: scripts/bench.sh [seconds-per-phase]   (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/coffre/target}"
 secs="${1:-10}"
-cargo build --release -p coffre >/dev/null
-bin="$CARGO_TARGET_DIR/release/coffre"
-work="$(mktemp -d "${BENCH_DIR:-$PWD}/coffre-bench.XXXXXX")"
-unset AWS_CA_BUNDLE REQUESTS_CA_BUNDLE SSL_CERT_FILE
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-
-export AWS_ACCESS_KEY_ID=benchroot AWS_SECRET_ACCESS_KEY=bench-secret-key-0123456789
-start_server() {  # $1: extra flags
-  COFFRE_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID COFFRE_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY COFFRE_LOG=warn \
-    "$bin" serve --data-dir "$work/data" --s3-listen 127.0.0.1:19100 --admin-listen 127.0.0.1:19101 $1 &
-  pid=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:19101/health/ready >/dev/null && return; sleep 0.1; done
-  echo "server did not start" >&2; exit 1
-}
-stop_server() { kill "$pid"; wait "$pid" || true; rm -rf "$work/data"; }
-peak_rss() { awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$pid/status"; }
-bench() { "$bin" bench --endpoint http://127.0.0.1:19100 --duration "$secs" "$@"; }
+source scripts/bench-lib.sh
 
 echo "== 64 MiB objects, concurrency 4: PUT and GET vs raw disk write/read (page cache warm) and raw AES-256-GCM"
 start_server ""
@@ -80,6 +63,9 @@ echo; echo "== 4 KiB objects, concurrency 32, inline threshold 0 (every object i
 start_server "--inline-threshold 0"
 bench --size 4KiB --concurrency 32 --phases put,get
 stop_server
+
+echo; echo "== what the audit log costs: 4 KiB objects, concurrency 32, audit on vs off (scripts/bench-audit.sh)"
+scripts/bench-audit.sh "$secs"
 
 echo; echo "== LIST of 100,000 keys (pages of 1000)"
 start_server ""

@@ -22,6 +22,7 @@ pub mod merkle;
 pub mod proof;
 pub mod query;
 pub mod store;
+mod syncer;
 pub mod verify;
 
 pub use event::Event;

@@ -14,8 +14,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -24,6 +23,7 @@ use crate::event::{Event, parse_time};
 use crate::head::{SignedHead, Signer};
 use crate::merkle::{Frontier, leaf_hash};
 use crate::store::{LogDir, SegmentKind, sync_dir, write_atomic};
+use crate::syncer::Syncer;
 use crate::{AuditError, Result};
 
 /// How many recent events the admin API can show.
@@ -70,26 +70,50 @@ pub struct AuditLog {
     dir: LogDir,
     config: AuditConfig,
     signer: Signer,
-    state: Mutex<State>,
-    /// How many events are on disk.
-    synced: AtomicU64,
-    /// One `fdatasync` at a time; the others wait for its result.
-    syncing: tokio::sync::Mutex<()>,
+    state: Arc<Mutex<State>>,
+    syncer: Syncer,
     heads: tokio::sync::Mutex<Option<SignedHead>>,
     recent: Mutex<VecDeque<Event>>,
 }
 
-struct State {
-    file: File,
+pub(crate) struct State {
+    pub(crate) file: File,
     segment_first: u64,
+    /// Bytes of the current segment, written or still in `pending`.
     segment_len: u64,
-    frontier: Frontier,
+    /// Events not yet handed to the kernel: one write(2) per flush rather
+    /// than per event. Flushed by every sync, and at 64 KiB.
+    pending: Vec<u8>,
+    pub(crate) frontier: Frontier,
     /// Set by a failed write or sync: the log takes no more events.
-    poisoned: Option<String>,
+    pub(crate) poisoned: Option<String>,
     closed: bool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Flush `pending` at this size without waiting for a sync.
+const PENDING_LIMIT: usize = 64 * 1024;
+
+impl State {
+    /// Hands the pending events to the kernel. On failure (a full disk) the
+    /// partial write is taken back and the events stay pending, in order,
+    /// for the next try: nothing is reordered or half-written.
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.segment_len - self.pending.len() as u64;
+        if let Err(e) = self.file.write_all(&self.pending) {
+            if let Err(undo) = self.file.set_len(written) {
+                self.poisoned = Some(format!("a write failed ({e}) and could not be undone ({undo})"));
+            }
+            return Err(e);
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -128,14 +152,16 @@ impl AuditLog {
             )));
         }
         let (file, segment_first, segment_len) = open_current(&dir, size)?;
-        let state = State { file, segment_first, segment_len, frontier, poisoned: None, closed: false };
+        let pending = Vec::with_capacity(PENDING_LIMIT);
+        let state = State { file, segment_first, segment_len, pending, frontier, poisoned: None, closed: false };
+        let state = Arc::new(Mutex::new(state));
+        let syncer = Syncer::start(state.clone(), size).map_err(AuditError::io("starting the audit sync thread"))?;
         Ok(Self {
             dir,
             config,
             signer,
-            state: Mutex::new(state),
-            synced: AtomicU64::new(size),
-            syncing: tokio::sync::Mutex::new(()),
+            state,
+            syncer,
             heads: tokio::sync::Mutex::new(latest_head),
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
         })
@@ -160,8 +186,8 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Appends `event` to the page cache; it reaches the disk within the
-    /// batch window, or with the next synchronous append.
+    /// Appends `event` in memory; it reaches the disk within the batch
+    /// window, or with the next synchronous append.
     pub fn append_batched(&self, mut event: Event) -> Result<u64> {
         let mut state = lock(&self.state);
         if state.closed {
@@ -177,15 +203,13 @@ impl AuditLog {
         if state.segment_len > 0 && state.segment_len + line.len() as u64 > self.config.segment_bytes {
             self.rotate(&mut state)?;
         }
-        if let Err(e) = state.file.write_all(&line) {
-            // Take back a partial line, so the next event starts a line of its own.
-            if state.file.set_len(state.segment_len).is_err() {
-                state.poisoned = Some(format!("write failed and could not be undone: {e}"));
-            }
-            return Err(AuditError::io("appending an audit event")(e));
-        }
+        state.pending.extend_from_slice(&line);
         state.segment_len += line.len() as u64;
         state.frontier.push(hash);
+        if state.pending.len() >= PENDING_LIMIT {
+            // A failure leaves the events pending: the sync reports it.
+            let _ = state.flush();
+        }
         let mut recent = lock(&self.recent);
         if recent.len() == RECENT {
             recent.pop_front();
@@ -200,6 +224,9 @@ impl AuditLog {
             state.poisoned = Some(format!("closing a segment failed: {e}"));
             e
         };
+        if let Err(e) = state.flush() {
+            return Err(AuditError::io("writing a full segment")(e));
+        }
         if let Err(e) = state.file.sync_data() {
             return Err(poison(state, AuditError::io("syncing a full segment")(e)));
         }
@@ -217,32 +244,11 @@ impl AuditLog {
 
     /// Returns once the first `count` events are on disk.
     async fn sync_through(&self, count: u64) -> Result<()> {
-        if self.synced.load(Ordering::Acquire) >= count {
+        if self.syncer.wait_for(count).await {
             return Ok(());
         }
-        // Appends queue here while one fdatasync runs; the next in line syncs
-        // everything written meanwhile, and the ones it covered return at once.
-        let _syncing = self.syncing.lock().await;
-        if self.synced.load(Ordering::Acquire) >= count {
-            return Ok(());
-        }
-        let (file, target) = {
-            let state = lock(&self.state);
-            if let Some(why) = &state.poisoned {
-                return Err(AuditError::Invalid(format!("the audit log stopped taking events: {why}")));
-            }
-            let file = state.file.try_clone().map_err(AuditError::io("cloning the segment handle"))?;
-            (file, state.frontier.size())
-        };
-        let result = tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        if let Err(e) = result {
-            lock(&self.state).poisoned = Some(format!("fdatasync failed: {e}"));
-            return Err(AuditError::io("syncing the audit log")(e));
-        }
-        self.synced.store(target, Ordering::Release);
-        Ok(())
+        let why = lock(&self.state).poisoned.clone().unwrap_or_else(|| "the sync thread stopped".into());
+        Err(AuditError::Invalid(format!("the audit log stopped taking events: {why}")))
     }
 
     /// Makes every appended event durable.
@@ -308,13 +314,12 @@ impl AuditLog {
             if segment.first >= current || next.first > covered {
                 break;
             }
+            if newest_time(&segment.path)?.is_none_or(|t| t > horizon) {
+                break;
+            }
             let bytes =
                 std::fs::read(&segment.path).map_err(AuditError::io(format!("reading {}", segment.path.display())))?;
             let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
-            let newest = lines.last().and_then(|l| Event::from_canonical(l).ok()).and_then(|e| parse_time(&e.time));
-            if newest.is_none_or(|t| t > horizon) {
-                break;
-            }
             let hashes: Vec<u8> = lines.iter().flat_map(|l| leaf_hash(l)).collect();
             write_atomic(&self.dir.segment_path(segment.first, SegmentKind::Hashes), &hashes)?;
             std::fs::remove_file(&segment.path)
@@ -356,6 +361,29 @@ impl AuditLog {
         let head = self.sign_head().await;
         lock(&self.state).closed = true;
         head
+    }
+}
+
+/// The time of a closed segment's last event, read from its tail only:
+/// retention looks at the oldest kept segment on every head.
+fn newest_time(path: &std::path::Path) -> Result<Option<OffsetDateTime>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const TAIL: u64 = 64 * 1024;
+    let what = format!("reading {}", path.display());
+    let mut file = File::open(path).map_err(AuditError::io(what.clone()))?;
+    let len = file.metadata().map_err(AuditError::io(what.clone()))?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).map_err(AuditError::io(what.clone()))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(AuditError::io(what))?;
+    let last = tail.strip_suffix(b"\n").unwrap_or(&tail).rsplit(|&b| b == b'\n').next().unwrap_or(&[]);
+    Ok(Event::from_canonical(last).ok().and_then(|e| parse_time(&e.time)))
+}
+
+impl Drop for AuditLog {
+    /// Hands batched events to the kernel, so that a log dropped without
+    /// `close` (a test, an error path) keeps what it was given.
+    fn drop(&mut self) {
+        let _ = lock(&self.state).flush();
     }
 }
 

@@ -63,3 +63,47 @@ impl Filter {
             && self.outcome.as_ref().is_none_or(|o| o.matches(event))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_time;
+
+    fn event(time: &str, status: u16, error: Option<&str>) -> Event {
+        Event {
+            time: time.into(),
+            status,
+            error: error.map(str::to_owned),
+            bucket: Some("b".into()),
+            key: Some("logs/2026/a.txt".into()),
+            principal: Some("AK1".into()),
+            ..Event::now("n", "PutObject")
+        }
+    }
+
+    #[test]
+    fn filters_combine_and_time_bounds_are_half_open() {
+        let e = event("2026-11-28T10:00:00.000Z", 403, Some("AccessDenied"));
+        let at = |t: &str| parse_time(t);
+        assert!(Filter::default().matches(&e));
+        assert!(Filter { since: at("2026-11-28T10:00:00Z"), ..Filter::default() }.matches(&e));
+        assert!(!Filter { until: at("2026-11-28T10:00:00Z"), ..Filter::default() }.matches(&e));
+        assert!(
+            Filter { key_prefix: Some("logs/".into()), operation: Some("putobject".into()), ..Filter::default() }
+                .matches(&e)
+        );
+        assert!(!Filter { key_prefix: Some("log/".into()), ..Filter::default() }.matches(&e));
+        assert!(!Filter { principal: Some("AK2".into()), ..Filter::default() }.matches(&e));
+        for (outcome, expected) in
+            [("error", true), ("ok", false), ("403", true), ("AccessDenied", true), ("NoSuchKey", false)]
+        {
+            let filter = Filter { outcome: Some(Outcome::parse(outcome)), ..Filter::default() };
+            assert_eq!(filter.matches(&e), expected, "{outcome}");
+        }
+        assert!(Filter { outcome: Some(Outcome::Ok), ..Filter::default() }.matches(&event(
+            "2026-01-01T00:00:00.000Z",
+            204,
+            None
+        )));
+    }
+}
