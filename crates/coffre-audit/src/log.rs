@@ -98,18 +98,29 @@ impl State {
     /// partial write is taken back and the events stay pending, in order,
     /// for the next try: nothing is reordered or half-written.
     pub(crate) fn flush(&mut self) -> std::io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
         let written = self.segment_len - self.pending.len() as u64;
-        if let Err(e) = self.file.write_all(&self.pending) {
-            if let Err(undo) = self.file.set_len(written) {
-                self.poisoned = Some(format!("a write failed ({e}) and could not be undone ({undo})"));
+        let mut done = 0;
+        while done < self.pending.len() {
+            match self.file.write(&self.pending[done..]) {
+                Ok(0) => return self.undo(written, done, std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return self.undo(written, done, e),
             }
-            return Err(e);
         }
         self.pending.clear();
         Ok(())
+    }
+
+    /// Takes back the `done` bytes of a failed flush, so that the next try
+    /// starts on a line boundary; if even that fails, the log is poisoned.
+    fn undo(&mut self, written: u64, done: usize, error: std::io::Error) -> std::io::Result<()> {
+        if done > 0
+            && let Err(undo) = self.file.set_len(written)
+        {
+            self.poisoned = Some(format!("a write failed ({error}) and could not be undone ({undo})"));
+        }
+        Err(error)
     }
 }
 

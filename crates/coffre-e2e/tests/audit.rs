@@ -220,6 +220,42 @@ async fn kill_9_keeps_the_event_of_every_acknowledged_write() {
     assert!(missing.is_empty(), "{} acknowledged PUTs have no audit event: {missing:?}", missing.len());
 }
 
+/// A log the server cannot write (its segment made immutable: the same
+/// refusal as a full disk) answers writes with 503 instead of acknowledging
+/// them unrecorded, keeps their events in order, and writes them once it can.
+#[tokio::test]
+async fn an_unwritable_log_refuses_writes_then_catches_up() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_in(&dir);
+    let client = server.client();
+    client.create_bucket().bucket("jammed").send().await.expect("create");
+    let segment = walk(&dir.join("audit/segments")).pop().expect("a segment");
+    let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&segment).status().is_ok_and(|s| s.success());
+    if !chattr("+i") {
+        println!("skipped: chattr +i is not permitted here (needs root on ext4 or XFS)");
+        return;
+    }
+    let put =
+        |key: &'static str| client.put_object().bucket("jammed").key(key).body(ByteStream::from_static(b"x")).send();
+    let refused = put("during").await;
+    let unfrozen = chattr("-i");
+    assert_eq!(error_code(refused), ("ServiceUnavailable".into(), 503));
+    assert!(unfrozen, "chattr -i");
+    put("after").await.expect("the log writes again");
+    assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
+
+    let (ok, out, err) = audit(&dir, &["verify"]);
+    assert!(ok, "{out}{err}");
+    let puts = events(&dir, &["--operation", "PutObject", "--bucket", "jammed"]);
+    let keys: Vec<&str> = puts.iter().filter_map(|e| e["key"].as_str()).collect();
+    // The SDK retried the refused PUT; each attempt was applied and recorded
+    // (the event records the operation's outcome, the client saw 503).
+    assert!(keys.len() >= 2 && keys.iter().all(|k| *k == "during" || *k == "after"), "{keys:?}");
+    assert_eq!(keys.last(), Some(&"after"), "events stay in order: {keys:?}");
+    assert!(keys.contains(&"during"));
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -319,25 +319,36 @@ impl Front {
         record.bytes_in = counter.load(Ordering::Relaxed);
         record.bytes_out = body.size_hint().exact().unwrap_or(0);
         if let Err(why) = self.observer.before_response(&record).await {
-            tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
-            let refused = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "The request was processed but could not be recorded in the audit log; retry later.",
-            );
-            let (mut refused_parts, refused_body) = refused.into_parts();
-            if let Some(id) = parts.headers.get("x-amz-request-id") {
-                refused_parts.headers.insert("x-amz-request-id", id.clone());
-            }
-            record.status = 503;
-            record.error = Some("ServiceUnavailable".into());
-            return Response::from_parts(
-                refused_parts,
-                LoggedBody::new(refused_body, record, started, counter, self.observer.clone()),
-            );
+            return self.unrecorded(record, why, &parts, started, counter);
         }
         record.bytes_out = 0;
         Response::from_parts(parts, LoggedBody::new(body, record, started, counter, self.observer.clone()))
+    }
+
+    /// The answer to a request the audit trail could not record: a 503, so
+    /// that nothing is acknowledged without its event.
+    fn unrecorded(
+        &self,
+        mut record: RequestRecord,
+        why: String,
+        answered: &http::response::Parts,
+        started: Instant,
+        bytes_in: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Response<LoggedBody> {
+        tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
+        let refused = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The request was processed but could not be recorded in the audit log; retry later.",
+        );
+        let (mut parts, body) = refused.into_parts();
+        if let Some(id) = answered.headers.get("x-amz-request-id") {
+            parts.headers.insert("x-amz-request-id", id.clone());
+        }
+        record.status = 503;
+        record.error = Some("ServiceUnavailable".into());
+        record.bytes_out = 0;
+        Response::from_parts(parts, LoggedBody::new(body, record, started, bytes_in, self.observer.clone()))
     }
 
     /// Checks what s3s would let through: presign lifetime, region, body size.
