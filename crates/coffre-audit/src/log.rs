@@ -51,6 +51,9 @@ pub struct AuditConfig {
     pub retention: Duration,
     /// A segment is closed once it reaches this size.
     pub segment_bytes: u64,
+    /// Off only for benchmarks and the power-cut tests' negative control:
+    /// "durable" then means "handed to the kernel".
+    pub fsync: bool,
 }
 
 impl AuditConfig {
@@ -62,6 +65,7 @@ impl AuditConfig {
             head_interval: Duration::from_secs(60),
             retention: Duration::from_secs(180 * 24 * 3600),
             segment_bytes: 64 * 1024 * 1024,
+            fsync: true,
         }
     }
 }
@@ -166,7 +170,8 @@ impl AuditLog {
         let pending = Vec::with_capacity(PENDING_LIMIT);
         let state = State { file, segment_first, segment_len, pending, frontier, poisoned: None, closed: false };
         let state = Arc::new(Mutex::new(state));
-        let syncer = Syncer::start(state.clone(), size).map_err(AuditError::io("starting the audit sync thread"))?;
+        let syncer = Syncer::start(state.clone(), size, config.fsync)
+            .map_err(AuditError::io("starting the audit sync thread"))?;
         Ok(Self {
             dir,
             config,

@@ -37,15 +37,16 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    pub(crate) fn start(state: Arc<Mutex<State>>, synced: u64) -> std::io::Result<Self> {
+    pub(crate) fn start(state: Arc<Mutex<State>>, synced: u64, fsync: bool) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             wanted: Mutex::new((synced, false)),
             wake: Condvar::new(),
             done: watch::Sender::new(Synced { count: synced, round: 0, failed: false }),
         });
         let worker = shared.clone();
-        let thread =
-            std::thread::Builder::new().name("coffre-audit-sync".into()).spawn(move || run(&worker, &state, synced))?;
+        let thread = std::thread::Builder::new()
+            .name("coffre-audit-sync".into())
+            .spawn(move || run(&worker, &state, synced, fsync))?;
         Ok(Self { shared, thread: Some(thread) })
     }
 
@@ -83,7 +84,7 @@ impl Drop for Syncer {
     }
 }
 
-fn run(shared: &Shared, state: &Mutex<State>, mut synced: u64) {
+fn run(shared: &Shared, state: &Mutex<State>, mut synced: u64, fsync: bool) {
     let mut round = 0u64;
     loop {
         let stopping = {
@@ -122,7 +123,7 @@ fn run(shared: &Shared, state: &Mutex<State>, mut synced: u64) {
                 continue;
             }
         };
-        match file.sync_data() {
+        match if fsync { file.sync_data() } else { Ok(()) } {
             Ok(()) => {
                 synced = target;
                 shared.done.send_replace(Synced { count: synced, round, failed: false });

@@ -50,6 +50,8 @@ fn read_chunk(file: &File, off: u64, len: u64) -> io::Result<Bytes> {
 
 pub struct DiskBlobStore {
     root: PathBuf,
+    /// Off only for benchmarks and the power-cut tests' negative control.
+    fsync: bool,
 }
 
 impl DiskBlobStore {
@@ -61,7 +63,14 @@ impl DiskBlobStore {
             std::fs::create_dir_all(root.join(format!("{i:02x}")))?;
         }
         sync_dir(&root)?;
-        Ok(Self { root })
+        Ok(Self { root, fsync: true })
+    }
+
+    /// Never fsyncs: an acknowledged blob lives in the page cache only, and a
+    /// power cut loses it. For benchmarks and the power-cut tests' negative
+    /// control; the server warns loudly when it runs this way.
+    pub fn unsynced(self) -> Self {
+        Self { fsync: false, ..self }
     }
 
     fn path(&self, id: BlobId) -> PathBuf {
@@ -80,6 +89,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 
 
 struct DiskBlobWriter {
     path: PathBuf,
+    fsync: bool,
     file: tokio::fs::File,
     buf: BytesMut,
     len: u64,
@@ -109,9 +119,11 @@ impl BlobWriter for DiskBlobWriter {
     async fn finish(mut self: Box<Self>) -> Result<u64> {
         self.flush_buf().await?;
         self.file.flush().await?;
-        self.file.sync_all().await?;
-        let dir = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
-        blocking(move || sync_dir(&dir)).await?;
+        if self.fsync {
+            self.file.sync_all().await?;
+            let dir = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
+            blocking(move || sync_dir(&dir)).await?;
+        }
         Ok(self.len)
     }
 
@@ -126,7 +138,7 @@ impl BlobStore for DiskBlobStore {
     async fn create(&self, id: BlobId) -> Result<Box<dyn BlobWriter>> {
         let path = self.path(id);
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
-        Ok(Box::new(DiskBlobWriter { path, file, buf: BytesMut::with_capacity(IO_CHUNK), len: 0 }))
+        Ok(Box::new(DiskBlobWriter { path, fsync: self.fsync, file, buf: BytesMut::with_capacity(IO_CHUNK), len: 0 }))
     }
 
     async fn read(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream> {

@@ -80,6 +80,16 @@ pub struct EmbeddedMeta {
 impl EmbeddedMeta {
     /// Opens or creates the database file, creating every table.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, Durability::Immediate)
+    }
+
+    /// Commits are never synced: a power cut loses acknowledged writes. For
+    /// benchmarks and the power-cut tests' negative control only.
+    pub fn open_unsynced(path: &Path) -> Result<Self> {
+        Self::open_with(path, Durability::None)
+    }
+
+    fn open_with(path: &Path, durability: Durability) -> Result<Self> {
         let db = Arc::new(Database::create(path).map_err(meta_err)?);
         let txn = db.begin_write().map_err(meta_err)?;
         {
@@ -99,7 +109,7 @@ impl EmbeddedMeta {
         let writer_db = db.clone();
         std::thread::Builder::new()
             .name("coffre-meta-writer".into())
-            .spawn(move || run_writer(&writer_db, &rx))
+            .spawn(move || run_writer(&writer_db, &rx, durability))
             .map_err(meta_err)?;
         Ok(Self { db, jobs: tx })
     }
@@ -138,7 +148,7 @@ impl EmbeddedMeta {
     }
 }
 
-fn run_writer(db: &Database, jobs: &mpsc::Receiver<Job>) {
+fn run_writer(db: &Database, jobs: &mpsc::Receiver<Job>, durability: Durability) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -154,7 +164,7 @@ fn run_writer(db: &Database, jobs: &mpsc::Receiver<Job>) {
                 continue;
             }
         };
-        if let Err(e) = txn.set_durability(Durability::Immediate) {
+        if let Err(e) = txn.set_durability(durability) {
             fail_all(batch, &e.to_string());
             continue;
         }

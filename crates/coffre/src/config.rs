@@ -42,6 +42,9 @@ pub struct FileConfig {
     pub kms: Option<crate::kms::KmsConfig>,
     /// This server's name in audit events (default: the host name).
     pub node_id: Option<String>,
+    /// `false` skips every fsync: acknowledged writes are lost on a power
+    /// cut. Exists for benchmarks and the power-cut tests' negative control.
+    pub fsync: Option<bool>,
     /// The audit log (`[audit]`); on, with the defaults below, when absent.
     pub audit: Option<AuditFile>,
 }
@@ -117,6 +120,8 @@ pub struct Config {
     pub sse_c_over_http: bool,
     pub kms: crate::kms::KmsConfig,
     pub node_id: String,
+    /// False: no fsync anywhere (see `FileConfig::fsync`).
+    pub fsync: bool,
     /// None: the audit log is switched off.
     pub audit: Option<AuditSettings>,
 }
@@ -154,10 +159,15 @@ impl Config {
             sse_c_over_http: env_flag("COFFRE_SSE_C_OVER_HTTP")?.or(file.sse_c_over_http).unwrap_or(false),
             kms: file.kms.unwrap_or_default(),
             node_id: file.node_id.clone().unwrap_or_else(host_name),
+            fsync: env_flag("COFFRE_FSYNC")?.or(file.fsync).unwrap_or(true),
             audit: None,
         };
         let data_dir = config.data_dir.clone();
-        let config = Self { audit: audit_settings(file.audit.unwrap_or_default(), &data_dir)?, ..config };
+        let mut audit = audit_settings(file.audit.unwrap_or_default(), &data_dir)?;
+        if let Some(audit) = &mut audit {
+            audit.log.fsync = config.fsync;
+        }
+        let config = Self { audit, ..config };
         config.validate()?;
         Ok(config)
     }

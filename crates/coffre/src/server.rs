@@ -43,9 +43,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let meta_path = config.data_dir.join("meta.redb");
-    let meta = Arc::new(EmbeddedMeta::open(&meta_path).context("opening metadata")?);
+    let blob_dir = config.data_dir.join("blobs");
+    let (meta, blobs) = if config.fsync {
+        (EmbeddedMeta::open(&meta_path), DiskBlobStore::open(&blob_dir))
+    } else {
+        tracing::warn!(
+            "FSYNC IS OFF (fsync = false): acknowledged writes live in the page cache only and a power cut LOSES \
+             THEM; this setting exists for benchmarks and the power-cut tests' negative control"
+        );
+        (EmbeddedMeta::open_unsynced(&meta_path), DiskBlobStore::open(&blob_dir).map(DiskBlobStore::unsynced))
+    };
+    let meta = Arc::new(meta.context("opening metadata")?);
     private(&meta_path, 0o600)?;
-    let blobs = Arc::new(DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?);
+    let blobs = Arc::new(blobs.context("opening blob directory")?);
     let service_config = ServiceConfig { inline_threshold: config.inline_threshold, gc_grace: config.gc_grace };
     let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
     let service = Arc::new(ObjectService::new(meta.clone(), blobs, kms, service_config));
