@@ -75,6 +75,20 @@ impl Server {
     }
 
     pub fn start_with_args(data_dir: &Path, args: &[&std::ffi::OsStr], extra_env: &[(&str, &str)]) -> Self {
+        Self::try_start_with_args(data_dir, args, extra_env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Server::start_with`], but a server that does not come up is an
+    /// error carrying its log, not a panic: the power-cut driver reports it.
+    pub fn try_start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Result<Self, String> {
+        Self::try_start_with_args(data_dir, &[], extra_env)
+    }
+
+    fn try_start_with_args(
+        data_dir: &Path,
+        args: &[&std::ffi::OsStr],
+        extra_env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let s3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -108,13 +122,17 @@ impl Server {
             _tmp: None,
             _pki: None,
         };
-        server.wait_ready(tls);
-        server
+        let mut server = server;
+        server.wait_ready(tls)?;
+        Ok(server)
     }
 
-    fn wait_ready(&self, tls: bool) {
+    fn wait_ready(&mut self, tls: bool) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(format!("coffre exited ({status}) before it was ready; log:\n{}", self.log()));
+            }
             // Over TLS the plain-HTTP probe cannot work: the server's own
             // word, logged once both listeners are bound, stands in for it.
             let ready = if tls {
@@ -123,11 +141,11 @@ impl Server {
                 http_get(self.admin, "/health/ready").is_some_and(|(status, _)| status == 200)
             };
             if ready {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("coffre did not become ready; log:\n{}", self.log());
+        Err(format!("coffre did not become ready within 30 s; log:\n{}", self.log()))
     }
 
     pub fn log(&self) -> String {
