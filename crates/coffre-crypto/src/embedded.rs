@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -288,13 +287,10 @@ fn to_secret(bytes: &[u8]) -> KmsResult<Secret> {
     Ok(Zeroizing::new(array))
 }
 
-/// Creates a file only its owner can read, with its contents and its
-/// directory entry durable before returning.
+/// Creates a file only its owner can read, whole or not at all, durable
+/// (name included) before returning.
 fn write_private(path: &Path, contents: &[u8]) -> KmsResult<()> {
-    let mut file =
-        OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| io("creating", path, e))?;
-    file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| io("writing", path, e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    crate::secret_file::create(path, contents).map_err(|e| io("creating", path, e))
 }
 
 fn sync_dir(dir: &Path) -> KmsResult<()> {

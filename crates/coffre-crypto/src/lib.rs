@@ -16,6 +16,7 @@ pub mod embedded;
 pub mod kmip;
 pub mod kms;
 pub mod pkcs11;
+pub mod secret_file;
 pub mod segment;
 pub mod wrap;
 

@@ -1,8 +1,6 @@
 //! Root credentials: from `COFFRE_ROOT_ACCESS_KEY`/`COFFRE_ROOT_SECRET_KEY`, or
 //! generated on first start and kept in `DATA_DIR/root.credentials` (mode 0600).
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -82,21 +80,16 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(Credential, bool)> {
     let (access, secret) = generate();
     let stored = Stored { access_key_id: access.clone(), secret_access_key: secret.clone() };
     let path = root_file(data_dir);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
+    // Whole or absent after a crash, never a short file the next start trusts.
+    coffre_crypto::secret_file::create(&path, serde_json::to_string_pretty(&stored)?.as_bytes())
         .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(serde_json::to_string_pretty(&stored)?.as_bytes())?;
-    f.sync_all()?;
-    // The umask cannot widen 0600, but make the promise explicit.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok((credential(&access, &secret)?, true))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]
