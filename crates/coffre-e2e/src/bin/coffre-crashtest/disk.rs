@@ -116,6 +116,11 @@ impl PoweredDisk {
         std::fs::write(self.fuse_dir.join("ctl"), "cut").map_err(|e| format!("cutting power: {e}"))
     }
 
+    /// The next `n` flushes fail with EIO and lose their pages.
+    pub fn fail_flushes(&self, n: u64) -> Result<(), String> {
+        std::fs::write(self.fuse_dir.join("ctl"), format!("fail-flushes {n}")).map_err(|e| format!("failing flushes: {e}"))
+    }
+
     /// The counters of the crash disk (writes, flushes, ...).
     pub fn counters(&self) -> String {
         match std::fs::read_to_string(self.fuse_dir.join("ctl")) {

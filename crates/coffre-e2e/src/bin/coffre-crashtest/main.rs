@@ -9,7 +9,11 @@
 //! every listed object reads in full. Needs root, /dev/fuse and loop devices.
 //!
 //!     coffre-crashtest [--fs ext4|xfs] [--cuts N] [--seed S] [--writers W]
-//!                      [--no-fsync] [--work DIR]
+//!                      [--no-fsync] [--eio] [--work DIR]
+//!
+//! `--eio` makes 1 to 3 of the disk's flushes fail with EIO (their pages
+//! dropped, as Linux does after a failed writeback) at a random moment
+//! before the cut: a write whose fsync failed must not be acknowledged.
 //!
 //! `--no-fsync` runs the server with `fsync = false`: the negative control,
 //! which must lose acknowledged writes (exit status 0 only if it does).
@@ -33,6 +37,7 @@ struct Args {
     seed: u64,
     writers: usize,
     no_fsync: bool,
+    eio: bool,
     work: PathBuf,
 }
 
@@ -43,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64),
         writers: 8,
         no_fsync: false,
+        eio: false,
         work: std::env::temp_dir().join("coffre-crashtest"),
     };
     let mut it = std::env::args().skip(1);
@@ -55,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
             "--writers" => args.writers = value()?.parse().map_err(|e| format!("--writers: {e}"))?,
             "--work" => args.work = value()?.into(),
             "--no-fsync" => args.no_fsync = true,
+            "--eio" => args.eio = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -98,10 +105,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     println!(
-        "power cuts: {} on {:?}, {} writers, fsync {}, seed {} (replay one trial with --cuts 1 --seed <its seed>)",
+        "power cuts: {} on {:?}, {} writers{}, fsync {}, seed {} (replay one trial with --cuts 1 --seed <its seed>)",
         args.cuts,
         args.fs,
         args.writers,
+        if args.eio { ", failing flushes before each cut" } else { "" },
         if args.no_fsync { "OFF (negative control)" } else { "on" },
         args.seed
     );
@@ -202,6 +210,10 @@ async fn trial(args: &Args, seed: u64) -> Result<TrialResult, String> {
                 tokio::spawn(task)
             })
             .collect();
+        if args.eio {
+            tokio::time::sleep(Duration::from_millis(100 + rng.below(900))).await;
+            disk.fail_flushes(1 + rng.below(3))?;
+        }
         // Half the cuts at a random moment, half right after a random acknowledgement.
         let mode = if rng.below(2) == 0 {
             tokio::time::sleep(Duration::from_millis(200 + rng.below(2300))).await;
