@@ -6,6 +6,8 @@
 //! only through [`fs::BlobFs`], so tests can run it on a disk that loses power.
 
 pub mod fs;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 
 use std::future::Future;
 use std::io;
