@@ -46,7 +46,7 @@ impl DiskBlobStore {
     /// Opens a blob directory on `fs`: the real filesystem, or a simulated one.
     pub fn open_on(fs: Arc<dyn BlobFs>, root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        fs.create_dir_all(&root)?;
+        create_dir_durably(fs.as_ref(), &root)?;
         for i in 0..=255u8 {
             fs.create_dir_all(&root.join(format!("{i:02x}")))?;
         }
@@ -65,6 +65,26 @@ impl DiskBlobStore {
         let name = id.to_string();
         self.root.join(&name[..2]).join(name)
     }
+}
+
+/// Creates `dir` and its missing parents so that it survives a power cut. A
+/// name is durable once the directory holding it is synced, and syncing `dir`
+/// does not do it: each new directory's parent is synced, and `dir`'s own
+/// parent always, since a start that died before that sync left a name that
+/// only looks settled.
+fn create_dir_durably(fs: &dyn BlobFs, dir: &Path) -> io::Result<()> {
+    let mut parents = Vec::new();
+    let mut at = dir;
+    while let Some(parent) = at.parent() {
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        parents.push(parent);
+        if fs.exists(parent)? {
+            break;
+        }
+        at = parent;
+    }
+    fs.create_dir_all(dir)?;
+    parents.iter().try_for_each(|p| fs.sync_dir(p))
 }
 
 /// A disk call under way.
