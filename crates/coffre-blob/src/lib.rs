@@ -214,12 +214,21 @@ impl BlobStore for DiskBlobStore {
         Ok(Box::pin(chunks))
     }
 
+    /// The removal is durable when this returns (with fsync on): the collector
+    /// forgets a blob once deleted, so one back after a power cut would leak.
+    /// The directory is synced even if the blob was already gone, as an
+    /// earlier removal may be the one not yet durable.
     async fn delete(&self, id: BlobId) -> Result<()> {
-        let (fs, path) = (self.fs.clone(), self.path(id));
-        match io(self.fs.as_ref(), move || fs.remove_file(&path)).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        let (fs, path, fsync) = (self.fs.clone(), self.path(id), self.fsync);
+        io(self.fs.as_ref(), move || {
+            match fs.remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            if fsync { fs.sync_dir(&parent(&path)) } else { Ok(()) }
+        })
+        .await?;
+        Ok(())
     }
 }
 
