@@ -5,6 +5,8 @@
 //! directory entry synced) before `finish` returns. The store reaches the disk
 //! only through [`fs::BlobFs`], so tests can run it on a disk that loses power.
 
+#[cfg(test)]
+mod crash_tests;
 pub mod fs;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
