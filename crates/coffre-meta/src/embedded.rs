@@ -21,7 +21,8 @@ use coffre_core::meta::{
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase as _, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase as _, ReadableTable, StorageBackend, TableDefinition,
+    WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -89,8 +90,25 @@ impl EmbeddedMeta {
         Self::open_with(path, Durability::None)
     }
 
+    /// Opens or creates a database on `backend` instead of a file: the crash
+    /// tests run it on a simulated disk that loses power.
+    pub fn open_backend(backend: impl StorageBackend) -> Result<Self> {
+        Self::start(Database::builder().create_with_backend(backend).map_err(meta_err)?, Durability::Immediate)
+    }
+
+    /// [`Self::open_backend`] with commits never synced, as
+    /// [`Self::open_unsynced`]: the crash tests' negative control.
+    pub fn open_backend_unsynced(backend: impl StorageBackend) -> Result<Self> {
+        Self::start(Database::builder().create_with_backend(backend).map_err(meta_err)?, Durability::None)
+    }
+
     fn open_with(path: &Path, durability: Durability) -> Result<Self> {
-        let db = Arc::new(Database::create(path).map_err(meta_err)?);
+        Self::start(Database::create(path).map_err(meta_err)?, durability)
+    }
+
+    /// Creates every table, then starts the writer thread.
+    fn start(db: Database, durability: Durability) -> Result<Self> {
+        let db = Arc::new(db);
         let txn = db.begin_write().map_err(meta_err)?;
         {
             txn.open_table(BUCKETS).map_err(meta_err)?;
