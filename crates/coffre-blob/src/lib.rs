@@ -2,13 +2,20 @@
 //!
 //! File names come from random blob ids, never from object keys, so nothing a
 //! client sends can choose where bytes land. A blob is durable (file and
-//! directory entry synced) before `finish` returns.
+//! directory entry synced) before `finish` returns. The store reaches the disk
+//! only through [`fs::BlobFs`], so tests can run it on a disk that loses power.
 
-use std::fs::File;
+#[cfg(test)]
+mod crash_tests;
+pub mod fs;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
+use std::future::Future;
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -17,38 +24,16 @@ use coffre_core::Result;
 use coffre_core::blob::{BlobStore, BlobWriter, ByteStream};
 use coffre_core::types::BlobId;
 use futures::{StreamExt as _, stream};
-use tokio::io::AsyncWriteExt as _;
+
+use crate::fs::{BlobFile, BlobFs, StdFs};
 
 /// Writes reach the disk in chunks of this size; reads are served in them too.
 const IO_CHUNK: usize = 1024 * 1024;
 /// Chunks read ahead of the one being sent.
 const READ_AHEAD: usize = 2;
 
-/// Reads `len` bytes at `off` into a fresh buffer without zeroing it first
-/// (zeroing cost a tenth of a GET's CPU). The file is reopened through
-/// `/proc/self/fd` so each chunk has its own offset while the open handle
-/// keeps a blob deleted meanwhile readable; elsewhere, positional reads.
-fn read_chunk(file: &File, off: u64, len: u64) -> io::Result<Bytes> {
-    use std::io::{Read as _, Seek as _};
-    use std::os::fd::AsRawFd as _;
-    let mut buf = Vec::with_capacity(len as usize);
-    match File::open(format!("/proc/self/fd/{}", file.as_raw_fd())) {
-        Ok(mut own) => {
-            own.seek(io::SeekFrom::Start(off))?;
-            own.take(len).read_to_end(&mut buf)?;
-            if buf.len() as u64 != len {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than its record says"));
-            }
-        }
-        Err(_) => {
-            buf.resize(len as usize, 0);
-            file.read_exact_at(&mut buf, off)?;
-        }
-    }
-    Ok(Bytes::from(buf))
-}
-
 pub struct DiskBlobStore {
+    fs: Arc<dyn BlobFs>,
     root: PathBuf,
     /// Off only for benchmarks and the power-cut tests' negative control.
     fsync: bool,
@@ -57,13 +42,18 @@ pub struct DiskBlobStore {
 impl DiskBlobStore {
     /// Opens (creating if needed) a blob directory with its 256 fan-out folders.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        Self::open_on(Arc::new(StdFs), root)
+    }
+
+    /// Opens a blob directory on `fs`: the real filesystem, or a simulated one.
+    pub fn open_on(fs: Arc<dyn BlobFs>, root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(&root)?;
+        create_dir_durably(fs.as_ref(), &root)?;
         for i in 0..=255u8 {
-            std::fs::create_dir_all(root.join(format!("{i:02x}")))?;
+            fs.create_dir_all(&root.join(format!("{i:02x}")))?;
         }
-        sync_dir(&root)?;
-        Ok(Self { root, fsync: true })
+        fs.sync_dir(&root)?;
+        Ok(Self { fs, root, fsync: true })
     }
 
     /// Never fsyncs: an acknowledged blob lives in the page cache only, and a
@@ -79,29 +69,88 @@ impl DiskBlobStore {
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+/// Creates `dir` and its missing parents so that it survives a power cut. A
+/// name is durable once the directory holding it is synced, and syncing `dir`
+/// does not do it: each new directory's parent is synced, and `dir`'s own
+/// parent always, since a start that died before that sync left a name that
+/// only looks settled.
+fn create_dir_durably(fs: &dyn BlobFs, dir: &Path) -> io::Result<()> {
+    let mut parents = Vec::new();
+    let mut at = dir;
+    while let Some(parent) = at.parent() {
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        parents.push(parent);
+        if fs.exists(parent)? {
+            break;
+        }
+        at = parent;
+    }
+    fs.create_dir_all(dir)?;
+    parents.iter().try_for_each(|p| fs.sync_dir(p))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+/// A disk call under way.
+type Io<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
+
+/// Starts one disk call. On a real disk it starts at once on tokio's blocking
+/// pool, so a chunk is written while the next one arrives. On a memory-only
+/// disk it runs when first polled, on the caller's task: the order of disk
+/// calls then follows the caller alone, which keeps a simulation replayable.
+fn io<T: Send + 'static>(fs: &dyn BlobFs, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> Io<T> {
+    if fs.blocks() {
+        let task = tokio::task::spawn_blocking(f);
+        Box::pin(async move { task.await.map_err(io::Error::other)? })
+    } else {
+        Box::pin(async move { f() })
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 struct DiskBlobWriter {
+    fs: Arc<dyn BlobFs>,
     path: PathBuf,
     fsync: bool,
-    file: tokio::fs::File,
+    file: Arc<dyn BlobFile>,
     buf: BytesMut,
+    /// Bytes handed to the disk so far: where the next chunk goes.
+    written: u64,
     len: u64,
+    /// The chunk write under way. One at most, as `tokio::fs::File` keeps:
+    /// each chunk waits for the one before, so they land in order.
+    in_flight: Option<Io<()>>,
 }
 
 impl DiskBlobWriter {
+    /// Waits for the chunk under way, if any.
+    async fn settle(&mut self) -> io::Result<()> {
+        match self.in_flight.take() {
+            Some(write) => write.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Hands the buffered bytes to the disk, after the chunk before them.
     async fn flush_buf(&mut self) -> io::Result<()> {
+        self.settle().await?;
         if !self.buf.is_empty() {
-            let chunk = self.buf.split();
-            self.file.write_all(&chunk).await?;
+            let chunk = self.buf.split().freeze();
+            let (file, offset) = (self.file.clone(), self.written);
+            self.written += chunk.len() as u64;
+            self.in_flight = Some(io(self.fs.as_ref(), move || file.write_at(offset, &chunk)));
         }
         Ok(())
+    }
+
+    /// Syncs the file, then its directory entry: only both make it survive a power cut.
+    fn make_durable(&self) -> Io<()> {
+        let (fs, file, dir) = (self.fs.clone(), self.file.clone(), parent(&self.path));
+        io(self.fs.as_ref(), move || {
+            file.sync_all()?;
+            fs.sync_dir(&dir)
+        })
     }
 }
 
@@ -118,18 +167,18 @@ impl BlobWriter for DiskBlobWriter {
 
     async fn finish(mut self: Box<Self>) -> Result<u64> {
         self.flush_buf().await?;
-        self.file.flush().await?;
+        self.settle().await?;
         if self.fsync {
-            self.file.sync_all().await?;
-            let dir = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
-            blocking(move || sync_dir(&dir)).await?;
+            self.make_durable().await?;
         }
         Ok(self.len)
     }
 
-    async fn abort(self: Box<Self>) {
-        drop(self.file);
-        let _ = tokio::fs::remove_file(&self.path).await;
+    async fn abort(mut self: Box<Self>) {
+        // A chunk under way finishes on its own; its bytes go with the file.
+        drop(self.in_flight.take());
+        let (fs, path) = (self.fs.clone(), self.path.clone());
+        let _ = io(self.fs.as_ref(), move || fs.remove_file(&path)).await;
     }
 }
 
@@ -137,29 +186,51 @@ impl BlobWriter for DiskBlobWriter {
 impl BlobStore for DiskBlobStore {
     async fn create(&self, id: BlobId) -> Result<Box<dyn BlobWriter>> {
         let path = self.path(id);
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
-        Ok(Box::new(DiskBlobWriter { path, fsync: self.fsync, file, buf: BytesMut::with_capacity(IO_CHUNK), len: 0 }))
+        let (fs, at) = (self.fs.clone(), path.clone());
+        let file = io(self.fs.as_ref(), move || fs.create_new(&at)).await?;
+        Ok(Box::new(DiskBlobWriter {
+            fs: self.fs.clone(),
+            path,
+            fsync: self.fsync,
+            file,
+            buf: BytesMut::with_capacity(IO_CHUNK),
+            written: 0,
+            len: 0,
+            in_flight: None,
+        }))
     }
 
     async fn read(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream> {
-        let path = self.path(id);
-        let file = Arc::new(blocking(move || File::open(path)).await?);
+        let (fs, path) = (self.fs.clone(), self.path(id));
+        let file = io(self.fs.as_ref(), move || fs.open(&path)).await?;
+        let fs = self.fs.clone();
         let offsets =
             (range.start..range.end).step_by(IO_CHUNK).map(move |off| (off, (range.end - off).min(IO_CHUNK as u64)));
         let chunks = stream::iter(offsets)
             .map(move |(off, len)| {
                 let file = file.clone();
-                async move { Ok(blocking(move || read_chunk(&file, off, len)).await?) }
+                let chunk = io(fs.as_ref(), move || file.read_at(off, len));
+                async move { Ok(chunk.await?) }
             })
             .buffered(READ_AHEAD);
         Ok(Box::pin(chunks))
     }
 
+    /// The removal is durable when this returns (with fsync on): the collector
+    /// forgets a blob once deleted, so one back after a power cut would leak.
+    /// The directory is synced even if the blob was already gone, as an
+    /// earlier removal may be the one not yet durable.
     async fn delete(&self, id: BlobId) -> Result<()> {
-        match tokio::fs::remove_file(self.path(id)).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        let (fs, path, fsync) = (self.fs.clone(), self.path(id), self.fsync);
+        io(self.fs.as_ref(), move || {
+            match fs.remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            if fsync { fs.sync_dir(&parent(&path)) } else { Ok(()) }
+        })
+        .await?;
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 //! commit is durable.
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -21,7 +21,8 @@ use coffre_core::meta::{
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase as _, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase as _, ReadableTable, StorageBackend, TableDefinition,
+    WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -89,8 +90,26 @@ impl EmbeddedMeta {
         Self::open_with(path, Durability::None)
     }
 
+    /// Opens or creates a database on `backend` instead of a file: the crash
+    /// tests run it on a simulated disk that loses power.
+    pub fn open_backend(backend: impl StorageBackend) -> Result<Self> {
+        Self::start(Database::builder().create_with_backend(backend).map_err(meta_err)?, Durability::Immediate)
+    }
+
+    /// [`Self::open_backend`] with commits never synced, as
+    /// [`Self::open_unsynced`]: the crash tests' negative control.
+    pub fn open_backend_unsynced(backend: impl StorageBackend) -> Result<Self> {
+        Self::start(Database::builder().create_with_backend(backend).map_err(meta_err)?, Durability::None)
+    }
+
     fn open_with(path: &Path, durability: Durability) -> Result<Self> {
-        let db = Arc::new(Database::create(path).map_err(meta_err)?);
+        create_if_missing(path).map_err(meta_err)?;
+        Self::start(Database::create(path).map_err(meta_err)?, durability)
+    }
+
+    /// Creates every table, then starts the writer thread.
+    fn start(db: Database, durability: Durability) -> Result<Self> {
+        let db = Arc::new(db);
         let txn = db.begin_write().map_err(meta_err)?;
         {
             txn.open_table(BUCKETS).map_err(meta_err)?;
@@ -146,6 +165,33 @@ impl EmbeddedMeta {
         .await
         .map_err(meta_err)?
     }
+}
+
+/// Creates the database file if there is none, whole or not at all, and
+/// makes its name durable. redb writes its magic number last and refuses a
+/// file cut short before that for good, so a power cut while it creates one
+/// in place would stop every later start. A new database is built under
+/// another name (redb syncs it), renamed into place, and the directory
+/// synced; that last sync runs on every start, since a start that died
+/// before it left a name that only looks settled.
+fn create_if_missing(path: &Path) -> std::io::Result<()> {
+    if !path.try_exists()? {
+        let mut fresh = path.as_os_str().to_owned();
+        fresh.push(".new");
+        let fresh = PathBuf::from(fresh);
+        // A leftover of a start that died while creating it: never in use.
+        match std::fs::remove_file(&fresh) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        drop(Database::create(&fresh).map_err(std::io::Error::other)?);
+        std::fs::rename(&fresh, path)?;
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn run_writer(db: &Database, jobs: &mpsc::Receiver<Job>, durability: Durability) {
@@ -1065,5 +1111,33 @@ impl MetaStore for EmbeddedMeta {
             Ok(value)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_database_is_built_aside_and_a_half_built_one_is_thrown_away() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("meta.redb");
+        // What a power cut during an earlier first start could leave.
+        std::fs::write(dir.path().join("meta.redb.new"), vec![0; 8192]).expect("leftover");
+        let meta = EmbeddedMeta::open(&path).expect("open");
+        assert!(!dir.path().join("meta.redb.new").exists());
+        meta.put_setting_if_absent("k", "v").await.expect("write");
+        drop(meta);
+        // The writer thread lets go of the file once it sees the channel close.
+        let mut reopened = EmbeddedMeta::open(&path);
+        for _ in 0..200 {
+            if reopened.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            reopened = EmbeddedMeta::open(&path);
+        }
+        let meta = reopened.expect("reopen");
+        assert_eq!(meta.setting("k").await.expect("read").as_deref(), Some("v"));
     }
 }
