@@ -118,7 +118,8 @@ impl PoweredDisk {
 
     /// The next `n` flushes fail with EIO and lose their pages.
     pub fn fail_flushes(&self, n: u64) -> Result<(), String> {
-        std::fs::write(self.fuse_dir.join("ctl"), format!("fail-flushes {n}")).map_err(|e| format!("failing flushes: {e}"))
+        std::fs::write(self.fuse_dir.join("ctl"), format!("fail-flushes {n}"))
+            .map_err(|e| format!("failing flushes: {e}"))
     }
 
     /// The counters of the crash disk (writes, flushes, ...).

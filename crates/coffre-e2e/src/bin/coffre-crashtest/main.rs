@@ -210,12 +210,14 @@ async fn trial(args: &Args, seed: u64) -> Result<TrialResult, String> {
                 tokio::spawn(task)
             })
             .collect();
-        if args.eio {
+        let mode = if args.eio {
+            // Flushes fail while the writers run; the cut comes a little later.
             tokio::time::sleep(Duration::from_millis(100 + rng.below(900))).await;
             disk.fail_flushes(1 + rng.below(3))?;
-        }
-        // Half the cuts at a random moment, half right after a random acknowledgement.
-        let mode = if rng.below(2) == 0 {
+            tokio::time::sleep(Duration::from_millis(200 + rng.below(600))).await;
+            "eio"
+        } else if rng.below(2) == 0 {
+            // Half the cuts at a random moment, half right after a random acknowledgement.
             tokio::time::sleep(Duration::from_millis(200 + rng.below(2300))).await;
             "mid"
         } else {
