@@ -59,14 +59,15 @@ COFFRE_TEST_KMS_CONFIG="$scratch/kmip.toml" COFFRE_TEST_KMS_CUSTODY=kmip \
     cargo test -p coffre-e2e --test sdk --test encryption
 
 step "power cuts: coffre on ext4 and XFS over a disk that loses its cache (needs root, FUSE, loop)"
-# 50 cuts on ext4, 10 on XFS and 10 after failed flushes (EIO) must lose no
-# acknowledged write; the negative control (fsync off) must lose some, or the
+# 50 cuts on ext4, 10 on XFS, 10 after failed flushes (EIO) and 10 that keep
+# a random half of the unflushed pages must lose no acknowledged write; the negative control (fsync off) must lose some, or the
 # harness proves nothing.
 cargo build -p coffre-crashdisk -p coffre-e2e --bin coffre-crashtest
 crashtest="$CARGO_TARGET_DIR/debug/coffre-crashtest"
 "$crashtest" --fs ext4 --cuts 50 --work "$scratch/powercut"
 "$crashtest" --fs xfs --cuts 10 --work "$scratch/powercut"
 "$crashtest" --fs ext4 --cuts 10 --eio --work "$scratch/powercut"
+"$crashtest" --fs ext4 --cuts 10 --keep-random --work "$scratch/powercut"
 "$crashtest" --fs ext4 --cuts 3 --no-fsync --work "$scratch/powercut"
 
 step "client tests (boto3, awscli, rclone, s3cmd, curl)"

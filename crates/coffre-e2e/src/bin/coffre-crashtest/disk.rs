@@ -116,6 +116,13 @@ impl PoweredDisk {
         std::fs::write(self.fuse_dir.join("ctl"), "cut").map_err(|e| format!("cutting power: {e}"))
     }
 
+    /// As [`PoweredDisk::cut`], but a seeded random half of the pending pages
+    /// reach the disk first, in no particular order.
+    pub fn cut_keeping_random(&self, seed: u64) -> Result<(), String> {
+        std::fs::write(self.fuse_dir.join("ctl"), format!("cut-keep-random {seed}"))
+            .map_err(|e| format!("cutting power: {e}"))
+    }
+
     /// The next `n` flushes fail with EIO and lose their pages.
     pub fn fail_flushes(&self, n: u64) -> Result<(), String> {
         std::fs::write(self.fuse_dir.join("ctl"), format!("fail-flushes {n}"))

@@ -2,18 +2,20 @@
 //!
 //! Each trial makes a fresh ext4 or XFS image behind `coffre-crashdisk` (a
 //! disk whose unflushed writes are lost on a cut), runs `coffre serve` on it,
-//! drives it with AWS SDK writers, cuts the power at a random moment or right
+//! drives it with AWS SDK writers (plain and versioned buckets), cuts the power at a random moment or right
 //! after a random acknowledgement, then kills the server, mounts what the
 //! disk kept, restarts `coffre` on it and checks: every acknowledged write
 //! reads back byte-identical, every acknowledged delete stays deleted, and
 //! every listed object reads in full. Needs root, /dev/fuse and loop devices.
 //!
 //!     coffre-crashtest [--fs ext4|xfs] [--cuts N] [--seed S] [--writers W]
-//!                      [--no-fsync] [--eio] [--work DIR]
+//!                      [--no-fsync] [--eio] [--keep-random] [--work DIR]
 //!
 //! `--eio` makes 1 to 3 of the disk's flushes fail with EIO (their pages
 //! dropped, as Linux does after a failed writeback) at a random moment
 //! before the cut: a write whose fsync failed must not be acknowledged.
+//! `--keep-random` makes the cut keep a seeded random half of the pending
+//! pages (a disk may have written any of them before it died).
 //!
 //! `--no-fsync` runs the server with `fsync = false`: the negative control,
 //! which must lose acknowledged writes (exit status 0 only if it does).
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use coffre_e2e::Server;
 use disk::{Fs, Image, PoweredDisk, Remounted};
-use workload::{BUCKET, Model, Rng};
+use workload::{BUCKET, Model, Rng, VERSIONED};
 
 struct Args {
     fs: Fs,
@@ -38,6 +40,7 @@ struct Args {
     writers: usize,
     no_fsync: bool,
     eio: bool,
+    keep_random: bool,
     work: PathBuf,
 }
 
@@ -49,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
         writers: 8,
         no_fsync: false,
         eio: false,
+        keep_random: false,
         work: std::env::temp_dir().join("coffre-crashtest"),
     };
     let mut it = std::env::args().skip(1);
@@ -62,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
             "--work" => args.work = value()?.into(),
             "--no-fsync" => args.no_fsync = true,
             "--eio" => args.eio = true,
+            "--keep-random" => args.keep_random = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -202,6 +207,12 @@ async fn trial(args: &Args, seed: u64) -> Result<TrialResult, String> {
         let mut server = Server::try_start_with(&data_dir, &env)?;
         let client = server.client();
         client.create_bucket().bucket(BUCKET).send().await.map_err(|e| format!("CreateBucket: {e:?}"))?;
+        client.create_bucket().bucket(VERSIONED).send().await.map_err(|e| format!("CreateBucket: {e:?}"))?;
+        let enabled = aws_sdk_s3::types::VersioningConfiguration::builder()
+            .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+            .build();
+        let versioning = client.put_bucket_versioning().bucket(VERSIONED).versioning_configuration(enabled);
+        versioning.send().await.map_err(|e| format!("PutBucketVersioning: {e:?}"))?;
         let acks = Arc::new(AtomicU64::new(0));
         let cut = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..args.writers)
@@ -229,7 +240,11 @@ async fn trial(args: &Args, seed: u64) -> Result<TrialResult, String> {
             "ack"
         };
         cut.store(true, Ordering::SeqCst);
-        disk.cut()?;
+        if args.keep_random {
+            disk.cut_keeping_random(seed)?
+        } else {
+            disk.cut()?
+        };
         server.kill();
         for writer in writers {
             let _ = writer.await;

@@ -4,7 +4,7 @@
 
 use aws_sdk_s3::Client;
 
-use crate::workload::{BUCKET, Content, Model, md5};
+use crate::workload::{BUCKET, Content, Model, VERSIONED, md5};
 
 /// A key's bytes, or `None` if it does not exist; an error for anything else.
 async fn read(client: &Client, key: &str) -> Result<Content, String> {
@@ -37,11 +37,11 @@ fn show(content: &Content) -> String {
 pub async fn check(client: &Client, model: &Model) -> (Vec<String>, Vec<String>) {
     let mut lost = Vec::new();
     let mut broken = Vec::new();
-    if let Err(e) = client.head_bucket().bucket(BUCKET).send().await {
-        lost.push(format!(
-            "bucket {BUCKET}, acknowledged at setup, is gone: {}",
-            e.raw_response().map_or(0, |r| r.status().as_u16())
-        ));
+    for bucket in [BUCKET, VERSIONED] {
+        if let Err(e) = client.head_bucket().bucket(bucket).send().await {
+            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+            lost.push(format!("bucket {bucket}, acknowledged at setup, is gone: {status}"));
+        }
     }
     for (key, state) in &model.keys {
         match read(client, key).await {
@@ -88,5 +88,68 @@ pub async fn check(client: &Client, model: &Model) -> (Vec<String>, Vec<String>)
             broken.push(format!("{key}: listed but never written"));
         }
     }
+    check_versions(client, model, &mut lost, &mut broken).await;
     (lost, broken)
+}
+
+/// Every acknowledged version reads back by its id, and every version the
+/// bucket lists reads in full.
+async fn check_versions(client: &Client, model: &Model, lost: &mut Vec<String>, broken: &mut Vec<String>) {
+    for (key, version, content) in &model.versions {
+        match client.get_object().bucket(VERSIONED).key(key).version_id(version).send().await {
+            Ok(out) => match out.body.collect().await.map(|b| md5(&b.into_bytes())) {
+                Ok(read) if read == *content => {}
+                Ok(_) => lost.push(format!("{key} version {version}: other bytes than acknowledged")),
+                Err(e) => broken.push(format!("{key} version {version}: body cut short: {e}")),
+            },
+            Err(e) => lost.push(format!(
+                "{key} version {version}, acknowledged, is gone: {}",
+                e.raw_response().map_or(0, |r| r.status().as_u16())
+            )),
+        }
+    }
+    for (key, version, size) in list_versions(client, broken).await {
+        let got = client.get_object().bucket(VERSIONED).key(&key).version_id(&version).send().await;
+        match got {
+            Ok(out) => match out.body.collect().await.map(|b| b.into_bytes().len() as i64) {
+                Ok(read) if read == size => {}
+                Ok(read) => broken.push(format!("{key} version {version}: listed at {size} bytes, reads {read}")),
+                Err(e) => broken.push(format!("{key} version {version}: listed, body fails: {e}")),
+            },
+            Err(e) => broken.push(format!("{key} version {version}: listed, GET fails: {e:?}")),
+        }
+    }
+}
+
+/// (key, version id, size) of every version ListObjectVersions shows.
+async fn list_versions(client: &Client, broken: &mut Vec<String>) -> Vec<(String, String, i64)> {
+    let mut listed = Vec::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = client
+            .list_object_versions()
+            .bucket(VERSIONED)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await;
+        match page {
+            Ok(page) => {
+                listed.extend(page.versions().iter().map(|v| {
+                    let key = v.key().unwrap_or_default().to_owned();
+                    (key, v.version_id().unwrap_or_default().to_owned(), v.size().unwrap_or(-1))
+                }));
+                if !page.is_truncated().unwrap_or(false) {
+                    return listed;
+                }
+                key_marker = page.next_key_marker().map(str::to_owned);
+                version_marker = page.next_version_id_marker().map(str::to_owned);
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => return listed,
+            Err(e) => {
+                broken.push(format!("ListObjectVersions failed: {e:?}"));
+                return listed;
+            }
+        }
+    }
 }

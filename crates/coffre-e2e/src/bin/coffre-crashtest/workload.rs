@@ -13,6 +13,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use md5::{Digest as _, Md5};
 
 pub const BUCKET: &str = "powercut";
+/// A bucket with versioning on: every acknowledged PUT there is a version
+/// that must survive, read back by its id.
+pub const VERSIONED: &str = "powercut-versions";
 
 /// What a key holds: absent, or bytes with this MD5.
 pub type Content = Option<[u8; 16]>;
@@ -35,6 +38,8 @@ impl KeyState {
 #[derive(Default)]
 pub struct Model {
     pub keys: HashMap<String, KeyState>,
+    /// Acknowledged versions in [`VERSIONED`]: (key, version id, content).
+    pub versions: Vec<(String, String, [u8; 16])>,
     pub acked: u64,
     pub indeterminate: u64,
 }
@@ -95,6 +100,7 @@ fn body(rng: &mut Rng, len: usize) -> Vec<u8> {
 
 enum Op {
     Put { key: String, data: Vec<u8> },
+    VersionedPut { key: String, data: Vec<u8> },
     Delete { key: String },
     Copy { from: String, key: String, content: Content },
     Multipart { key: String, parts: Vec<Vec<u8>> },
@@ -103,13 +109,17 @@ enum Op {
 impl Op {
     fn key(&self) -> &str {
         match self {
-            Self::Put { key, .. } | Self::Delete { key } | Self::Copy { key, .. } | Self::Multipart { key, .. } => key,
+            Self::Put { key, .. }
+            | Self::VersionedPut { key, .. }
+            | Self::Delete { key }
+            | Self::Copy { key, .. }
+            | Self::Multipart { key, .. } => key,
         }
     }
 
     fn outcome(&self) -> Content {
         match self {
-            Self::Put { data, .. } => Some(md5(data)),
+            Self::Put { data, .. } | Self::VersionedPut { data, .. } => Some(md5(data)),
             Self::Delete { .. } => None,
             Self::Copy { content, .. } => *content,
             Self::Multipart { parts, .. } => Some(md5(&parts.concat())),
@@ -131,7 +141,8 @@ fn choose(rng: &mut Rng, w: usize, n: u64, model: &Mutex<Model>) -> Op {
         })
         .unwrap_or_default();
     match rng.below(100) {
-        0..45 => Op::Put { key: format!("w{w:02}/k{n:05}"), data: sized_body(rng) },
+        0..35 => Op::Put { key: format!("w{w:02}/k{n:05}"), data: sized_body(rng) },
+        35..45 => Op::VersionedPut { key: format!("w{w:02}/v{}", rng.below(2)), data: sized_body(rng) },
         45..65 => Op::Put { key: format!("w{w:02}/hot{}", rng.below(3)), data: sized_body(rng) },
         65..80 if !known.is_empty() => Op::Delete { key: known[rng.below(known.len() as u64) as usize].0.clone() },
         80..96 if !known.is_empty() => {
@@ -150,8 +161,14 @@ fn err<E: std::fmt::Debug, R: std::fmt::Debug>(e: aws_sdk_s3::error::SdkError<E,
     format!("{e:?}")
 }
 
-async fn send(client: &Client, op: &Op) -> Result<(), String> {
+/// Sends `op`; for a versioned PUT, returns the version id the server gave.
+async fn send(client: &Client, op: &Op) -> Result<Option<String>, String> {
     match op {
+        Op::VersionedPut { key, data } => {
+            let put = client.put_object().bucket(VERSIONED).key(key).body(ByteStream::from(data.clone()));
+            let out = put.send().await.map_err(err)?;
+            return out.version_id().map(|v| Some(v.to_owned())).ok_or_else(|| format!("{key}: no version id"));
+        }
         Op::Put { key, data } => {
             client
                 .put_object()
@@ -207,7 +224,7 @@ async fn send(client: &Client, op: &Op) -> Result<(), String> {
                 .map_err(err)?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Runs writer `w` until the power is cut (or a request fails), counting
@@ -228,12 +245,23 @@ pub async fn writer(
         let op = choose(&mut rng, w, n, &model);
         let result = send(&client, &op).await;
         let Ok(mut model) = model.lock() else { return };
-        match result {
-            Ok(()) => {
+        match (result, &op) {
+            (Ok(Some(version)), Op::VersionedPut { key, data }) => {
+                model.versions.push((key.clone(), version, md5(data)));
+                model.acked += 1;
+                acks.fetch_add(1, Ordering::SeqCst);
+            }
+            (Ok(_), _) => {
                 model.acknowledge(op.key(), op.outcome());
                 acks.fetch_add(1, Ordering::SeqCst);
             }
-            _ => {
+            // An unanswered versioned PUT may or may not have made a version:
+            // either is fine, so it leaves no mark.
+            (Err(_), Op::VersionedPut { .. }) => {
+                model.indeterminate += 1;
+                return;
+            }
+            (Err(_), _) => {
                 model.unanswered(op.key(), op.outcome());
                 return;
             }
