@@ -2,11 +2,13 @@
 //!
 //! Each trial makes a fresh ext4 or XFS image behind `coffre-crashdisk` (a
 //! disk whose unflushed writes are lost on a cut), runs `coffre serve` on it,
-//! drives it with AWS SDK writers (plain and versioned buckets), cuts the power at a random moment or right
-//! after a random acknowledgement, then kills the server, mounts what the
-//! disk kept, restarts `coffre` on it and checks: every acknowledged write
-//! reads back byte-identical, every acknowledged delete stays deleted, and
-//! every listed object reads in full. Needs root, /dev/fuse and loop devices.
+//! drives it with AWS SDK writers (plain and versioned buckets), cuts the
+//! power at a random moment or right after a random acknowledgement, then
+//! kills the server, mounts what the disk kept, restarts `coffre` on it and
+//! checks: every acknowledged write reads back byte-identical, every
+//! acknowledged delete stays deleted, every listed object reads in full, and
+//! the audit log verifies and holds an event for every acknowledged request.
+//! Needs root, /dev/fuse and loop devices.
 //!
 //!     coffre-crashtest [--fs ext4|xfs] [--cuts N] [--seed S] [--writers W]
 //!                      [--no-fsync] [--eio] [--keep-random] [--work DIR]
@@ -258,8 +260,12 @@ async fn trial(args: &Args, seed: u64) -> Result<TrialResult, String> {
         .map_err(|e| format!("after the power cut the server does not start without repair: {e}"))?;
     let recovery = started.elapsed();
     let model = std::mem::take(&mut *model.lock().map_err(|_| "model lock poisoned")?);
-    let (lost, broken) = oracle::check(&server.client(), &model).await;
+    let (mut lost, broken) = oracle::check(&server.client(), &model).await;
     server.stop();
+    if !args.no_fsync {
+        // The audit log is off in the negative control (see above).
+        lost.extend(oracle::check_audit(&coffre_e2e::coffre_bin(), &data_dir, &model));
+    }
     drop(remounted);
     Ok(TrialResult {
         cut: cut_mode,

@@ -2,6 +2,10 @@
 //! allows (acknowledged, or one of the unanswered requests after it), and
 //! every object LIST shows readable in full at the size it lists.
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
 use aws_sdk_s3::Client;
 
 use crate::workload::{BUCKET, Content, Model, VERSIONED, md5};
@@ -152,4 +156,48 @@ async fn list_versions(client: &Client, broken: &mut Vec<String>) -> Vec<(String
             }
         }
     }
+}
+
+/// With the server stopped: the audit log verifies after the cut, and every
+/// acknowledged request has its event (as many events as acknowledgements
+/// for each operation, bucket and key).
+pub fn check_audit(coffre: &Path, data_dir: &Path, model: &Model) -> Vec<String> {
+    let run = |args: &[&str]| Command::new(coffre).arg("audit").args(args).arg("--data-dir").arg(data_dir).output();
+    let mut problems = Vec::new();
+    match run(&["verify"]) {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => problems.push(format!("audit log does not verify: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        Err(e) => problems.push(format!("coffre audit verify: {e}")),
+    }
+    let out = match run(&["query", "--result", "ok", "--format", "jsonl"]) {
+        Ok(out) if out.status.success() => out.stdout,
+        Ok(out) => {
+            problems.push(format!("audit query fails: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return problems;
+        }
+        Err(e) => {
+            problems.push(format!("coffre audit query: {e}"));
+            return problems;
+        }
+    };
+    let mut logged: HashMap<(String, String, String), usize> = HashMap::new();
+    for line in String::from_utf8_lossy(&out).lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let field = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
+        *logged.entry((field("operation"), field("bucket"), field("key"))).or_default() += 1;
+    }
+    let mut acked: HashMap<(String, String, String), usize> = HashMap::new();
+    for (operation, bucket, key) in &model.audited {
+        *acked.entry(((*operation).to_owned(), (*bucket).to_owned(), key.clone())).or_default() += 1;
+    }
+    for (request, count) in acked {
+        let found = logged.get(&request).copied().unwrap_or(0);
+        if found < count {
+            problems.push(format!(
+                "{} {}/{}: {count} acknowledged, {found} in the audit log",
+                request.0, request.1, request.2
+            ));
+        }
+    }
+    problems
 }

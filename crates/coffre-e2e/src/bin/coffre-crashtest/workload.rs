@@ -40,6 +40,9 @@ pub struct Model {
     pub keys: HashMap<String, KeyState>,
     /// Acknowledged versions in [`VERSIONED`]: (key, version id, content).
     pub versions: Vec<(String, String, [u8; 16])>,
+    /// Every acknowledged request as the audit log names it:
+    /// (operation, bucket, key).
+    pub audited: Vec<(&'static str, &'static str, String)>,
     pub acked: u64,
     pub indeterminate: u64,
 }
@@ -114,6 +117,18 @@ impl Op {
             | Self::Delete { key }
             | Self::Copy { key, .. }
             | Self::Multipart { key, .. } => key,
+        }
+    }
+
+    /// The operation and bucket the audit log records for the request that
+    /// completes this op.
+    fn audit_name(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Put { .. } => ("PutObject", BUCKET),
+            Self::VersionedPut { .. } => ("PutObject", VERSIONED),
+            Self::Delete { .. } => ("DeleteObject", BUCKET),
+            Self::Copy { .. } => ("CopyObject", BUCKET),
+            Self::Multipart { .. } => ("CompleteMultipartUpload", BUCKET),
         }
     }
 
@@ -245,6 +260,10 @@ pub async fn writer(
         let op = choose(&mut rng, w, n, &model);
         let result = send(&client, &op).await;
         let Ok(mut model) = model.lock() else { return };
+        if result.is_ok() {
+            let (operation, bucket) = op.audit_name();
+            model.audited.push((operation, bucket, op.key().to_owned()));
+        }
         match (result, &op) {
             (Ok(Some(version)), Op::VersionedPut { key, data }) => {
                 model.versions.push((key.clone(), version, md5(data)));
