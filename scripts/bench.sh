@@ -64,8 +64,8 @@ start_server "--inline-threshold 0"
 bench --size 4KiB --concurrency 32 --phases put,get
 stop_server
 
-echo; echo "== what the audit log costs: 4 KiB objects, concurrency 32, audit on vs off (scripts/bench-audit.sh)"
-scripts/bench-audit.sh "$secs"
+echo; echo "== what the audit log costs: 4 KiB objects, concurrency 32, audit on vs off (scripts/bench-toggle.sh)"
+scripts/bench-toggle.sh COFFRE_AUDIT "$secs"
 
 echo; echo "== LIST of 100,000 keys (pages of 1000)"
 start_server ""

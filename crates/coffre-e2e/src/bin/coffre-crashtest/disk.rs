@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Big enough for a trial's objects; XFS refuses images under 300 MB.
+const IMAGE_SIZE: &str = "512M";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fs {
     Ext4,
@@ -18,14 +21,6 @@ impl Fs {
             "ext4" => Ok(Self::Ext4),
             "xfs" => Ok(Self::Xfs),
             other => Err(format!("--fs: {other:?} is neither ext4 nor xfs")),
-        }
-    }
-
-    /// XFS refuses images under 300 MB.
-    fn image_size(self) -> &'static str {
-        match self {
-            Self::Ext4 => "512M",
-            Self::Xfs => "512M",
         }
     }
 
@@ -67,7 +62,7 @@ impl Image {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let image = dir.join("durable.img");
         let _ = std::fs::remove_file(&image);
-        run("truncate", &["-s".into(), fs.image_size().into(), image.clone().into()])?;
+        run("truncate", &["-s".into(), IMAGE_SIZE.into(), image.clone().into()])?;
         fs.mkfs(&image)?;
         let mnt = dir.join("mnt");
         std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
