@@ -243,7 +243,7 @@ impl AuditLog {
         if let Err(e) = state.flush() {
             return Err(AuditError::io("writing a full segment")(e));
         }
-        if let Err(e) = state.file.sync_data() {
+        if let Err(e) = coffre_durability::sync(|| state.file.sync_data()) {
             return Err(poison(state, AuditError::io("syncing a full segment")(e)));
         }
         let first = state.frontier.size();
@@ -293,7 +293,9 @@ impl AuditLog {
         let mut file =
             OpenOptions::new().create(true).append(true).open(&path).map_err(AuditError::io(what.clone()))?;
         let line = format!("{}\n", head.to_line());
-        file.write_all(line.as_bytes()).and_then(|()| file.sync_data()).map_err(AuditError::io(what))?;
+        file.write_all(line.as_bytes())
+            .and_then(|()| coffre_durability::sync(|| file.sync_data()))
+            .map_err(AuditError::io(what))?;
         if number == 0 {
             sync_dir(self.dir.root())?;
         }

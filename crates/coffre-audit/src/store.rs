@@ -212,7 +212,9 @@ fn scan_hashes(segment: &SegmentFile, mut next: u64, visit: &mut impl FnMut(Leaf
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(AuditError::io(format!("syncing directory {}", dir.display())))
+    File::open(dir)
+        .and_then(|d| coffre_durability::sync(|| d.sync_all()))
+        .map_err(AuditError::io(format!("syncing directory {}", dir.display())))
 }
 
 /// Writes `bytes` to `path` through a temporary file, durably.
@@ -221,7 +223,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let what = format!("writing {}", tmp.display());
     let mut file = File::create(&tmp).map_err(AuditError::io(what.clone()))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(AuditError::io(what))?;
+    file.write_all(bytes).and_then(|()| coffre_durability::sync(|| file.sync_all())).map_err(AuditError::io(what))?;
     std::fs::rename(&tmp, path).map_err(AuditError::io(format!("renaming {}", tmp.display())))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }

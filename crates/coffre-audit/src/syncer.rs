@@ -6,6 +6,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use coffre_durability::FlushWindow;
 use tokio::sync::watch;
 
 use crate::log::{State, lock};
@@ -46,7 +47,7 @@ impl Syncer {
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("coffre-audit-sync".into())
-            .spawn(move || run(&worker, &state, synced, fsync))?;
+            .spawn(move || run(&worker, &state, synced, fsync, FlushWindow::open()))?;
         Ok(Self { shared, thread: Some(thread) })
     }
 
@@ -84,7 +85,10 @@ impl Drop for Syncer {
     }
 }
 
-fn run(shared: &Shared, state: &Mutex<State>, mut synced: u64, fsync: bool) {
+/// `window` opened with the log: once a flush failed anywhere in the process,
+/// the disk may have dropped events this thread wrote, and its own good
+/// fdatasync would not tell.
+fn run(shared: &Shared, state: &Mutex<State>, mut synced: u64, fsync: bool, window: FlushWindow) {
     let mut round = 0u64;
     loop {
         let stopping = {
@@ -123,7 +127,9 @@ fn run(shared: &Shared, state: &Mutex<State>, mut synced: u64, fsync: bool) {
                 continue;
             }
         };
-        match if fsync { file.sync_data() } else { Ok(()) } {
+        let durable =
+            if fsync { coffre_durability::sync(|| file.sync_data()).and_then(|()| window.check()) } else { Ok(()) };
+        match durable {
             Ok(()) => {
                 synced = target;
                 shared.done.send_replace(Synced { count: synced, round, failed: false });

@@ -62,7 +62,7 @@ impl BlobFile for StdFile {
     }
 
     fn sync_all(&self) -> io::Result<()> {
-        self.0.sync_all()
+        coffre_durability::sync(|| self.0.sync_all())
     }
 }
 
@@ -118,6 +118,7 @@ impl BlobFs for StdFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        let dir = File::open(dir)?;
+        coffre_durability::sync(|| dir.sync_all())
     }
 }

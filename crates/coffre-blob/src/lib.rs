@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use coffre_core::Result;
 use coffre_core::blob::{BlobStore, BlobWriter, ByteStream};
 use coffre_core::types::BlobId;
+use coffre_durability::FlushWindow;
 use futures::{StreamExt as _, stream};
 
 use crate::fs::{BlobFile, BlobFs, StdFs};
@@ -121,6 +122,9 @@ struct DiskBlobWriter {
     /// The chunk write under way. One at most, as `tokio::fs::File` keeps:
     /// each chunk waits for the one before, so they land in order.
     in_flight: Option<Io<()>>,
+    /// Opened before the file was created: a flush that fails anywhere before
+    /// this blob is durable may have dropped its pages.
+    window: FlushWindow,
 }
 
 impl DiskBlobWriter {
@@ -144,12 +148,14 @@ impl DiskBlobWriter {
         Ok(())
     }
 
-    /// Syncs the file, then its directory entry: only both make it survive a power cut.
+    /// Syncs the file, then its directory entry: only both make it survive a
+    /// power cut, and only if no flush failed meanwhile (see [`FlushWindow`]).
     fn make_durable(&self) -> Io<()> {
-        let (fs, file, dir) = (self.fs.clone(), self.file.clone(), parent(&self.path));
+        let (fs, file, dir, window) = (self.fs.clone(), self.file.clone(), parent(&self.path), self.window);
         io(self.fs.as_ref(), move || {
             file.sync_all()?;
-            fs.sync_dir(&dir)
+            fs.sync_dir(&dir)?;
+            window.check()
         })
     }
 }
@@ -186,6 +192,7 @@ impl BlobWriter for DiskBlobWriter {
 impl BlobStore for DiskBlobStore {
     async fn create(&self, id: BlobId) -> Result<Box<dyn BlobWriter>> {
         let path = self.path(id);
+        let window = FlushWindow::open();
         let (fs, at) = (self.fs.clone(), path.clone());
         let file = io(self.fs.as_ref(), move || fs.create_new(&at)).await?;
         Ok(Box::new(DiskBlobWriter {
@@ -197,6 +204,7 @@ impl BlobStore for DiskBlobStore {
             written: 0,
             len: 0,
             in_flight: None,
+            window,
         }))
     }
 

@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use crate::rekey;
+use crate::watched::WatchedFile;
 
 pub(crate) type ObjKey<'a> = (&'a str, &'a [u8]);
 
@@ -104,7 +105,9 @@ impl EmbeddedMeta {
 
     fn open_with(path: &Path, durability: Durability) -> Result<Self> {
         create_if_missing(path).map_err(meta_err)?;
-        Self::start(Database::create(path).map_err(meta_err)?, durability)
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(meta_err)?;
+        let backend = WatchedFile::new(file).map_err(meta_err)?;
+        Self::start(Database::builder().create_with_backend(backend).map_err(meta_err)?, durability)
     }
 
     /// Creates every table, then starts the writer thread.

@@ -6,5 +6,6 @@
 
 pub mod embedded;
 mod rekey;
+mod watched;
 
 pub use embedded::EmbeddedMeta;

@@ -1,0 +1,57 @@
+//! A process-wide count of failed flushes, shared by every writer to disk.
+//! One failed device flush may drop pages any file wrote since its last good
+//! flush, so a later fsync that succeeds proves nothing for writes made before.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Failed fsync-like calls since the process started, from any file.
+static FAILED_FLUSHES: AtomicU64 = AtomicU64::new(0);
+
+/// Runs one fsync-like call on the real disk; a failure is counted, so every
+/// other writer whose writes were in flight learns of it.
+pub fn sync(call: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    call().inspect_err(|_| {
+        FAILED_FLUSHES.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+/// A span of writes that must all reach the disk: opened before the first
+/// write, checked after the last sync.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushWindow(u64);
+
+impl FlushWindow {
+    pub fn open() -> Self {
+        Self(FAILED_FLUSHES.load(Ordering::SeqCst))
+    }
+
+    /// Fails if a flush failed anywhere since the window opened: the disk may
+    /// have dropped this window's writes even though its own syncs succeeded.
+    pub fn check(self) -> io::Result<()> {
+        let now = FAILED_FLUSHES.load(Ordering::SeqCst);
+        if now == self.0 {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "{} disk flush(es) failed while these writes were in flight; the disk may have dropped them",
+            now - self.0
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_flush_anywhere_closes_every_open_window() {
+        let before = FlushWindow::open();
+        sync(|| Ok(())).expect("a good sync");
+        before.check().expect("no flush failed yet");
+        let failed = sync(|| Err(io::Error::from_raw_os_error(5)));
+        assert!(failed.is_err(), "the failure is passed on");
+        assert!(before.check().is_err(), "an open window sees the failure");
+        FlushWindow::open().check().expect("a window opened after it does not");
+    }
+}
