@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use coffre_core::blob::{BlobStore as _, BlobWriter};
+use coffre_core::blob::{BlobStore as _, BlobWriter, Placement};
 use coffre_core::types::BlobId;
 use futures::TryStreamExt as _;
 
@@ -168,7 +168,11 @@ impl Run {
             return Ok(());
         }
         self.note(format!("create {id}"));
-        let writer = self.store.create(id).await.map_err(|e| self.fail(&format!("create failed: {e}")))?;
+        let writer = self
+            .store
+            .create(id, &Placement::default())
+            .await
+            .map_err(|e| self.fail(&format!("create failed: {e}")))?;
         self.promises.insert(id.0, Promise::default());
         self.open.push((id, writer));
         Ok(())

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use coffre_core::Result;
-use coffre_core::blob::{BlobStore, BlobWriter, ByteStream};
+use coffre_core::blob::{BlobStore, BlobWriter, ByteStream, Placement};
 use coffre_core::types::BlobId;
 use coffre_durability::FlushWindow;
 use futures::{StreamExt as _, stream};
@@ -190,7 +190,7 @@ impl BlobWriter for DiskBlobWriter {
 
 #[async_trait]
 impl BlobStore for DiskBlobStore {
-    async fn create(&self, id: BlobId) -> Result<Box<dyn BlobWriter>> {
+    async fn create(&self, id: BlobId, _placement: &Placement) -> Result<Box<dyn BlobWriter>> {
         let path = self.path(id);
         let window = FlushWindow::open();
         let (fs, at) = (self.fs.clone(), path.clone());
@@ -253,7 +253,7 @@ mod tests {
         let store = DiskBlobStore::open(dir.path().join("blobs")).expect("open");
         let id = BlobId::generate();
         let data: Vec<u8> = (0..3 * IO_CHUNK + 17).map(|i| (i % 251) as u8).collect();
-        let mut w = store.create(id).await.expect("create");
+        let mut w = store.create(id, &Placement::default()).await.expect("create");
         for piece in data.chunks(70_000) {
             w.write(Bytes::copy_from_slice(piece)).await.expect("write");
         }
@@ -275,7 +275,7 @@ mod tests {
         let store = DiskBlobStore::open(dir.path()).expect("open");
         let id = BlobId::generate();
         let data: Vec<u8> = (0..2 * IO_CHUNK + 5).map(|i| (i % 7) as u8).collect();
-        let mut w = store.create(id).await.expect("create");
+        let mut w = store.create(id, &Placement::default()).await.expect("create");
         w.write(Bytes::from(data.clone())).await.expect("write");
         w.finish().await.expect("finish");
         let reading = store.read(id, 0..data.len() as u64).await.expect("read");
@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(got.concat(), data);
 
         let id = BlobId::generate();
-        let mut w = store.create(id).await.expect("create");
+        let mut w = store.create(id, &Placement::default()).await.expect("create");
         w.write(Bytes::from_static(b"short")).await.expect("write");
         w.finish().await.expect("finish");
         let past_end: Result<Vec<Bytes>> = store.read(id, 0..10).await.expect("read").try_collect().await;
@@ -296,7 +296,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = DiskBlobStore::open(dir.path()).expect("open");
         let id = BlobId::generate();
-        let mut w = store.create(id).await.expect("create");
+        let mut w = store.create(id, &Placement::default()).await.expect("create");
         w.write(Bytes::from_static(b"partial")).await.expect("write");
         w.abort().await;
         assert!(!store.path(id).exists());

@@ -8,8 +8,21 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+use coffre_topology::ResidencyPolicy;
+
 use crate::error::Result;
 use crate::types::BlobId;
+
+/// Where a new blob may be stored: its bucket and the bucket's residency
+/// policy. A single-disk store ignores it; a replicating store places by it.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    pub bucket: Option<String>,
+    /// The object the blob belongs to, so a placement record can name it.
+    pub key: Option<String>,
+    /// `None`: the deployment's default policy.
+    pub residency: Option<ResidencyPolicy>,
+}
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
@@ -25,9 +38,21 @@ pub trait BlobWriter: Send {
 
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    async fn create(&self, id: BlobId) -> Result<Box<dyn BlobWriter>>;
+    async fn create(&self, id: BlobId, placement: &Placement) -> Result<Box<dyn BlobWriter>>;
     /// Streams `range` of the blob (byte offsets, end exclusive).
     async fn read(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream>;
     /// Removing a blob that does not exist is not an error.
     async fn delete(&self, id: BlobId) -> Result<()>;
+    /// Where the blob's replicas are, as `country/region/site`: empty for a
+    /// store with no declared topology.
+    async fn locations(&self, _id: BlobId) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// Whether `policy` can be stated here: a store without a topology has
+    /// nowhere to apply one.
+    fn check_residency(&self, _policy: &ResidencyPolicy) -> Result<()> {
+        Err(crate::Error::InvalidRequest(
+            "this deployment declares no storage targets: a residency policy needs [[targets]] in its config".into(),
+        ))
+    }
 }

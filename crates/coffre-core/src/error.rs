@@ -77,6 +77,13 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("metadata engine failed: {0}")]
     Meta(String),
+    /// The bucket's residency policy cannot be met with the storage targets
+    /// up now: nothing was stored anywhere.
+    #[error("the residency policy cannot be met: {0}")]
+    Residency(String),
+    /// Storage targets needed for the request cannot be reached: retry later.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
     /// The key custodian cannot be reached: nothing was changed, retry later.
     #[error("the key custodian is unavailable: {0}")]
     KmsUnavailable(String),

@@ -40,6 +40,8 @@ pub struct BucketRecord {
     /// What PutBucketEncryption set: how objects are reported, not whether
     /// they are encrypted (they always are).
     pub encryption: Option<BucketEncryption>,
+    /// Where the bucket's data may live; `None`: the deployment's default.
+    pub residency: Option<coffre_topology::ResidencyPolicy>,
 }
 
 /// A key-encryption key of a bucket, held by the key custodian.
@@ -92,6 +94,7 @@ impl BucketRecord {
             lifecycle: None,
             keks: Vec::new(),
             encryption: None,
+            residency: None,
         }
     }
 
@@ -126,6 +129,7 @@ pub enum BucketChange {
     DefaultRetention(Option<DefaultRetention>),
     Lifecycle(Option<LifecycleConfig>),
     Encryption(Option<BucketEncryption>),
+    Residency(Option<coffre_topology::ResidencyPolicy>),
     /// A new KEK for new writes (key rotation).
     AddKek(BucketKek),
     /// Forgets the KEKs older than this generation, once nothing uses them.

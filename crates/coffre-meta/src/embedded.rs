@@ -643,6 +643,7 @@ impl MetaStore for EmbeddedMeta {
                     config.default_retention = default;
                 }
                 BucketChange::Encryption(config) => record.encryption = config,
+                BucketChange::Residency(policy) => record.residency = policy,
                 BucketChange::AddKek(kek) => record.keks.push(kek),
                 BucketChange::DropKeksBefore(generation) => record.keks.retain(|k| k.generation >= generation),
             }

@@ -77,6 +77,25 @@ pub fn s3_err(e: Error) -> S3Error {
                 "The bucket's key was rotated while this write was in flight; nothing was stored. Please retry."
             );
         }
+        Error::Residency(why) => {
+            // No AWS code says this; a 503 tells SDKs to retry, since a target
+            // coming back up can make the policy satisfiable again.
+            let mut err = S3Error::with_message(
+                S3ErrorCode::Custom("ResidencyPolicyUnsatisfiable".into()),
+                format!(
+                    "The bucket's residency policy cannot be met by the storage targets up now; nothing was stored: {why}"
+                ),
+            );
+            err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
+            return err;
+        }
+        Error::Unavailable(_) => {
+            tracing::error!(error = %e, "storage targets unavailable");
+            return s3_error!(
+                ServiceUnavailable,
+                "Storage nodes needed for this request are unavailable. Please try again."
+            );
+        }
         Error::KmsUnavailable(_) => {
             tracing::error!(error = %e, "key custodian unavailable");
             return s3_error!(
@@ -292,4 +311,30 @@ pub fn encode_key(key: &str, url: bool) -> String {
 
 pub fn is_url_encoding(e: Option<&dto::EncodingType>) -> bool {
     e.is_some_and(|e| e.as_str().eq_ignore_ascii_case(dto::EncodingType::URL))
+}
+
+/// CreateBucket's `x-coffre-residency-policy: allow=FR,DE; replicas=2;
+/// distinct-sites=2; operator=op-fr; require-qualification=secnumcloud`: the
+/// CLI's flags, as `name=value[,value]` pairs separated by `;`.
+pub const RESIDENCY_POLICY_HEADER: &str = "x-coffre-residency-policy";
+
+pub fn residency_policy(value: &http::HeaderValue) -> s3s::S3Result<coffre_topology::ResidencyPolicy> {
+    let invalid =
+        |why: String| S3Error::with_message(S3ErrorCode::InvalidArgument, format!("{RESIDENCY_POLICY_HEADER}: {why}"));
+    let text = value.to_str().map_err(|_| invalid("not ASCII".into()))?;
+    let mut policy = coffre_topology::ResidencyPolicy::single();
+    for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, values) = pair.split_once('=').ok_or_else(|| invalid(format!("{pair:?} is not name=value")))?;
+        let list = || values.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+        let count = || values.trim().parse::<u8>().map_err(|_| invalid(format!("{name}: {values:?} is not a count")));
+        match name.trim() {
+            "allow" => policy.allow = list(),
+            "replicas" => policy.replicas = count()?,
+            "distinct-sites" => policy.distinct_sites = count()?,
+            "operator" => policy.operators = list(),
+            "require-qualification" => policy.require_qualifications = list(),
+            other => return Err(invalid(format!("unknown field {other:?}"))),
+        }
+    }
+    Ok(policy)
 }

@@ -317,7 +317,11 @@ impl S3 for CoffreS3 {
             ));
         }
         let object_lock = req.input.object_lock_enabled_for_bucket.unwrap_or(false);
-        self.service.create_bucket(&who, name.clone(), object_lock).await.map_err(s3_err)?;
+        let residency = match req.headers.get(convert::RESIDENCY_POLICY_HEADER) {
+            Some(value) => Some(convert::residency_policy(value)?),
+            None => None,
+        };
+        self.service.create_bucket_with(&who, name.clone(), object_lock, residency).await.map_err(s3_err)?;
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
     }
 
@@ -808,7 +812,7 @@ impl S3 for CoffreS3 {
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
         }
         out.body = Some(convert::blob(got.body));
-        Ok(S3Response::new(out))
+        Ok(with_residency(S3Response::new(out), &got.locations))
     }
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
@@ -869,7 +873,8 @@ impl S3 for CoffreS3 {
         if !m.tags.is_empty() {
             resp.headers.insert("x-amz-tagging-count", http::HeaderValue::from(m.tags.len()));
         }
-        Ok(resp)
+        let locations = self.service.locations(&object.data).await.map_err(s3_err)?;
+        Ok(with_residency(resp, &locations))
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
@@ -1373,4 +1378,15 @@ fn decode_token(token: &str) -> S3Result<String> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+}
+
+/// `x-coffre-residency: FR/paris/par-a,FR/lyon/lyo-b`: where the object's
+/// replicas are, on every GET and HEAD of a deployment with a topology.
+fn with_residency<T>(mut response: S3Response<T>, locations: &[String]) -> S3Response<T> {
+    if !locations.is_empty()
+        && let Ok(value) = http::HeaderValue::from_str(&locations.join(","))
+    {
+        response.headers.insert("x-coffre-residency", value);
+    }
+    response
 }

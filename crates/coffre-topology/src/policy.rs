@@ -12,7 +12,7 @@ use crate::topology::{Target, TargetId, Topology};
 pub const MAX_REPLICAS: u8 = 16;
 
 /// Where a bucket's objects may be stored and how many copies they get.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ResidencyPolicy {
     /// Jurisdiction names (country codes, `EU`, `EEA`, user sets); empty means anywhere.
     pub allow: Vec<String>,

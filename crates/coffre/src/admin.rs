@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
 use crate::metrics::Metrics;
+use crate::residency;
 use crate::trail::Trail;
 
 #[derive(Clone)]
@@ -38,6 +39,8 @@ pub struct AdminState {
     pub lifecycle: Arc<std::sync::Mutex<crate::lifecycle::Status>>,
     pub tls: Arc<crate::tls::Tls>,
     pub trail: Option<Arc<Trail>>,
+    /// Present when the data lives on storage targets.
+    pub cluster: Option<Arc<crate::residency::Cluster>>,
 }
 
 /// The client address of an admin connection.
@@ -61,6 +64,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/tls", get(tls_status))
         .route("/admin/v1/audit/events", get(audit_events))
         .route("/admin/v1/audit/head", get(audit_head))
+        .route("/admin/v1/buckets/{name}/residency", get(residency::get_residency).put(residency::put_residency))
+        .route("/admin/v1/buckets/{name}/where", get(residency::object_where))
+        .route("/admin/v1/targets", get(residency::list_targets))
+        .route("/admin/v1/targets/{id}/lost", axum::routing::post(residency::declare_lost))
+        .route("/admin/v1/repair", get(residency::repair_status).post(residency::start_repair))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit_request));
     Router::new()
@@ -93,7 +101,7 @@ pub async fn serve(
 }
 
 /// An error in the admin API's JSON shape: `{"error": CODE, "message": ...}`.
-pub struct ApiError(StatusCode, &'static str, String);
+pub struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -119,6 +127,13 @@ fn admin_operation(method: &axum::http::Method, path: &str) -> String {
         ("GET", ["tls"]) => "TlsStatus",
         ("GET", ["audit", "events"]) => "AuditEvents",
         ("GET", ["audit", "head"]) => "AuditHead",
+        ("GET", ["buckets", _, "residency"]) => "GetBucketResidency",
+        ("PUT", ["buckets", _, "residency"]) => "PutBucketResidency",
+        ("GET", ["buckets", _, "where"]) => "ObjectWhere",
+        ("GET", ["targets"]) => "ListTargets",
+        ("POST", ["targets", _, "lost"]) => "DeclareTargetLost",
+        ("GET", ["repair"]) => "RepairStatus",
+        ("POST", ["repair"]) => "StartRepair",
         _ => return format!("admin:{} {path}", method.as_str()),
     };
     format!("admin:{name}")
@@ -144,6 +159,7 @@ async fn audit_request(State(state): State<AdminState>, req: Request, next: Next
     match path.as_slice() {
         ["", "admin", "v1", "buckets", bucket, ..] => event.bucket = Some((*bucket).to_owned()),
         ["", "admin", "v1", "keys", id] => event.detail = Some(format!("access_key={id}")),
+        ["", "admin", "v1", "targets", id, ..] => event.detail = Some(format!("target={id}")),
         _ => {}
     }
     let response = next.run(req).await;
@@ -371,8 +387,11 @@ async fn delete_key(
 }
 
 /// Object-service errors in the admin API's shape; the custodian being down is a 503.
-fn service_error(e: coffre_core::Error) -> ApiError {
+pub fn service_error(e: coffre_core::Error) -> ApiError {
     match e {
+        coffre_core::Error::Residency(_) | coffre_core::Error::Unavailable(_) => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "StorageUnavailable", e.to_string())
+        }
         coffre_core::Error::NoSuchBucket => ApiError(StatusCode::NOT_FOUND, "NoSuchBucket", e.to_string()),
         coffre_core::Error::KmsUnavailable(_) => {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "KmsUnavailable", e.to_string())

@@ -138,6 +138,16 @@ impl AdminClient {
         self.call(http::Method::POST, &path, Some(body)).await?.context("empty answer")
     }
 
+    /// Any admin call answered with JSON.
+    pub async fn json(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        Ok(self.call(method, path, body).await?.unwrap_or_default())
+    }
+
     pub async fn list_buckets(&self) -> anyhow::Result<Vec<BucketView>> {
         Ok(self.call(http::Method::GET, "/admin/v1/buckets", None).await?.unwrap_or_default())
     }

@@ -47,6 +47,57 @@ pub struct FileConfig {
     pub fsync: Option<bool>,
     /// The audit log (`[audit]`); on, with the defaults below, when absent.
     pub audit: Option<AuditFile>,
+    /// `[cluster]`: what the nodes of one deployment share.
+    pub cluster: Option<ClusterFile>,
+    /// `[[operators]]`: who runs the storage targets.
+    #[serde(default)]
+    pub operators: Vec<coffre_topology::RawOperator>,
+    /// `[[targets]]`: storage nodes and remote S3 buckets holding data. None:
+    /// the data stays on this server's disk.
+    #[serde(default)]
+    pub targets: Vec<coffre_topology::RawTarget>,
+    /// `[jurisdictions]`: named sets of countries, besides `EU` and `EEA`.
+    #[serde(default)]
+    pub jurisdictions: std::collections::BTreeMap<String, Vec<String>>,
+    /// `[residency]`: the policy of buckets that set none.
+    pub residency: Option<coffre_topology::ResidencyPolicy>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// Signs every request between nodes (at least 16 bytes). Also read from
+    /// `COFFRE_CLUSTER_SECRET`, which wins.
+    pub secret: Option<String>,
+}
+
+/// A secret from the config, which `Debug` never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// What a `coffre serve` process is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// S3 front and data in one process (data on the declared targets, if any).
+    #[default]
+    All,
+    /// A storage node: holds sealed blobs for gateways, on `--node-listen`.
+    Storage,
+    /// The S3 front only: data on the declared targets, none on this disk.
+    Gateway,
 }
 
 /// `[audit]`: where the log lives and how it is kept.
@@ -98,6 +149,15 @@ pub struct ServeArgs {
     /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "COFFRE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// What this process serves.
+    #[arg(long, value_enum, env = "COFFRE_ROLE")]
+    pub role: Option<Role>,
+    /// Address of the node API (`--role storage`).
+    #[arg(long, env = "COFFRE_NODE_LISTEN")]
+    pub node_listen: Option<SocketAddr>,
+    /// This node's id: a target id of the topology for a storage node.
+    #[arg(long, env = "COFFRE_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +184,13 @@ pub struct Config {
     pub fsync: bool,
     /// None: the audit log is switched off.
     pub audit: Option<AuditSettings>,
+    pub role: Role,
+    /// Empty: the data stays on this server's disk.
+    pub topology: std::sync::Arc<coffre_topology::Topology>,
+    pub default_residency: coffre_topology::ResidencyPolicy,
+    /// Required when nodes talk to each other.
+    pub cluster_secret: Option<Secret>,
+    pub node_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,9 +225,20 @@ impl Config {
             tls: TlsPaths::from_pair(args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key))?,
             sse_c_over_http: env_flag("COFFRE_SSE_C_OVER_HTTP")?.or(file.sse_c_over_http).unwrap_or(false),
             kms: file.kms.unwrap_or_default(),
-            node_id: file.node_id.clone().unwrap_or_else(host_name),
+            node_id: args.node_id.clone().or(file.node_id.clone()).unwrap_or_else(host_name),
             fsync: env_flag("COFFRE_FSYNC")?.or(file.fsync).unwrap_or(true),
             audit: None,
+            role: args.role.unwrap_or_default(),
+            topology: std::sync::Arc::new(
+                coffre_topology::Topology::from_raw(file.operators, file.targets, file.jurisdictions)
+                    .context("in the topology ([[operators]], [[targets]], [jurisdictions])")?,
+            ),
+            default_residency: file.residency.unwrap_or_else(coffre_topology::ResidencyPolicy::single),
+            cluster_secret: std::env::var("COFFRE_CLUSTER_SECRET")
+                .ok()
+                .or(file.cluster.and_then(|c| c.secret))
+                .map(Secret),
+            node_listen: args.node_listen,
         };
         let data_dir = config.data_dir.clone();
         let mut audit = audit_settings(file.audit.unwrap_or_default(), &data_dir)?;
@@ -184,6 +262,29 @@ impl Config {
         }
         if self.max_header_bytes < 8192 {
             bail!("max_header_bytes: must be at least 8192");
+        }
+        self.validate_cluster()
+    }
+
+    /// What each role needs of the topology, the secret and the listeners.
+    fn validate_cluster(&self) -> anyhow::Result<()> {
+        let needs_secret = self.role == Role::Storage || !self.topology.is_empty();
+        match &self.cluster_secret {
+            Some(secret) => drop(coffre_node::ClusterKey::new(secret.expose()).map_err(anyhow::Error::msg)?),
+            None if needs_secret => {
+                bail!("cluster.secret: required when storage nodes are used (or set COFFRE_CLUSTER_SECRET)")
+            }
+            None => {}
+        }
+        match self.role {
+            Role::Storage if self.node_listen.is_none() => bail!("--node-listen: required with --role storage"),
+            Role::Gateway if self.topology.is_empty() => {
+                bail!("targets: a gateway stores data on the declared [[targets]], and none is declared")
+            }
+            _ => {}
+        }
+        if !self.topology.is_empty() {
+            self.topology.check_policy(&self.default_residency).context("residency")?;
         }
         Ok(())
     }

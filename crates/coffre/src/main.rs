@@ -11,6 +11,7 @@ mod inspect;
 mod kms;
 mod lifecycle;
 mod metrics;
+mod residency;
 mod server;
 mod tls;
 mod trail;
@@ -52,6 +53,20 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Where an object's replicas are.
+    Object {
+        #[command(subcommand)]
+        action: ObjectAction,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Storage targets: health, loss, repair.
+    Target {
+        #[command(subcommand)]
+        action: TargetAction,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Read a data directory directly, with the server stopped.
     Inspect {
         #[command(subcommand)]
@@ -67,6 +82,31 @@ enum Command {
 enum InspectAction {
     /// Write one object's bytes to stdout.
     Read(inspect::ReadArgs),
+}
+
+#[derive(Subcommand)]
+enum ObjectAction {
+    /// List an object version's replicas with their country, site and operator.
+    Where {
+        bucket: String,
+        key: String,
+        #[arg(long)]
+        version_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TargetAction {
+    /// The declared targets, whether each answers, and which are lost.
+    List,
+    /// Declare a target lost for good: its replicas stop counting and repair
+    /// copies them to other allowed targets.
+    Lost { id: String },
+    /// Repair's progress; `--start` asks for a pass now.
+    Repair {
+        #[arg(long)]
+        start: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +158,25 @@ enum BucketAction {
     /// Make a new key-encryption key for the bucket and rewrap every data key
     /// under it (the data itself is not rewritten); the old keys are destroyed.
     RotateKey { name: String },
+    /// Show the bucket's residency policy, or set it with --allow/--replicas/...
+    /// (tightening is refused while any stored replica would break it).
+    Residency {
+        name: String,
+        /// Jurisdictions the data may live in: FR, EU, EEA, a country code or
+        /// a set of the config's [jurisdictions]. Repeatable; none: anywhere.
+        #[arg(long)]
+        allow: Vec<String>,
+        #[arg(long)]
+        replicas: Option<u8>,
+        #[arg(long)]
+        distinct_sites: Option<u8>,
+        /// Operators allowed (ids from [[operators]]). Repeatable; none: any.
+        #[arg(long)]
+        operator: Vec<String>,
+        /// Qualifications every operator must hold, unexpired. Repeatable.
+        #[arg(long)]
+        require_qualification: Vec<String>,
+    },
     /// Crypto-erase a bucket: destroy its keys, then its records and blobs.
     /// Irreversible: every copy of its data, backups included, becomes unreadable.
     Erase {
@@ -146,6 +205,8 @@ async fn main() -> std::process::ExitCode {
         Command::Key { action, admin } => key_command(action, &admin).await,
         Command::Bucket { action, admin } => bucket_command(action, &admin).await,
         Command::Kms { action: KmsAction::Status, admin } => kms_status(&admin).await,
+        Command::Object { action, admin } => object_command(action, &admin).await,
+        Command::Target { action, admin } => target_command(action, &admin).await,
         Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
         Command::Audit(args) => audit::run(args),
         Command::Bench(args) => bench::run(args).await,
@@ -202,6 +263,28 @@ async fn bucket_command(action: BucketAction, admin: &AdminArgs) -> anyhow::Resu
             }
         }
         BucketAction::RotateKey { name } => print_json(&client.rotate_key(&name).await?),
+        BucketAction::Residency { name, allow, replicas, distinct_sites, operator, require_qualification } => {
+            let changes = !allow.is_empty()
+                || replicas.is_some()
+                || distinct_sites.is_some()
+                || !operator.is_empty()
+                || !require_qualification.is_empty();
+            if !changes {
+                return print_json(
+                    &client.json(http::Method::GET, &format!("/admin/v1/buckets/{name}/residency"), None).await?,
+                );
+            }
+            let replicas = replicas.unwrap_or(1);
+            let policy = serde_json::json!({
+                "allow": allow,
+                "replicas": replicas,
+                "distinct_sites": distinct_sites.unwrap_or(1),
+                "operators": operator,
+                "require_qualifications": require_qualification,
+            });
+            let path = format!("/admin/v1/buckets/{name}/residency");
+            print_json(&client.json(http::Method::PUT, &path, Some(policy)).await?)
+        }
         BucketAction::Erase { name, confirm } => {
             if !confirm {
                 anyhow::bail!("erasing {name} destroys its keys and all its data for good: add --confirm");
@@ -209,6 +292,51 @@ async fn bucket_command(action: BucketAction, admin: &AdminArgs) -> anyhow::Resu
             print_json(&client.erase_bucket(&name).await?)
         }
     }
+}
+
+async fn object_command(action: ObjectAction, admin: &AdminArgs) -> anyhow::Result<()> {
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
+    let ObjectAction::Where { bucket, key, version_id } = action;
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("key", &key);
+    if let Some(v) = &version_id {
+        query.append_pair("version_id", v);
+    }
+    let path = format!("/admin/v1/buckets/{bucket}/where?{}", query.finish());
+    let view = client.json(http::Method::GET, &path, None).await?;
+    if admin.json {
+        return print_json(&view);
+    }
+    println!("{bucket}/{key} version {} ({} bytes)", view["version_id"].as_str().unwrap_or("-"), view["size"]);
+    for r in view["replicas"].as_array().into_iter().flatten() {
+        let state = if r["lost"].as_bool() == Some(true) {
+            "lost"
+        } else if r["up"].as_bool() == Some(true) {
+            "up"
+        } else {
+            "down"
+        };
+        println!(
+            "  {:<12} {:<28} {:<10} {} ({})",
+            r["target"].as_str().unwrap_or("-"),
+            r["location"].as_str().unwrap_or("-"),
+            state,
+            r["operator"].as_str().unwrap_or("-"),
+            r["operator_name"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
+
+async fn target_command(action: TargetAction, admin: &AdminArgs) -> anyhow::Result<()> {
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
+    let (method, path) = match &action {
+        TargetAction::List => (http::Method::GET, "/admin/v1/targets".to_owned()),
+        TargetAction::Lost { id } => (http::Method::POST, format!("/admin/v1/targets/{id}/lost")),
+        TargetAction::Repair { start: true } => (http::Method::POST, "/admin/v1/repair".to_owned()),
+        TargetAction::Repair { start: false } => (http::Method::GET, "/admin/v1/repair".to_owned()),
+    };
+    print_json(&client.json(method, &path, None).await?)
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {

@@ -6,19 +6,23 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coffre_blob::DiskBlobStore;
+use coffre_core::blob::BlobStore;
 use coffre_core::service::{ObjectService, ServiceConfig};
 use coffre_core::types::Principal;
 use coffre_meta::EmbeddedMeta;
+use coffre_node::{ClusterKey, NodeClient, NodeServer, ReplicatedBlobStore};
 use coffre_s3::conn::ConnLimits;
 use coffre_s3::{Front, FrontConfig, KeyStore};
+use coffre_topology::TargetId;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::credentials;
 use crate::lifecycle;
 use crate::metrics::Metrics;
+use crate::residency::Cluster;
 use crate::tls::Tls;
 use crate::trail::{Observers, Trail};
 
@@ -31,6 +35,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The data dir holds secrets (root credentials, access-key secrets in the
     // metadata file) and object bytes: nobody but the server's user reads it.
     private(&config.data_dir, 0o700)?;
+    if config.role == Role::Storage {
+        return run_storage_node(config).await;
+    }
     let (root, created) = credentials::load_or_create(&config.data_dir)?;
     if created {
         // Printed once, on the terminal only: never through the logger.
@@ -43,20 +50,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let meta_path = config.data_dir.join("meta.redb");
-    let blob_dir = config.data_dir.join("blobs");
-    let (meta, blobs) = if config.fsync {
-        (EmbeddedMeta::open(&meta_path), DiskBlobStore::open(&blob_dir))
+    let meta = if config.fsync {
+        EmbeddedMeta::open(&meta_path)
     } else {
-        tracing::warn!(
-            "FSYNC IS OFF (fsync = false): acknowledged writes live in the page cache only and a power cut LOSES \
-             THEM; this setting exists for benchmarks and the power-cut tests' negative control"
-        );
-        (EmbeddedMeta::open_unsynced(&meta_path), DiskBlobStore::open(&blob_dir).map(DiskBlobStore::unsynced))
+        warn_fsync_off();
+        EmbeddedMeta::open_unsynced(&meta_path)
     };
     let meta = Arc::new(meta.context("opening metadata")?);
     private(&meta_path, 0o600)?;
-    let blobs = Arc::new(blobs.context("opening blob directory")?);
-    let service_config = ServiceConfig { inline_threshold: config.inline_threshold, gc_grace: config.gc_grace };
+    let (blobs, cluster) = open_blobs(&config)?;
+    // With storage targets, every byte goes to them: none inline on this disk.
+    let inline_threshold = if cluster.is_some() { 0 } else { config.inline_threshold };
+    let service_config = ServiceConfig { inline_threshold, gc_grace: config.gc_grace };
     let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
     let service = Arc::new(ObjectService::new(meta.clone(), blobs, kms, service_config));
     let recovered = service.recover().await.context("collecting blobs of interrupted writes")?;
@@ -97,6 +102,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         tls: tls.clone(),
         trail: trail.clone(),
+        cluster: cluster.clone(),
     };
 
     let s3_listener =
@@ -134,6 +140,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.shutdown_grace,
     ));
     let gc_task = tokio::spawn(collect_garbage(service.clone(), stopped(stop_rx.clone())));
+    let cluster_tasks = cluster.map(|cluster| {
+        let probes = cluster.store.spawn_probes();
+        (probes, tokio::spawn(cluster.run_repair(stopped(stop_rx.clone()))))
+    });
     let audit_task = trail.clone().map(|trail| {
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move { trail.log().run(stop).await })
@@ -152,6 +162,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     s3_task.await.context("S3 listener task")?.context("S3 listener")?;
     admin_task.await.context("admin task")?.context("admin listener")?;
     let _ = gc_task.await;
+    if let Some((probes, repair)) = cluster_tasks {
+        probes.abort();
+        let _ = repair.await;
+    }
     let _ = reload_task.await;
     let _ = lifecycle_task.await;
     if let (Some(trail), Some(task)) = (trail, audit_task) {
@@ -162,6 +176,75 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!(head = head.head, events = head.size, root = %head.root, "audit log closed with a signed head");
         }
     }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn warn_fsync_off() {
+    tracing::warn!(
+        "FSYNC IS OFF (fsync = false): acknowledged writes live in the page cache only and a power cut LOSES \
+         THEM; this setting exists for benchmarks and the power-cut tests' negative control"
+    );
+}
+
+/// Where the bytes go, and the cluster view when that is storage targets.
+type Blobs = (Arc<dyn BlobStore>, Option<Arc<Cluster>>);
+
+/// The blob store: this disk, or the declared storage targets.
+fn open_blobs(config: &Config) -> anyhow::Result<Blobs> {
+    if config.topology.is_empty() {
+        let blobs = DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?;
+        let blobs = if config.fsync { blobs } else { blobs.unsynced() };
+        return Ok((Arc::new(blobs), None));
+    }
+    let secret = config
+        .cluster_secret
+        .as_ref()
+        .map(crate::config::Secret::expose)
+        .context("cluster.secret: required with storage targets")?;
+    let key = ClusterKey::new(secret).map_err(anyhow::Error::msg)?;
+    let index = config.data_dir.join("placement.redb");
+    let store = ReplicatedBlobStore::open(
+        config.topology.clone(),
+        config.default_residency.clone(),
+        NodeClient::new(key),
+        &index,
+    )
+    .context("opening the placement index")?;
+    private(&index, 0o600)?;
+    tracing::info!(
+        targets = config.topology.targets().len(),
+        default_policy = ?config.default_residency,
+        "data lives on the declared storage targets"
+    );
+    let cluster = Cluster::new(store.clone());
+    Ok((store, Some(cluster)))
+}
+
+/// `--role storage`: the node API over this disk's blob store, nothing else.
+async fn run_storage_node(config: Config) -> anyhow::Result<()> {
+    let listen = config.node_listen.context("--node-listen: required with --role storage")?;
+    let secret = config
+        .cluster_secret
+        .as_ref()
+        .map(crate::config::Secret::expose)
+        .context("cluster.secret: required with --role storage")?;
+    let key = ClusterKey::new(secret).map_err(anyhow::Error::msg)?;
+    let id = TargetId(config.node_id.clone());
+    if !config.topology.is_empty() && config.topology.target(&id).is_none() {
+        anyhow::bail!("--node-id: {id} is not a target of the topology");
+    }
+    let blobs = DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?;
+    let blobs = if config.fsync {
+        blobs
+    } else {
+        warn_fsync_off();
+        blobs.unsynced()
+    };
+    let router = NodeServer::new(Arc::new(blobs), key, config.node_id.clone()).router();
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding the node API on {listen}"))?;
+    tracing::info!(node = %config.node_id, listen = %listen, data_dir = %config.data_dir.display(), "storage node is serving");
+    axum::serve(listener, router).with_graceful_shutdown(wait_for_signal()).await.context("node API")?;
     tracing::info!("stopped");
     Ok(())
 }

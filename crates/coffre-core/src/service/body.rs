@@ -9,7 +9,7 @@ use coffre_crypto::segment::{self, DataKey, Opener, ReadPlan, Sealer};
 use coffre_crypto::{CryptoError, SegmentContext};
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 
-use crate::blob::{BlobStore, BlobWriter, ByteStream};
+use crate::blob::{BlobStore, BlobWriter, ByteStream, Placement};
 use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm};
 use crate::error::{Error, Result};
 use crate::meta::{BucketKek, DataLocation, SealedKey};
@@ -39,6 +39,7 @@ pub(crate) struct Sealing {
     pub key: DataKey,
     pub sealed: SealedKey,
     pub context: SegmentContext,
+    pub placement: Placement,
 }
 
 /// What reading a version's bytes needs besides the location.
@@ -79,6 +80,9 @@ impl ObjectService {
         if declared_len.is_some_and(|n| n > MAX_OBJECT_SIZE) {
             return Err(Error::EntityTooLarge { max: MAX_OBJECT_SIZE });
         }
+        // A threshold of 0 means no object is inline, not even an empty one:
+        // with storage targets, the metadata store holds no object's data.
+        let allow_inline = allow_inline && self.config.inline_threshold > 0;
         let inline_limit = if allow_inline && declared_len.is_none_or(|n| n <= self.config.inline_threshold as u64) {
             self.config.inline_threshold
         } else {
@@ -143,7 +147,7 @@ impl ObjectService {
         let sealer = Sealer::new(&sealing.key, sealing.context.clone()).map_err(integrity)?;
         let id = BlobId::generate();
         self.meta.register_pending(&[id]).await?;
-        match self.blobs.create(id).await {
+        match self.blobs.create(id, &sealing.placement).await {
             Ok(writer) => Ok(BlobSink { id, writer, sealer }),
             Err(e) => self.release_on_error(Err(e), &[id]).await,
         }

@@ -3,6 +3,7 @@
 //! destruction when the bucket is deleted or erased.
 
 use coffre_crypto::KekId;
+use coffre_topology::ResidencyPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -42,6 +43,21 @@ impl ObjectService {
     /// Creates a bucket and its first KEK; with Object Lock it is versioned
     /// from the start, as S3 requires.
     pub async fn create_bucket(&self, who: &Principal, name: BucketName, object_lock: bool) -> Result<()> {
+        self.create_bucket_with(who, name, object_lock, None).await
+    }
+
+    /// Creates a bucket with a residency policy (checked against the blob
+    /// store's topology first); `None`: the deployment's default.
+    pub async fn create_bucket_with(
+        &self,
+        who: &Principal,
+        name: BucketName,
+        object_lock: bool,
+        residency: Option<ResidencyPolicy>,
+    ) -> Result<()> {
+        if let Some(policy) = &residency {
+            self.blobs.check_residency(policy)?;
+        }
         // An existing bucket is refused before the custodian is asked for a key.
         if let Some(existing) = self.meta.bucket(&name).await? {
             return Err(if existing.owner == who.access_key {
@@ -53,6 +69,7 @@ impl ObjectService {
         let kek = self.new_kek(&name, 1).await?;
         let mut record = BucketRecord::new(name, who.access_key.clone());
         record.keks.push(kek.clone());
+        record.residency = residency;
         if object_lock {
             record.object_lock = Some(LockConfig::default());
             record.versioning = Versioning::Enabled;

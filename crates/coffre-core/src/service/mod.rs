@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::blob::{BlobStore, ByteStream};
+use crate::blob::{BlobStore, ByteStream, Placement};
 use crate::checksum::{BodyDigest, ChecksumAlgorithm, Checksums, hex};
 use crate::error::{Error, Result};
 use crate::list::{self, ListPage, ListQuery};
@@ -135,6 +135,9 @@ pub struct GetResult {
     pub partial: bool,
     /// How many parts the object has, when one part was asked for.
     pub parts_count: Option<u32>,
+    /// Where the version's replicas are (`country/region/site`); empty when
+    /// the deployment declares no topology.
+    pub locations: Vec<String>,
     pub body: ByteStream,
 }
 
@@ -465,11 +468,30 @@ impl ObjectService {
         };
         let keys =
             ReadKeys { bucket: bucket.clone(), key: key.clone(), keks: record.keks, customer: customer.cloned() };
+        let locations = self.locations(&object.data).await?;
         let body = self.read_data(object.data, size, range.clone(), keys);
         // Open the first segment before answering: a key that cannot be
         // unwrapped or a corrupt start is an error response, not a cut body.
         let body = first_chunk_checked(body).await?;
-        Ok(GetResult { meta: object.meta, range, partial, parts_count, body })
+        Ok(GetResult { meta: object.meta, range, partial, parts_count, locations, body })
+    }
+
+    /// Where a version's bytes are, each place once, in the blob store's order.
+    pub async fn locations(&self, data: &DataLocation) -> Result<Vec<String>> {
+        let mut places: Vec<String> = Vec::new();
+        for blob in data.blobs() {
+            for place in self.blobs.locations(blob).await? {
+                if !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+        }
+        Ok(places)
+    }
+
+    /// The blob store, for the admin API's placement views.
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
     }
 
     pub async fn delete_object(
@@ -560,7 +582,12 @@ impl ObjectService {
         let kek = current_kek(bucket)?;
         let (data_key, sealed) = self.keyring.new_data_key(&bucket.name, kek, origin, part, customer).await?;
         let context = keys::segment_context(&bucket.name, key, &sealed);
-        Ok(Sealing { key: data_key, sealed, context })
+        let placement = Placement {
+            bucket: Some(bucket.name.as_str().to_owned()),
+            key: Some(key.as_str().to_owned()),
+            residency: bucket.residency.clone(),
+        };
+        Ok(Sealing { key: data_key, sealed, context, placement })
     }
 
     pub async fn list_objects(&self, who: &Principal, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {

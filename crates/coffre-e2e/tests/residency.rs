@@ -1,0 +1,413 @@
+//! Residency end to end: five storage nodes (FR on three sites, DE, US) and a
+//! gateway, all real processes. Where bytes land is checked on the nodes'
+//! disks, never by asking the gateway.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use coffre_e2e::{Server, coffre_bin, error_code, pattern};
+
+const SECRET: &str = "e2e cluster secret, long enough";
+
+/// (id, country, region, site, operator)
+const NODES: [(&str, &str, &str, &str, &str); 5] = [
+    ("par-1", "FR", "paris", "par-a", "op-fr"),
+    ("par-2", "FR", "paris", "par-b", "op-fr"),
+    ("rbx-1", "FR", "roubaix", "rbx-a", "op-fr"),
+    ("fra-1", "DE", "frankfurt", "fra-a", "op-de"),
+    ("nyc-1", "US", "new-york", "nyc-a", "op-us"),
+];
+
+fn free_addr() -> SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+struct Node {
+    id: &'static str,
+    addr: SocketAddr,
+    child: Option<Child>,
+    data_dir: PathBuf,
+}
+
+impl Node {
+    fn start(id: &'static str, config: &Path, data_dir: PathBuf, addr: SocketAddr) -> Self {
+        std::fs::create_dir_all(&data_dir).expect("node dir");
+        let log = std::fs::File::create(data_dir.join("node.log")).expect("log");
+        let child = Command::new(coffre_bin())
+            .args(["serve", "--role", "storage", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--node-listen", &addr.to_string(), "--node-id", id])
+            .env("COFFRE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting a storage node");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "node {id} did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { id, addr, child: Some(child), data_dir }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Blob file name → contents, read straight from the node's disk.
+    fn blobs(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let root = self.data_dir.join("blobs");
+        for shard in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && file.path().is_file() {
+                    out.insert(name, std::fs::read(file.path()).expect("blob"));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn topology(addrs: &[SocketAddr]) -> String {
+    let mut toml = format!(
+        "[cluster]\nsecret = \"{SECRET}\"\n\n\
+         [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\n\
+         ownership = {{ FR = 80.0, DE = 20.0 }}\nqualifications = [{{ name = \"secnumcloud\", expires = \"2099-12-31\" }}]\n\n\
+         [[operators]]\nid = \"op-de\"\nname = \"Beispiel GmbH\"\ncountry = \"DE\"\nownership = {{ DE = 100.0 }}\n\n\
+         [[operators]]\nid = \"op-us\"\nname = \"Example Inc\"\ncountry = \"US\"\nownership = {{ US = 100.0 }}\n"
+    );
+    for ((id, country, region, site, operator), addr) in NODES.iter().zip(addrs) {
+        toml.push_str(&format!(
+            "\n[[targets]]\nid = \"{id}\"\nkind = \"node\"\nendpoint = \"http://{addr}\"\ncountry = \"{country}\"\n\
+             region = \"{region}\"\nsite = \"{site}\"\noperator = \"{operator}\"\ncapacity = \"100GiB\"\n"
+        ));
+    }
+    toml
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    gateway: Server,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let addrs: Vec<SocketAddr> = NODES.iter().map(|_| free_addr()).collect();
+        let config = tmp.path().join("coffre.toml");
+        std::fs::write(&config, topology(&addrs)).expect("config");
+        let nodes = NODES
+            .iter()
+            .zip(&addrs)
+            .map(|((id, ..), addr)| Node::start(id, &config, tmp.path().join(id), *addr))
+            .collect();
+        let config_env = config.to_str().expect("utf-8 path").to_owned();
+        let gateway = Server::start_with_args(
+            &tmp.path().join("gateway"),
+            &["--role".as_ref(), "gateway".as_ref()],
+            &[("COFFRE_CONFIG", &config_env)],
+        );
+        Self { nodes, gateway, _tmp: tmp }
+    }
+
+    fn node(&self, id: &str) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).expect("node")
+    }
+
+    fn site_of(id: &str) -> (&'static str, &'static str) {
+        let (_, country, _, site, _) = NODES.iter().find(|n| n.0 == id).expect("declared");
+        (country, site)
+    }
+
+    /// Blob id → the nodes holding it, for every blob on every node's disk.
+    fn holders(&self) -> BTreeMap<String, Vec<&'static str>> {
+        let mut out: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+        for node in &self.nodes {
+            for blob in node.blobs().into_keys() {
+                out.entry(blob).or_default().push(node.id);
+            }
+        }
+        out
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.gateway.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "coffre {args:?} failed: {stderr}");
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+async fn put(c: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
+}
+
+async fn get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out =
+        c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+/// The `x-coffre-residency` header of a presigned HEAD, read off the wire.
+async fn residency_header(c: &aws_sdk_s3::Client, s3: SocketAddr, bucket: &str, key: &str) -> String {
+    let presigned = c
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).expect("presign"))
+        .await
+        .expect("presigned");
+    let uri: http::Uri = presigned.uri().parse().expect("uri");
+    let path = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let mut stream = TcpStream::connect(s3).expect("connect");
+    write!(stream, "HEAD {path} HTTP/1.1\r\nHost: {s3}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    text.lines()
+        .find_map(|l| l.strip_prefix("x-coffre-residency: "))
+        .unwrap_or_else(|| panic!("no x-coffre-residency header in:\n{text}"))
+        .trim()
+        .to_owned()
+}
+
+fn fr_sites_distinct(holders: &[&'static str]) -> bool {
+    let sites: BTreeSet<_> = holders.iter().map(|h| Cluster::site_of(h).1).collect();
+    holders.len() == 2 && sites.len() == 2 && holders.iter().all(|h| Cluster::site_of(h).0 == "FR")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
+    let mut cluster = Cluster::start();
+    let c = cluster.gateway.client();
+    c.create_bucket().bucket("fr-data").send().await.expect("create fr-data");
+    c.create_bucket().bucket("eu-data").send().await.expect("create eu-data");
+    cluster.cli_ok(&["bucket", "residency", "fr-data", "--allow", "FR", "--replicas", "2", "--distinct-sites", "2"]);
+    cluster.cli_ok(&["bucket", "residency", "eu-data", "--allow", "EU", "--replicas", "2"]);
+
+    // A node answers nobody without the cluster's signature.
+    let (status, body) = coffre_e2e::http_get(cluster.node("par-1").addr, "/v1/status").expect("node answers");
+    assert_eq!(status, 401, "an unsigned request reached a node: {body}");
+    let unsigned_put = format!(
+        "PUT /v1/blobs/{} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        "0".repeat(32)
+    );
+    let (status, _) =
+        coffre_e2e::raw_request(cluster.node("par-1").addr, unsigned_put.as_bytes()).expect("node answers");
+    assert_eq!(status, 401, "an unsigned PUT was taken");
+    assert!(cluster.node("par-1").blobs().is_empty(), "an unsigned PUT stored bytes");
+
+    // Sizes: empty, one byte, several segments, and a multipart upload.
+    let mut objects: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (i, size) in [0usize, 1, 4096, 70_000, 1 << 20].into_iter().enumerate() {
+        objects.insert(format!("fr/{i}"), pattern(size, i as u64));
+    }
+    for (key, body) in &objects {
+        put(&c, "fr-data", key, body.clone()).await;
+    }
+    let big = pattern(11 << 20, 99);
+    let upload = c.create_multipart_upload().bucket("fr-data").key("fr/multipart").send().await.expect("mpu");
+    let upload_id = upload.upload_id().expect("upload id").to_owned();
+    let mut parts = Vec::new();
+    for (n, chunk) in big.chunks(6 << 20).enumerate() {
+        let part = c
+            .upload_part()
+            .bucket("fr-data")
+            .key("fr/multipart")
+            .upload_id(&upload_id)
+            .part_number(n as i32 + 1)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .expect("part");
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n as i32 + 1)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+    }
+    c.complete_multipart_upload()
+        .bucket("fr-data")
+        .key("fr/multipart")
+        .upload_id(&upload_id)
+        .multipart_upload(aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .expect("complete");
+    objects.insert("fr/multipart".into(), big);
+
+    // On disk: 7 blobs (5 objects, 2 parts), each on exactly two FR nodes of different sites, same bytes.
+    let fr_blobs = cluster.holders();
+    assert_eq!(fr_blobs.len(), 7, "one blob per object and per part: {fr_blobs:?}");
+    for (blob, holders) in &fr_blobs {
+        assert!(fr_sites_distinct(holders), "blob {blob} is on {holders:?}, not on two FR sites");
+        let copies: BTreeSet<Vec<u8>> = holders.iter().map(|h| cluster.node(h).blobs()[blob].clone()).collect();
+        assert_eq!(copies.len(), 1, "the replicas of {blob} differ");
+    }
+    for node in ["fra-1", "nyc-1"] {
+        assert!(cluster.node(node).blobs().is_empty(), "{node} holds bytes of an FR-only bucket");
+    }
+    // Every object says where it lives, and says the truth.
+    let header = residency_header(&c, cluster.gateway.s3, "fr-data", "fr/1").await;
+    let sites: BTreeSet<&str> = header.split(',').collect();
+    assert_eq!(sites.len(), 2, "{header}");
+    assert!(sites.iter().all(|s| s.starts_with("FR/")), "{header}");
+    // `coffre object where` names the replicas; each is checked on that node's disk.
+    let place = cluster.cli_ok(&["object", "where", "fr-data", "fr/1", "--json"]);
+    let replicas = place["replicas"].as_array().expect("replicas");
+    assert_eq!(replicas.len(), 2, "{place}");
+    let mut where_sites = BTreeSet::new();
+    for r in replicas {
+        let target = r["target"].as_str().expect("target");
+        assert_eq!(r["country"], "FR");
+        assert_eq!(r["operator_name"], "Exemple Cloud SAS");
+        let on_disk = cluster.node(target).blobs();
+        for blob in r["blob_ids"].as_array().expect("blob ids") {
+            assert!(on_disk.contains_key(blob.as_str().expect("id")), "{target} lacks blob {blob}");
+        }
+        where_sites.insert(r["location"].as_str().expect("location").to_owned());
+    }
+    let header_sites: BTreeSet<String> = sites.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(where_sites, header_sites, "the header and `object where` disagree");
+
+    // An EU bucket (two replicas, sites unconstrained): 40 objects, never on the US node.
+    for i in 0..40 {
+        put(&c, "eu-data", &format!("eu/{i}"), pattern(3000 + i, 1000 + i as u64)).await;
+    }
+    assert!(cluster.node("nyc-1").blobs().is_empty(), "an EU-only bucket put bytes in the US");
+    let eu_on_de = cluster.node("fra-1").blobs().len();
+    assert!(eu_on_de > 0, "80 EU replicas and none in DE: placement does not spread");
+
+    // Tightening EU to FR would strand the DE replicas: refused, naming them.
+    let out = cluster.gateway.cli(&["bucket", "residency", "eu-data", "--allow", "FR"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "tightening past stored replicas must be refused");
+    assert!(stderr.contains("would break this policy") && stderr.contains("eu/"), "{stderr}");
+    assert!(stderr.contains("outside"), "the reason names the rule broken: {stderr}");
+
+    // A policy no topology can meet: writes refused, and no node gets a byte.
+    c.create_bucket().bucket("de4").send().await.expect("create de4");
+    cluster.cli_ok(&["bucket", "residency", "de4", "--allow", "DE", "--replicas", "4"]);
+    let before = cluster.holders();
+    let refused = c.put_object().bucket("de4").key("k").body(ByteStream::from(vec![7u8; 5000])).send().await;
+    assert_eq!(error_code(refused), ("ResidencyPolicyUnsatisfiable".to_owned(), 503));
+    assert_eq!(cluster.holders(), before, "a refused write left bytes on a node");
+
+    // Bad policy requests: precise errors.
+    let out = cluster.gateway.cli(&["bucket", "residency", "fr-data", "--allow", "XX"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("allow"), "{out:?}");
+    let out = cluster.gateway.cli(&[
+        "bucket",
+        "residency",
+        "fr-data",
+        "--allow",
+        "FR",
+        "--replicas",
+        "2",
+        "--distinct-sites",
+        "3",
+    ]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("distinct_sites"), "{out:?}");
+
+    // Kill an FR node: everything still reads back, byte-identical.
+    let victim = fr_blobs.values().flatten().next().copied().expect("an FR holder");
+    cluster.nodes.iter_mut().find(|n| n.id == victim).expect("victim").kill();
+    for (key, body) in &objects {
+        assert_eq!(&get(&c, "fr-data", key).await, body, "{key} after {victim} died");
+    }
+    // Writes that can still meet the policy succeed (the SDK retries the
+    // 503 of a write placed before the gateway noticed the death).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    put(&c, "fr-data", "fr/after-death", pattern(20_000, 5)).await;
+    objects.insert("fr/after-death".into(), pattern(20_000, 5));
+
+    // Declared lost: repair brings every FR blob back to two FR sites among the living.
+    cluster.cli_ok(&["target", "lost", victim]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cluster.cli_ok(&["target", "repair"]);
+        let done = status["passes"].as_u64().unwrap_or(0) >= 2 && status["running"] == false;
+        if done && status["failed"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "repair did not finish: {status}");
+        cluster.cli_ok(&["target", "repair", "--start"]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let living: Vec<&Node> = cluster.nodes.iter().filter(|n| n.id != victim).collect();
+    let mut after: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for node in &living {
+        for blob in node.blobs().into_keys() {
+            after.entry(blob).or_default().push(node.id);
+        }
+    }
+    for blob in fr_blobs.keys() {
+        let holders = after.get(blob).cloned().unwrap_or_default();
+        assert!(fr_sites_distinct(&holders), "after repair blob {blob} is on {holders:?}");
+    }
+    assert!(cluster.node("nyc-1").blobs().is_empty(), "repair copied data to a forbidden target");
+    for (key, body) in &objects {
+        assert_eq!(&get(&c, "fr-data", key).await, body, "{key} after repair");
+    }
+}
+
+#[test]
+fn bad_topologies_are_refused_naming_the_field() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // (a good line, the bad line put in its place, the field the error must name)
+    let cases = [
+        ("country = \"FR\"\nregion", "country = \"XX\"\nregion", "targets[0].country"),
+        ("operator = \"op-fr\"\ncapacity", "operator = \"op-nobody\"\ncapacity", "targets[0].operator"),
+        ("ownership = { FR = 100.0 }", "ownership = { FR = 80.0, DE = 30.0 }", "operators[0].ownership"),
+    ];
+    let good = format!(
+        "[cluster]\nsecret = \"{SECRET}\"\n\n[[operators]]\nid = \"op-fr\"\nname = \"Exemple\"\ncountry = \"FR\"\n\
+         ownership = {{ FR = 100.0 }}\n\n[[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"http://127.0.0.1:1\"\n\
+         country = \"FR\"\nregion = \"paris\"\nsite = \"par-a\"\noperator = \"op-fr\"\ncapacity = \"1GiB\"\n"
+    );
+    for (i, (from, to, field)) in cases.iter().enumerate() {
+        let text = good.replacen(from, to, 1);
+        assert_ne!(text, good, "case {i} changed nothing");
+        let path = tmp.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&path, &text).expect("config");
+        let out = Command::new(coffre_bin())
+            .args(["serve", "--role", "gateway", "--config"])
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(tmp.path().join(format!("d{i}")))
+            .args(["--s3-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} started:\n{text}");
+        assert!(stderr.contains(field), "case {i}: the error does not name {field}: {stderr}");
+    }
+}

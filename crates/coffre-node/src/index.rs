@@ -1,0 +1,130 @@
+//! Where each blob's replicas are: one redb file in the gateway's data dir,
+//! written durably before a blob is reported stored, and the lost targets.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use coffre_core::types::BlobId;
+use coffre_topology::ResidencyPolicy;
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const REPLICAS: TableDefinition<u128, &[u8]> = TableDefinition::new("replicas");
+/// Targets declared lost: never read from, written to or counted as a replica.
+const LOST: TableDefinition<&str, u64> = TableDefinition::new("lost_targets");
+
+/// One blob's replicas and the rules they were placed under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replicas {
+    pub size: u64,
+    pub bucket: String,
+    pub key: String,
+    pub policy: ResidencyPolicy,
+    /// Target ids, in placement order.
+    pub targets: Vec<String>,
+}
+
+#[derive(Clone)]
+pub(crate) struct PlacementIndex {
+    db: Arc<Database>,
+}
+
+fn err(e: impl std::fmt::Display) -> coffre_core::Error {
+    coffre_core::Error::Meta(format!("placement index: {e}"))
+}
+
+impl PlacementIndex {
+    pub(crate) fn open(path: &Path) -> coffre_core::Result<Self> {
+        let db = Database::create(path).map_err(err)?;
+        let txn = db.begin_write().map_err(err)?;
+        txn.open_table(REPLICAS).map_err(err)?;
+        txn.open_table(LOST).map_err(err)?;
+        txn.commit().map_err(err)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> coffre_core::Result<T> + Send + 'static,
+    ) -> coffre_core::Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(err)?
+    }
+
+    /// Durable when it returns.
+    pub(crate) async fn put(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<()> {
+        let bytes = postcard::to_stdvec(replicas).map_err(err)?;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            txn.open_table(REPLICAS).map_err(err)?.insert(id.0, bytes.as_slice()).map_err(err)?;
+            txn.commit().map_err(err)
+        })
+        .await
+    }
+
+    pub(crate) async fn get(&self, id: BlobId) -> coffre_core::Result<Option<Replicas>> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let table = txn.open_table(REPLICAS).map_err(err)?;
+            match table.get(id.0).map_err(err)? {
+                Some(bytes) => postcard::from_bytes(bytes.value()).map(Some).map_err(err),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn remove(&self, id: BlobId) -> coffre_core::Result<()> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            txn.open_table(REPLICAS).map_err(err)?.remove(id.0).map_err(err)?;
+            txn.commit().map_err(err)
+        })
+        .await
+    }
+
+    /// Every blob after `after` (exclusive), up to `limit`: a scan in pages
+    /// that never holds the whole index in memory.
+    pub(crate) async fn page(
+        &self,
+        after: Option<BlobId>,
+        limit: usize,
+    ) -> coffre_core::Result<Vec<(BlobId, Replicas)>> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let table = txn.open_table(REPLICAS).map_err(err)?;
+            let range = match after {
+                Some(id) if id.0 == u128::MAX => return Ok(Vec::new()),
+                Some(id) => table.range(id.0 + 1..).map_err(err)?,
+                None => table.range(0..).map_err(err)?,
+            };
+            let mut out = Vec::new();
+            for entry in range.take(limit) {
+                let (key, value) = entry.map_err(err)?;
+                out.push((BlobId(key.value()), postcard::from_bytes(value.value()).map_err(err)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn declare_lost(&self, target: String) -> coffre_core::Result<()> {
+        self.blocking(move |db| {
+            let since = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+            let txn = db.begin_write().map_err(err)?;
+            txn.open_table(LOST).map_err(err)?.insert(target.as_str(), since).map_err(err)?;
+            txn.commit().map_err(err)
+        })
+        .await
+    }
+
+    pub(crate) fn lost(&self) -> coffre_core::Result<Vec<String>> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let table = txn.open_table(LOST).map_err(err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(err)? {
+            out.push(entry.map_err(err)?.0.value().to_owned());
+        }
+        Ok(out)
+    }
+}

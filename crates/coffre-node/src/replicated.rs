@@ -1,0 +1,485 @@
+//! The gateway's blob store: each blob goes to the targets its bucket's
+//! residency policy allows, in parallel, and counts as stored only once every
+//! replica is durable; reads take any healthy replica and move on to the next
+//! one if a node fails, even mid-stream.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use coffre_core::blob::{BlobStore, BlobWriter, ByteStream, Placement};
+use coffre_core::types::BlobId;
+use coffre_core::{Error, Result};
+use coffre_topology::{ResidencyPolicy, Target, TargetId, Topology};
+use futures::{StreamExt as _, stream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::client::{NodeClient, NodeError};
+use crate::index::PlacementIndex;
+pub use crate::index::Replicas;
+
+/// Chunks buffered per replica: the slowest replica paces the upload.
+const CHANNEL_CHUNKS: usize = 4;
+/// How often every target is asked whether it is up.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which targets answer, as last probed, and which were declared lost.
+pub struct TargetHealth {
+    up: BTreeMap<TargetId, AtomicBool>,
+    lost: Mutex<BTreeSet<TargetId>>,
+}
+
+impl TargetHealth {
+    fn new(topology: &Topology, lost: Vec<String>) -> Self {
+        let up = topology.targets().iter().map(|t| (t.id.clone(), AtomicBool::new(true))).collect();
+        let lost = lost.into_iter().map(TargetId).collect();
+        Self { up, lost: Mutex::new(lost) }
+    }
+
+    pub fn is_lost(&self, id: &TargetId) -> bool {
+        self.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(id)
+    }
+
+    /// Up: answering the probe and not declared lost.
+    pub fn is_up(&self, id: &TargetId) -> bool {
+        self.up.get(id).is_some_and(|flag| flag.load(Ordering::Relaxed)) && !self.is_lost(id)
+    }
+
+    fn set(&self, id: &TargetId, up: bool) {
+        if let Some(flag) = self.up.get(id) {
+            let was = flag.swap(up, Ordering::Relaxed);
+            if was != up {
+                if up {
+                    tracing::info!(target_id = %id, "storage target is up");
+                } else {
+                    tracing::warn!(target_id = %id, "storage target is down");
+                }
+            }
+        }
+    }
+}
+
+pub struct ReplicatedBlobStore {
+    topology: Arc<Topology>,
+    default_policy: ResidencyPolicy,
+    client: NodeClient,
+    index: PlacementIndex,
+    health: Arc<TargetHealth>,
+}
+
+pub(crate) fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+/// The write cannot meet its residency policy with the targets up now.
+fn unsatisfiable(why: impl std::fmt::Display) -> Error {
+    Error::Residency(why.to_string())
+}
+
+impl ReplicatedBlobStore {
+    /// `index` is the placement index file in the gateway's data dir.
+    pub fn open(
+        topology: Arc<Topology>,
+        default_policy: ResidencyPolicy,
+        client: NodeClient,
+        index: &Path,
+    ) -> Result<Arc<Self>> {
+        let index = PlacementIndex::open(index)?;
+        let health = Arc::new(TargetHealth::new(&topology, index.lost()?));
+        Ok(Arc::new(Self { topology, default_policy, client, index, health }))
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The policy of buckets that set none.
+    pub fn default_policy(&self) -> &ResidencyPolicy {
+        &self.default_policy
+    }
+
+    pub fn health(&self) -> &TargetHealth {
+        &self.health
+    }
+
+    /// Probes every target until the store is dropped.
+    pub fn spawn_probes(self: &Arc<Self>) -> JoinHandle<()> {
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROBE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(store) = store.upgrade() else { return };
+                store.probe_all().await;
+            }
+        })
+    }
+
+    /// Asks every target whether it is up, all at once.
+    pub async fn probe_all(&self) {
+        let probes = self.topology.targets().iter().map(|t| async move {
+            let up = self.client.status(&t.endpoint).await.is_ok();
+            self.health.set(&t.id, up);
+        });
+        futures::future::join_all(probes).await;
+    }
+
+    fn endpoint(&self, id: &TargetId) -> Option<&Target> {
+        self.topology.target(id)
+    }
+
+    /// Where a blob's replicas are, from the placement index.
+    pub async fn replicas(&self, id: BlobId) -> Result<Option<Replicas>> {
+        self.index.get(id).await
+    }
+
+    /// Marks a target lost for good: never used again, its replicas no longer
+    /// count, and repair replaces them.
+    pub async fn declare_lost(&self, id: &TargetId) -> Result<()> {
+        if self.topology.target(id).is_none() {
+            return Err(Error::InvalidArgument(format!("no target {id} in the topology")));
+        }
+        self.index.declare_lost(id.to_string()).await?;
+        self.health.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone());
+        Ok(())
+    }
+
+    /// The replicas of `id` in the order to try them: up ones first.
+    fn read_order(&self, replicas: &Replicas) -> Vec<Target> {
+        let mut targets: Vec<Target> = replicas
+            .targets
+            .iter()
+            .map(|t| TargetId(t.clone()))
+            .filter(|t| !self.health.is_lost(t))
+            .filter_map(|t| self.endpoint(&t).cloned())
+            .collect();
+        targets.sort_by_key(|t| !self.health.is_up(&t.id));
+        targets
+    }
+
+    pub(crate) fn read_replicas(&self, id: BlobId, replicas: &Replicas, range: Range<u64>) -> Result<ByteStream> {
+        let targets = self.read_order(replicas);
+        if targets.is_empty() {
+            return Err(Error::Unavailable(format!("every replica of blob {id} is on a lost target")));
+        }
+        Ok(failover_stream(self.client.clone(), targets, id, range))
+    }
+
+    pub(crate) fn client(&self) -> &NodeClient {
+        &self.client
+    }
+
+    pub(crate) fn index(&self) -> &PlacementIndex {
+        &self.index
+    }
+}
+
+#[async_trait]
+impl BlobStore for ReplicatedBlobStore {
+    async fn create(&self, id: BlobId, placement: &Placement) -> Result<Box<dyn BlobWriter>> {
+        let policy = placement.residency.clone().unwrap_or_else(|| self.default_policy.clone());
+        let chosen = self
+            .topology
+            .place(&policy, &id.0.to_be_bytes(), today(), |t| self.health.is_up(&t.id))
+            .map_err(unsatisfiable)?;
+        let mut replicas = Vec::with_capacity(chosen.len());
+        for target in &chosen {
+            let Some(target) = self.endpoint(target).cloned() else {
+                return Err(unsatisfiable(format!("placement chose {target}, which is not in the topology")));
+            };
+            let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+            let body = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+            let client = self.client.clone();
+            let endpoint = target.endpoint.clone();
+            let upload = tokio::spawn(async move { client.put(&endpoint, id, body).await });
+            replicas.push(Replica { target, tx: Some(tx), upload });
+        }
+        Ok(Box::new(ReplicatedWriter {
+            id,
+            bucket: placement.bucket.clone().unwrap_or_default(),
+            key: placement.key.clone().unwrap_or_default(),
+            policy,
+            replicas,
+            len: 0,
+            client: self.client.clone(),
+            index: self.index.clone(),
+        }))
+    }
+
+    async fn read(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream> {
+        let Some(replicas) = self.index.get(id).await? else {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no replicas of blob {id}"),
+            )));
+        };
+        self.read_replicas(id, &replicas, range)
+    }
+
+    /// Fails while a live replica could not be deleted, so the collector
+    /// retries; replicas on lost targets are forgotten.
+    async fn delete(&self, id: BlobId) -> Result<()> {
+        let Some(mut replicas) = self.index.get(id).await? else { return Ok(()) };
+        let mut left = Vec::new();
+        for target in std::mem::take(&mut replicas.targets) {
+            let tid = TargetId(target.clone());
+            let Some(t) = self.endpoint(&tid).filter(|_| !self.health.is_lost(&tid)) else { continue };
+            match self.client.delete(&t.endpoint, id).await {
+                Ok(()) | Err(NodeError::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(blob = %id, target_id = %tid, error = %e, "could not delete a replica; will retry");
+                    left.push(target);
+                }
+            }
+        }
+        if left.is_empty() {
+            return self.index.remove(id).await;
+        }
+        replicas.targets = left;
+        self.index.put(id, &replicas).await?;
+        Err(Error::Unavailable(format!("{} replica(s) of blob {id} could not be deleted yet", replicas.targets.len())))
+    }
+
+    fn check_residency(&self, policy: &ResidencyPolicy) -> Result<()> {
+        self.topology.check_policy(policy).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    async fn locations(&self, id: BlobId) -> Result<Vec<String>> {
+        let Some(replicas) = self.index.get(id).await? else { return Ok(Vec::new()) };
+        Ok(replicas.targets.iter().filter_map(|t| self.endpoint(&TargetId(t.clone()))).map(Target::location).collect())
+    }
+}
+
+struct Replica {
+    target: Target,
+    /// `None` once the body is complete.
+    tx: Option<mpsc::Sender<Bytes>>,
+    upload: JoinHandle<std::result::Result<u64, NodeError>>,
+}
+
+struct ReplicatedWriter {
+    id: BlobId,
+    bucket: String,
+    key: String,
+    policy: ResidencyPolicy,
+    replicas: Vec<Replica>,
+    len: u64,
+    client: NodeClient,
+    index: PlacementIndex,
+}
+
+impl ReplicatedWriter {
+    /// Deletes whatever any replica kept, so a failed write leaves nothing behind.
+    async fn discard(&mut self) {
+        for replica in &mut self.replicas {
+            replica.tx = None;
+            replica.upload.abort();
+        }
+        for replica in &self.replicas {
+            match self.client.delete(&replica.target.endpoint, self.id).await {
+                Ok(()) | Err(NodeError::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(blob = %self.id, target_id = %replica.target.id, error = %e,
+                    "a failed write left a replica behind"),
+            }
+        }
+    }
+
+    async fn failure(&mut self, which: usize) -> Error {
+        let replica = &mut self.replicas[which];
+        replica.tx = None;
+        let why = match (&mut replica.upload).await {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(_)) => "the node answered before the body ended".into(),
+            Err(e) => e.to_string(),
+        };
+        let target = replica.target.id.clone();
+        self.discard().await;
+        Error::Unavailable(format!("writing a replica to target {target} failed: {why}"))
+    }
+}
+
+#[async_trait]
+impl BlobWriter for ReplicatedWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.len += chunk.len() as u64;
+        for i in 0..self.replicas.len() {
+            let sent = match &self.replicas[i].tx {
+                Some(tx) => tx.send(chunk.clone()).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                return Err(self.failure(i).await);
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64> {
+        for replica in &mut self.replicas {
+            replica.tx = None;
+        }
+        let mut failed = None;
+        for i in 0..self.replicas.len() {
+            let outcome = match (&mut self.replicas[i].upload).await {
+                Ok(Ok(size)) if size == self.len => Ok(()),
+                Ok(Ok(size)) => Err(format!("stored {size} bytes of {}", self.len)),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(why) = outcome {
+                failed = Some(format!("writing a replica to target {} failed: {why}", self.replicas[i].target.id));
+                break;
+            }
+        }
+        if let Some(why) = failed {
+            self.discard().await;
+            return Err(Error::Unavailable(why));
+        }
+        let replicas = Replicas {
+            size: self.len,
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            policy: self.policy.clone(),
+            targets: self.replicas.iter().map(|r| r.target.id.to_string()).collect(),
+        };
+        if let Err(e) = self.index.put(self.id, &replicas).await {
+            self.discard().await;
+            return Err(e);
+        }
+        Ok(self.len)
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        self.discard().await;
+    }
+}
+
+/// Reads `range` from the first replica that answers; if it fails mid-stream,
+/// resumes at the same offset on the next one.
+fn failover_stream(client: NodeClient, targets: Vec<Target>, id: BlobId, range: Range<u64>) -> ByteStream {
+    struct State {
+        client: NodeClient,
+        targets: std::vec::IntoIter<Target>,
+        current: Option<ByteStream>,
+        id: BlobId,
+        at: u64,
+        end: u64,
+        last_error: Option<String>,
+    }
+    let state = State {
+        client,
+        targets: targets.into_iter(),
+        current: None,
+        id,
+        at: range.start,
+        end: range.end,
+        last_error: None,
+    };
+    Box::pin(stream::unfold(Some(state), |state| async move {
+        let mut s = state?;
+        loop {
+            if s.at >= s.end && s.current.is_none() {
+                return None;
+            }
+            if let Some(current) = s.current.as_mut() {
+                match current.next().await {
+                    Some(Ok(chunk)) => {
+                        s.at += chunk.len() as u64;
+                        return Some((Ok(chunk), Some(s)));
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(blob = %s.id, error = %e, at = s.at, "a replica failed mid-read; trying the next");
+                        s.last_error = Some(e.to_string());
+                        s.current = None;
+                    }
+                    None if s.at >= s.end => return None,
+                    None => {
+                        s.last_error = Some(format!("a replica ended early at byte {}", s.at));
+                        s.current = None;
+                    }
+                }
+                continue;
+            }
+            let Some(target) = s.targets.next() else {
+                let why = s.last_error.take().unwrap_or_else(|| "no replica answered".into());
+                let e = Error::Unavailable(format!("no replica of blob {} could be read: {why}", s.id));
+                return Some((Err(e), None));
+            };
+            match s.client.read(&target.endpoint, s.id, s.at..s.end).await {
+                Ok(stream) => s.current = Some(stream),
+                Err(e) => s.last_error = Some(e.to_string()),
+            }
+        }
+    }))
+}
+
+/// A blob whose replicas break a policy, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Offender {
+    pub key: String,
+    pub blob: String,
+    pub targets: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+impl ReplicatedBlobStore {
+    /// Every blob of `bucket` whose live replicas would break `policy`.
+    pub async fn offenders(&self, bucket: &str, policy: &ResidencyPolicy) -> Result<Vec<Offender>> {
+        let mut found = Vec::new();
+        self.each_of_bucket(bucket, |id, replicas| {
+            let live: Vec<TargetId> =
+                replicas.targets.iter().map(|t| TargetId(t.clone())).filter(|t| !self.health.is_lost(t)).collect();
+            if let Err(reasons) = self.topology.satisfies(policy, &live, today()) {
+                found.push(Offender {
+                    key: replicas.key.clone(),
+                    blob: id.to_string(),
+                    targets: replicas.targets.clone(),
+                    reasons,
+                });
+            }
+            None
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Records `policy` on every blob of `bucket`, so repair follows the
+    /// bucket's current rules, not those of the day a blob was written.
+    pub async fn retag(&self, bucket: &str, policy: &ResidencyPolicy) -> Result<u64> {
+        let written = self
+            .each_of_bucket(bucket, |_, replicas| {
+                (replicas.policy != *policy).then(|| Replicas { policy: policy.clone(), ..replicas.clone() })
+            })
+            .await?;
+        Ok(written.len() as u64)
+    }
+
+    /// Visits the blobs of `bucket` page by page; `visit` may return a new
+    /// record, which is written back. Returns the ids written back.
+    async fn each_of_bucket(
+        &self,
+        bucket: &str,
+        mut visit: impl FnMut(BlobId, &Replicas) -> Option<Replicas>,
+    ) -> Result<Vec<BlobId>> {
+        let mut after = None;
+        let mut written = Vec::new();
+        loop {
+            let page = self.index.page(after, 512).await?;
+            let Some((last, _)) = page.last() else { return Ok(written) };
+            after = Some(*last);
+            for (id, replicas) in page.iter().filter(|(_, r)| r.bucket == bucket) {
+                if let Some(updated) = visit(*id, replicas) {
+                    self.index.put(*id, &updated).await?;
+                    written.push(*id);
+                }
+            }
+        }
+    }
+}

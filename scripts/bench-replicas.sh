@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# What replication costs: PUT and GET with 2 replicas (a gateway and two
+# storage nodes on two sites, all on this machine) against one single-node
+# server, same objects, same run, alternating.
+#   scripts/bench-replicas.sh [seconds-per-phase]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"
+source scripts/bench-lib.sh
+
+nodes=()
+start_nodes() {
+  cat >"$work/cluster.toml" <<TOML
+[cluster]
+secret = "bench cluster secret, long enough"
+[residency]
+allow = ["FR"]
+replicas = 2
+distinct_sites = 2
+[[operators]]
+id = "op"
+name = "Bench SAS"
+country = "FR"
+ownership = { FR = 100.0 }
+[[targets]]
+id = "n1"
+kind = "node"
+endpoint = "http://127.0.0.1:19111"
+country = "FR"
+region = "paris"
+site = "a"
+operator = "op"
+capacity = "100GiB"
+[[targets]]
+id = "n2"
+kind = "node"
+endpoint = "http://127.0.0.1:19112"
+country = "FR"
+region = "lyon"
+site = "b"
+operator = "op"
+capacity = "100GiB"
+TOML
+  for n in 1 2; do
+    COFFRE_LOG=warn "$bin" serve --role storage --config "$work/cluster.toml" --data-dir "$work/n$n" \
+      --node-listen "127.0.0.1:1911$n" --node-id "n$n" &
+    nodes+=($!)
+  done
+}
+stop_nodes() { for p in "${nodes[@]}"; do kill "$p"; wait "$p" || true; done; nodes=(); rm -rf "$work"/n?; }
+trap 'for p in "${nodes[@]}"; do kill "$p" 2>/dev/null || true; done; kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+for size in 4KiB 1MiB; do
+  for round in 1 2; do
+    echo; echo "== round $round, $size objects, concurrency 32: single node"
+    start_server ""
+    bench --size "$size" --concurrency 32 --phases put,get
+    stop_server
+    echo; echo "== round $round, $size objects, concurrency 32: gateway + 2 storage nodes (2 replicas, 2 sites)"
+    start_nodes
+    start_server "--role gateway --config $work/cluster.toml"
+    bench --size "$size" --concurrency 32 --phases put,get
+    stop_server
+    stop_nodes
+  done
+done
