@@ -411,3 +411,77 @@ fn bad_topologies_are_refused_naming_the_field() {
         assert!(stderr.contains(field), "case {i}: the error does not name {field}: {stderr}");
     }
 }
+
+/// An existing S3 service as a target: a second `coffre` plays it. It gets
+/// sealed blobs only, and serves reads when the node holding the other
+/// replica is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_service_holds_sealed_replicas_and_serves_when_the_node_dies() {
+    let backend = Server::start();
+    let remote = backend.client();
+    remote.create_bucket().bucket("remote").send().await.expect("backend bucket");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node_addr = free_addr();
+    let config = tmp.path().join("coffre.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nsecret = \"{SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+             [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\nownership = {{ FR = 100.0 }}\n\n\
+             [[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"http://{node_addr}\"\ncountry = \"FR\"\n\
+             region = \"paris\"\nsite = \"par-a\"\noperator = \"op-fr\"\ncapacity = \"1TiB\"\n\n\
+             [[targets]]\nid = \"s3-lyon\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"remote\"\n\
+             access_key = \"{}\"\nsecret_key = \"{}\"\ncountry = \"FR\"\nregion = \"lyon\"\nsite = \"lyo-a\"\n\
+             operator = \"op-fr\"\ncapacity = \"1TiB\"\n",
+            backend.endpoint(),
+            coffre_e2e::ROOT_ACCESS,
+            coffre_e2e::ROOT_SECRET
+        ),
+    )
+    .expect("config");
+    let mut node = Node::start("par-1", &config, tmp.path().join("par-1"), node_addr);
+    let config_env = config.to_str().expect("utf-8").to_owned();
+    let gateway = Server::start_with_args(
+        &tmp.path().join("gateway"),
+        &["--role".as_ref(), "gateway".as_ref()],
+        &[("COFFRE_CONFIG", &config_env)],
+    );
+    let c = gateway.client();
+    c.create_bucket().bucket("data").send().await.expect("bucket");
+    let marker = b"PLAINTEXT-MARKER-THAT-MUST-NOT-LEAVE-THE-GATEWAY";
+    let mut small = pattern(10_000, 1);
+    small[100..100 + marker.len()].copy_from_slice(marker);
+    // Over 8 MiB sealed: the gateway sends it as a multipart upload.
+    let mut large = pattern(20 << 20, 2);
+    large[5 << 20..(5 << 20) + marker.len()].copy_from_slice(marker);
+    put(&c, "data", "small", small.clone()).await;
+    put(&c, "data", "large", large.clone()).await;
+
+    // The service holds exactly the node's blobs, byte for byte, all sealed.
+    let on_node = node.blobs();
+    assert_eq!(on_node.len(), 2, "{:?}", on_node.keys());
+    let listed = remote.list_objects_v2().bucket("remote").send().await.expect("list");
+    let keys: BTreeSet<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+    let expected: BTreeSet<String> = on_node.keys().map(|id| format!("coffre-blobs/{id}")).collect();
+    assert_eq!(keys, expected, "the S3 target holds other blobs than the node");
+    for (id, bytes) in &on_node {
+        let remote_bytes = get(&remote, "remote", &format!("coffre-blobs/{id}")).await;
+        assert!(&remote_bytes == bytes, "blob {id} differs between the node and the S3 target");
+        assert!(!remote_bytes.windows(marker.len()).any(|w| w == marker), "plaintext reached the S3 target");
+    }
+    let header = residency_header(&c, gateway.s3, "data", "small").await;
+    assert_eq!(header.split(',').collect::<BTreeSet<_>>(), BTreeSet::from(["FR/paris/par-a", "FR/lyon/lyo-a"]));
+
+    // The node dies: reads fall back to the S3 service, ranges included.
+    node.kill();
+    assert_eq!(get(&c, "data", "small").await, small);
+    assert_eq!(get(&c, "data", "large").await, large);
+    let ranged = c.get_object().bucket("data").key("large").range("bytes=9000000-9000999").send().await.expect("range");
+    let ranged = ranged.body.collect().await.expect("body").into_bytes();
+    assert_eq!(&ranged[..], &large[9_000_000..9_001_000]);
+    // With one of two sites gone, a 2-site policy cannot take new writes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused = c.put_object().bucket("data").key("new").body(ByteStream::from(vec![1u8; 100])).send().await;
+    assert_eq!(error_code(refused), ("ResidencyPolicyUnsatisfiable".to_owned(), 503));
+}

@@ -9,6 +9,7 @@
 //! who may talk to a node, not the body's integrity.
 
 pub mod auth;
+pub mod backend;
 pub mod client;
 mod index;
 pub mod repair;

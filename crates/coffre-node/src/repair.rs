@@ -103,16 +103,13 @@ impl ReplicatedBlobStore {
 
     /// Streams the whole blob from a live replica to `target`.
     async fn copy_to(&self, id: BlobId, replicas: &Replicas, target: &TargetId) -> Result<()> {
-        let Some(dest) = self.topology().target(target).cloned() else {
-            return Err(coffre_core::Error::Residency(format!("target {target} is not in the topology")));
-        };
+        let dest = self.backend(target)?;
         let source = self.read_replicas(id, replicas, 0..replicas.size)?;
-        // A read error ends the upload short; the node then keeps nothing
-        // and the size check below fails the copy.
+        // A read error ends the upload short, and the size check below fails the copy.
         let body = source.take_while(|chunk| std::future::ready(chunk.is_ok())).filter_map(|c| async move { c.ok() });
-        let stored = self.client().put(&dest.endpoint, id, body).await?;
+        let stored = dest.put(id, Box::pin(body)).await?;
         if stored != replicas.size {
-            let _ = self.client().delete(&dest.endpoint, id).await;
+            let _ = dest.delete(id).await;
             return Err(coffre_core::Error::Unavailable(format!(
                 "copying blob {id} to {target} stored {stored} of {} bytes",
                 replicas.size

@@ -20,7 +20,8 @@ use futures::{StreamExt as _, stream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::client::{NodeClient, NodeError};
+use crate::backend::{self, Backend, BodyStream};
+use crate::client::{NodeClient, TargetError};
 use crate::index::PlacementIndex;
 pub use crate::index::Replicas;
 
@@ -68,7 +69,8 @@ impl TargetHealth {
 pub struct ReplicatedBlobStore {
     topology: Arc<Topology>,
     default_policy: ResidencyPolicy,
-    client: NodeClient,
+    /// How to reach each target of the topology.
+    backends: BTreeMap<TargetId, Arc<dyn Backend>>,
     index: PlacementIndex,
     health: Arc<TargetHealth>,
 }
@@ -92,7 +94,13 @@ impl ReplicatedBlobStore {
     ) -> Result<Arc<Self>> {
         let index = PlacementIndex::open(index)?;
         let health = Arc::new(TargetHealth::new(&topology, index.lost()?));
-        Ok(Arc::new(Self { topology, default_policy, client, index, health }))
+        let mut backends = BTreeMap::new();
+        for target in topology.targets() {
+            let backend = backend::for_target(target, &client)
+                .map_err(|e| Error::InvalidArgument(format!("target {}: {e}", target.id)))?;
+            backends.insert(target.id.clone(), backend);
+        }
+        Ok(Arc::new(Self { topology, default_policy, backends, index, health }))
     }
 
     pub fn topology(&self) -> &Topology {
@@ -124,15 +132,19 @@ impl ReplicatedBlobStore {
 
     /// Asks every target whether it is up, all at once.
     pub async fn probe_all(&self) {
-        let probes = self.topology.targets().iter().map(|t| async move {
-            let up = self.client.status(&t.endpoint).await.is_ok();
-            self.health.set(&t.id, up);
+        let probes = self.backends.iter().map(|(id, backend)| async move {
+            let up = backend.probe().await.is_ok();
+            self.health.set(id, up);
         });
         futures::future::join_all(probes).await;
     }
 
     fn endpoint(&self, id: &TargetId) -> Option<&Target> {
         self.topology.target(id)
+    }
+
+    pub(crate) fn backend(&self, id: &TargetId) -> Result<Arc<dyn Backend>> {
+        self.backends.get(id).cloned().ok_or_else(|| Error::Residency(format!("target {id} is not in the topology")))
     }
 
     /// Where a blob's replicas are, from the placement index.
@@ -152,15 +164,15 @@ impl ReplicatedBlobStore {
     }
 
     /// The replicas of `id` in the order to try them: up ones first.
-    fn read_order(&self, replicas: &Replicas) -> Vec<Target> {
-        let mut targets: Vec<Target> = replicas
+    fn read_order(&self, replicas: &Replicas) -> Vec<(TargetId, Arc<dyn Backend>)> {
+        let mut targets: Vec<(TargetId, Arc<dyn Backend>)> = replicas
             .targets
             .iter()
             .map(|t| TargetId(t.clone()))
             .filter(|t| !self.health.is_lost(t))
-            .filter_map(|t| self.endpoint(&t).cloned())
+            .filter_map(|t| self.backends.get(&t).cloned().map(|b| (t, b)))
             .collect();
-        targets.sort_by_key(|t| !self.health.is_up(&t.id));
+        targets.sort_by_key(|(t, _)| !self.health.is_up(t));
         targets
     }
 
@@ -169,11 +181,7 @@ impl ReplicatedBlobStore {
         if targets.is_empty() {
             return Err(Error::Unavailable(format!("every replica of blob {id} is on a lost target")));
         }
-        Ok(failover_stream(self.client.clone(), targets, id, range))
-    }
-
-    pub(crate) fn client(&self) -> &NodeClient {
-        &self.client
+        Ok(failover_stream(targets, id, range))
     }
 
     pub(crate) fn index(&self) -> &PlacementIndex {
@@ -190,16 +198,14 @@ impl BlobStore for ReplicatedBlobStore {
             .place(&policy, &id.0.to_be_bytes(), today(), |t| self.health.is_up(&t.id))
             .map_err(unsatisfiable)?;
         let mut replicas = Vec::with_capacity(chosen.len());
-        for target in &chosen {
-            let Some(target) = self.endpoint(target).cloned() else {
-                return Err(unsatisfiable(format!("placement chose {target}, which is not in the topology")));
-            };
+        for target in chosen {
+            let backend = self.backend(&target)?;
             let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-            let body = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
-            let client = self.client.clone();
-            let endpoint = target.endpoint.clone();
-            let upload = tokio::spawn(async move { client.put(&endpoint, id, body).await });
-            replicas.push(Replica { target, tx: Some(tx), upload });
+            let body: BodyStream =
+                Box::pin(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) }));
+            let uploader = backend.clone();
+            let upload = tokio::spawn(async move { uploader.put(id, body).await });
+            replicas.push(Replica { target, backend, tx: Some(tx), upload });
         }
         Ok(Box::new(ReplicatedWriter {
             id,
@@ -208,7 +214,6 @@ impl BlobStore for ReplicatedBlobStore {
             policy,
             replicas,
             len: 0,
-            client: self.client.clone(),
             index: self.index.clone(),
         }))
     }
@@ -226,13 +231,13 @@ impl BlobStore for ReplicatedBlobStore {
     /// Fails while a live replica could not be deleted, so the collector
     /// retries; replicas on lost targets are forgotten.
     async fn delete(&self, id: BlobId) -> Result<()> {
-        let Some(mut replicas) = self.index.get(id).await? else { return Ok(()) };
+        let Some(mut replicas) = self.index.get(id).await? else { return self.delete_unplaced(id).await };
         let mut left = Vec::new();
         for target in std::mem::take(&mut replicas.targets) {
             let tid = TargetId(target.clone());
-            let Some(t) = self.endpoint(&tid).filter(|_| !self.health.is_lost(&tid)) else { continue };
-            match self.client.delete(&t.endpoint, id).await {
-                Ok(()) | Err(NodeError::NotFound { .. }) => {}
+            let Some(backend) = self.backends.get(&tid).filter(|_| !self.health.is_lost(&tid)) else { continue };
+            match backend.delete(id).await {
+                Ok(()) | Err(TargetError::NotFound { .. }) => {}
                 Err(e) => {
                     tracing::warn!(blob = %id, target_id = %tid, error = %e, "could not delete a replica; will retry");
                     left.push(target);
@@ -258,10 +263,11 @@ impl BlobStore for ReplicatedBlobStore {
 }
 
 struct Replica {
-    target: Target,
+    target: TargetId,
+    backend: Arc<dyn Backend>,
     /// `None` once the body is complete.
     tx: Option<mpsc::Sender<Bytes>>,
-    upload: JoinHandle<std::result::Result<u64, NodeError>>,
+    upload: JoinHandle<std::result::Result<u64, TargetError>>,
 }
 
 struct ReplicatedWriter {
@@ -271,7 +277,6 @@ struct ReplicatedWriter {
     policy: ResidencyPolicy,
     replicas: Vec<Replica>,
     len: u64,
-    client: NodeClient,
     index: PlacementIndex,
 }
 
@@ -283,9 +288,9 @@ impl ReplicatedWriter {
             replica.upload.abort();
         }
         for replica in &self.replicas {
-            match self.client.delete(&replica.target.endpoint, self.id).await {
-                Ok(()) | Err(NodeError::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(blob = %self.id, target_id = %replica.target.id, error = %e,
+            match replica.backend.delete(self.id).await {
+                Ok(()) | Err(TargetError::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(blob = %self.id, target_id = %replica.target, error = %e,
                     "a failed write left a replica behind"),
             }
         }
@@ -299,9 +304,19 @@ impl ReplicatedWriter {
             Ok(Ok(_)) => "the node answered before the body ended".into(),
             Err(e) => e.to_string(),
         };
-        let target = replica.target.id.clone();
+        let target = replica.target.clone();
         self.discard().await;
         Error::Unavailable(format!("writing a replica to target {target} failed: {why}"))
+    }
+}
+
+/// A writer dropped without `finish` or `abort` (its request went away):
+/// the uploads are cut, so no target mistakes a short body for a whole blob.
+impl Drop for ReplicatedWriter {
+    fn drop(&mut self) {
+        for replica in &self.replicas {
+            replica.upload.abort();
+        }
     }
 }
 
@@ -334,7 +349,7 @@ impl BlobWriter for ReplicatedWriter {
                 Err(e) => Err(e.to_string()),
             };
             if let Err(why) = outcome {
-                failed = Some(format!("writing a replica to target {} failed: {why}", self.replicas[i].target.id));
+                failed = Some(format!("writing a replica to target {} failed: {why}", self.replicas[i].target));
                 break;
             }
         }
@@ -347,7 +362,7 @@ impl BlobWriter for ReplicatedWriter {
             bucket: self.bucket.clone(),
             key: self.key.clone(),
             policy: self.policy.clone(),
-            targets: self.replicas.iter().map(|r| r.target.id.to_string()).collect(),
+            targets: self.replicas.iter().map(|r| r.target.to_string()).collect(),
         };
         if let Err(e) = self.index.put(self.id, &replicas).await {
             self.discard().await;
@@ -363,25 +378,17 @@ impl BlobWriter for ReplicatedWriter {
 
 /// Reads `range` from the first replica that answers; if it fails mid-stream,
 /// resumes at the same offset on the next one.
-fn failover_stream(client: NodeClient, targets: Vec<Target>, id: BlobId, range: Range<u64>) -> ByteStream {
+fn failover_stream(targets: Vec<(TargetId, Arc<dyn Backend>)>, id: BlobId, range: Range<u64>) -> ByteStream {
     struct State {
-        client: NodeClient,
-        targets: std::vec::IntoIter<Target>,
+        targets: std::vec::IntoIter<(TargetId, Arc<dyn Backend>)>,
         current: Option<ByteStream>,
         id: BlobId,
         at: u64,
         end: u64,
         last_error: Option<String>,
     }
-    let state = State {
-        client,
-        targets: targets.into_iter(),
-        current: None,
-        id,
-        at: range.start,
-        end: range.end,
-        last_error: None,
-    };
+    let state =
+        State { targets: targets.into_iter(), current: None, id, at: range.start, end: range.end, last_error: None };
     Box::pin(stream::unfold(Some(state), |state| async move {
         let mut s = state?;
         loop {
@@ -407,17 +414,34 @@ fn failover_stream(client: NodeClient, targets: Vec<Target>, id: BlobId, range: 
                 }
                 continue;
             }
-            let Some(target) = s.targets.next() else {
+            let Some((target, backend)) = s.targets.next() else {
                 let why = s.last_error.take().unwrap_or_else(|| "no replica answered".into());
                 let e = Error::Unavailable(format!("no replica of blob {} could be read: {why}", s.id));
                 return Some((Err(e), None));
             };
-            match s.client.read(&target.endpoint, s.id, s.at..s.end).await {
+            match backend.read(s.id, s.at..s.end).await {
                 Ok(stream) => s.current = Some(stream),
-                Err(e) => s.last_error = Some(e.to_string()),
+                Err(e) => s.last_error = Some(format!("{target}: {e}")),
             }
         }
     }))
+}
+
+impl ReplicatedBlobStore {
+    /// A blob with no placement record was never finished (a write cut short
+    /// by a crash): it may have reached any target, so every live one is
+    /// asked to delete it. Unreachable targets keep their orphan.
+    async fn delete_unplaced(&self, id: BlobId) -> Result<()> {
+        for (target, backend) in &self.backends {
+            if self.health.is_lost(target) || !self.health.is_up(target) {
+                continue;
+            }
+            if let Err(e) = backend.delete(id).await {
+                tracing::warn!(blob = %id, target_id = %target, error = %e, "an unfinished blob may remain on a target");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A blob whose replicas break a policy, and why.
