@@ -84,11 +84,25 @@ impl Server {
         Self::try_start_with_args(data_dir, &[], extra_env)
     }
 
+    /// Ports come from binding port 0 and letting go, so another process (a
+    /// client's outgoing connection, even) may take one before the server
+    /// binds it: a start that fails on that alone is tried again on new ports.
     fn try_start_with_args(
         data_dir: &Path,
         args: &[&std::ffi::OsStr],
         extra_env: &[(&str, &str)],
     ) -> Result<Self, String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start_once(data_dir, args, extra_env) {
+                Err(e) if attempt < 3 && e.contains("Address already in use") => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn try_start_once(data_dir: &Path, args: &[&std::ffi::OsStr], extra_env: &[(&str, &str)]) -> Result<Self, String> {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let s3 = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));

@@ -377,6 +377,19 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
     for (key, body) in &objects {
         assert_eq!(&get(&c, "fr-data", key).await, body, "{key} after repair");
     }
+
+    // The death, the declared loss and every policy change are in the audit log.
+    let audit = |operation: &str| {
+        let out = Command::new(coffre_bin())
+            .args(["audit", "query", "--format", "jsonl", "--operation", operation, "--data-dir"])
+            .arg(&cluster.gateway.data_dir)
+            .output()
+            .expect("audit query");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(audit("node:Down").contains(&format!("target={victim}")), "no node:Down event for {victim}");
+    assert!(audit("admin:DeclareTargetLost").contains(&format!("target={victim}")), "the loss is not recorded");
+    assert_eq!(audit("admin:PutBucketResidency").lines().count(), 6, "each policy request is an event");
 }
 
 #[test]

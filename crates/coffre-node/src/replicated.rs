@@ -30,17 +30,26 @@ const CHANNEL_CHUNKS: usize = 4;
 /// How often every target is asked whether it is up.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Told of every target going down or coming back up.
+pub type HealthObserver = Box<dyn Fn(&TargetId, bool) + Send + Sync>;
+
 /// Which targets answer, as last probed, and which were declared lost.
 pub struct TargetHealth {
     up: BTreeMap<TargetId, AtomicBool>,
     lost: Mutex<BTreeSet<TargetId>>,
+    observer: std::sync::OnceLock<HealthObserver>,
 }
 
 impl TargetHealth {
     fn new(topology: &Topology, lost: Vec<String>) -> Self {
         let up = topology.targets().iter().map(|t| (t.id.clone(), AtomicBool::new(true))).collect();
         let lost = lost.into_iter().map(TargetId).collect();
-        Self { up, lost: Mutex::new(lost) }
+        Self { up, lost: Mutex::new(lost), observer: std::sync::OnceLock::new() }
+    }
+
+    /// Sets the one observer of up/down changes (the audit log); later calls are ignored.
+    pub fn observe(&self, observer: HealthObserver) {
+        let _ = self.observer.set(observer);
     }
 
     pub fn is_lost(&self, id: &TargetId) -> bool {
@@ -60,6 +69,9 @@ impl TargetHealth {
                     tracing::info!(target_id = %id, "storage target is up");
                 } else {
                     tracing::warn!(target_id = %id, "storage target is down");
+                }
+                if let Some(observer) = self.observer.get() {
+                    observer(id, up);
                 }
             }
         }

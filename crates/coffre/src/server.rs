@@ -75,6 +75,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let keys = KeyStore::new(root.clone(), access_keys);
     let metrics = Arc::new(Metrics::new());
     let trail = open_trail(&config)?;
+    if let (Some(cluster), Some(trail)) = (&cluster, &trail) {
+        record_target_health(cluster, trail.clone());
+    }
     let front_config = FrontConfig {
         region: config.region.clone(),
         domains: config.domains.clone(),
@@ -114,13 +117,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     if let Some(trail) = &trail {
         let mut start = trail.event("server:Start");
+        let targets: Vec<String> = config.topology.targets().iter().map(|t| t.id.to_string()).collect();
         start.detail = Some(format!(
-            "version={} custody={} tls={} s3={} admin={}",
+            "version={} custody={} tls={} s3={} admin={} targets={}",
             env!("CARGO_PKG_VERSION"),
             service.kms().custody(),
             if config.tls.is_some() { "on" } else { "off" },
             config.s3_listen,
-            config.admin_listen
+            config.admin_listen,
+            targets.join(",")
         ));
         trail.act(start).await.context("recording the start in the audit log")?;
     }
@@ -178,6 +183,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every target going down or coming back is an audit event (`node:Down`,
+/// `node:Up`), as a declared loss is (`admin:DeclareTargetLost`).
+fn record_target_health(cluster: &Cluster, trail: Arc<Trail>) {
+    cluster.store.health().observe(Box::new(move |target, up| {
+        let mut event = trail.event(if up { "node:Up" } else { "node:Down" });
+        event.status = 200;
+        event.detail = Some(format!("target={target}"));
+        let trail = trail.clone();
+        tokio::spawn(async move {
+            if let Err(e) = trail.act(event).await {
+                tracing::error!(error = %e, "a storage target's change could not be recorded in the audit log");
+            }
+        });
+    }));
 }
 
 fn warn_fsync_off() {
