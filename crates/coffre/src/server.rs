@@ -208,22 +208,27 @@ fn warn_fsync_off() {
     );
 }
 
+/// This disk's blob store, with the fsync switch applied.
+fn open_disk_blobs(config: &Config) -> anyhow::Result<DiskBlobStore> {
+    let blobs = DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?;
+    Ok(if config.fsync { blobs } else { blobs.unsynced() })
+}
+
+/// The key that signs node requests, from `[cluster] secret`.
+fn cluster_key(config: &Config) -> anyhow::Result<ClusterKey> {
+    let secret = config.cluster_secret.as_ref().context("cluster.secret: required with storage nodes")?;
+    ClusterKey::new(secret.expose()).map_err(anyhow::Error::msg)
+}
+
 /// Where the bytes go, and the cluster view when that is storage targets.
 type Blobs = (Arc<dyn BlobStore>, Option<Arc<Cluster>>);
 
 /// The blob store: this disk, or the declared storage targets.
 fn open_blobs(config: &Config) -> anyhow::Result<Blobs> {
     if config.topology.is_empty() {
-        let blobs = DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?;
-        let blobs = if config.fsync { blobs } else { blobs.unsynced() };
-        return Ok((Arc::new(blobs), None));
+        return Ok((Arc::new(open_disk_blobs(config)?), None));
     }
-    let secret = config
-        .cluster_secret
-        .as_ref()
-        .map(crate::config::Secret::expose)
-        .context("cluster.secret: required with storage targets")?;
-    let key = ClusterKey::new(secret).map_err(anyhow::Error::msg)?;
+    let key = cluster_key(config)?;
     let index = config.data_dir.join("placement.redb");
     let store = ReplicatedBlobStore::open(
         config.topology.clone(),
@@ -245,23 +250,15 @@ fn open_blobs(config: &Config) -> anyhow::Result<Blobs> {
 /// `--role storage`: the node API over this disk's blob store, nothing else.
 async fn run_storage_node(config: Config) -> anyhow::Result<()> {
     let listen = config.node_listen.context("--node-listen: required with --role storage")?;
-    let secret = config
-        .cluster_secret
-        .as_ref()
-        .map(crate::config::Secret::expose)
-        .context("cluster.secret: required with --role storage")?;
-    let key = ClusterKey::new(secret).map_err(anyhow::Error::msg)?;
+    let key = cluster_key(&config)?;
     let id = TargetId(config.node_id.clone());
     if !config.topology.is_empty() && config.topology.target(&id).is_none() {
         anyhow::bail!("--node-id: {id} is not a target of the topology");
     }
-    let blobs = DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?;
-    let blobs = if config.fsync {
-        blobs
-    } else {
+    if !config.fsync {
         warn_fsync_off();
-        blobs.unsynced()
-    };
+    }
+    let blobs = open_disk_blobs(&config)?;
     let router = NodeServer::new(Arc::new(blobs), key, config.node_id.clone()).router();
     let listener = TcpListener::bind(listen).await.with_context(|| format!("binding the node API on {listen}"))?;
     tracing::info!(node = %config.node_id, listen = %listen, data_dir = %config.data_dir.display(), "storage node is serving");
