@@ -46,6 +46,10 @@ TOML
       --node-listen "127.0.0.1:1911$n" --node-id "n$n" &
     nodes+=($!)
   done
+  # Listening is enough (they answer 401 to an unsigned probe): the gateway then finds both up.
+  for n in 1 2; do
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:1911$n/v1/status" && break; sleep 0.1; done
+  done
 }
 stop_nodes() { for p in "${nodes[@]}"; do kill "$p"; wait "$p" || true; done; nodes=(); rm -rf "$work"/n?; }
 trap 'for p in "${nodes[@]}"; do kill "$p" 2>/dev/null || true; done; kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT

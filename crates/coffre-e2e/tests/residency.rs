@@ -498,3 +498,215 @@ async fn an_s3_service_holds_sealed_replicas_and_serves_when_the_node_dies() {
     let refused = c.put_object().bucket("data").key("new").body(ByteStream::from(vec![1u8; 100])).send().await;
     assert_eq!(error_code(refused), ("ResidencyPolicyUnsatisfiable".to_owned(), 503));
 }
+
+/// The trust label of a running two-node deployment: evaluated through the
+/// admin API, signed, verified offline; a byte changed fails verification; a
+/// target that turns out to be in Germany fails the observed-residency rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let addrs = [free_addr(), free_addr()];
+    let config = tmp.path().join("coffre.toml");
+    let write_config = |par2_country: &str| {
+        let text = format!(
+            "[cluster]\nsecret = \"{SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+             [audit]\nretention_days = 365\n\n\
+             [[operators]]\nid = \"op-fr\"\nname = \"Coffre Cloud SAS\"\ncountry = \"FR\"\n\n\
+             [[operators]]\nid = \"op-dc\"\nname = \"Datacentre Nord SAS\"\ncountry = \"FR\"\n\n\
+             [[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"http://{}\"\ncountry = \"FR\"\nregion = \"paris\"\n\
+             site = \"par-a\"\noperator = \"op-fr\"\ncapacity = \"1TiB\"\n\n\
+             [[targets]]\nid = \"par-2\"\nkind = \"node\"\nendpoint = \"http://{}\"\ncountry = \"{par2_country}\"\n\
+             region = \"lille\"\nsite = \"lil-a\"\noperator = \"op-dc\"\ncapacity = \"1TiB\"\n\n{LABEL}",
+            addrs[0], addrs[1]
+        );
+        std::fs::write(&config, text).expect("config");
+    };
+    write_config("FR");
+    let _nodes: Vec<Node> = ["par-1", "par-2"]
+        .iter()
+        .zip(addrs)
+        .map(|(id, addr)| Node::start(id, &config, tmp.path().join(id), addr))
+        .collect();
+    let config_env = config.to_str().expect("utf-8").to_owned();
+    let start_gateway = || {
+        Server::start_with_args(
+            &tmp.path().join("gateway"),
+            &["--role".as_ref(), "gateway".as_ref()],
+            &[("COFFRE_CONFIG", &config_env)],
+        )
+    };
+    let mut gateway = start_gateway();
+    let c = gateway.client();
+    c.create_bucket().bucket("dossiers").send().await.expect("bucket");
+    for i in 0..5 {
+        put(&c, "dossiers", &format!("patient/{i}"), pattern(10_000 + i, i as u64)).await;
+    }
+    // A policy change wakes the background evaluation: LOC-01-OBS goes N/A → PASS, an audit event.
+    let out =
+        gateway.cli(&["bucket", "residency", "dossiers", "--allow", "FR", "--replicas", "2", "--distinct-sites", "2"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let report = tmp.path().join("report.json");
+    let evaluate = |gateway: &Server| {
+        let out = Command::new(coffre_bin())
+            .args(["label", "evaluate", "--profile", "cloud-de-confiance", "--format", "json", "--output"])
+            .arg(&report)
+            .args(["--endpoint", &format!("http://{}", gateway.admin)])
+            .env("COFFRE_ROOT_ACCESS_KEY", coffre_e2e::ROOT_ACCESS)
+            .env("COFFRE_ROOT_SECRET_KEY", coffre_e2e::ROOT_SECRET)
+            .output()
+            .expect("label evaluate");
+        assert!(out.status.success(), "label evaluate: {}", String::from_utf8_lossy(&out.stderr));
+        let signed: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+        let outcomes: BTreeMap<String, String> = signed["report"]["outcomes"]
+            .as_array()
+            .expect("outcomes")
+            .iter()
+            .map(|o| {
+                (o["id"].as_str().unwrap_or_default().to_owned(), o["outcome"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        (signed, outcomes)
+    };
+    let (signed, outcomes) = evaluate(&gateway);
+    assert_eq!(signed["report"]["assessment"], "pre-assessment");
+    assert_eq!(signed["report"]["profile"], "secnumcloud-3.2", "the alias resolves");
+    for (rule, want) in
+        [("LOC-01", "PASS"), ("LOC-01-OBS", "PASS"), ("OWN-02", "PASS"), ("OWN-03", "PASS"), ("CRY-01", "PASS")]
+    {
+        assert_eq!(outcomes.get(rule).map(String::as_str), Some(want), "{rule}: {outcomes:?}");
+    }
+    // Observed, not declared: both listeners speak plain HTTP here.
+    assert_eq!(outcomes.get("CRY-04").map(String::as_str), Some("FAIL"), "{outcomes:?}");
+
+    // Offline verification with the deployment's public key, obtained separately.
+    let key_file = tmp.path().join("public.key");
+    let out = Command::new(coffre_bin())
+        .args(["audit", "public-key", "--data-dir"])
+        .arg(&gateway.data_dir)
+        .output()
+        .expect("public-key");
+    std::fs::write(&key_file, &out.stdout).expect("key file");
+    let verify = |path: &Path| {
+        Command::new(coffre_bin())
+            .args(["label", "verify"])
+            .arg(path)
+            .arg("--public-key")
+            .arg(&key_file)
+            .output()
+            .expect("label verify")
+    };
+    let out = verify(&report);
+    assert!(out.status.success(), "a fresh report must verify: {}", String::from_utf8_lossy(&out.stderr));
+    let mut bytes = std::fs::read(&report).expect("report");
+    let at = bytes.windows(4).position(|w| w == b"PASS").expect("a PASS in the report");
+    bytes[at] = b'F';
+    let tampered = tmp.path().join("tampered.json");
+    std::fs::write(&tampered, &bytes).expect("tampered");
+    let out = verify(&tampered);
+    assert!(!out.status.success(), "a report with one byte changed verified");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does NOT verify"), "{out:?}");
+
+    // The outcome change is an audit event; every outcome is a metric.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = Command::new(coffre_bin())
+            .args(["audit", "query", "--format", "jsonl", "--operation", "label:RuleChanged", "--data-dir"])
+            .arg(&gateway.data_dir)
+            .output()
+            .expect("audit query");
+        if String::from_utf8_lossy(&events.stdout).contains("rule=LOC-01-OBS from=N/A to=PASS") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no label:RuleChanged event for LOC-01-OBS");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, metrics) = coffre_e2e::http_get(gateway.admin, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains(r#"label_rule_outcome{profile="secnumcloud-3.2",rule="LOC-01",outcome="PASS"} 1"#),
+        "no label metric"
+    );
+
+    // par-2 turns out to be in Germany: every declaration is consistent, but
+    // replicas of an FR-only bucket are observed outside FR.
+    gateway.stop();
+    write_config("DE");
+    gateway = start_gateway();
+    let (_, outcomes) = evaluate(&gateway);
+    assert_eq!(outcomes.get("LOC-01").map(String::as_str), Some("PASS"), "DE is in the EU");
+    assert_eq!(outcomes.get("LOC-01-OBS").map(String::as_str), Some("FAIL"), "{outcomes:?}");
+}
+
+const LABEL: &str = r#"# Trust label, declared facts. Percentages are of capital and of voting rights.
+# A holder that is an entity id is looked through; any other holder is ultimate and needs a country.
+[[entities]]
+id = "ent-coffre"
+name = "Coffre Cloud SAS"
+registered_office = "FR"
+central_administration = "FR"
+principal_establishment = "FR"
+government_links = false
+shareholders = [
+    { holder = "ent-holding", capital = 60.0, voting = 70.0, board_majority = true },
+    { holder = "Fonds Souverain Europe", country = "LU", capital = 30.0, voting = 25.0 },
+    { holder = "Acme Ventures Inc.", country = "US", capital = 10.0, voting = 5.0 },
+]
+
+[[entities]]
+id = "ent-holding"
+name = "Coffre Holding SA"
+registered_office = "FR"
+central_administration = "FR"
+principal_establishment = "FR"
+government_links = false
+shareholders = [
+    { holder = "Fondateurs", country = "FR", capital = 80.0, voting = 90.0 },
+    { holder = "Acme Ventures Inc.", country = "US", capital = 20.0, voting = 10.0 },
+]
+
+[[entities]]
+id = "ent-dc"
+name = "Datacentre Nord SAS"
+registered_office = "FR"
+central_administration = "FR"
+principal_establishment = "FR"
+government_links = false
+shareholders = [{ holder = "Famille Martin", country = "FR", capital = 100.0, voting = 100.0 }]
+
+[[third_parties]]
+name = "Example Software Inc."
+country = "US"
+role = "software licensor; updates pass the inspection zone"
+data_access = false
+key_access = false
+autonomy_plan = true
+
+[label]
+provider = "ent-coffre"
+admin_origins = ["FR"]
+processing_countries = ["FR"]
+kms_countries = ["FR"]
+log_retention_days = 365
+
+[label.contract]
+governing_law = "FR"
+deletion_notice_days = 21
+sovereignty_change_notice_days = 30
+
+[label.operator_entities]
+op-fr = "ent-coffre"
+op-dc = "ent-dc"
+
+# Yes/no declarations for what Coffre cannot observe (each rule names the one it reads).
+[label.attestations]
+backup_site_distinct = true
+mfa_admin = true
+crypto_erase = true
+logging_policy = true
+security_events_logged = true
+central_log_store = true
+clock_sync = true
+log_correlation = true
+per_tenant_log_export = true
+erasure_all_copies = true
+"#;

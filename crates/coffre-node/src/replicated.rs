@@ -159,6 +159,11 @@ impl ReplicatedBlobStore {
         self.backends.get(id).cloned().ok_or_else(|| Error::Residency(format!("target {id} is not in the topology")))
     }
 
+    /// The placement index in pages: blobs after `after`, at most `limit`.
+    pub async fn replicas_page(&self, after: Option<BlobId>, limit: usize) -> Result<Vec<(BlobId, Replicas)>> {
+        self.index.page(after, limit).await
+    }
+
     /// Where a blob's replicas are, from the placement index.
     pub async fn replicas(&self, id: BlobId) -> Result<Option<Replicas>> {
         self.index.get(id).await

@@ -41,6 +41,7 @@ pub struct AdminState {
     pub trail: Option<Arc<Trail>>,
     /// Present when the data lives on storage targets.
     pub cluster: Option<Arc<crate::residency::Cluster>>,
+    pub labels: Arc<crate::label::Labels>,
 }
 
 /// The client address of an admin connection.
@@ -69,6 +70,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/targets", get(residency::list_targets))
         .route("/admin/v1/targets/{id}/lost", axum::routing::post(residency::declare_lost))
         .route("/admin/v1/repair", get(residency::repair_status).post(residency::start_repair))
+        .route("/admin/v1/label", get(crate::label::evaluate))
+        .route("/admin/v1/label/latest", get(crate::label::latest))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit_request));
     Router::new()
@@ -134,6 +137,8 @@ fn admin_operation(method: &axum::http::Method, path: &str) -> String {
         ("POST", ["targets", _, "lost"]) => "DeclareTargetLost",
         ("GET", ["repair"]) => "RepairStatus",
         ("POST", ["repair"]) => "StartRepair",
+        ("GET", ["label"]) => "EvaluateLabel",
+        ("GET", ["label", "latest"]) => "LabelLatest",
         _ => return format!("admin:{} {path}", method.as_str()),
     };
     format!("admin:{name}")

@@ -98,6 +98,12 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The public key a report or proof is checked with: the file given, else
+/// the one of `data_dir`'s signing key.
+pub fn public_key_for(given: Option<&Path>, data_dir: &Path) -> anyhow::Result<PublicKey> {
+    public_key(given, &audit_paths(data_dir).1)
+}
+
 /// The key given, else the local signing key's (which an auditor should not rely on).
 fn public_key(given: Option<&Path>, signing_key: &Path) -> anyhow::Result<PublicKey> {
     match given {

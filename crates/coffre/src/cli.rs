@@ -138,6 +138,27 @@ impl AdminClient {
         self.call(http::Method::POST, &path, Some(body)).await?.context("empty answer")
     }
 
+    /// A GET answered with text (a report), returned as is.
+    pub async fn text(&self, path: &str) -> anyhow::Result<String> {
+        let req = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(path)
+            .header(http::header::HOST, &self.authority)
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::new()))?;
+        let resp = self.send(req).await.with_context(|| format!("cannot reach the admin API at {}", self.endpoint))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("{status}: {message}");
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// Any admin call answered with JSON.
     pub async fn json(
         &self,

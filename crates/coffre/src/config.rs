@@ -61,6 +61,16 @@ pub struct FileConfig {
     pub jurisdictions: std::collections::BTreeMap<String, Vec<String>>,
     /// `[residency]`: the policy of buckets that set none.
     pub residency: Option<coffre_topology::ResidencyPolicy>,
+    /// `[[entities]]`: legal entities and their shareholders, for the trust label.
+    #[serde(default)]
+    pub entities: Vec<coffre_label::RawEntity>,
+    /// `[[third_parties]]`: who else touches the service, for the trust label.
+    #[serde(default)]
+    pub third_parties: Vec<coffre_label::RawThirdParty>,
+    /// `[label]`: the other declared facts of the trust label.
+    pub label: Option<coffre_label::RawLabel>,
+    /// Seconds between two evaluations of every built-in trust profile (default 300).
+    pub label_interval_secs: Option<u64>,
 }
 
 /// `[cluster]`.
@@ -191,6 +201,9 @@ pub struct Config {
     /// Required when nodes talk to each other.
     pub cluster_secret: Option<Secret>,
     pub node_listen: Option<SocketAddr>,
+    /// The trust label's declared facts, validated against the topology.
+    pub declared: std::sync::Arc<coffre_label::DeclaredFacts>,
+    pub label_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +221,13 @@ impl Config {
             None => FileConfig::default(),
         };
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+        let topology = coffre_topology::Topology::from_raw(file.operators, file.targets, file.jurisdictions)
+            .context("in the topology ([[operators]], [[targets]], [jurisdictions])")?;
+        let declared = coffre_label::DeclaredFacts::from_raw(
+            file.label.unwrap_or_default().into_declared(file.entities, file.third_parties),
+            &topology,
+        )
+        .context("in the trust label's declared facts ([[entities]], [[third_parties]], [label])")?;
         let config = Self {
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
             s3_listen: args.s3_listen.or(file.s3_listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9000))),
@@ -229,10 +249,9 @@ impl Config {
             fsync: env_flag("COFFRE_FSYNC")?.or(file.fsync).unwrap_or(true),
             audit: None,
             role: args.role.unwrap_or_default(),
-            topology: std::sync::Arc::new(
-                coffre_topology::Topology::from_raw(file.operators, file.targets, file.jurisdictions)
-                    .context("in the topology ([[operators]], [[targets]], [jurisdictions])")?,
-            ),
+            topology: std::sync::Arc::new(topology),
+            declared: std::sync::Arc::new(declared),
+            label_interval: secs(file.label_interval_secs, 300),
             default_residency: file.residency.unwrap_or_else(coffre_topology::ResidencyPolicy::single),
             cluster_secret: std::env::var("COFFRE_CLUSTER_SECRET")
                 .ok()

@@ -9,6 +9,7 @@ mod config;
 mod credentials;
 mod inspect;
 mod kms;
+mod label;
 mod lifecycle;
 mod metrics;
 mod residency;
@@ -67,6 +68,13 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The trust label: evaluate this deployment against a profile, or verify a report.
+    Label {
+        #[command(subcommand)]
+        action: LabelAction,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Read a data directory directly, with the server stopped.
     Inspect {
         #[command(subcommand)]
@@ -107,6 +115,32 @@ enum TargetAction {
         #[arg(long)]
         start: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum LabelAction {
+    /// Evaluate the running deployment (through its admin API) against a
+    /// profile: a signed pre-assessment (json), or text or html to read.
+    Evaluate {
+        /// secnumcloud-3.2 (alias cloud-de-confiance), hds-2, gaiax-label-3, data-act.
+        #[arg(long)]
+        profile: String,
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Check a signed report offline; exit 0 only if it is intact and signed by the key.
+    Verify {
+        report: PathBuf,
+        /// A file holding the public key as `coffre audit public-key` prints it
+        /// (default: derived from DATA_DIR's signing key).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// List the built-in profiles.
+    Profiles,
 }
 
 #[derive(Subcommand)]
@@ -207,6 +241,7 @@ async fn main() -> std::process::ExitCode {
         Command::Kms { action: KmsAction::Status, admin } => kms_status(&admin).await,
         Command::Object { action, admin } => object_command(action, &admin).await,
         Command::Target { action, admin } => target_command(action, &admin).await,
+        Command::Label { action, admin } => label_command(action, &admin).await,
         Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
         Command::Audit(args) => audit::run(args),
         Command::Bench(args) => bench::run(args).await,
@@ -337,6 +372,48 @@ async fn target_command(action: TargetAction, admin: &AdminArgs) -> anyhow::Resu
         TargetAction::Repair { start: false } => (http::Method::GET, "/admin/v1/repair".to_owned()),
     };
     print_json(&client.json(method, &path, None).await?)
+}
+
+async fn label_command(action: LabelAction, admin: &AdminArgs) -> anyhow::Result<()> {
+    match action {
+        LabelAction::Evaluate { profile, format, output } => {
+            let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("profile", &profile).append_pair("format", &format);
+            let body = client.text(&format!("/admin/v1/label?{}", query.finish())).await?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, body).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+                }
+                None => {
+                    print!("{body}");
+                    Ok(())
+                }
+            }
+        }
+        LabelAction::Verify { report, public_key } => {
+            let key = audit::public_key_for(public_key.as_deref(), &admin.data_dir)?;
+            let text =
+                std::fs::read_to_string(&report).map_err(|e| anyhow::anyhow!("reading {}: {e}", report.display()))?;
+            let checked = coffre_label::verify(&text, &key.0)
+                .map_err(|e| anyhow::anyhow!("{} does NOT verify: {e}", report.display()))?;
+            println!(
+                "{}: signature valid ({key}); profile {} {}, {}; {}",
+                report.display(),
+                checked.profile,
+                checked.profile_version,
+                checked.generated,
+                checked.conclusion()
+            );
+            Ok(())
+        }
+        LabelAction::Profiles => {
+            for p in coffre_label::builtin_profiles() {
+                println!("{:<18} {:<8} {} ({} rules)", p.id, p.version, p.title, p.rules.len());
+            }
+            Ok(())
+        }
+    }
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {

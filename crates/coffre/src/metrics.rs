@@ -27,6 +27,13 @@ struct Action {
     action: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LabelRule {
+    profile: String,
+    rule: String,
+    outcome: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     lifecycle_actions: Family<Action, Counter>,
@@ -35,7 +42,12 @@ pub struct Metrics {
     bytes_in: Family<Op, Counter>,
     bytes_out: Family<Op, Counter>,
     latency: Family<Op, Histogram>,
+    /// 1 for a rule's current outcome, 0 for the others it had.
+    label_rules: Family<LabelRule, Gauge>,
 }
+
+/// Every outcome a rule can have, so a change zeroes the old one.
+const OUTCOMES: [&str; 5] = ["PASS", "FAIL", "WARN", "N/A", "UNKNOWN"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -63,8 +75,15 @@ impl Metrics {
             "When the last lifecycle pass finished",
             lifecycle_last_run.clone(),
         );
+        let label_rules = Family::<LabelRule, Gauge>::default();
+        registry.sub_registry_with_prefix("label").register(
+            "rule_outcome",
+            "The trust label's latest outcome of each rule of each profile (1 = current)",
+            label_rules.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
+            label_rules,
             lifecycle_actions,
             lifecycle_last_run,
             requests,
@@ -85,6 +104,14 @@ impl Metrics {
             self.lifecycle_actions.get_or_create(&Action { action }).inc_by(n);
         }
         self.lifecycle_last_run.set(finished_unix);
+    }
+
+    /// Records one rule's latest outcome.
+    pub fn label_rule(&self, profile: &str, rule: &str, outcome: &str) {
+        for o in OUTCOMES {
+            let labels = LabelRule { profile: profile.to_owned(), rule: rule.to_owned(), outcome: o.to_owned() };
+            self.label_rules.get_or_create(&labels).set(i64::from(o == outcome));
+        }
     }
 
     pub fn render(&self) -> String {

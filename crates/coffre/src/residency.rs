@@ -112,6 +112,7 @@ pub async fn put_residency(
     state.service.change_bucket(&state.root, &bucket, change).await.map_err(service_error)?;
     cluster.store.retag(&name, &policy).await.map_err(service_error)?;
     cluster.wake_repair.notify_one();
+    state.labels.wake.notify_one();
     Ok(Json(ResidencyView { bucket: name, policy: Some(policy.clone()), effective: policy }))
 }
 
@@ -258,6 +259,7 @@ pub async fn declare_lost(
         .await
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, "NoSuchTarget", e.to_string()))?;
     cluster.wake_repair.notify_one();
+    state.labels.wake.notify_one();
     Ok(Json(repair_snapshot(cluster)))
 }
 

@@ -1,0 +1,341 @@
+//! The trust label on a running server: facts observed from the system next
+//! to those declared in the config, evaluated against the built-in profiles.
+//!
+//! Reports are signed with the deployment's Ed25519 key (the audit log's), so
+//! `coffre audit public-key` is also the key that checks a report offline.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use coffre_label::{
+    DeclaredFacts, Facts, ObservedBucket, ObservedFacts, ObservedListener, ObservedReplica, ObservedTarget, Report,
+};
+use coffre_topology::{ResidencyPolicy, Topology};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::admin::{AdminState, ApiError};
+
+/// Blobs read from the placement index per step while observing replicas.
+const PAGE: usize = 1024;
+
+/// What the label needs besides the admin state: the declared facts and where
+/// the audit log and its key are.
+pub struct Labels {
+    declared: Arc<DeclaredFacts>,
+    topology: Arc<Topology>,
+    deployment: String,
+    /// `None`: the audit log is off; reports cannot be signed.
+    audit: Option<AuditPlace>,
+    sse_c_offered: bool,
+    interval: Duration,
+    latest: Mutex<BTreeMap<String, Report>>,
+    /// Re-evaluate now (a topology or policy change).
+    pub wake: Notify,
+}
+
+pub struct AuditPlace {
+    pub dir: PathBuf,
+    pub key_path: PathBuf,
+    pub retention_days: u64,
+}
+
+impl Labels {
+    pub fn new(config: &crate::config::Config, sse_c_offered: bool) -> Arc<Self> {
+        let audit = config.audit.as_ref().map(|a| AuditPlace {
+            dir: a.log.dir.clone(),
+            key_path: a.log.key_path.clone(),
+            retention_days: a.log.retention.as_secs() / 86_400,
+        });
+        Arc::new(Self {
+            declared: config.declared.clone(),
+            topology: config.topology.clone(),
+            deployment: config.node_id.clone(),
+            audit,
+            sse_c_offered,
+            interval: config.label_interval,
+            latest: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Evaluates `profile` against the system as it is now.
+    pub async fn evaluate(&self, state: &AdminState, profile: &coffre_label::Profile) -> anyhow::Result<Report> {
+        let observed = self.observe(state).await?;
+        let facts = Facts { declared: (*self.declared).clone(), observed, topology: (*self.topology).clone() };
+        Ok(coffre_label::evaluate(profile, &facts, time::OffsetDateTime::now_utc(), &self.deployment))
+    }
+
+    /// The signed report file (JSON with a detached JWS).
+    pub fn sign(&self, report: &Report) -> anyhow::Result<String> {
+        let audit = self.audit.as_ref().context("the audit log is off, and with it the deployment's signing key")?;
+        let key = std::fs::read(&audit.key_path)
+            .with_context(|| format!("reading the signing key {}", audit.key_path.display()))?;
+        coffre_label::sign(report, &key).context("signing the report")
+    }
+
+    async fn observe(&self, state: &AdminState) -> anyhow::Result<ObservedFacts> {
+        let buckets = state.service.list_buckets(&state.root).await.context("listing buckets")?;
+        let (objects_total, objects_encrypted) = count_data_keys(state, &buckets).await?;
+        Ok(ObservedFacts {
+            targets: self.targets(),
+            buckets: self.buckets(state, &buckets),
+            replicas: self.replicas(state).await?,
+            objects_total,
+            objects_encrypted,
+            encryption_algorithm: "AES-256-GCM".into(),
+            kms_custody: state.service.kms().custody().to_string(),
+            listeners: listeners(&state.tls.report()),
+            audit_log_verifies: self.audit_verifies(state).await,
+            audit_retention_days: self.audit.as_ref().map(|a| a.retention_days),
+            sse_c_offered: self.sse_c_offered,
+        })
+    }
+
+    fn targets(&self) -> Vec<ObservedTarget> {
+        self.topology
+            .targets()
+            .iter()
+            .map(|t| ObservedTarget {
+                id: t.id.to_string(),
+                country: t.country.to_string(),
+                region: t.region.clone(),
+                site: t.site.clone(),
+                operator: t.operator.to_string(),
+            })
+            .collect()
+    }
+
+    /// Each bucket's allowed countries (its policy, else the deployment's
+    /// default) and whether its key is its own.
+    fn buckets(&self, state: &AdminState, records: &[coffre_core::meta::BucketRecord]) -> Vec<ObservedBucket> {
+        let default = state.cluster.as_ref().map(|c| c.store.default_policy().clone());
+        let mut kek_owners: BTreeMap<&str, usize> = BTreeMap::new();
+        for kek in records.iter().flat_map(|b| &b.keks) {
+            *kek_owners.entry(kek.id.as_str()).or_default() += 1;
+        }
+        records
+            .iter()
+            .map(|b| {
+                let policy = b.residency.clone().or_else(|| default.clone());
+                ObservedBucket {
+                    name: b.name.as_str().to_owned(),
+                    allowed_countries: policy.and_then(|p| self.allowed_countries(&p)),
+                    has_own_key: !b.keks.is_empty() && b.keks.iter().all(|k| kek_owners[k.id.as_str()] == 1),
+                }
+            })
+            .collect()
+    }
+
+    /// `None` for a policy that allows anywhere.
+    fn allowed_countries(&self, policy: &ResidencyPolicy) -> Option<Vec<String>> {
+        if policy.allow.is_empty() {
+            return None;
+        }
+        let mut countries: Vec<String> = policy
+            .allow
+            .iter()
+            .filter_map(|name| self.topology.jurisdiction(name))
+            .flatten()
+            .map(ToString::to_string)
+            .collect();
+        countries.sort();
+        countries.dedup();
+        Some(countries)
+    }
+
+    /// Every replica the placement index records, with its target's country.
+    async fn replicas(&self, state: &AdminState) -> anyhow::Result<Vec<ObservedReplica>> {
+        let Some(cluster) = &state.cluster else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = cluster.store.replicas_page(after, PAGE).await.context("reading the placement index")?;
+            let Some((last, _)) = page.last() else { return Ok(out) };
+            after = Some(*last);
+            for (_, replicas) in page {
+                for target in &replicas.targets {
+                    let declared = self.topology.target(&coffre_topology::TargetId(target.clone()));
+                    out.push(ObservedReplica {
+                        bucket: replicas.bucket.clone(),
+                        key: replicas.key.clone(),
+                        target: target.clone(),
+                        country: declared.map(|t| t.country.to_string()).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether the whole audit log verifies now under its public key.
+    async fn audit_verifies(&self, state: &AdminState) -> Option<bool> {
+        let (audit, trail) = (self.audit.as_ref()?, state.trail.as_ref()?);
+        let (dir, key) = (audit.dir.clone(), trail.log().public_key());
+        let checked = tokio::task::spawn_blocking(move || {
+            coffre_audit::verify::verify(&coffre_audit::store::LogDir::new(dir), &key).map(drop)
+        })
+        .await;
+        Some(matches!(checked, Ok(Ok(()))))
+    }
+}
+
+/// Data keys in the metadata, and how many of them a KEK of their bucket wraps.
+async fn count_data_keys(
+    state: &AdminState,
+    buckets: &[coffre_core::meta::BucketRecord],
+) -> anyhow::Result<(u64, u64)> {
+    let (mut total, mut wrapped) = (0u64, 0u64);
+    for bucket in buckets {
+        let mut cursor = None;
+        loop {
+            let (slots, next) = state
+                .service
+                .meta()
+                .sealed_keys(&bucket.name, u32::MAX, cursor, PAGE)
+                .await
+                .with_context(|| format!("reading the data keys of {}", bucket.name.as_str()))?;
+            total += slots.len() as u64;
+            wrapped += slots.iter().filter(|s| bucket.kek(s.key.kek_generation).is_some()).count() as u64;
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok((total, wrapped))
+}
+
+fn listeners(report: &crate::tls::TlsReport) -> Vec<ObservedListener> {
+    [("s3", &report.s3), ("admin", &report.admin)]
+        .into_iter()
+        .map(|(name, l)| ObservedListener {
+            name: name.into(),
+            tls: l.enabled,
+            versions: l.protocol_versions.clone(),
+            suites: l.cipher_suites.clone(),
+            groups: l.key_exchange_groups.clone(),
+        })
+        .collect()
+}
+
+/// Re-evaluates every built-in profile at start, every interval and when
+/// woken; a rule whose outcome changed is an audit event, every outcome a metric.
+pub async fn run(labels: Arc<Labels>, state: AdminState, stop: impl Future<Output = ()>) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        for profile in coffre_label::builtin_profiles() {
+            match labels.evaluate(&state, &profile).await {
+                Ok(report) => labels.record(&state, report).await,
+                Err(e) => {
+                    tracing::warn!(profile = %profile.id, error = %format!("{e:#}"), "the trust label could not be evaluated")
+                }
+            }
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = labels.wake.notified() => {}
+            () = tokio::time::sleep(labels.interval) => {}
+        }
+    }
+}
+
+impl Labels {
+    async fn record(&self, state: &AdminState, report: Report) {
+        let previous =
+            self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&report.profile).cloned();
+        for rule in &report.outcomes {
+            let outcome = rule.outcome.as_str();
+            state.metrics.label_rule(&report.profile, &rule.id, outcome);
+            let before = previous.as_ref().and_then(|p| p.outcomes.iter().find(|r| r.id == rule.id));
+            let changed = before.map(|b| b.outcome.as_str()).filter(|b| *b != outcome);
+            if let (Some(before), Some(trail)) = (changed, &state.trail) {
+                let mut event = trail.event("label:RuleChanged");
+                event.status = 200;
+                event.detail = Some(format!("profile={} rule={} from={before} to={outcome}", report.profile, rule.id));
+                if let Err(e) = trail.act(event).await {
+                    tracing::error!(error = %e, "a trust-label change could not be recorded in the audit log");
+                }
+            }
+        }
+        self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(report.profile.clone(), report);
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EvaluateQuery {
+    profile: String,
+    #[serde(default = "default_format")]
+    format: String,
+}
+
+fn default_format() -> String {
+    "json".into()
+}
+
+/// `GET /admin/v1/label?profile=NAME&format=json|text|html`: a fresh
+/// evaluation; JSON comes signed.
+pub async fn evaluate(
+    State(state): State<AdminState>,
+    Query(query): Query<EvaluateQuery>,
+) -> Result<Response, ApiError> {
+    let labels = state.labels.clone();
+    let profile = coffre_label::builtin_profile(&query.profile).ok_or_else(|| {
+        let known: Vec<String> = coffre_label::builtin_profiles().into_iter().map(|p| p.id).collect();
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "NoSuchProfile",
+            format!(
+                "no profile {:?}; built in: {} (and the alias cloud-de-confiance)",
+                query.profile,
+                known.join(", ")
+            ),
+        )
+    })?;
+    let report = labels
+        .evaluate(&state, &profile)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "LabelFailed", format!("{e:#}")))?;
+    let (content_type, body) = match query.format.as_str() {
+        "json" => (
+            "application/json",
+            labels.sign(&report).map_err(|e| ApiError(StatusCode::CONFLICT, "CannotSign", format!("{e:#}")))?,
+        ),
+        "text" => ("text/plain; charset=utf-8", report.to_text()),
+        "html" => ("text/html; charset=utf-8", report.to_html()),
+        other => {
+            return Err(ApiError(StatusCode::BAD_REQUEST, "BadFormat", format!("{other:?}: json, text or html")));
+        }
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+#[derive(Serialize)]
+pub struct LatestView {
+    profile: String,
+    generated: String,
+    conclusion: String,
+    summary: coffre_label::Summary,
+}
+
+/// `GET /admin/v1/label/latest`: the last background evaluation of each profile.
+pub async fn latest(State(state): State<AdminState>) -> Json<Vec<LatestView>> {
+    let latest = state.labels.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(
+        latest
+            .values()
+            .map(|r| LatestView {
+                profile: r.profile.clone(),
+                generated: r.generated.clone(),
+                conclusion: r.conclusion(),
+                summary: r.summary.clone(),
+            })
+            .collect(),
+    )
+}
