@@ -63,7 +63,8 @@ impl AuditConfig {
             key_path,
             batch_window: Duration::from_secs(1),
             head_interval: Duration::from_secs(60),
-            retention: Duration::from_secs(180 * 24 * 3600),
+            // A year: SecNumCloud asks for six months at least (LOG-03 of the trust label).
+            retention: Duration::from_secs(365 * 24 * 3600),
             segment_bytes: 64 * 1024 * 1024,
             fsync: true,
         }

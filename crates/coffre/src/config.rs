@@ -126,7 +126,7 @@ pub struct AuditFile {
     pub batch_window_ms: Option<u64>,
     /// Seconds between signed tree heads (default 60).
     pub head_interval_secs: Option<u64>,
-    /// Days a segment keeps its events before only their hashes stay (default 180).
+    /// Days a segment keeps its events before only their hashes stay (default 365).
     pub retention_days: Option<u64>,
     /// Size at which a segment is closed (default 64 MiB).
     pub segment_bytes: Option<u64>,
