@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What replication costs: PUT and GET with 2 replicas (a gateway and two
 # storage nodes on two sites, all on this machine) against one single-node
-# server, same objects, same run, alternating.
+# server, same objects, same run, alternating. For 4 KiB objects the single
+# node is also run with --inline-threshold 0, since a gateway never inlines.
 #   scripts/bench-replicas.sh [seconds-per-phase]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +61,12 @@ for size in 4KiB 1MiB; do
     start_server ""
     bench --size "$size" --concurrency 32 --phases put,get
     stop_server
+    if [ "$size" = 4KiB ]; then
+      echo; echo "== round $round, $size objects, concurrency 32: single node, --inline-threshold 0 (a blob file per object)"
+      start_server "--inline-threshold 0"
+      bench --size "$size" --concurrency 32 --phases put,get
+      stop_server
+    fi
     echo; echo "== round $round, $size objects, concurrency 32: gateway + 2 storage nodes (2 replicas, 2 sites)"
     start_nodes
     start_server "--role gateway --config $work/cluster.toml"

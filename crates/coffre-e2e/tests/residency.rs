@@ -507,9 +507,19 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     let tmp = tempfile::tempdir().expect("tempdir");
     let addrs = [free_addr(), free_addr()];
     let config = tmp.path().join("coffre.toml");
+    // A profile of one's own, next to the built-in ones: the ministry's rule is France only.
+    let own_profile = tmp.path().join("ministere.toml");
+    std::fs::write(
+        &own_profile,
+        "id = \"ministere-fr\"\nversion = \"1\"\neffective = 2026-01-01\ntitle = \"Données du ministère\"\n\
+         notes = \"France only.\"\n\n[[rules]]\nid = \"LOC-01\"\ntitle = \"Stored in France\"\nsource = \"circulaire\"\n\
+         severity = \"blocking\"\ncheck = { predicate = \"observed_residency\", jurisdiction = \"FR\" }\n",
+    )
+    .expect("profile");
+    let profiles_line = format!("label_profiles = [{:?}]\n", own_profile.to_str().expect("utf-8"));
     let write_config = |par2_country: &str| {
         let text = format!(
-            "[cluster]\nsecret = \"{SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+            "{profiles_line}[cluster]\nsecret = \"{SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
              [audit]\nretention_days = 365\n\n\
              [[operators]]\nid = \"op-fr\"\nname = \"Coffre Cloud SAS\"\ncountry = \"FR\"\n\n\
              [[operators]]\nid = \"op-dc\"\nname = \"Datacentre Nord SAS\"\ncountry = \"FR\"\n\n\
@@ -547,9 +557,9 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     assert!(out.status.success(), "{out:?}");
 
     let report = tmp.path().join("report.json");
-    let evaluate = |gateway: &Server| {
+    let evaluate = |gateway: &Server, profile: &str| {
         let out = Command::new(coffre_bin())
-            .args(["label", "evaluate", "--profile", "cloud-de-confiance", "--format", "json", "--output"])
+            .args(["label", "evaluate", "--profile", profile, "--format", "json", "--output"])
             .arg(&report)
             .args(["--endpoint", &format!("http://{}", gateway.admin)])
             .env("COFFRE_ROOT_ACCESS_KEY", coffre_e2e::ROOT_ACCESS)
@@ -568,7 +578,7 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
             .collect();
         (signed, outcomes)
     };
-    let (signed, outcomes) = evaluate(&gateway);
+    let (signed, outcomes) = evaluate(&gateway, "cloud-de-confiance");
     assert_eq!(signed["report"]["assessment"], "pre-assessment");
     assert_eq!(signed["report"]["profile"], "secnumcloud-3.2", "the alias resolves");
     for (rule, want) in
@@ -578,6 +588,9 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     }
     // Observed, not declared: both listeners speak plain HTTP here.
     assert_eq!(outcomes.get("CRY-04").map(String::as_str), Some("FAIL"), "{outcomes:?}");
+    let (own, outcomes) = evaluate(&gateway, "ministere-fr");
+    assert_eq!(own["report"]["profile"], "ministere-fr");
+    assert_eq!(outcomes.get("LOC-01").map(String::as_str), Some("PASS"), "{outcomes:?}");
 
     // Offline verification with the deployment's public key, obtained separately.
     let key_file = tmp.path().join("public.key");
@@ -632,9 +645,11 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     gateway.stop();
     write_config("DE");
     gateway = start_gateway();
-    let (_, outcomes) = evaluate(&gateway);
+    let (_, outcomes) = evaluate(&gateway, "cloud-de-confiance");
     assert_eq!(outcomes.get("LOC-01").map(String::as_str), Some("PASS"), "DE is in the EU");
     assert_eq!(outcomes.get("LOC-01-OBS").map(String::as_str), Some("FAIL"), "{outcomes:?}");
+    let (_, outcomes) = evaluate(&gateway, "ministere-fr");
+    assert_eq!(outcomes.get("LOC-01").map(String::as_str), Some("FAIL"), "the ministry's own rule: {outcomes:?}");
 }
 
 const LABEL: &str = r#"# Trust label, declared facts. Percentages are of capital and of voting rights.

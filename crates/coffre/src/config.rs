@@ -69,8 +69,12 @@ pub struct FileConfig {
     pub third_parties: Vec<coffre_label::RawThirdParty>,
     /// `[label]`: the other declared facts of the trust label.
     pub label: Option<coffre_label::RawLabel>,
-    /// Seconds between two evaluations of every built-in trust profile (default 300).
+    /// Seconds between two evaluations of every trust profile (default 300).
     pub label_interval_secs: Option<u64>,
+    /// Trust profiles of one's own (TOML files in the built-in profiles' format),
+    /// evaluated with the built-in ones.
+    #[serde(default)]
+    pub label_profiles: Vec<PathBuf>,
 }
 
 /// `[cluster]`.
@@ -204,6 +208,8 @@ pub struct Config {
     /// The trust label's declared facts, validated against the topology.
     pub declared: std::sync::Arc<coffre_label::DeclaredFacts>,
     pub label_interval: Duration,
+    /// The built-in profiles, then those of `label_profiles`.
+    pub profiles: Vec<coffre_label::Profile>,
 }
 
 #[derive(Debug, Clone)]
@@ -252,6 +258,7 @@ impl Config {
             topology: std::sync::Arc::new(topology),
             declared: std::sync::Arc::new(declared),
             label_interval: secs(file.label_interval_secs, 300),
+            profiles: load_profiles(&file.label_profiles)?,
             default_residency: file.residency.unwrap_or_else(coffre_topology::ResidencyPolicy::single),
             cluster_secret: std::env::var("COFFRE_CLUSTER_SECRET")
                 .ok()
@@ -355,6 +362,23 @@ fn audit_settings(file: AuditFile, data_dir: &Path) -> anyhow::Result<Option<Aud
         log.segment_bytes = bytes;
     }
     Ok(Some(AuditSettings { log, reads }))
+}
+
+/// The built-in trust profiles and the files named, each checked; an id
+/// given twice is refused, so a report's profile id names one thing.
+fn load_profiles(paths: &[PathBuf]) -> anyhow::Result<Vec<coffre_label::Profile>> {
+    let mut profiles = coffre_label::builtin_profiles();
+    for path in paths {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("label_profiles: reading {}", path.display()))?;
+        let profile =
+            coffre_label::load_profile(&text).with_context(|| format!("label_profiles: in {}", path.display()))?;
+        if profiles.iter().any(|p| p.id == profile.id || p.aliases.contains(&profile.id)) {
+            bail!("label_profiles: {} declares profile {:?}, which exists already", path.display(), profile.id);
+        }
+        profiles.push(profile);
+    }
+    Ok(profiles)
 }
 
 /// A boolean from the environment: `true`/`false`, or absent.

@@ -36,6 +36,7 @@ pub struct Labels {
     audit: Option<AuditPlace>,
     sse_c_offered: bool,
     interval: Duration,
+    profiles: Vec<coffre_label::Profile>,
     latest: Mutex<BTreeMap<String, Report>>,
     /// Re-evaluate now (a topology or policy change).
     pub wake: Notify,
@@ -61,9 +62,15 @@ impl Labels {
             audit,
             sse_c_offered,
             interval: config.label_interval,
+            profiles: config.profiles.clone(),
             latest: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
         })
+    }
+
+    /// A profile by id or alias: built in, or from `label_profiles`.
+    pub fn profile(&self, name: &str) -> Option<&coffre_label::Profile> {
+        self.profiles.iter().find(|p| p.id == name || p.aliases.iter().any(|a| a == name))
     }
 
     /// Evaluates `profile` against the system as it is now.
@@ -225,13 +232,13 @@ fn listeners(report: &crate::tls::TlsReport) -> Vec<ObservedListener> {
         .collect()
 }
 
-/// Re-evaluates every built-in profile at start, every interval and when
+/// Re-evaluates every profile at start, every interval and when
 /// woken; a rule whose outcome changed is an audit event, every outcome a metric.
 pub async fn run(labels: Arc<Labels>, state: AdminState, stop: impl Future<Output = ()>) {
     let mut stop = std::pin::pin!(stop);
     loop {
-        for profile in coffre_label::builtin_profiles() {
-            match labels.evaluate(&state, &profile).await {
+        for profile in &labels.profiles {
+            match labels.evaluate(&state, profile).await {
                 Ok(report) => labels.record(&state, report).await,
                 Err(e) => {
                     tracing::warn!(profile = %profile.id, error = %format!("{e:#}"), "the trust label could not be evaluated")
@@ -286,20 +293,16 @@ pub async fn evaluate(
     Query(query): Query<EvaluateQuery>,
 ) -> Result<Response, ApiError> {
     let labels = state.labels.clone();
-    let profile = coffre_label::builtin_profile(&query.profile).ok_or_else(|| {
-        let known: Vec<String> = coffre_label::builtin_profiles().into_iter().map(|p| p.id).collect();
+    let profile = labels.profile(&query.profile).ok_or_else(|| {
+        let known: Vec<&str> = labels.profiles.iter().map(|p| p.id.as_str()).collect();
         ApiError(
             StatusCode::NOT_FOUND,
             "NoSuchProfile",
-            format!(
-                "no profile {:?}; built in: {} (and the alias cloud-de-confiance)",
-                query.profile,
-                known.join(", ")
-            ),
+            format!("no profile {:?}; known: {} (and the alias cloud-de-confiance)", query.profile, known.join(", ")),
         )
     })?;
     let report = labels
-        .evaluate(&state, &profile)
+        .evaluate(&state, profile)
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "LabelFailed", format!("{e:#}")))?;
     let (content_type, body) = match query.format.as_str() {
