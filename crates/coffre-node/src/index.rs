@@ -1,5 +1,7 @@
 //! Where each blob's replicas are: one redb file in the gateway's data dir,
 //! written durably before a blob is reported stored, and the lost targets.
+//! Writes go through one thread that commits every queued write together (a
+//! group commit), so concurrent PUTs share an fsync instead of queueing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +29,18 @@ pub struct Replicas {
 #[derive(Clone)]
 pub(crate) struct PlacementIndex {
     db: Arc<Database>,
+    writes: std::sync::mpsc::Sender<Write>,
+}
+
+/// Writes committed together at most.
+const MAX_BATCH: usize = 512;
+
+/// One queued change and who waits for its commit.
+struct Write {
+    id: BlobId,
+    /// `None`: remove the record.
+    record: Option<Vec<u8>>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 fn err(e: impl std::fmt::Display) -> coffre_core::Error {
@@ -40,7 +54,21 @@ impl PlacementIndex {
         txn.open_table(REPLICAS).map_err(err)?;
         txn.open_table(LOST).map_err(err)?;
         txn.commit().map_err(err)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (writes, queue) = std::sync::mpsc::channel();
+        let writer = db.clone();
+        std::thread::Builder::new()
+            .name("coffre-placement-writer".into())
+            .spawn(move || run_writer(&writer, &queue))
+            .map_err(err)?;
+        Ok(Self { db, writes })
+    }
+
+    /// Queues a change; returns once the commit holding it is durable.
+    async fn write(&self, id: BlobId, record: Option<Vec<u8>>) -> coffre_core::Result<()> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.writes.send(Write { id, record, done }).map_err(|_| err("the writer thread stopped"))?;
+        committed.await.map_err(|_| err("the writer thread stopped"))?.map_err(err)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -53,13 +81,7 @@ impl PlacementIndex {
 
     /// Durable when it returns.
     pub(crate) async fn put(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<()> {
-        let bytes = postcard::to_stdvec(replicas).map_err(err)?;
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(err)?;
-            txn.open_table(REPLICAS).map_err(err)?.insert(id.0, bytes.as_slice()).map_err(err)?;
-            txn.commit().map_err(err)
-        })
-        .await
+        self.write(id, Some(postcard::to_stdvec(replicas).map_err(err)?)).await
     }
 
     pub(crate) async fn get(&self, id: BlobId) -> coffre_core::Result<Option<Replicas>> {
@@ -75,12 +97,7 @@ impl PlacementIndex {
     }
 
     pub(crate) async fn remove(&self, id: BlobId) -> coffre_core::Result<()> {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(err)?;
-            txn.open_table(REPLICAS).map_err(err)?.remove(id.0).map_err(err)?;
-            txn.commit().map_err(err)
-        })
-        .await
+        self.write(id, None).await
     }
 
     /// Every blob after `after` (exclusive), up to `limit`: a scan in pages
@@ -127,4 +144,38 @@ impl PlacementIndex {
         }
         Ok(out)
     }
+}
+
+/// Commits every queued write in one transaction, then answers them all.
+fn run_writer(db: &Database, queue: &std::sync::mpsc::Receiver<Write>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit(db, &batch).map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "placement index commit failed");
+        }
+        for write in batch {
+            let _ = write.done.send(outcome.clone());
+        }
+    }
+}
+
+fn commit(db: &Database, batch: &[Write]) -> coffre_core::Result<()> {
+    let txn = db.begin_write().map_err(err)?;
+    {
+        let mut table = txn.open_table(REPLICAS).map_err(err)?;
+        for write in batch {
+            match &write.record {
+                Some(bytes) => drop(table.insert(write.id.0, bytes.as_slice()).map_err(err)?),
+                None => drop(table.remove(write.id.0).map_err(err)?),
+            }
+        }
+    }
+    txn.commit().map_err(err)
 }
