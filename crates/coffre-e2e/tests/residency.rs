@@ -90,8 +90,9 @@ impl Drop for Node {
 }
 
 fn topology(addrs: &[SocketAddr]) -> String {
+    // A short grace lets the test see deleted blobs collected.
     let mut toml = format!(
-        "[cluster]\nsecret = \"{SECRET}\"\n\n\
+        "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{SECRET}\"\n\n\
          [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\n\
          ownership = {{ FR = 80.0, DE = 20.0 }}\nqualifications = [{{ name = \"secnumcloud\", expires = \"2099-12-31\" }}]\n\n\
          [[operators]]\nid = \"op-de\"\nname = \"Beispiel GmbH\"\ncountry = \"DE\"\nownership = {{ DE = 100.0 }}\n\n\
@@ -338,7 +339,20 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("distinct_sites"), "{out:?}");
 
     // Kill an FR node: everything still reads back, byte-identical.
-    let victim = fr_blobs.values().flatten().next().copied().expect("an FR holder");
+    // Two objects to delete once it is dead; the first has a replica on it.
+    let mut doomed_blobs = Vec::new();
+    for i in 0..2 {
+        let key = format!("fr/doomed-{i}");
+        put(&c, "fr-data", &key, pattern(30_000, 77 + i)).await;
+        let place = cluster.cli_ok(&["object", "where", "fr-data", &key, "--json"]);
+        doomed_blobs.push(place["replicas"][0]["blob_ids"][0].as_str().expect("blob id").to_owned());
+        if i == 0 {
+            let first = place["replicas"][0]["target"].as_str().expect("target").to_owned();
+            doomed_blobs.push(first);
+        }
+    }
+    let victim_id = doomed_blobs.remove(1);
+    let victim = NODES.iter().map(|n| n.0).find(|id| *id == victim_id).expect("a declared node");
     cluster.nodes.iter_mut().find(|n| n.id == victim).expect("victim").kill();
     for (key, body) in &objects {
         assert_eq!(&get(&c, "fr-data", key).await, body, "{key} after {victim} died");
@@ -348,6 +362,19 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     put(&c, "fr-data", "fr/after-death", pattern(20_000, 5)).await;
     objects.insert("fr/after-death".into(), pattern(20_000, 5));
+    // A delete while a replica's node is dead: the living copies are collected
+    // all the same (the dead node's waits for it or for its loss).
+    // The first blob's replica on the dead node cannot go yet; it must not
+    // hold up the collection of the second.
+    for i in 0..2 {
+        c.delete_object().bucket("fr-data").key(format!("fr/doomed-{i}")).send().await.expect("delete");
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let on_living = |blob: &str| cluster.nodes.iter().filter(|n| n.id != victim).any(|n| n.blobs().contains_key(blob));
+    while doomed_blobs.iter().any(|b| on_living(b)) {
+        assert!(Instant::now() < deadline, "a deleted object's blob stayed on a living node");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // Declared lost: repair brings every FR blob back to two FR sites among the living.
     cluster.cli_ok(&["target", "lost", victim]);

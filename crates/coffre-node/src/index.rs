@@ -35,12 +35,23 @@ pub(crate) struct PlacementIndex {
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
 
-/// One queued change and who waits for its commit.
+/// One queued change and who waits for its commit (and whether it applied).
 struct Write {
     id: BlobId,
     /// `None`: remove the record.
     record: Option<Vec<u8>>,
-    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    condition: Condition,
+    done: tokio::sync::oneshot::Sender<Result<bool, String>>,
+}
+
+/// When a change applies: checked inside the commit, so a repair and a
+/// delete of the same blob cannot both win.
+enum Condition {
+    Always,
+    /// Only over a record that still exists.
+    Present,
+    /// Only over exactly this record (the one the caller acted on).
+    Equal(Vec<u8>),
 }
 
 fn err(e: impl std::fmt::Display) -> coffre_core::Error {
@@ -64,10 +75,11 @@ impl PlacementIndex {
         Ok(Self { db, writes })
     }
 
-    /// Queues a change; returns once the commit holding it is durable.
-    async fn write(&self, id: BlobId, record: Option<Vec<u8>>) -> coffre_core::Result<()> {
+    /// Queues a change; returns once the commit holding it is durable, with
+    /// whether its condition held.
+    async fn write(&self, id: BlobId, record: Option<Vec<u8>>, condition: Condition) -> coffre_core::Result<bool> {
         let (done, committed) = tokio::sync::oneshot::channel();
-        self.writes.send(Write { id, record, done }).map_err(|_| err("the writer thread stopped"))?;
+        self.writes.send(Write { id, record, condition, done }).map_err(|_| err("the writer thread stopped"))?;
         committed.await.map_err(|_| err("the writer thread stopped"))?.map_err(err)
     }
 
@@ -81,7 +93,18 @@ impl PlacementIndex {
 
     /// Durable when it returns.
     pub(crate) async fn put(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<()> {
-        self.write(id, Some(postcard::to_stdvec(replicas).map_err(err)?)).await
+        self.write(id, Some(encode(replicas)?), Condition::Always).await.map(drop)
+    }
+
+    /// Replaces the record of a blob that still has one; false if it is gone
+    /// (deleted meanwhile).
+    pub(crate) async fn replace(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<bool> {
+        self.write(id, Some(encode(replicas)?), Condition::Present).await
+    }
+
+    /// Removes the record if it is still `seen`; false if it changed meanwhile.
+    pub(crate) async fn remove_if(&self, id: BlobId, seen: &Replicas) -> coffre_core::Result<bool> {
+        self.write(id, None, Condition::Equal(encode(seen)?)).await
     }
 
     pub(crate) async fn get(&self, id: BlobId) -> coffre_core::Result<Option<Replicas>> {
@@ -94,10 +117,6 @@ impl PlacementIndex {
             }
         })
         .await
-    }
-
-    pub(crate) async fn remove(&self, id: BlobId) -> coffre_core::Result<()> {
-        self.write(id, None).await
     }
 
     /// Every blob after `after` (exclusive), up to `limit`: a scan in pages
@@ -156,26 +175,48 @@ fn run_writer(db: &Database, queue: &std::sync::mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
-        let outcome = commit(db, &batch).map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, "placement index commit failed");
-        }
-        for write in batch {
-            let _ = write.done.send(outcome.clone());
+        match commit(db, &batch) {
+            Ok(applied) => {
+                for (write, applied) in batch.into_iter().zip(applied) {
+                    let _ = write.done.send(Ok(applied));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "placement index commit failed");
+                for write in batch {
+                    let _ = write.done.send(Err(e.to_string()));
+                }
+            }
         }
     }
 }
 
-fn commit(db: &Database, batch: &[Write]) -> coffre_core::Result<()> {
+/// Applies the batch in one transaction, in order; which writes applied.
+fn commit(db: &Database, batch: &[Write]) -> coffre_core::Result<Vec<bool>> {
     let txn = db.begin_write().map_err(err)?;
+    let mut applied = Vec::with_capacity(batch.len());
     {
         let mut table = txn.open_table(REPLICAS).map_err(err)?;
         for write in batch {
-            match &write.record {
-                Some(bytes) => drop(table.insert(write.id.0, bytes.as_slice()).map_err(err)?),
-                None => drop(table.remove(write.id.0).map_err(err)?),
+            let current = table.get(write.id.0).map_err(err)?.map(|v| v.value().to_vec());
+            let holds = match &write.condition {
+                Condition::Always => true,
+                Condition::Present => current.is_some(),
+                Condition::Equal(seen) => current.as_deref() == Some(seen.as_slice()),
+            };
+            if holds {
+                match &write.record {
+                    Some(bytes) => drop(table.insert(write.id.0, bytes.as_slice()).map_err(err)?),
+                    None => drop(table.remove(write.id.0).map_err(err)?),
+                }
             }
+            applied.push(holds);
         }
     }
-    txn.commit().map_err(err)
+    txn.commit().map_err(err)?;
+    Ok(applied)
+}
+
+fn encode(replicas: &Replicas) -> coffre_core::Result<Vec<u8>> {
+    postcard::to_stdvec(replicas).map_err(err)
 }

@@ -95,8 +95,15 @@ impl ReplicatedBlobStore {
         for target in wanted.iter().filter(|t| !live.contains(t)) {
             self.copy_to(id, &replicas, target).await?;
         }
+        let added: Vec<&TargetId> = wanted.iter().filter(|t| !live.contains(t)).collect();
         let updated = Replicas { targets: wanted.iter().map(ToString::to_string).collect(), ..replicas };
-        self.index().put(id, &updated).await?;
+        if !self.index().replace(id, &updated).await? {
+            // Deleted while being copied: the copies just made are the last of it.
+            for target in added {
+                let _ = self.backend(target)?.delete(id).await;
+            }
+            return Ok(false);
+        }
         tracing::info!(blob = %id, targets = ?updated.targets, "repaired a blob's replicas");
         Ok(true)
     }

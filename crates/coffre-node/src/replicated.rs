@@ -248,25 +248,30 @@ impl BlobStore for ReplicatedBlobStore {
     /// Fails while a live replica could not be deleted, so the collector
     /// retries; replicas on lost targets are forgotten.
     async fn delete(&self, id: BlobId) -> Result<()> {
-        let Some(mut replicas) = self.index.get(id).await? else { return self.delete_unplaced(id).await };
+        let Some(seen) = self.index.get(id).await? else { return self.delete_unplaced(id).await };
         let mut left = Vec::new();
-        for target in std::mem::take(&mut replicas.targets) {
+        for target in &seen.targets {
             let tid = TargetId(target.clone());
             let Some(backend) = self.backends.get(&tid).filter(|_| !self.health.is_lost(&tid)) else { continue };
             match backend.delete(id).await {
                 Ok(()) | Err(TargetError::NotFound { .. }) => {}
                 Err(e) => {
                     tracing::warn!(blob = %id, target_id = %tid, error = %e, "could not delete a replica; will retry");
-                    left.push(target);
+                    left.push(target.clone());
                 }
             }
         }
-        if left.is_empty() {
-            return self.index.remove(id).await;
+        // Conditional on the record the deletes acted on: a repair that added
+        // a replica meanwhile makes this fail, and the next attempt deletes it too.
+        if !self.index.remove_if(id, &seen).await? {
+            return Err(Error::Unavailable(format!("blob {id} gained a replica while being deleted; will retry")));
         }
-        replicas.targets = left;
-        self.index.put(id, &replicas).await?;
-        Err(Error::Unavailable(format!("{} replica(s) of blob {id} could not be deleted yet", replicas.targets.len())))
+        if left.is_empty() {
+            return Ok(());
+        }
+        let remaining = left.len();
+        self.index.put(id, &Replicas { targets: left, ..seen }).await?;
+        Err(Error::Unavailable(format!("{remaining} replica(s) of blob {id} could not be deleted yet")))
     }
 
     fn check_residency(&self, policy: &ResidencyPolicy) -> Result<()> {

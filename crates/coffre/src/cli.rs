@@ -79,12 +79,13 @@ impl AdminClient {
         Ok(sender.send_request(req).await?)
     }
 
-    async fn call<T: DeserializeOwned>(
+    /// One request; the answer's body if it succeeded, else the API's message.
+    async fn exchange(
         &self,
         method: http::Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> anyhow::Result<Option<T>> {
+    ) -> anyhow::Result<Bytes> {
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
         let req = http::Request::builder()
             .method(method)
@@ -103,6 +104,16 @@ impl AdminClient {
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
             bail!("{status}: {message}");
         }
+        Ok(bytes)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<Option<T>> {
+        let bytes = self.exchange(method, path, body).await?;
         if bytes.is_empty() {
             return Ok(None);
         }
@@ -140,22 +151,7 @@ impl AdminClient {
 
     /// A GET answered with text (a report), returned as is.
     pub async fn text(&self, path: &str) -> anyhow::Result<String> {
-        let req = http::Request::builder()
-            .method(http::Method::GET)
-            .uri(path)
-            .header(http::header::HOST, &self.authority)
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .body(Full::new(Bytes::new()))?;
-        let resp = self.send(req).await.with_context(|| format!("cannot reach the admin API at {}", self.endpoint))?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            bail!("{status}: {message}");
-        }
+        let bytes = self.exchange(http::Method::GET, path, None).await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 

@@ -181,15 +181,25 @@ impl Labels {
         }
     }
 
-    /// Whether the whole audit log verifies now under its public key.
+    /// Whether the whole audit log verifies now under its public key. The log
+    /// is live: a read can land in the middle of an append and see half a
+    /// line, so a failure is checked once more before it counts.
     async fn audit_verifies(&self, state: &AdminState) -> Option<bool> {
         let (audit, trail) = (self.audit.as_ref()?, state.trail.as_ref()?);
-        let (dir, key) = (audit.dir.clone(), trail.log().public_key());
-        let checked = tokio::task::spawn_blocking(move || {
-            coffre_audit::verify::verify(&coffre_audit::store::LogDir::new(dir), &key).map(drop)
-        })
-        .await;
-        Some(matches!(checked, Ok(Ok(()))))
+        for attempt in 0..2 {
+            let (dir, key) = (audit.dir.clone(), trail.log().public_key());
+            let checked = tokio::task::spawn_blocking(move || {
+                coffre_audit::verify::verify(&coffre_audit::store::LogDir::new(dir), &key).map(drop)
+            })
+            .await;
+            if matches!(checked, Ok(Ok(()))) {
+                return Some(true);
+            }
+            if attempt == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Some(false)
     }
 }
 

@@ -622,11 +622,20 @@ impl ObjectService {
             if batch.is_empty() {
                 return Ok(total);
             }
+            // A blob that cannot be deleted now (a storage target down) stays
+            // queued without holding up the others behind it.
+            let mut deleted = Vec::with_capacity(batch.len());
             for id in &batch {
-                self.blobs.delete(*id).await?;
+                match self.blobs.delete(*id).await {
+                    Ok(()) => deleted.push(*id),
+                    Err(e) => tracing::warn!(blob = %id, error = %e, "a blob could not be collected yet; will retry"),
+                }
             }
-            self.meta.forget_collected(&batch).await?;
-            total += batch.len();
+            if deleted.is_empty() {
+                return Ok(total);
+            }
+            self.meta.forget_collected(&deleted).await?;
+            total += deleted.len();
         }
     }
 }
