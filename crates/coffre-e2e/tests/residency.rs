@@ -677,6 +677,27 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     assert_eq!(outcomes.get("LOC-01-OBS").map(String::as_str), Some("FAIL"), "{outcomes:?}");
     let (_, outcomes) = evaluate(&gateway, "ministere-fr");
     assert_eq!(outcomes.get("LOC-01").map(String::as_str), Some("FAIL"), "the ministry's own rule: {outcomes:?}");
+
+    // Offline, from the stopped gateway's config and data directory: the same
+    // observations, the same signature.
+    gateway.stop();
+    let offline = tmp.path().join("offline.json");
+    let out = Command::new(coffre_bin())
+        .args(["label", "evaluate", "--offline", "--profile", "secnumcloud-3.2", "--format", "json", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&gateway.data_dir)
+        .arg("--output")
+        .arg(&offline)
+        .output()
+        .expect("offline evaluate");
+    assert!(out.status.success(), "offline evaluate: {}", String::from_utf8_lossy(&out.stderr));
+    let out = verify(&offline);
+    assert!(out.status.success(), "the offline report must verify: {}", String::from_utf8_lossy(&out.stderr));
+    let signed: serde_json::Value = serde_json::from_slice(&std::fs::read(&offline).expect("report")).expect("json");
+    let obs =
+        signed["report"]["outcomes"].as_array().expect("outcomes").iter().find(|o| o["id"] == "LOC-01-OBS").cloned();
+    assert_eq!(obs.map(|o| o["outcome"].clone()), Some(serde_json::json!("FAIL")), "offline sees the same replicas");
 }
 
 const LABEL: &str = r#"# Trust label, declared facts. Percentages are of capital and of voting rights.

@@ -33,6 +33,15 @@ pub enum KmsConfig {
     },
 }
 
+/// The custody a config names, without reaching the custodian.
+pub fn custody_name(config: &KmsConfig) -> &'static str {
+    match config {
+        KmsConfig::Embedded => "embedded",
+        KmsConfig::Pkcs11 { .. } => "pkcs11",
+        KmsConfig::Kmip { .. } => "kmip",
+    }
+}
+
 pub async fn open(config: &KmsConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn Kms>> {
     match config {
         KmsConfig::Kmip { addr, server_name, ca_cert, client_cert, client_key } => {

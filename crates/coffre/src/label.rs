@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use coffre_label::{
     DeclaredFacts, Facts, ObservedBucket, ObservedFacts, ObservedListener, ObservedReplica, ObservedTarget, Report,
 };
+use coffre_node::ReplicatedBlobStore;
 use coffre_topology::{ResidencyPolicy, Topology};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -40,6 +41,30 @@ pub struct Labels {
     latest: Mutex<BTreeMap<String, Report>>,
     /// Re-evaluate now (a topology or policy change).
     pub wake: Notify,
+}
+
+/// Where observed facts are read: the running server's own parts, or the
+/// same opened from a stopped server's data directory (`--offline`).
+pub struct Sources {
+    pub meta: Arc<dyn coffre_core::meta::MetaStore>,
+    /// `None`: no storage targets, the data is on the server's disk.
+    pub store: Option<Arc<ReplicatedBlobStore>>,
+    pub custody: String,
+    pub tls: crate::tls::TlsReport,
+    /// `None`: the audit log is off.
+    pub audit_key: Option<coffre_audit::PublicKey>,
+}
+
+impl Sources {
+    pub fn of(state: &AdminState) -> Self {
+        Self {
+            meta: state.service.meta().clone(),
+            store: state.cluster.as_ref().map(|c| c.store.clone()),
+            custody: state.service.kms().custody().to_string(),
+            tls: state.tls.report(),
+            audit_key: state.trail.as_ref().map(|t| t.log().public_key()),
+        }
+    }
 }
 
 pub struct AuditPlace {
@@ -74,8 +99,8 @@ impl Labels {
     }
 
     /// Evaluates `profile` against the system as it is now.
-    pub async fn evaluate(&self, state: &AdminState, profile: &coffre_label::Profile) -> anyhow::Result<Report> {
-        let observed = self.observe(state).await?;
+    pub async fn evaluate(&self, sources: &Sources, profile: &coffre_label::Profile) -> anyhow::Result<Report> {
+        let observed = self.observe(sources).await?;
         let facts = Facts { declared: (*self.declared).clone(), observed, topology: (*self.topology).clone() };
         Ok(coffre_label::evaluate(profile, &facts, time::OffsetDateTime::now_utc(), &self.deployment))
     }
@@ -88,19 +113,19 @@ impl Labels {
         coffre_label::sign(report, &key).context("signing the report")
     }
 
-    async fn observe(&self, state: &AdminState) -> anyhow::Result<ObservedFacts> {
-        let buckets = state.service.list_buckets(&state.root).await.context("listing buckets")?;
-        let (objects_total, objects_encrypted) = count_data_keys(state, &buckets).await?;
+    async fn observe(&self, sources: &Sources) -> anyhow::Result<ObservedFacts> {
+        let buckets = sources.meta.buckets().await.context("listing buckets")?;
+        let (objects_total, objects_encrypted) = count_data_keys(sources.meta.as_ref(), &buckets).await?;
         Ok(ObservedFacts {
             targets: self.targets(),
-            buckets: self.buckets(state, &buckets),
-            replicas: self.replicas(state).await?,
+            buckets: self.buckets(sources, &buckets),
+            replicas: self.replicas(sources).await?,
             objects_total,
             objects_encrypted,
             encryption_algorithm: "AES-256-GCM".into(),
-            kms_custody: state.service.kms().custody().to_string(),
-            listeners: listeners(&state.tls.report()),
-            audit_log_verifies: self.audit_verifies(state).await,
+            kms_custody: sources.custody.clone(),
+            listeners: listeners(&sources.tls),
+            audit_log_verifies: self.audit_verifies(sources).await,
             audit_retention_days: self.audit.as_ref().map(|a| a.retention_days),
             sse_c_offered: self.sse_c_offered,
         })
@@ -122,8 +147,8 @@ impl Labels {
 
     /// Each bucket's allowed countries (its policy, else the deployment's
     /// default) and whether its key is its own.
-    fn buckets(&self, state: &AdminState, records: &[coffre_core::meta::BucketRecord]) -> Vec<ObservedBucket> {
-        let default = state.cluster.as_ref().map(|c| c.store.default_policy().clone());
+    fn buckets(&self, sources: &Sources, records: &[coffre_core::meta::BucketRecord]) -> Vec<ObservedBucket> {
+        let default = sources.store.as_ref().map(|s| s.default_policy().clone());
         let mut kek_owners: BTreeMap<&str, usize> = BTreeMap::new();
         for kek in records.iter().flat_map(|b| &b.keks) {
             *kek_owners.entry(kek.id.as_str()).or_default() += 1;
@@ -159,12 +184,12 @@ impl Labels {
     }
 
     /// Every replica the placement index records, with its target's country.
-    async fn replicas(&self, state: &AdminState) -> anyhow::Result<Vec<ObservedReplica>> {
-        let Some(cluster) = &state.cluster else { return Ok(Vec::new()) };
+    async fn replicas(&self, sources: &Sources) -> anyhow::Result<Vec<ObservedReplica>> {
+        let Some(store) = &sources.store else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         let mut after = None;
         loop {
-            let page = cluster.store.replicas_page(after, PAGE).await.context("reading the placement index")?;
+            let page = store.replicas_page(after, PAGE).await.context("reading the placement index")?;
             let Some((last, _)) = page.last() else { return Ok(out) };
             after = Some(*last);
             for (_, replicas) in page {
@@ -184,10 +209,10 @@ impl Labels {
     /// Whether the whole audit log verifies now under its public key. The log
     /// is live: a read can land in the middle of an append and see half a
     /// line, so a failure is checked once more before it counts.
-    async fn audit_verifies(&self, state: &AdminState) -> Option<bool> {
-        let (audit, trail) = (self.audit.as_ref()?, state.trail.as_ref()?);
+    async fn audit_verifies(&self, sources: &Sources) -> Option<bool> {
+        let (audit, public_key) = (self.audit.as_ref()?, sources.audit_key.as_ref()?);
         for attempt in 0..2 {
-            let (dir, key) = (audit.dir.clone(), trail.log().public_key());
+            let (dir, key) = (audit.dir.clone(), public_key.clone());
             let checked = tokio::task::spawn_blocking(move || {
                 coffre_audit::verify::verify(&coffre_audit::store::LogDir::new(dir), &key).map(drop)
             })
@@ -205,16 +230,14 @@ impl Labels {
 
 /// Data keys in the metadata, and how many of them a KEK of their bucket wraps.
 async fn count_data_keys(
-    state: &AdminState,
+    meta: &dyn coffre_core::meta::MetaStore,
     buckets: &[coffre_core::meta::BucketRecord],
 ) -> anyhow::Result<(u64, u64)> {
     let (mut total, mut wrapped) = (0u64, 0u64);
     for bucket in buckets {
         let mut cursor = None;
         loop {
-            let (slots, next) = state
-                .service
-                .meta()
+            let (slots, next) = meta
                 .sealed_keys(&bucket.name, u32::MAX, cursor, PAGE)
                 .await
                 .with_context(|| format!("reading the data keys of {}", bucket.name.as_str()))?;
@@ -248,7 +271,7 @@ pub async fn run(labels: Arc<Labels>, state: AdminState, stop: impl Future<Outpu
     let mut stop = std::pin::pin!(stop);
     loop {
         for profile in &labels.profiles {
-            match labels.evaluate(&state, profile).await {
+            match labels.evaluate(&Sources::of(&state), profile).await {
                 Ok(report) => labels.record(&state, report).await,
                 Err(e) => {
                     tracing::warn!(profile = %profile.id, error = %format!("{e:#}"), "the trust label could not be evaluated")
@@ -312,7 +335,7 @@ pub async fn evaluate(
         )
     })?;
     let report = labels
-        .evaluate(&state, profile)
+        .evaluate(&Sources::of(&state), profile)
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "LabelFailed", format!("{e:#}")))?;
     let (content_type, body) = match query.format.as_str() {
@@ -351,4 +374,44 @@ pub async fn latest(State(state): State<AdminState>) -> Json<Vec<LatestView>> {
             })
             .collect(),
     )
+}
+
+/// `coffre label evaluate --offline`: the same evaluation from a stopped
+/// server's config and data directory (its files are locked while it runs).
+pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, format: &str) -> anyhow::Result<String> {
+    let config = crate::config::Config::load(args)?;
+    let meta_path = config.data_dir.join("meta.redb");
+    anyhow::ensure!(meta_path.exists(), "{} holds no Coffre metadata", config.data_dir.display());
+    let meta = coffre_meta::EmbeddedMeta::open(&meta_path).with_context(|| {
+        format!("opening {} (stop the server, or evaluate through --endpoint)", meta_path.display())
+    })?;
+    let store = if config.topology.is_empty() {
+        None
+    } else {
+        let secret = config.cluster_secret.as_ref().context("cluster.secret: required with storage targets")?;
+        let key = coffre_node::ClusterKey::new(secret.expose()).map_err(anyhow::Error::msg)?;
+        let index = config.data_dir.join("placement.redb");
+        let client = coffre_node::NodeClient::new(key);
+        Some(ReplicatedBlobStore::open(config.topology.clone(), config.default_residency.clone(), client, &index)?)
+    };
+    let audit_key = match &config.audit {
+        Some(audit) => Some(coffre_audit::Signer::load(&audit.log.key_path)?.public_key()),
+        None => None,
+    };
+    let sources = Sources {
+        meta: Arc::new(meta),
+        store,
+        custody: crate::kms::custody_name(&config.kms).to_owned(),
+        tls: crate::tls::Tls::setup(config.tls.as_ref())?.report(),
+        audit_key,
+    };
+    let labels = Labels::new(&config, config.tls.is_some() || config.sse_c_over_http);
+    let profile = labels.profile(profile).with_context(|| format!("no profile {profile:?}"))?;
+    let report = labels.evaluate(&sources, profile).await?;
+    match format {
+        "json" => labels.sign(&report),
+        "text" => Ok(report.to_text()),
+        "html" => Ok(report.to_html()),
+        other => anyhow::bail!("--format {other:?}: json, text or html"),
+    }
 }

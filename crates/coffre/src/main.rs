@@ -130,6 +130,13 @@ enum LabelAction {
         /// Write here instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Read a stopped server's config (--config) and data directory
+        /// (--data-dir) instead of asking a running one.
+        #[arg(long)]
+        offline: bool,
+        /// The config file, with --offline.
+        #[arg(long, env = "COFFRE_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Check a signed report offline; exit 0 only if it is intact and signed by the key.
     Verify {
@@ -376,11 +383,16 @@ async fn target_command(action: TargetAction, admin: &AdminArgs) -> anyhow::Resu
 
 async fn label_command(action: LabelAction, admin: &AdminArgs) -> anyhow::Result<()> {
     match action {
-        LabelAction::Evaluate { profile, format, output } => {
-            let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
-            let mut query = url::form_urlencoded::Serializer::new(String::new());
-            query.append_pair("profile", &profile).append_pair("format", &format);
-            let body = client.text(&format!("/admin/v1/label?{}", query.finish())).await?;
+        LabelAction::Evaluate { profile, format, output, offline, config } => {
+            let body = if offline {
+                let args = config::ServeArgs { config, data_dir: Some(admin.data_dir.clone()), ..Default::default() };
+                label::evaluate_offline(&args, &profile, &format).await?
+            } else {
+                let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                query.append_pair("profile", &profile).append_pair("format", &format);
+                client.text(&format!("/admin/v1/label?{}", query.finish())).await?
+            };
             match output {
                 Some(path) => {
                     std::fs::write(&path, body).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
