@@ -1,5 +1,6 @@
-//! The trust label on a running server: facts observed from the system next
-//! to those declared in the config, evaluated against the built-in profiles.
+//! The trust label of a deployment: facts observed from the system (running,
+//! or a stopped server's files) next to those declared in the config,
+//! evaluated against the trust profiles.
 //!
 //! Reports are signed with the deployment's Ed25519 key (the audit log's), so
 //! `coffre audit public-key` is also the key that checks a report offline.
