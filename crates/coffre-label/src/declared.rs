@@ -98,7 +98,7 @@ pub struct RawLabel {
     pub attestations: BTreeMap<String, bool>,
 }
 
-/// All declared facts as written: the two top-level arrays plus the `[label]` fields.
+/// All declared facts as written: the two top-level arrays and the `[label]` table.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeclared {
@@ -106,34 +106,8 @@ pub struct RawDeclared {
     pub entities: Vec<RawEntity>,
     #[serde(default)]
     pub third_parties: Vec<RawThirdParty>,
-    pub provider: Option<String>,
-    pub admin_origins: Option<Vec<String>>,
-    pub processing_countries: Option<Vec<String>>,
-    pub kms_countries: Option<Vec<String>>,
-    pub log_retention_days: Option<u32>,
-    pub contract: Option<RawContract>,
     #[serde(default)]
-    pub operator_entities: BTreeMap<String, String>,
-    #[serde(default)]
-    pub attestations: BTreeMap<String, bool>,
-}
-
-impl RawLabel {
-    /// Joins the `[label]` table with the top-level `[[entities]]` and `[[third_parties]]`.
-    pub fn into_declared(self, entities: Vec<RawEntity>, third_parties: Vec<RawThirdParty>) -> RawDeclared {
-        RawDeclared {
-            entities,
-            third_parties,
-            provider: self.provider,
-            admin_origins: self.admin_origins,
-            processing_countries: self.processing_countries,
-            kms_countries: self.kms_countries,
-            log_retention_days: self.log_retention_days,
-            contract: self.contract,
-            operator_entities: self.operator_entities,
-            attestations: self.attestations,
-        }
-    }
+    pub label: RawLabel,
 }
 
 /// Picks `[[entities]]`, `[[third_parties]]` and `[label]` out of a whole server config,
@@ -150,7 +124,7 @@ pub fn parse_config_sections(config_toml: &str) -> Result<RawDeclared, LabelErro
     }
     let sections: Sections =
         toml::from_str(config_toml).map_err(|e| LabelError::declared("config", e.message().to_owned()))?;
-    Ok(sections.label.into_declared(sections.entities, sections.third_parties))
+    Ok(RawDeclared { entities: sections.entities, third_parties: sections.third_parties, label: sections.label })
 }
 
 /// A validated entity; `path` is where it was declared, e.g. `entities[0]`.
@@ -270,17 +244,18 @@ impl DeclaredFacts {
             .enumerate()
             .map(|(index, party)| validate_third_party(&format!("third_parties[{index}]"), party))
             .collect::<Result<_, _>>()?;
+        let label = raw.label;
         let facts = DeclaredFacts {
             entities,
             third_parties,
-            provider: entity_ref("label.provider", raw.provider, &ids)?,
-            admin_origins: country_list("label.admin_origins", raw.admin_origins)?,
-            processing_countries: country_list("label.processing_countries", raw.processing_countries)?,
-            kms_countries: country_list("label.kms_countries", raw.kms_countries)?,
-            log_retention_days: raw.log_retention_days,
-            contract: validate_contract(raw.contract.unwrap_or_default())?,
-            operator_entities: operator_entities(raw.operator_entities, topology, &ids)?,
-            attestations: raw.attestations,
+            provider: entity_ref("label.provider", label.provider, &ids)?,
+            admin_origins: country_list("label.admin_origins", label.admin_origins)?,
+            processing_countries: country_list("label.processing_countries", label.processing_countries)?,
+            kms_countries: country_list("label.kms_countries", label.kms_countries)?,
+            log_retention_days: label.log_retention_days,
+            contract: validate_contract(label.contract.unwrap_or_default())?,
+            operator_entities: operator_entities(label.operator_entities, topology, &ids)?,
+            attestations: label.attestations,
         };
         Ok(facts)
     }

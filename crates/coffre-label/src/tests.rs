@@ -111,7 +111,7 @@ fn norway_target_fails_secnumcloud_and_passes_hds() {
 fn log03_retention_182_fails_183_passes() {
     let kept = |days: u64| {
         fr_facts_with(|raw, observed| {
-            raw.log_retention_days = None;
+            raw.label.log_retention_days = None;
             observed.audit_retention_days = Some(days);
         })
     };
@@ -136,22 +136,25 @@ fn replica_outside_its_bucket_policy_fails_though_declarations_are_right() {
 #[test]
 fn missing_facts_are_unknown_not_pass() {
     let cases: Vec<(&str, Facts)> = vec![
-        ("ADM-01", fr_facts_with(|raw, _| raw.admin_origins = None)),
-        ("CON-01", fr_facts_with(|raw, _| raw.contract.as_mut().map_or((), |c| c.governing_law = None))),
+        ("ADM-01", fr_facts_with(|raw, _| raw.label.admin_origins = None)),
+        ("CON-01", fr_facts_with(|raw, _| raw.label.contract.as_mut().map_or((), |c| c.governing_law = None))),
         ("OWN-01", fr_facts_with(|raw, _| raw.entities[0].principal_establishment = None)),
         // 10% nobody declared could belong to Acme: 22% + 10% may exceed 24%.
         ("OWN-02", provider_owned_by(vec![holder("Acme@US", 20.0), holder("F@FR", 70.0)])),
-        ("OWN-01", fr_facts_with(|raw, _| raw.provider = None)),
-        ("OWN-03", fr_facts_with(|raw, _| raw.operator_entities.clear())),
+        ("OWN-01", fr_facts_with(|raw, _| raw.label.provider = None)),
+        ("OWN-03", fr_facts_with(|raw, _| raw.label.operator_entities.clear())),
         (
             "LOG-03",
-            fr_facts_with(|raw, observed| (raw.log_retention_days, observed.audit_retention_days) = (None, None)),
+            fr_facts_with(|raw, observed| (raw.label.log_retention_days, observed.audit_retention_days) = (None, None)),
         ),
         ("LOG-05", fr_facts_with(|_, observed| observed.audit_log_verifies = None)),
         ("SUB-01", fr_facts_with(|raw, _| raw.third_parties[0].data_access = None)),
-        ("LOG-01", fr_facts_with(|raw, _| raw.attestations.clear())),
-        ("KEY-01", fr_facts_with(|raw, observed| (raw.kms_countries, observed.kms_custody) = (None, String::new()))),
-        ("DEL-02", fr_facts_with(|raw, _| raw.contract = None)),
+        ("LOG-01", fr_facts_with(|raw, _| raw.label.attestations.clear())),
+        (
+            "KEY-01",
+            fr_facts_with(|raw, observed| (raw.label.kms_countries, observed.kms_custody) = (None, String::new())),
+        ),
+        ("DEL-02", fr_facts_with(|raw, _| raw.label.contract = None)),
     ];
     for (rule, facts) in cases {
         assert_eq!(outcome("secnumcloud-3.2", &facts, rule), Outcome::Unknown, "{rule}");
@@ -186,7 +189,7 @@ fn other_profiles_evaluate_the_example() {
     assert_eq!(outcome("gaiax-label-3", &facts, "CON-05"), Outcome::Unknown);
     assert_eq!(outcome("data-act", &facts, "DEL-05"), Outcome::Unknown);
     let switching = fr_facts_with(|raw, _| {
-        let contract = raw.contract.get_or_insert_with(Default::default);
+        let contract = raw.label.contract.get_or_insert_with(Default::default);
         (contract.switching_notice_days, contract.switching_transition_days, contract.retrieval_window_days) =
             (Some(60), Some(30), Some(29));
     });

@@ -151,7 +151,7 @@ impl ReplicatedBlobStore {
         futures::future::join_all(probes).await;
     }
 
-    fn endpoint(&self, id: &TargetId) -> Option<&Target> {
+    fn target(&self, id: &TargetId) -> Option<&Target> {
         self.topology.target(id)
     }
 
@@ -280,7 +280,7 @@ impl BlobStore for ReplicatedBlobStore {
 
     async fn locations(&self, id: BlobId) -> Result<Vec<String>> {
         let Some(replicas) = self.index.get(id).await? else { return Ok(Vec::new()) };
-        Ok(replicas.targets.iter().filter_map(|t| self.endpoint(&TargetId(t.clone()))).map(Target::location).collect())
+        Ok(replicas.targets.iter().filter_map(|t| self.target(&TargetId(t.clone()))).map(Target::location).collect())
     }
 }
 

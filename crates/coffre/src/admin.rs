@@ -82,9 +82,11 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin router on `listener` through the same connection loop as
-/// S3 (same TLS handshake, head guards and drain) until `shutdown`.
+/// Serves an axum router (the admin API, a storage node's API) on `listener`
+/// through the same connection loop as S3 (same TLS handshake, head guards,
+/// TCP_NODELAY and drain) until `shutdown`.
 pub async fn serve(
+    name: &'static str,
     listener: tokio::net::TcpListener,
     router: Router,
     handshake: Option<Arc<dyn coffre_s3::conn::Handshake>>,
@@ -100,7 +102,7 @@ pub async fn serve(
             hyper::service::Service::call(&service, req)
         })
     };
-    coffre_s3::conn::serve(listener, handshake, limits, make, shutdown, drain, "admin").await
+    coffre_s3::conn::serve(listener, handshake, limits, make, shutdown, drain, name).await
 }
 
 /// An error in the admin API's JSON shape: `{"error": CODE, "message": ...}`.

@@ -230,7 +230,11 @@ impl Config {
         let topology = coffre_topology::Topology::from_raw(file.operators, file.targets, file.jurisdictions)
             .context("in the topology ([[operators]], [[targets]], [jurisdictions])")?;
         let declared = coffre_label::DeclaredFacts::from_raw(
-            file.label.unwrap_or_default().into_declared(file.entities, file.third_parties),
+            coffre_label::RawDeclared {
+                entities: file.entities,
+                third_parties: file.third_parties,
+                label: file.label.unwrap_or_default(),
+            },
             &topology,
         )
         .context("in the trust label's declared facts ([[entities]], [[third_parties]], [label])")?;

@@ -139,6 +139,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let s3_task =
         tokio::spawn(front.serve(s3_listener, tls.handshake(), stopped(stop_rx.clone()), config.shutdown_grace));
     let admin_task = tokio::spawn(admin::serve(
+        "admin",
         admin_listener,
         admin::router(admin_state.clone()),
         tls.handshake(),
@@ -266,14 +267,15 @@ async fn run_storage_node(config: Config) -> anyhow::Result<()> {
     let blobs = open_disk_blobs(&config)?;
     let router = NodeServer::new(Arc::new(blobs), key, config.node_id.clone()).router();
     let listener = TcpListener::bind(listen).await.with_context(|| format!("binding the node API on {listen}"))?;
-    // Small answers must not wait out the gateway's delayed ACK (40 ms a 4 KiB GET, without it).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY on a node connection");
-        }
-    });
     tracing::info!(node = %config.node_id, listen = %listen, data_dir = %config.data_dir.display(), "storage node is serving");
-    axum::serve(listener, router).with_graceful_shutdown(wait_for_signal()).await.context("node API")?;
+    // The S3 front's connection loop: header guards against slow or huge heads,
+    // TCP_NODELAY (a 4 KiB GET otherwise waits out the gateway's delayed ACK),
+    // and in-flight requests finishing on SIGTERM.
+    let limits =
+        ConnLimits { header_read_timeout: config.header_read_timeout, max_header_bytes: config.max_header_bytes };
+    admin::serve("node", listener, router, None, limits, wait_for_signal(), config.shutdown_grace)
+        .await
+        .context("node API")?;
     tracing::info!("stopped");
     Ok(())
 }
