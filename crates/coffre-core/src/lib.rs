@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod lock;
 pub mod meta;
+pub mod placement;
 pub mod service;
 pub mod types;
 

@@ -266,7 +266,7 @@ fn current(txn: &WriteTransaction, bucket: &str, key: &[u8]) -> Result<Option<(u
     t.get((bucket, key)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()
 }
 
-fn check_condition(cond: &WriteCondition, current: Option<&ObjectVersion>) -> Result<()> {
+pub(crate) fn check_condition(cond: &WriteCondition, current: Option<&ObjectVersion>) -> Result<()> {
     let live = current.filter(|v| !v.meta.delete_marker);
     match cond {
         WriteCondition::None => Ok(()),
@@ -325,6 +325,33 @@ fn apply_put(
     enqueue_gc(txn, &garbage)
 }
 
+/// Applies a configuration change to a bucket's record (both engines).
+pub(crate) fn apply_bucket_change(record: &mut BucketRecord, change: BucketChange) -> Result<()> {
+    match change {
+        BucketChange::Versioning(Versioning::Unversioned) => {
+            return Err(Error::InvalidArgument("a bucket's versioning can be Enabled or Suspended only".into()));
+        }
+        BucketChange::Versioning(Versioning::Suspended) if record.object_lock.is_some() => {
+            return Err(Error::InvalidBucketState(
+                "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
+                    .into(),
+            ));
+        }
+        BucketChange::Versioning(v) => record.versioning = v,
+        BucketChange::Tags(tags) => record.tags = tags,
+        BucketChange::Lifecycle(config) => record.lifecycle = config,
+        BucketChange::DefaultRetention(default) => {
+            let config = record.object_lock.as_mut().ok_or(Error::NoLockConfiguration)?;
+            config.default_retention = default;
+        }
+        BucketChange::Encryption(config) => record.encryption = config,
+        BucketChange::Residency(policy) => record.residency = policy,
+        BucketChange::AddKek(kek) => record.keks.push(kek),
+        BucketChange::DropKeksBefore(generation) => record.keks.retain(|k| k.generation >= generation),
+    }
+    Ok(())
+}
+
 /// Noncurrent versions of one key, newest first, with their table positions.
 pub(crate) fn noncurrent_in(
     t: &redb::Table<(&str, &[u8], u64), &[u8]>,
@@ -340,7 +367,7 @@ pub(crate) fn noncurrent_in(
     Ok(out)
 }
 
-fn delete_marker(owner: coffre_core::types::AccessKeyId, version_id: VersionId) -> ObjectVersion {
+pub(crate) fn delete_marker(owner: coffre_core::types::AccessKeyId, version_id: VersionId) -> ObjectVersion {
     ObjectVersion {
         meta: VersionMeta {
             version_id,
@@ -479,7 +506,7 @@ fn upload_exists(txn: &WriteTransaction, upload: (&str, &[u8], &str)) -> Result<
     Ok(txn.open_table(UPLOADS).map_err(meta_err)?.get(upload).map_err(meta_err)?.is_some())
 }
 
-fn prefix_start<'a>(prefix: &'a [u8], start: Bound<&'a [u8]>) -> Bound<&'a [u8]> {
+pub(crate) fn prefix_start<'a>(prefix: &'a [u8], start: Bound<&'a [u8]>) -> Bound<&'a [u8]> {
     match start {
         Bound::Unbounded => Bound::Included(prefix),
         Bound::Included(s) => Bound::Included(s.max(prefix)),
@@ -625,28 +652,7 @@ impl MetaStore for EmbeddedMeta {
         let name = name.clone();
         self.write(move |txn| {
             let mut record = get_bucket(txn, name.as_str())?.ok_or(Error::NoSuchBucket)?;
-            match change {
-                BucketChange::Versioning(Versioning::Unversioned) => {
-                    return Err(Error::InvalidArgument("a bucket's versioning can be Enabled or Suspended only".into()));
-                }
-                BucketChange::Versioning(Versioning::Suspended) if record.object_lock.is_some() => {
-                    return Err(Error::InvalidBucketState(
-                        "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
-                            .into(),
-                    ));
-                }
-                BucketChange::Versioning(v) => record.versioning = v,
-                BucketChange::Tags(tags) => record.tags = tags,
-                BucketChange::Lifecycle(config) => record.lifecycle = config,
-                BucketChange::DefaultRetention(default) => {
-                    let config = record.object_lock.as_mut().ok_or(Error::NoLockConfiguration)?;
-                    config.default_retention = default;
-                }
-                BucketChange::Encryption(config) => record.encryption = config,
-                BucketChange::Residency(policy) => record.residency = policy,
-                BucketChange::AddKek(kek) => record.keks.push(kek),
-                BucketChange::DropKeksBefore(generation) => record.keks.retain(|k| k.generation >= generation),
-            }
+            apply_bucket_change(&mut record, change)?;
             let mut t = txn.open_table(BUCKETS).map_err(meta_err)?;
             t.insert(name.as_str(), encode(&record)?.as_slice()).map_err(meta_err)?;
             Ok(())

@@ -5,7 +5,7 @@ use coffre_core::error::{Error, Result};
 use std::ops::Bound;
 
 use coffre_core::meta::{
-    EraseReport, KeyCursor, KeyPlace, KeySlot, ObjectVersion, PartRecord, SealedKey, UploadRecord,
+    DataLocation, EraseReport, KeyCursor, KeyPlace, KeySlot, ObjectVersion, PartRecord, SealedKey, UploadRecord,
 };
 use coffre_core::types::{BlobId, ObjectKey, UploadId};
 use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
@@ -22,7 +22,7 @@ fn object_key(bytes: &[u8]) -> Result<ObjectKey> {
 }
 
 /// Adds the keys of `keys` wrapped by a KEK older than `below`, found at `place`.
-fn push_old(out: &mut Vec<KeySlot>, place: KeyPlace, keys: Vec<&SealedKey>, below: u32) {
+pub(crate) fn push_old(out: &mut Vec<KeySlot>, place: KeyPlace, keys: Vec<&SealedKey>, below: u32) {
     for key in keys.into_iter().filter(|k| k.kek_generation < below) {
         out.push(KeySlot { place: place.clone(), key: key.clone() });
     }
@@ -120,8 +120,8 @@ pub(crate) fn replace_sealed_keys(txn: &WriteTransaction, bucket: &str, slots: V
 }
 
 /// Replaces the key with the same id in `data`; false if there is none.
-fn swap_key(version: &mut ObjectVersion, new: &SealedKey) -> bool {
-    match version.data.keys_mut().into_iter().find(|k| k.key_id == new.key_id) {
+pub(crate) fn swap_key(data: &mut DataLocation, new: &SealedKey) -> bool {
+    match data.keys_mut().into_iter().find(|k| k.key_id == new.key_id) {
         Some(k) => {
             *k = new.clone();
             true
@@ -142,7 +142,7 @@ fn replace_in_version(
     let current: Option<(u64, ObjectVersion)> =
         objects.get((bucket, k)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()?;
     if let Some((seq, mut version)) = current.filter(|(_, v)| &v.meta.version_id == version_id) {
-        if !swap_key(&mut version, new) {
+        if !swap_key(&mut version.data, new) {
             return Ok(false);
         }
         objects.insert((bucket, k), encode(&(seq, &version))?.as_slice()).map_err(meta_err)?;
@@ -151,7 +151,7 @@ fn replace_in_version(
     let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
     let found = noncurrent_in(&versions, bucket, k)?.into_iter().find(|(_, _, v)| &v.meta.version_id == version_id);
     let Some((rev, seq, mut version)) = found else { return Ok(false) };
-    if !swap_key(&mut version, new) {
+    if !swap_key(&mut version.data, new) {
         return Ok(false);
     }
     versions.insert((bucket, k, rev), encode(&(seq, &version))?.as_slice()).map_err(meta_err)?;

@@ -1,11 +1,16 @@
-//! Where each blob's replicas are: one redb file in the gateway's data dir,
-//! written durably before a blob is reported stored, and the lost targets.
-//! Writes go through one thread that commits every queued write together (a
-//! group commit), so concurrent PUTs share an fsync instead of queueing.
+//! Where each blob's replicas are, written durably before a blob is reported
+//! stored, and the lost targets: the typed view the replicated store uses,
+//! over a [`PlacementStore`] that is either the gateway's own redb file
+//! ([`FilePlacement`], one gateway) or the shared metadata database.
+//!
+//! The file's writes go through one thread that commits every queued write
+//! together (a group commit), so concurrent PUTs share an fsync.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use coffre_core::placement::PlacementStore;
 use coffre_core::types::BlobId;
 use coffre_topology::ResidencyPolicy;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
@@ -26,8 +31,57 @@ pub struct Replicas {
     pub targets: Vec<String>,
 }
 
+/// [`Replicas`] records over a [`PlacementStore`].
 #[derive(Clone)]
 pub(crate) struct PlacementIndex {
+    store: Arc<dyn PlacementStore>,
+}
+
+impl PlacementIndex {
+    pub(crate) fn new(store: Arc<dyn PlacementStore>) -> Self {
+        Self { store }
+    }
+
+    /// Durable when it returns.
+    pub(crate) async fn put(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<()> {
+        self.store.put(id, encode(replicas)?).await
+    }
+
+    /// Replaces the record of a blob that still has one; false if it is gone.
+    pub(crate) async fn replace(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<bool> {
+        self.store.replace(id, encode(replicas)?).await
+    }
+
+    /// Removes the record if it is still `seen`; false if it changed meanwhile.
+    pub(crate) async fn remove_if(&self, id: BlobId, seen: &Replicas) -> coffre_core::Result<bool> {
+        self.store.remove_if(id, encode(seen)?).await
+    }
+
+    pub(crate) async fn get(&self, id: BlobId) -> coffre_core::Result<Option<Replicas>> {
+        self.store.get(id).await?.map(|bytes| decode(&bytes)).transpose()
+    }
+
+    pub(crate) async fn page(
+        &self,
+        after: Option<BlobId>,
+        limit: usize,
+    ) -> coffre_core::Result<Vec<(BlobId, Replicas)>> {
+        let page = self.store.page(after, limit).await?;
+        page.into_iter().map(|(id, bytes)| Ok((id, decode(&bytes)?))).collect()
+    }
+
+    pub(crate) async fn declare_lost(&self, target: String) -> coffre_core::Result<()> {
+        self.store.declare_lost(&target).await
+    }
+
+    pub(crate) async fn lost(&self) -> coffre_core::Result<Vec<String>> {
+        self.store.lost().await
+    }
+}
+
+/// The placement records of one gateway, in a redb file in its data dir.
+#[derive(Clone)]
+pub struct FilePlacement {
     db: Arc<Database>,
     writes: std::sync::mpsc::Sender<Write>,
 }
@@ -58,8 +112,8 @@ fn err(e: impl std::fmt::Display) -> coffre_core::Error {
     coffre_core::Error::Meta(format!("placement index: {e}"))
 }
 
-impl PlacementIndex {
-    pub(crate) fn open(path: &Path) -> coffre_core::Result<Self> {
+impl FilePlacement {
+    pub fn open(path: &Path) -> coffre_core::Result<Self> {
         let db = Database::create(path).map_err(err)?;
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(REPLICAS).map_err(err)?;
@@ -90,42 +144,32 @@ impl PlacementIndex {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(err)?
     }
+}
 
-    /// Durable when it returns.
-    pub(crate) async fn put(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<()> {
-        self.write(id, Some(encode(replicas)?), Condition::Always).await.map(drop)
+#[async_trait]
+impl PlacementStore for FilePlacement {
+    async fn put(&self, id: BlobId, record: Vec<u8>) -> coffre_core::Result<()> {
+        self.write(id, Some(record), Condition::Always).await.map(drop)
     }
 
-    /// Replaces the record of a blob that still has one; false if it is gone
-    /// (deleted meanwhile).
-    pub(crate) async fn replace(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<bool> {
-        self.write(id, Some(encode(replicas)?), Condition::Present).await
+    async fn replace(&self, id: BlobId, record: Vec<u8>) -> coffre_core::Result<bool> {
+        self.write(id, Some(record), Condition::Present).await
     }
 
-    /// Removes the record if it is still `seen`; false if it changed meanwhile.
-    pub(crate) async fn remove_if(&self, id: BlobId, seen: &Replicas) -> coffre_core::Result<bool> {
-        self.write(id, None, Condition::Equal(encode(seen)?)).await
+    async fn remove_if(&self, id: BlobId, seen: Vec<u8>) -> coffre_core::Result<bool> {
+        self.write(id, None, Condition::Equal(seen)).await
     }
 
-    pub(crate) async fn get(&self, id: BlobId) -> coffre_core::Result<Option<Replicas>> {
+    async fn get(&self, id: BlobId) -> coffre_core::Result<Option<Vec<u8>>> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(err)?;
             let table = txn.open_table(REPLICAS).map_err(err)?;
-            match table.get(id.0).map_err(err)? {
-                Some(bytes) => postcard::from_bytes(bytes.value()).map(Some).map_err(err),
-                None => Ok(None),
-            }
+            Ok(table.get(id.0).map_err(err)?.map(|bytes| bytes.value().to_vec()))
         })
         .await
     }
 
-    /// Every blob after `after` (exclusive), up to `limit`: a scan in pages
-    /// that never holds the whole index in memory.
-    pub(crate) async fn page(
-        &self,
-        after: Option<BlobId>,
-        limit: usize,
-    ) -> coffre_core::Result<Vec<(BlobId, Replicas)>> {
+    async fn page(&self, after: Option<BlobId>, limit: usize) -> coffre_core::Result<Vec<(BlobId, Vec<u8>)>> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(err)?;
             let table = txn.open_table(REPLICAS).map_err(err)?;
@@ -137,14 +181,15 @@ impl PlacementIndex {
             let mut out = Vec::new();
             for entry in range.take(limit) {
                 let (key, value) = entry.map_err(err)?;
-                out.push((BlobId(key.value()), postcard::from_bytes(value.value()).map_err(err)?));
+                out.push((BlobId(key.value()), value.value().to_vec()));
             }
             Ok(out)
         })
         .await
     }
 
-    pub(crate) async fn declare_lost(&self, target: String) -> coffre_core::Result<()> {
+    async fn declare_lost(&self, target: &str) -> coffre_core::Result<()> {
+        let target = target.to_owned();
         self.blocking(move |db| {
             let since = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
             let txn = db.begin_write().map_err(err)?;
@@ -154,14 +199,17 @@ impl PlacementIndex {
         .await
     }
 
-    pub(crate) fn lost(&self) -> coffre_core::Result<Vec<String>> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(LOST).map_err(err)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(err)? {
-            out.push(entry.map_err(err)?.0.value().to_owned());
-        }
-        Ok(out)
+    async fn lost(&self) -> coffre_core::Result<Vec<String>> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(err)?;
+            let table = txn.open_table(LOST).map_err(err)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(err)? {
+                out.push(entry.map_err(err)?.0.value().to_owned());
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -219,4 +267,8 @@ fn commit(db: &Database, batch: &[Write]) -> coffre_core::Result<Vec<bool>> {
 
 fn encode(replicas: &Replicas) -> coffre_core::Result<Vec<u8>> {
     postcard::to_stdvec(replicas).map_err(err)
+}
+
+fn decode(bytes: &[u8]) -> coffre_core::Result<Replicas> {
+    postcard::from_bytes(bytes).map_err(err)
 }

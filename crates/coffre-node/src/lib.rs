@@ -18,6 +18,7 @@ pub mod server;
 
 pub use auth::ClusterKey;
 pub use client::NodeClient;
+pub use index::FilePlacement;
 pub use repair::RepairStatus;
 pub use replicated::{ReplicatedBlobStore, TargetHealth};
 pub use server::NodeServer;

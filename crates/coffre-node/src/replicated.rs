@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +23,7 @@ use crate::backend::{self, Backend, BodyStream};
 use crate::client::{NodeClient, TargetError};
 use crate::index::PlacementIndex;
 pub use crate::index::Replicas;
+use coffre_core::placement::PlacementStore;
 
 /// Chunks buffered per replica: the slowest replica paces the upload.
 const CHANNEL_CHUNKS: usize = 4;
@@ -97,15 +97,16 @@ fn unsatisfiable(why: impl std::fmt::Display) -> Error {
 }
 
 impl ReplicatedBlobStore {
-    /// `index` is the placement index file in the gateway's data dir.
-    pub fn open(
+    /// `placement` holds where each blob's replicas are: the gateway's own
+    /// file ([`crate::FilePlacement`]) or the shared metadata database.
+    pub async fn open(
         topology: Arc<Topology>,
         default_policy: ResidencyPolicy,
         client: NodeClient,
-        index: &Path,
+        placement: Arc<dyn PlacementStore>,
     ) -> Result<Arc<Self>> {
-        let index = PlacementIndex::open(index)?;
-        let health = Arc::new(TargetHealth::new(&topology, index.lost()?));
+        let index = PlacementIndex::new(placement);
+        let health = Arc::new(TargetHealth::new(&topology, index.lost().await?));
         let mut backends = BTreeMap::new();
         for target in topology.targets() {
             let backend = backend::for_target(target, &client)

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub audit: Option<AuditFile>,
     /// `[cluster]`: what the nodes of one deployment share.
     pub cluster: Option<ClusterFile>,
+    /// `[metadata]`: where buckets, objects and keys are recorded.
+    pub metadata: Option<MetadataFile>,
     /// `[[operators]]`: who runs the storage targets.
     #[serde(default)]
     pub operators: Vec<coffre_topology::RawOperator>,
@@ -84,6 +86,44 @@ pub struct ClusterFile {
     /// Signs every request between nodes (at least 16 bytes). Also read from
     /// `COFFRE_CLUSTER_SECRET`, which wins.
     pub secret: Option<String>,
+}
+
+/// `[metadata]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataFile {
+    /// `embedded` (the default: one redb file in the data dir) or `postgres`.
+    pub engine: Option<String>,
+    /// The PostgreSQL connection string (`postgresql://USER@HOST:PORT/DB` or
+    /// `host=... user=... dbname=...`). `COFFRE_METADATA_URL` wins: a URL
+    /// with a password belongs in the environment, not in a config file.
+    pub url: Option<String>,
+    /// Database connections this gateway keeps at most (default 16).
+    pub pool_size: Option<usize>,
+}
+
+/// The metadata engine a server runs on.
+#[derive(Debug, Clone)]
+pub enum Metadata {
+    /// `DATA_DIR/meta.redb`: one server.
+    Embedded,
+    /// A PostgreSQL database that every gateway of the deployment shares.
+    Postgres { url: Secret, pool_size: usize },
+}
+
+impl Metadata {
+    fn from_file(file: Option<MetadataFile>) -> anyhow::Result<Self> {
+        let file = file.unwrap_or_default();
+        let url = std::env::var("COFFRE_METADATA_URL").ok().filter(|u| !u.is_empty()).or(file.url);
+        match file.engine.as_deref() {
+            None | Some("embedded") => Ok(Self::Embedded),
+            Some("postgres") => Ok(Self::Postgres {
+                url: Secret(url.context("metadata.url: required with engine = \"postgres\"")?),
+                pool_size: file.pool_size.unwrap_or(16),
+            }),
+            Some(other) => bail!("metadata.engine: {other:?} is not an engine (expected \"embedded\" or \"postgres\")"),
+        }
+    }
 }
 
 /// A secret from the config, which `Debug` never prints.
@@ -210,6 +250,7 @@ pub struct Config {
     pub label_interval: Duration,
     /// The built-in profiles, then those of `label_profiles`.
     pub profiles: Vec<coffre_label::Profile>,
+    pub metadata: Metadata,
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +310,7 @@ impl Config {
                 .or(file.cluster.and_then(|c| c.secret))
                 .map(Secret),
             node_listen: args.node_listen,
+            metadata: Metadata::from_file(file.metadata)?,
         };
         let data_dir = config.data_dir.clone();
         let mut audit = audit_settings(file.audit.unwrap_or_default(), &data_dir)?;

@@ -381,6 +381,9 @@ pub async fn latest(State(state): State<AdminState>) -> Json<Vec<LatestView>> {
 /// server's config and data directory (its files are locked while it runs).
 pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, format: &str) -> anyhow::Result<String> {
     let config = crate::config::Config::load(args)?;
+    if let crate::config::Metadata::Postgres { .. } = config.metadata {
+        anyhow::bail!("the metadata is in PostgreSQL, where the gateways keep running: evaluate through --endpoint");
+    }
     let meta_path = config.data_dir.join("meta.redb");
     anyhow::ensure!(meta_path.exists(), "{} holds no Coffre metadata", config.data_dir.display());
     let meta = coffre_meta::EmbeddedMeta::open(&meta_path).with_context(|| {
@@ -392,8 +395,12 @@ pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, fo
         let secret = config.cluster_secret.as_ref().context("cluster.secret: required with storage targets")?;
         let key = coffre_node::ClusterKey::new(secret.expose()).map_err(anyhow::Error::msg)?;
         let index = config.data_dir.join("placement.redb");
+        let placement = std::sync::Arc::new(coffre_node::FilePlacement::open(&index)?);
         let client = coffre_node::NodeClient::new(key);
-        Some(ReplicatedBlobStore::open(config.topology.clone(), config.default_residency.clone(), client, &index)?)
+        Some(
+            ReplicatedBlobStore::open(config.topology.clone(), config.default_residency.clone(), client, placement)
+                .await?,
+        )
     };
     let audit_key = match &config.audit {
         Some(audit) => Some(coffre_audit::Signer::load(&audit.log.key_path)?.public_key()),

@@ -27,8 +27,13 @@ pub struct Status {
     pub totals: Report,
 }
 
+/// With many gateways on one database, one pass at a time: the gateway
+/// holding this lease runs it, the others wait for their turn.
+const LEASE: &str = "lifecycle";
+
 pub async fn worker(
     service: Arc<ObjectService>,
+    shared: Option<Arc<coffre_meta::PgMeta>>,
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Status>>,
     interval: Duration,
@@ -42,6 +47,20 @@ pub async fn worker(
         tokio::select! {
             () = &mut stop => return,
             () = tokio::time::sleep(interval) => {}
+        }
+        if let Some(pg) = &shared {
+            // Held across passes (renewed at each), lapsing if this gateway dies.
+            match pg.acquire_lease(LEASE, interval * 2 + Duration::from_secs(60)).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::debug!("another gateway holds the lifecycle lease");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not take the lifecycle lease; the next pass retries");
+                    continue;
+                }
+            }
         }
         let started = Instant::now();
         let now = UnixNanos::now();

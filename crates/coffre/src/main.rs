@@ -75,6 +75,11 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The metadata database (PostgreSQL engine).
+    Meta {
+        #[command(subcommand)]
+        action: MetaAction,
+    },
     /// Read a data directory directly, with the server stopped.
     Inspect {
         #[command(subcommand)]
@@ -84,6 +89,13 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Measure PUT, GET, mixed and LIST throughput of any S3 endpoint.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum MetaAction {
+    /// Apply the schema migrations this coffre knows to the database of
+    /// `[metadata]` (servers also apply them at start).
+    Migrate(config::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -249,6 +261,7 @@ async fn main() -> std::process::ExitCode {
         Command::Object { action, admin } => object_command(action, &admin).await,
         Command::Target { action, admin } => target_command(action, &admin).await,
         Command::Label { action, admin } => label_command(action, &admin).await,
+        Command::Meta { action: MetaAction::Migrate(args) } => migrate(&args).await,
         Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
         Command::Audit(args) => audit::run(args),
         Command::Bench(args) => bench::run(args).await,
@@ -443,6 +456,24 @@ async fn kms_status(admin: &AdminArgs) -> anyhow::Result<()> {
             "custody:  {}\nlocation: {}\ndetail:   {}\nstatus:   working",
             status.custody, status.location, status.detail
         );
+    }
+    Ok(())
+}
+
+/// `coffre meta migrate`: brings the configured PostgreSQL database to this
+/// build's schema and says what it did.
+async fn migrate(args: &config::ServeArgs) -> anyhow::Result<()> {
+    let config = config::Config::load(args)?;
+    let config::Metadata::Postgres { url, .. } = &config.metadata else {
+        anyhow::bail!("[metadata] engine is \"embedded\": the embedded engine needs no migration");
+    };
+    let applied = coffre_meta::postgres::migrate(url.expose())
+        .await
+        .map_err(|e| anyhow::anyhow!("migrating the metadata database: {e}"))?;
+    let latest = coffre_meta::postgres::latest_version();
+    match applied.as_slice() {
+        [] => println!("schema already at version {latest}"),
+        done => println!("applied migrations {done:?}; schema at version {latest}"),
     }
     Ok(())
 }

@@ -7,9 +7,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use coffre_blob::DiskBlobStore;
 use coffre_core::blob::BlobStore;
+use coffre_core::meta::MetaStore;
+use coffre_core::placement::PlacementStore;
 use coffre_core::service::{ObjectService, ServiceConfig};
 use coffre_core::types::Principal;
-use coffre_meta::EmbeddedMeta;
+use coffre_meta::{EmbeddedMeta, PgMeta, PgOptions};
+use coffre_node::FilePlacement;
 use coffre_node::{ClusterKey, NodeClient, NodeServer, ReplicatedBlobStore};
 use coffre_s3::conn::ConnLimits;
 use coffre_s3::{Front, FrontConfig, KeyStore};
@@ -18,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, Role};
+use crate::config::{Config, Metadata, Role};
 use crate::credentials;
 use crate::lifecycle;
 use crate::metrics::Metrics;
@@ -49,16 +52,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let meta_path = config.data_dir.join("meta.redb");
-    let meta = if config.fsync {
-        EmbeddedMeta::open(&meta_path)
-    } else {
-        warn_fsync_off();
-        EmbeddedMeta::open_unsynced(&meta_path)
-    };
-    let meta = Arc::new(meta.context("opening metadata")?);
-    private(&meta_path, 0o600)?;
-    let (blobs, cluster) = open_blobs(&config)?;
+    let (meta, shared) = open_meta(&config).await?;
+    let (blobs, cluster) = open_blobs(&config, shared.as_ref()).await?;
     // With storage targets, every byte goes to them: none inline on this disk.
     let inline_threshold = if cluster.is_some() { 0 } else { config.inline_threshold };
     let service_config = ServiceConfig { inline_threshold, gc_grace: config.gc_grace };
@@ -160,6 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let lifecycle_task = tokio::spawn(lifecycle::worker(
         service,
+        shared,
         metrics_for_lifecycle,
         lifecycle_status,
         config.lifecycle_interval,
@@ -214,6 +210,32 @@ fn warn_fsync_off() {
     );
 }
 
+/// The metadata engine, and the shared database when it is one (many
+/// gateways then coordinate through it: leases, membership, placement).
+async fn open_meta(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Option<Arc<PgMeta>>)> {
+    match &config.metadata {
+        Metadata::Postgres { url, pool_size } => {
+            let options =
+                PgOptions { url: url.expose().to_owned(), pool_size: *pool_size, gateway_name: config.node_id.clone() };
+            let pg = PgMeta::connect(&options).await.context("connecting to the PostgreSQL metadata database")?;
+            tracing::info!(pool_size, "metadata in PostgreSQL (schema up to date)");
+            Ok((pg.clone(), Some(pg)))
+        }
+        Metadata::Embedded => {
+            let meta_path = config.data_dir.join("meta.redb");
+            let meta = if config.fsync {
+                EmbeddedMeta::open(&meta_path)
+            } else {
+                warn_fsync_off();
+                EmbeddedMeta::open_unsynced(&meta_path)
+            };
+            let meta = Arc::new(meta.context("opening metadata")?);
+            private(&meta_path, 0o600)?;
+            Ok((meta, None))
+        }
+    }
+}
+
 /// This disk's blob store, with the fsync switch applied.
 fn open_disk_blobs(config: &Config) -> anyhow::Result<DiskBlobStore> {
     let blobs = DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blob directory")?;
@@ -229,21 +251,30 @@ fn cluster_key(config: &Config) -> anyhow::Result<ClusterKey> {
 /// Where the bytes go, and the cluster view when that is storage targets.
 type Blobs = (Arc<dyn BlobStore>, Option<Arc<Cluster>>);
 
-/// The blob store: this disk, or the declared storage targets.
-fn open_blobs(config: &Config) -> anyhow::Result<Blobs> {
+/// The blob store: this disk, or the declared storage targets (placement
+/// recorded in the shared database when there is one, else in a file here).
+async fn open_blobs(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Result<Blobs> {
     if config.topology.is_empty() {
         return Ok((Arc::new(open_disk_blobs(config)?), None));
     }
     let key = cluster_key(config)?;
-    let index = config.data_dir.join("placement.redb");
+    let placement: Arc<dyn PlacementStore> = match shared {
+        Some(pg) => Arc::new(pg.placement()),
+        None => {
+            let index = config.data_dir.join("placement.redb");
+            let file = FilePlacement::open(&index).context("opening the placement index")?;
+            private(&index, 0o600)?;
+            Arc::new(file)
+        }
+    };
     let store = ReplicatedBlobStore::open(
         config.topology.clone(),
         config.default_residency.clone(),
         NodeClient::new(key),
-        &index,
+        placement,
     )
+    .await
     .context("opening the placement index")?;
-    private(&index, 0o600)?;
     tracing::info!(
         targets = config.topology.targets().len(),
         default_policy = ?config.default_residency,
