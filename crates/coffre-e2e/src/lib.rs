@@ -2,6 +2,10 @@
 //! own data directory, hands out AWS SDK clients for it, and stops it (or
 //! kills it with SIGKILL, for crash tests). `Server::start_tls` runs it with a
 //! certificate from a throwaway CA ([`pki`]) that its SDK clients trust.
+//!
+//! With `COFFRE_TEST_PG` set (scripts/pg-server.sh prints it), every server
+//! keeps its metadata in a database of its own on that PostgreSQL cluster; see
+//! [`metadata_engine`].
 
 pub mod pki;
 
@@ -41,6 +45,8 @@ pub struct Server {
     pub ca_cert: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
     _pki: Option<pki::TestPki>,
+    /// The config file the harness composed (see [`ServerConfig`]).
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Server {
@@ -108,11 +114,11 @@ impl Server {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).expect("log file");
+        let config = ServerConfig::for_server(data_dir, extra_env)?;
         let mut cmd = Command::new(coffre_bin());
         cmd.args(["serve", "--data-dir"]).arg(data_dir);
-        // A test that brings its own config file (COFFRE_CONFIG) keeps it.
-        if let Some(config) = kms_config().filter(|_| !extra_env.iter().any(|(k, _)| *k == "COFFRE_CONFIG")) {
-            cmd.arg("--config").arg(config);
+        if let Some(path) = &config.path {
+            cmd.arg("--config").arg(path);
         }
         cmd.args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])
             .env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
@@ -123,7 +129,10 @@ impl Server {
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         for (k, v) in extra_env {
-            cmd.env(k, v);
+            // A composed file already holds the test's own: one config, not two.
+            if !(*k == "COFFRE_CONFIG" && config.composed.is_some()) {
+                cmd.env(k, v);
+            }
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", coffre_bin().display()));
         let tls = args.iter().any(|a| *a == "--tls-cert");
@@ -135,6 +144,7 @@ impl Server {
             ca_cert: None,
             _tmp: None,
             _pki: None,
+            _config: config.composed,
         };
         let mut server = server;
         server.wait_ready(tls)?;
@@ -268,6 +278,236 @@ pub fn custody() -> String {
     std::env::var("COFFRE_TEST_KMS_CUSTODY").unwrap_or_else(|_| "embedded".into())
 }
 
+/// The config file a server starts with, and the temporary file holding it
+/// when the harness had to compose one.
+struct ServerConfig {
+    path: Option<PathBuf>,
+    composed: Option<tempfile::NamedTempFile>,
+}
+
+impl ServerConfig {
+    /// A test's own config file (`COFFRE_CONFIG` among its `extra_env`) wins
+    /// over the custodian's ([`kms_config`]), as before PostgreSQL. Under
+    /// `COFFRE_TEST_PG` that file, or none, gets a `[metadata]` section naming
+    /// the data directory's database, unless it declares one itself (a test
+    /// sharing one database among servers, or keeping the embedded engine).
+    fn for_server(data_dir: &Path, extra_env: &[(&str, &str)]) -> Result<Self, String> {
+        let own = extra_env.iter().find(|(k, _)| *k == "COFFRE_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let Some(cluster) = test_pg() else {
+            // The server reads the test's own file from the environment.
+            return Ok(Self { path: if own.is_some() { None } else { kms_config() }, composed: None });
+        };
+        // A COFFRE_CONFIG the tests inherit would be read by the server too: compose on it as well.
+        let inherited = std::env::var_os("COFFRE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let base = own.or_else(kms_config).or(inherited);
+        let text = match &base {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+            None => String::new(),
+        };
+        if declares_metadata(&text) {
+            return Ok(Self { path: base, composed: None });
+        }
+        let url = pg_database_for(&cluster, data_dir)?;
+        let mut file = tempfile::Builder::new()
+            .prefix("coffre-e2e-")
+            .suffix(".toml")
+            .tempfile()
+            .map_err(|e| format!("creating a config file for {}: {e}", data_dir.display()))?;
+        let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+        let section = format!("\n[metadata]\nengine = \"postgres\"\nurl = {}\n", toml_string(&url));
+        file.write_all(format!("{text}{separator}{section}").as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|e| format!("writing {}: {e}", file.path().display()))?;
+        Ok(Self { path: Some(file.path().to_owned()), composed: Some(file) })
+    }
+}
+
+/// Whether a config file has a `[metadata]` table (or a `[metadata.x]` one).
+/// Table headers only: a test writes its section that way, and a key named
+/// `metadata` inside another table must not count.
+fn declares_metadata(toml: &str) -> bool {
+    toml.lines().filter_map(|l| l.trim().strip_prefix('[')).filter(|l| !l.starts_with('[')).any(|header| {
+        let name = header.split(']').next().unwrap_or_default().trim();
+        name == "metadata" || name.starts_with("metadata.")
+    })
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The PostgreSQL cluster the tests keep metadata in (`COFFRE_TEST_PG`, a
+/// libpq/tokio-postgres connection string without a database name).
+fn test_pg() -> Option<String> {
+    std::env::var("COFFRE_TEST_PG").ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `postgres` when `COFFRE_TEST_PG` is set (every server the harness starts
+/// then keeps its metadata there), else `embedded`: tests that read
+/// `DATA_DIR/meta.redb` skip that part unless embedded.
+pub fn metadata_engine() -> &'static str {
+    if test_pg().is_some() { "postgres" } else { "embedded" }
+}
+
+/// A new, empty database on the `COFFRE_TEST_PG` cluster, as the full
+/// connection string for a `[metadata] url`; `None` without a cluster. For
+/// tests that point several servers at one database: their own config file
+/// then has a `[metadata]` section and the harness adds none.
+pub fn fresh_pg_database() -> Option<String> {
+    let cluster = test_pg()?;
+    let db = create_pg_database(&cluster).unwrap_or_else(|e| panic!("{e}"));
+    Some(with_dbname(&cluster, &db))
+}
+
+/// Where the harness remembers a data directory's database: a server
+/// restarted on the same directory must find its metadata again.
+pub const PG_DB_FILE: &str = ".test-pg-db";
+
+/// The connection string of the database of the server on `data_dir`, made
+/// on its first start.
+fn pg_database_for(cluster: &str, data_dir: &Path) -> Result<String, String> {
+    let marker = data_dir.join(PG_DB_FILE);
+    match std::fs::read_to_string(&marker) {
+        Ok(name) => {
+            let name = name.trim();
+            if !valid_db_name(name) {
+                return Err(format!("{}: {name:?} is not a database name the harness made", marker.display()));
+            }
+            return Ok(with_dbname(cluster, name));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("reading {}: {e}", marker.display())),
+    }
+    let name = create_pg_database(cluster)?;
+    std::fs::write(&marker, &name).map_err(|e| format!("writing {}: {e}", marker.display()))?;
+    Ok(with_dbname(cluster, &name))
+}
+
+fn valid_db_name(name: &str) -> bool {
+    name.strip_prefix("c_").is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Runs `CREATE DATABASE` with `psql` rather than tokio-postgres: the harness
+/// is synchronous and is called from inside the tests' tokio runtimes, where
+/// blocking on another runtime panics (it would take a thread and a runtime
+/// per server); psql is on every machine that has the cluster, and a process
+/// start costs little next to the server's. The copy of `coffre_template`
+/// (scripts/pg-server.sh) brings its ICU collation along.
+fn create_pg_database(cluster: &str) -> Result<String, String> {
+    let name = format!("c_{}", random_hex());
+    let sql = format!("CREATE DATABASE {name} TEMPLATE coffre_template");
+    let out = Command::new(pg_tool("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &with_dbname(cluster, "postgres"), "-c", &sql])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {} (set COFFRE_TEST_PG_BIN): {e}", pg_tool("psql").display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "creating database {name} on COFFRE_TEST_PG ({cluster}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(name)
+}
+
+/// `cluster` with its database set to `db`: appended to a key-value string
+/// (the last `dbname` wins, for libpq as for tokio-postgres), or put in the
+/// path of a `postgres://` URL.
+fn with_dbname(cluster: &str, db: &str) -> String {
+    let cluster = cluster.trim();
+    let Some((scheme, rest)) = cluster.split_once("://") else {
+        return format!("{cluster} dbname={db}");
+    };
+    let (head, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    let authority = head.split('/').next().unwrap_or_default();
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{scheme}://{authority}/{db}{query}")
+}
+
+/// A PostgreSQL client or server program: from `COFFRE_TEST_PG_BIN`
+/// (Debian keeps the server's out of `PATH`), else from `PATH`.
+fn pg_tool(name: &str) -> PathBuf {
+    std::env::var_os("COFFRE_TEST_PG_BIN")
+        .filter(|v| !v.is_empty())
+        .map(|bin| PathBuf::from(bin).join(name))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| name.into())
+}
+
+/// 64 random bits: `RandomState` is seeded from the OS per process, so two
+/// test processes on one cluster do not pick the same names.
+fn random_hex() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    format!("{:016x}", h.finish())
+}
+
+/// Stops the test cluster (`COFFRE_TEST_PG_DATA`) the way `mode` says, as
+/// pg_ctl's `-m`: `fast`, `immediate` (a crash: no checkpoint) or `smart`.
+pub fn pg_stop(mode: &str) {
+    pg_ctl(&["-m", mode, "-w", "-t", "60", "stop"]);
+}
+
+/// Starts the test cluster again, with the settings scripts/pg-server.sh
+/// wrote into its data directory, logging where that script does.
+pub fn pg_start() {
+    let log = pg_data().parent().map(|dir| dir.join("server.log")).unwrap_or_else(|| "server.log".into());
+    pg_ctl(&["-l".as_ref(), log.as_os_str(), "-w".as_ref(), "-t".as_ref(), "60".as_ref(), "start".as_ref()]);
+}
+
+fn pg_data() -> PathBuf {
+    std::env::var_os("COFFRE_TEST_PG_DATA")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("COFFRE_TEST_PG_DATA is unset (scripts/pg-server.sh prints it)"))
+}
+
+/// pg_ctl refuses root: as root, it runs as `postgres`, who owns the cluster
+/// scripts/pg-server.sh made.
+fn pg_ctl<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
+    use std::os::unix::fs::MetadataExt as _;
+    let data = pg_data();
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(pg_tool("pg_ctl"));
+        c
+    } else {
+        Command::new(pg_tool("pg_ctl"))
+    };
+    // The cluster's owner may not be allowed into the tests' working directory.
+    let cwd = data.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    cmd.arg("-D").arg(&data).args(args).current_dir(cwd).stdin(Stdio::null());
+    let out = cmd.output().unwrap_or_else(|e| panic!("running pg_ctl on {}: {e}", data.display()));
+    assert!(
+        out.status.success(),
+        "pg_ctl {:?} on {}: {}{}",
+        args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        data.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The S3 error code and HTTP status of an SDK call that must fail.
 pub fn error_code<T: std::fmt::Debug, E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug>(
     r: Result<T, aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
@@ -316,4 +556,90 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
             (x >> 32) as u8
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_name_goes_where_each_connection_string_form_keeps_it() {
+        assert_eq!(
+            with_dbname("host=/tmp/pg port=5432 user=postgres", "c_1"),
+            "host=/tmp/pg port=5432 user=postgres dbname=c_1"
+        );
+        assert_eq!(
+            with_dbname("postgresql://postgres@%2Ftmp%2Fpg:5432", "c_1"),
+            "postgresql://postgres@%2Ftmp%2Fpg:5432/c_1"
+        );
+        assert_eq!(with_dbname("postgres://u@h/old?sslmode=disable", "c_1"), "postgres://u@h/c_1?sslmode=disable");
+    }
+
+    #[test]
+    fn a_metadata_section_is_recognised_by_its_header_only() {
+        assert!(declares_metadata("a = 1\n[metadata]\nengine = \"embedded\"\n"));
+        assert!(declares_metadata("  [ metadata ]  # ours\n"));
+        assert!(declares_metadata("[metadata.pool]\nsize = 4\n"));
+        assert!(!declares_metadata("[label]\nmetadata = \"x\"\n[[metadata_targets]]\n"));
+        assert!(!declares_metadata("[[targets]]\nname = \"metadata\"\n"));
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_string(r#"host=/a b="c\d""#), r#""host=/a b=\"c\\d\"""#);
+        assert_eq!(toml_string("a\tb"), r#""a\u0009b""#);
+    }
+
+    /// Against the cluster of scripts/pg-server.sh only (scripts/test.sh runs
+    /// it in its PostgreSQL step): stops and starts that cluster.
+    #[test]
+    fn servers_get_a_database_of_their_own_that_survives_restarts() {
+        let Some(cluster) = test_pg() else {
+            eprintln!("skipped: COFFRE_TEST_PG unset (scripts/pg-server.sh starts a cluster and prints it)");
+            return;
+        };
+        let tmp = tempfile::tempdir().expect("tmp");
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let own = tmp.path().join("own.toml");
+        std::fs::write(&own, "body_idle_timeout_secs = 1").expect("config");
+        let env = [("COFFRE_CONFIG", own.to_str().expect("utf-8"))];
+
+        let first = ServerConfig::for_server(&data, &env).expect("config");
+        let text = std::fs::read_to_string(first.path.as_ref().expect("composed")).expect("read");
+        let name = std::fs::read_to_string(data.join(PG_DB_FILE)).expect("marker");
+        assert!(text.starts_with("body_idle_timeout_secs = 1\n"), "{text}");
+        assert!(
+            text.contains(&format!("[metadata]\nengine = \"postgres\"\nurl = \"{cluster} dbname={name}\"\n")),
+            "{text}"
+        );
+        let again = ServerConfig::for_server(&data, &env).expect("config");
+        let text_again = std::fs::read_to_string(again.path.as_ref().expect("composed")).expect("read");
+        assert_eq!(text, text_again, "a restart on the same data directory finds the same database");
+
+        let query = |sql: &str| {
+            let out = Command::new(pg_tool("psql"))
+                .args(["-X", "-A", "-t", "-d", &with_dbname(&cluster, "postgres"), "-c", sql])
+                .output()
+                .expect("psql");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let collation =
+            format!("SELECT datlocprovider::text || ' ' || daticulocale FROM pg_database WHERE datname = '{name}'");
+        assert_eq!(query(&collation), "i en-US", "copied from coffre_template");
+
+        let url = fresh_pg_database().expect("a cluster");
+        std::fs::write(&own, format!("[metadata]\nengine = \"postgres\"\nurl = {}\n", toml_string(&url)))
+            .expect("config");
+        let chosen = ServerConfig::for_server(&data, &env).expect("config");
+        assert_eq!(chosen.path.as_deref(), Some(own.as_path()), "a test's own [metadata] is left alone");
+        assert!(chosen.composed.is_none());
+
+        if std::env::var_os("COFFRE_TEST_PG_DATA").is_some() {
+            pg_stop("immediate");
+            pg_start();
+            assert_eq!(query(&format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")), "1");
+        }
+    }
 }
