@@ -58,19 +58,17 @@ step "the object and encryption suites again, keys in PyKMIP over KMIP"
 COFFRE_TEST_KMS_CONFIG="$scratch/kmip.toml" COFFRE_TEST_KMS_CUSTODY=kmip \
     cargo test -p coffre-e2e --test sdk --test encryption
 
-step "the S3 suites again, metadata in PostgreSQL"
+step "the end-to-end suite again, metadata in PostgreSQL"
 # A private cluster (unix socket only) in which the harness gives every server
 # a database of its own. Its owner, the postgres user, must get through $scratch.
 chmod 0711 "$scratch"
 trap 'scripts/pg-server.sh --stop "$scratch/pg" || true; scripts/kmip-server.sh --stop "$scratch/kmip"; rm -rf "$scratch"' EXIT
 pg_env="$(scripts/pg-server.sh "$scratch/pg")"
 eval "$pg_env" # exports COFFRE_TEST_PG and friends, for the steps below too
-# The suites that talk S3 to one server, each on its own data directory, and
-# the harness's own PostgreSQL checks (--lib). Left out until the engine has
-# run them: crash (kills coffre to test its local disk), residency (storage
-# nodes and gateways), tls and kms_outage (one server, but about other things).
-cargo test -p coffre-e2e --lib --test sdk --test versioning --test worm --test edges --test lifecycle \
-    --test encryption --test audit --test scale
+# The whole end-to-end suite again, every server on a database of its own
+# (kill -9, storage nodes, TLS and custodian outages included), and the tests
+# that need PostgreSQL: several gateways on one database (gateways.rs).
+cargo test -p coffre-e2e
 
 step "power cuts: coffre on ext4 and XFS over a disk that loses its cache (needs root, FUSE, loop)"
 # 50 cuts on ext4, 10 on XFS, 10 after failed flushes (EIO) and 10 that keep

@@ -307,19 +307,36 @@ impl ServerConfig {
         if declares_metadata(&text) {
             return Ok(Self { path: base, composed: None });
         }
-        let url = pg_database_for(&cluster, data_dir)?;
+        let section = metadata_section(&cluster, data_dir)?;
         let mut file = tempfile::Builder::new()
             .prefix("coffre-e2e-")
             .suffix(".toml")
             .tempfile()
             .map_err(|e| format!("creating a config file for {}: {e}", data_dir.display()))?;
         let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
-        let section = format!("\n[metadata]\nengine = \"postgres\"\nurl = {}\n", toml_string(&url));
         file.write_all(format!("{text}{separator}{section}").as_bytes())
             .and_then(|()| file.flush())
             .map_err(|e| format!("writing {}: {e}", file.path().display()))?;
         Ok(Self { path: Some(file.path().to_owned()), composed: Some(file) })
     }
+}
+
+/// The `[metadata]` section naming the database of the server on `data_dir`.
+fn metadata_section(cluster: &str, data_dir: &Path) -> Result<String, String> {
+    let url = pg_database_for(cluster, data_dir)?;
+    Ok(format!("\n[metadata]\nengine = \"postgres\"\nurl = {}\n", toml_string(&url)))
+}
+
+/// `config` as the server on `data_dir` read it: under `COFFRE_TEST_PG`, with
+/// the `[metadata]` section naming its database, for commands that read a
+/// stopped server's config and data directory.
+pub fn config_as_served(config: &Path, data_dir: &Path) -> PathBuf {
+    let Some(cluster) = test_pg() else { return config.to_owned() };
+    let text = std::fs::read_to_string(config).expect("reading the config");
+    let section = metadata_section(&cluster, data_dir).unwrap_or_else(|e| panic!("{e}"));
+    let served = data_dir.with_extension("served.toml");
+    std::fs::write(&served, format!("{text}\n{section}")).expect("writing the served config");
+    served
 }
 
 /// Whether a config file has a `[metadata]` table (or a `[metadata.x]` one).

@@ -684,7 +684,7 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     let offline = tmp.path().join("offline.json");
     let out = Command::new(coffre_bin())
         .args(["label", "evaluate", "--offline", "--profile", "secnumcloud-3.2", "--format", "json", "--config"])
-        .arg(&config)
+        .arg(coffre_e2e::config_as_served(&config, &gateway.data_dir))
         .arg("--data-dir")
         .arg(&gateway.data_dir)
         .arg("--output")

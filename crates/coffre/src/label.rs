@@ -15,6 +15,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use coffre_core::meta::MetaStore;
+use coffre_core::placement::PlacementStore;
 use coffre_label::{
     DeclaredFacts, Facts, ObservedBucket, ObservedFacts, ObservedListener, ObservedReplica, ObservedTarget, Report,
 };
@@ -381,21 +383,34 @@ pub async fn latest(State(state): State<AdminState>) -> Json<Vec<LatestView>> {
 /// server's config and data directory (its files are locked while it runs).
 pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, format: &str) -> anyhow::Result<String> {
     let config = crate::config::Config::load(args)?;
-    if let crate::config::Metadata::Postgres { .. } = config.metadata {
-        anyhow::bail!("the metadata is in PostgreSQL, where the gateways keep running: evaluate through --endpoint");
-    }
-    let meta_path = config.data_dir.join("meta.redb");
-    anyhow::ensure!(meta_path.exists(), "{} holds no Coffre metadata", config.data_dir.display());
-    let meta = coffre_meta::EmbeddedMeta::open(&meta_path).with_context(|| {
-        format!("opening {} (stop the server, or evaluate through --endpoint)", meta_path.display())
-    })?;
+    let (meta, placement): (Arc<dyn MetaStore>, Option<Arc<dyn PlacementStore>>) = match &config.metadata {
+        // The shared database: the same rows the running gateways read.
+        crate::config::Metadata::Postgres { url, .. } => {
+            let options = coffre_meta::PgOptions {
+                gateway_name: "label-offline".into(),
+                ..coffre_meta::PgOptions::new(url.expose())
+            };
+            let pg = coffre_meta::PgMeta::connect(&options).await.context("connecting to the metadata database")?;
+            (pg.clone(), Some(Arc::new(pg.placement())))
+        }
+        crate::config::Metadata::Embedded => {
+            let meta_path = config.data_dir.join("meta.redb");
+            anyhow::ensure!(meta_path.exists(), "{} holds no Coffre metadata", config.data_dir.display());
+            let meta = coffre_meta::EmbeddedMeta::open(&meta_path).with_context(|| {
+                format!("opening {} (stop the server, or evaluate through --endpoint)", meta_path.display())
+            })?;
+            (Arc::new(meta), None)
+        }
+    };
     let store = if config.topology.is_empty() {
         None
     } else {
         let secret = config.cluster_secret.as_ref().context("cluster.secret: required with storage targets")?;
         let key = coffre_node::ClusterKey::new(secret.expose()).map_err(anyhow::Error::msg)?;
-        let index = config.data_dir.join("placement.redb");
-        let placement = std::sync::Arc::new(coffre_node::FilePlacement::open(&index)?);
+        let placement = match placement {
+            Some(shared) => shared,
+            None => Arc::new(coffre_node::FilePlacement::open(&config.data_dir.join("placement.redb"))?),
+        };
         let client = coffre_node::NodeClient::new(key);
         Some(
             ReplicatedBlobStore::open(config.topology.clone(), config.default_residency.clone(), client, placement)
@@ -407,7 +422,7 @@ pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, fo
         None => None,
     };
     let sources = Sources {
-        meta: Arc::new(meta),
+        meta,
         store,
         custody: crate::kms::custody_name(&config.kms).to_owned(),
         tls: crate::tls::Tls::setup(config.tls.as_ref())?.report(),

@@ -215,8 +215,12 @@ fn warn_fsync_off() {
 async fn open_meta(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Option<Arc<PgMeta>>)> {
     match &config.metadata {
         Metadata::Postgres { url, pool_size } => {
-            let options =
-                PgOptions { url: url.expose().to_owned(), pool_size: *pool_size, gateway_name: config.node_id.clone() };
+            let options = PgOptions {
+                url: url.expose().to_owned(),
+                pool_size: *pool_size,
+                gateway_name: config.node_id.clone(),
+                gateway_id: Some(gateway_id(&config.data_dir)?),
+            };
             let pg = PgMeta::connect(&options).await.context("connecting to the PostgreSQL metadata database")?;
             tracing::info!(pool_size, "metadata in PostgreSQL (schema up to date)");
             Ok((pg.clone(), Some(pg)))
@@ -233,6 +237,25 @@ async fn open_meta(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Optio
             private(&meta_path, 0o600)?;
             Ok((meta, None))
         }
+    }
+}
+
+/// This gateway's identity in the shared database, made on its first start
+/// and kept in the data directory, so that a restarted gateway reclaims the
+/// blobs its interrupted writes left at once.
+fn gateway_id(data_dir: &std::path::Path) -> anyhow::Result<[u8; 16]> {
+    let path = data_dir.join("gateway.id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = uuid::Uuid::parse_str(text.trim()).with_context(|| format!("{} is not a UUID", path.display()))?;
+            Ok(id.into_bytes())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4();
+            std::fs::write(&path, format!("{id}\n")).with_context(|| format!("writing {}", path.display()))?;
+            Ok(id.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 

@@ -28,11 +28,16 @@ impl Drop for Heartbeat {
     }
 }
 
-/// Adds this gateway to the membership table and starts its heartbeat.
+/// Adds this gateway to the membership table (again, after a restart with
+/// the same identity) and starts its heartbeat.
 pub(crate) async fn join(pool: &Pool, gateway: [u8; 16], name: &str) -> Result<Heartbeat> {
     let client = get(pool).await?;
     client
-        .execute("INSERT INTO gateways (gateway, name) VALUES ($1, $2)", &[&gateway.as_slice(), &name])
+        .execute(
+            "INSERT INTO gateways (gateway, name) VALUES ($1, $2)
+             ON CONFLICT (gateway) DO UPDATE SET name = excluded.name, started_at = now(), heartbeat_at = now()",
+            &[&gateway.as_slice(), &name],
+        )
         .await
         .map_err(db_err)?;
     let (pool, name) = (pool.clone(), name.to_owned());
@@ -62,19 +67,24 @@ async fn beat(pool: &Pool, gateway: [u8; 16], name: &str) -> Result<()> {
 }
 
 /// Removes gateways that stopped heartbeating and queues the blobs they were
-/// writing; returns how many blobs. Any gateway may run it at any time.
-pub(crate) async fn sweep_dead(tx: &Tx<'_>, _: &()) -> TxResult<usize> {
+/// writing; returns how many blobs. Any gateway may run it at any time. With
+/// `restarted`, the blobs that gateway was writing go too: it has just
+/// started, so none of its writes can still be in flight.
+pub(crate) async fn sweep_dead(tx: &Tx<'_>, restarted: &Option<[u8; 16]>) -> TxResult<usize> {
     let dead_after = DEAD_AFTER.as_secs_f64();
     let stmt =
         tx.prepare_cached("DELETE FROM gateways WHERE heartbeat_at < now() - $1::FLOAT8 * INTERVAL '1 second'").await?;
     tx.execute(&stmt, &[&dead_after]).await?;
     let stmt = tx
         .prepare_cached(
-            "DELETE FROM pending_blobs p WHERE NOT EXISTS (SELECT 1 FROM gateways g WHERE g.gateway = p.gateway)
+            "DELETE FROM pending_blobs p
+             WHERE p.gateway = $1 OR NOT EXISTS (SELECT 1 FROM gateways g WHERE g.gateway = p.gateway)
              RETURNING blob",
         )
         .await?;
-    let orphans: Vec<Vec<u8>> = tx.query(&stmt, &[]).await?.iter().map(|r| r.get(0)).collect();
+    // No gateway has the empty id: without `restarted` only the dead count.
+    let own: &[u8] = restarted.as_ref().map_or(&[], |id| id.as_slice());
+    let orphans: Vec<Vec<u8>> = tx.query(&stmt, &[&own]).await?.iter().map(|r| r.get(0)).collect();
     enqueue_gc(tx, &orphans).await?;
     Ok(orphans.len())
 }

@@ -76,11 +76,16 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// This gateway's name in the membership table.
     pub gateway_name: String,
+    /// This gateway's identity, kept across its restarts (the binary keeps it
+    /// in the data directory): a restarted gateway lets go of its own
+    /// unfinished writes at once instead of waiting to be presumed dead.
+    /// `None`: a new identity for this process.
+    pub gateway_id: Option<[u8; 16]>,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), pool_size: 16, gateway_name: "gateway".into() }
+        Self { url: url.into(), pool_size: 16, gateway_name: "gateway".into(), gateway_id: None }
     }
 }
 
@@ -98,7 +103,7 @@ impl PgMeta {
         let mut client = get(&pool).await?;
         migrate::migrate(&mut client).await?;
         drop(client);
-        let gateway: [u8; 16] = rand::random();
+        let gateway = options.gateway_id.unwrap_or_else(rand::random);
         let heartbeat = cluster::join(&pool, gateway, &options.gateway_name).await?;
         Ok(Arc::new(Self { pool, gateway, _heartbeat: heartbeat }))
     }

@@ -783,11 +783,12 @@ async fn release_pending_tx(tx: &Tx<'_>, blobs: &[BlobId]) -> TxResult<()> {
     enqueue_gc(tx, &keys).await
 }
 
-/// Claims due blobs for this collector: pushed out of sight for a minute, so
-/// no other gateway collects them meanwhile, and back in sight should this
-/// one die before `forget_collected`.
+/// Claims due blobs for this collector: out of sight for 15 s (a collection
+/// pass and then some), so no other gateway collects them meanwhile; back in
+/// sight after that if this one died, or could not delete them, before
+/// `forget_collected`.
 async fn claim_collectable_tx(tx: &Tx<'_>, input: &(i64, usize)) -> TxResult<Vec<BlobId>> {
-    let sql = "UPDATE gc_queue SET run_after = now() + INTERVAL '60 seconds', attempts = attempts + 1
+    let sql = "UPDATE gc_queue SET run_after = now() + INTERVAL '15 seconds', attempts = attempts + 1
                WHERE blob IN (SELECT blob FROM gc_queue WHERE enqueued_at <= $1 AND run_after <= now()
                               ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                RETURNING blob";
@@ -1017,9 +1018,10 @@ impl MetaStore for PgMeta {
     }
 
     /// Many gateways share the queue, so "every pending blob" would take the
-    /// blobs of live gateways' writes: only those of gateways presumed dead go.
+    /// blobs of live gateways' writes: only this gateway's own (from before
+    /// its restart) and those of gateways presumed dead go.
     async fn abandon_pending(&self) -> Result<usize> {
-        self.txn(&(), |tx, i| sweep_dead(tx, i).boxed()).await
+        self.txn(&Some(self.gateway), |tx, i| sweep_dead(tx, i).boxed()).await
     }
 
     async fn release_pending(&self, blobs: &[BlobId]) -> Result<()> {
@@ -1027,7 +1029,7 @@ impl MetaStore for PgMeta {
     }
 
     async fn collectable(&self, enqueued_before: UnixNanos, limit: usize) -> Result<Vec<BlobId>> {
-        let swept = self.txn(&(), |tx, i| sweep_dead(tx, i).boxed()).await?;
+        let swept = self.txn(&None, |tx, i| sweep_dead(tx, i).boxed()).await?;
         if swept > 0 {
             tracing::info!(blobs = swept, "queued the blobs of writes by gateways presumed dead");
         }
