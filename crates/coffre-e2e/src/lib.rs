@@ -7,8 +7,10 @@
 //! keeps its metadata in a database of its own on that PostgreSQL cluster; see
 //! [`metadata_engine`].
 
+pub mod deployment;
 pub mod pki;
 
+use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -573,6 +575,73 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
             (x >> 32) as u8
         })
         .collect()
+}
+
+/// A free port on 127.0.0.1 (free when asked: see [`Server`] on races).
+pub fn free_addr() -> SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A storage node (`coffre serve --role storage`) on its own data directory.
+pub struct Node {
+    pub id: &'static str,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+}
+
+impl Node {
+    pub fn start(id: &'static str, config: &Path, data_dir: PathBuf, addr: SocketAddr) -> Self {
+        std::fs::create_dir_all(&data_dir).expect("node dir");
+        let log = std::fs::File::create(data_dir.join("node.log")).expect("log");
+        let child = Command::new(coffre_bin())
+            .args(["serve", "--role", "storage", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--node-listen", &addr.to_string(), "--node-id", id])
+            .env("COFFRE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting a storage node");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "node {id} did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { id, addr, child: Some(child), data_dir }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Blob file name → contents, read straight from the node's disk.
+    pub fn blobs(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let root = self.data_dir.join("blobs");
+        for shard in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && file.path().is_file() {
+                    out.insert(name, std::fs::read(file.path()).expect("blob"));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[cfg(test)]

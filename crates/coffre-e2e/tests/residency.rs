@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use coffre_e2e::{Server, coffre_bin, error_code, pattern};
+use coffre_e2e::{Node, Server, coffre_bin, error_code, free_addr, pattern};
 
 const SECRET: &str = "e2e cluster secret, long enough";
 
@@ -23,71 +23,6 @@ const NODES: [(&str, &str, &str, &str, &str); 5] = [
     ("fra-1", "DE", "frankfurt", "fra-a", "op-de"),
     ("nyc-1", "US", "new-york", "nyc-a", "op-us"),
 ];
-
-fn free_addr() -> SocketAddr {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-struct Node {
-    id: &'static str,
-    addr: SocketAddr,
-    child: Option<Child>,
-    data_dir: PathBuf,
-}
-
-impl Node {
-    fn start(id: &'static str, config: &Path, data_dir: PathBuf, addr: SocketAddr) -> Self {
-        std::fs::create_dir_all(&data_dir).expect("node dir");
-        let log = std::fs::File::create(data_dir.join("node.log")).expect("log");
-        let child = Command::new(coffre_bin())
-            .args(["serve", "--role", "storage", "--config"])
-            .arg(config)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--node-listen", &addr.to_string(), "--node-id", id])
-            .env("COFFRE_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("starting a storage node");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "node {id} did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { id, addr, child: Some(child), data_dir }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Blob file name → contents, read straight from the node's disk.
-    fn blobs(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        let root = self.data_dir.join("blobs");
-        for shard in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            for file in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
-                let name = file.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && file.path().is_file() {
-                    out.insert(name, std::fs::read(file.path()).expect("blob"));
-                }
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn topology(addrs: &[SocketAddr]) -> String {
     // A short grace lets the test see deleted blobs collected.

@@ -1,0 +1,79 @@
+//! A deployment of several stateless gateways on one PostgreSQL database,
+//! with two storage nodes on two sites: what the multi-gateway tests start.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Node, Server, free_addr};
+
+const SECRET: &str = "e2e cluster secret, long enough";
+
+/// (id, site) of the two storage nodes, both in FR.
+const NODES: [(&str, &str); 2] = [("par-1", "par-a"), ("par-2", "par-b")];
+
+pub struct Deployment {
+    pub nodes: Vec<Node>,
+    pub gateways: Vec<Server>,
+    config: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl Deployment {
+    /// `gateways` gateways and two nodes on a fresh database; `None` without
+    /// a PostgreSQL cluster to test on (`COFFRE_TEST_PG`).
+    pub fn start(gateways: usize) -> Option<Self> {
+        let url = crate::fresh_pg_database()?;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let addrs = NODES.map(|_| free_addr());
+        let config = tmp.path().join("coffre.toml");
+        std::fs::write(&config, config_text(&url, &tmp.path().join("kms"), &addrs)).expect("config");
+        let nodes = NODES.iter().zip(addrs).map(|((id, _), addr)| Node::start(id, &config, tmp.path().join(id), addr));
+        let mut deployment = Self { nodes: nodes.collect(), gateways: Vec::new(), config, tmp };
+        for i in 0..gateways {
+            let gateway = deployment.start_gateway(i);
+            deployment.gateways.push(gateway);
+        }
+        Some(deployment)
+    }
+
+    /// Gateway `i` on its data directory (the same one on a restart).
+    pub fn start_gateway(&self, i: usize) -> Server {
+        let config = self.config.to_str().expect("utf-8 path").to_owned();
+        let name = format!("gw-{i}");
+        let args = ["--role".as_ref(), "gateway".as_ref(), "--node-id".as_ref(), name.as_ref()];
+        Server::start_with_args(&self.gateway_dir(i), &args, &[("COFFRE_CONFIG", &config)])
+    }
+
+    pub fn gateway_dir(&self, i: usize) -> PathBuf {
+        self.tmp.path().join(format!("gw-{i}"))
+    }
+
+    pub fn clients(&self) -> Vec<aws_sdk_s3::Client> {
+        self.gateways.iter().map(Server::client).collect()
+    }
+
+    /// Blob files on all nodes' disks.
+    pub fn blob_files(&self) -> usize {
+        self.nodes.iter().map(|n| n.blobs().len()).sum()
+    }
+}
+
+/// Every process reads the same file: one database, one key directory (the
+/// custodian must be shared by the gateways), two replicas on two FR sites,
+/// and a short collection grace so tests see blobs go.
+fn config_text(url: &str, kms: &Path, addrs: &[std::net::SocketAddr]) -> String {
+    let mut toml = format!(
+        "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{SECRET}\"\n\n\
+         [metadata]\nengine = \"postgres\"\nurl = \"{url}\"\n\n\
+         [kms]\ncustody = \"embedded\"\ndir = \"{}\"\n\n\
+         [residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+         [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\nownership = {{ FR = 100.0 }}\n",
+        kms.display()
+    );
+    for ((id, site), addr) in NODES.iter().zip(addrs) {
+        toml.push_str(&format!(
+            "\n[[targets]]\nid = \"{id}\"\nkind = \"node\"\nendpoint = \"http://{addr}\"\ncountry = \"FR\"\n\
+             region = \"paris\"\nsite = \"{site}\"\noperator = \"op-fr\"\ncapacity = \"100GiB\"\n"
+        ));
+    }
+    toml
+}

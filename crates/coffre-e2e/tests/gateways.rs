@@ -1,0 +1,297 @@
+//! Three stateless gateways on one PostgreSQL database, with two storage
+//! nodes: what one gateway writes the others serve at once, a create-only PUT
+//! raced across them has one winner, a listing paged across them sees every
+//! key once, and a gateway killed mid-write loses nothing acknowledged.
+//! Needs a PostgreSQL cluster (`COFFRE_TEST_PG`, set by scripts/test.sh).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, VersioningConfiguration};
+use coffre_e2e::deployment::Deployment;
+use coffre_e2e::{error_code, md5_hex, pattern};
+use tokio::sync::Semaphore;
+
+fn deployment() -> Option<Deployment> {
+    let d = Deployment::start(3);
+    if d.is_none() {
+        eprintln!("skipped: COFFRE_TEST_PG is unset (scripts/test.sh starts a PostgreSQL cluster)");
+    }
+    d
+}
+
+async fn put(c: &Client, bucket: &str, key: &str, body: Vec<u8>) {
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
+}
+
+async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out =
+        c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_gateway_writes_the_others_serve_at_once() {
+    let Some(d) = deployment() else { return };
+    let c = d.clients();
+    c[0].create_bucket().bucket("shared").send().await.expect("bucket");
+    for other in &c[1..] {
+        other.head_bucket().bucket("shared").send().await.expect("the bucket is seen by every gateway");
+    }
+
+    // Each object written through one gateway, read back at once through the two others.
+    for (i, size) in [0usize, 1, 4096, 100_000, 1 << 20].into_iter().enumerate() {
+        let key = format!("obj-{size}");
+        let body = pattern(size, i as u64);
+        put(&c[i % 3], "shared", &key, body.clone()).await;
+        for j in 1..3 {
+            assert_eq!(get(&c[(i + j) % 3], "shared", &key).await, body, "{key} through gateway {}", (i + j) % 3);
+        }
+    }
+
+    // One multipart upload, begun on a gateway, fed by the two others, completed on the first.
+    let up = c[0].create_multipart_upload().bucket("shared").key("mp").send().await.expect("create");
+    let id = up.upload_id().expect("id");
+    let parts = [pattern(5 << 20, 7), pattern(1 << 20, 8)];
+    let mut done = Vec::new();
+    for (n, part) in parts.iter().enumerate() {
+        let number = n as i32 + 1;
+        let out = c[n + 1]
+            .upload_part()
+            .bucket("shared")
+            .key("mp")
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(part.clone()))
+            .send()
+            .await
+            .expect("part");
+        done.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build());
+    }
+    let listed = c[2].list_parts().bucket("shared").key("mp").upload_id(id).send().await.expect("parts");
+    assert_eq!(listed.parts().len(), 2, "parts written through two gateways are listed by a third");
+    let whole = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
+    c[0].complete_multipart_upload()
+        .bucket("shared")
+        .key("mp")
+        .upload_id(id)
+        .multipart_upload(whole)
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(get(&c[1], "shared", "mp").await, [parts[0].as_slice(), parts[1].as_slice()].concat());
+
+    // Versions written through two gateways, listed through a third.
+    let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    c[1].put_bucket_versioning().bucket("shared").versioning_configuration(on).send().await.expect("versioning");
+    put(&c[0], "shared", "v", b"first".to_vec()).await;
+    put(&c[2], "shared", "v", b"second".to_vec()).await;
+    let versions = c[1].list_object_versions().bucket("shared").prefix("v").send().await.expect("versions");
+    assert_eq!(versions.versions().len(), 2);
+    assert_eq!(get(&c[0], "shared", "v").await, b"second");
+
+    // A delete through one gateway is a 404 through another.
+    c[2].delete_object().bucket("shared").key("obj-1").send().await.expect("delete");
+    let gone = c[0].get_object().bucket("shared").key("obj-1").send().await;
+    assert_eq!(error_code(gone), ("NoSuchKey".to_owned(), 404));
+
+    // An access key made through one gateway signs requests to another.
+    let (access, secret) = d.gateways[0].create_key("tenant");
+    let tenant = d.gateways[2].client_as(&access, &secret);
+    tenant.create_bucket().bucket("tenant-bucket").send().await.expect("the new key works on another gateway");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_only_put_raced_across_gateways_has_one_winner() {
+    let Some(d) = deployment() else { return };
+    let c = d.clients();
+    c[0].create_bucket().bucket("race").send().await.expect("bucket");
+    for round in 0..3 {
+        let key = format!("contested-{round}");
+        let mut tasks = Vec::new();
+        for writer in 0..32 {
+            let (client, key) = (c[writer % 3].clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = format!("writer {writer}").into_bytes();
+                let out = client
+                    .put_object()
+                    .bucket("race")
+                    .key(key)
+                    .if_none_match("*")
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+                    .await;
+                (body, out.map(drop).map_err(|e| error_code::<(), _>(Err(e))))
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (body, outcome) = task.await.expect("task");
+            match outcome {
+                Ok(()) => winners.push(body),
+                Err((code, status)) => {
+                    assert_eq!((code.as_str(), status), ("PreconditionFailed", 412), "round {round}")
+                }
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one create-only PUT wins");
+        for client in &c {
+            assert_eq!(get(client, "race", &key).await, winners[0], "every gateway serves the winner's body");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_100k_keys_paged_across_gateways_sees_each_once_in_order() {
+    let Some(d) = deployment() else { return };
+    let c = d.clients();
+    // One replica: the listing is the database's work; two would only double the writes to the nodes.
+    c[0].create_bucket()
+        .bucket("many")
+        .customize()
+        .mutate_request(|r| {
+            r.headers_mut().insert("x-coffre-residency-policy", "allow=FR; replicas=1; distinct-sites=1");
+        })
+        .send()
+        .await
+        .expect("bucket");
+    let sem = Arc::new(Semaphore::new(48));
+    let mut tasks = Vec::new();
+    for i in 0..100_000usize {
+        let permit = sem.clone().acquire_owned().await.expect("permit");
+        let client = c[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("k/{:03}/{i:06}", i % 997);
+            client.put_object().bucket("many").key(key).body(ByteStream::from_static(b"")).send().await.expect("put");
+            drop(permit);
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let mut seen = Vec::with_capacity(100_000);
+    let (mut token, mut page) = (None, 0usize);
+    loop {
+        // Each page from the next gateway: a continuation token is not tied to the gateway that made it.
+        let out =
+            c[page % 3].list_objects_v2().bucket("many").set_continuation_token(token).send().await.expect("list");
+        seen.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        page += 1;
+        token = out.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(page, 100);
+    assert_eq!(seen.len(), 100_000);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "strictly increasing, so every key once and in order");
+    let out = c[1].list_objects_v2().bucket("many").prefix("k/").delimiter("/").send().await.expect("prefixes");
+    assert_eq!(out.common_prefixes().len(), 997);
+}
+
+type Ledger = Arc<Mutex<BTreeMap<String, String>>>;
+
+/// PUTs unique keys through one gateway until it fails or `stop` is set,
+/// recording each body's MD5 before sending (`attempted`) and once answered (`acked`).
+async fn write_until(client: Client, writer: usize, attempted: Ledger, acked: Ledger, stop: Arc<Mutex<bool>>) {
+    let sizes = [1usize, 5000, 70_000, 300_000];
+    for n in 0.. {
+        if *stop.lock().expect("lock") {
+            return;
+        }
+        let key = format!("w{writer}/{n:05}");
+        let body = pattern(sizes[n % sizes.len()], (writer * 100_000 + n) as u64);
+        attempted.lock().expect("lock").insert(key.clone(), md5_hex(&body));
+        match client.put_object().bucket("kill").key(&key).body(ByteStream::from(body.clone())).send().await {
+            Ok(_) => drop(acked.lock().expect("lock").insert(key, md5_hex(&body))),
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_mid_write_loses_nothing_acknowledged() {
+    let Some(mut d) = deployment() else { return };
+    let c = d.clients();
+    c[0].create_bucket().bucket("kill").send().await.expect("bucket");
+    // An upload begun on the victim and never completed: it must not become an object.
+    let up = c[0].create_multipart_upload().bucket("kill").key("unfinished").send().await.expect("create");
+    let upload_id = up.upload_id().expect("id").to_owned();
+    c[0].upload_part()
+        .bucket("kill")
+        .key("unfinished")
+        .upload_id(&upload_id)
+        .part_number(1)
+        .body(ByteStream::from(pattern(1 << 20, 1)))
+        .send()
+        .await
+        .expect("part");
+
+    let (attempted, acked): (Ledger, Ledger) = Default::default();
+    let stop = Arc::new(Mutex::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|w| tokio::spawn(write_until(c[w % 3].clone(), w, attempted.clone(), acked.clone(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.gateways[0].kill();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    *stop.lock().expect("lock") = true;
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let (attempted, acked) = (attempted.lock().expect("lock").clone(), acked.lock().expect("lock").clone());
+    let victims_acked = acked.keys().filter(|k| k.starts_with("w0/") || k.starts_with("w3/")).count();
+    assert!(victims_acked > 0, "the killed gateway had acknowledged writes");
+
+    // Every acknowledged write reads back through the survivors.
+    for (key, md5) in &acked {
+        for client in &c[1..] {
+            assert_eq!(&md5_hex(&get(client, "kill", key).await), md5, "{key}");
+        }
+    }
+    // Whatever is listed is whole: a body that was sent for that key, never a part of one.
+    let mut listed = 0;
+    let mut token = None;
+    loop {
+        let out = c[2].list_objects_v2().bucket("kill").set_continuation_token(token).send().await.expect("list");
+        for o in out.contents() {
+            let key = o.key().expect("key");
+            let md5 = attempted.get(key).unwrap_or_else(|| panic!("{key} listed but never written"));
+            assert_eq!(o.e_tag().map(|e| e.trim_matches('"')), Some(md5.as_str()), "{key} half written");
+            listed += 1;
+        }
+        token = out.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert!(listed >= acked.len());
+    let unfinished = c[1].head_object().bucket("kill").key("unfinished").send().await;
+    assert_eq!(error_code(unfinished).1, 404, "an upload that was never completed is no object");
+
+    // The victim restarts with its identity: what its cut writes left is collected,
+    // and the upload it began is still there for another gateway to abort.
+    d.gateways[0] = d.start_gateway(0);
+    let uploads = c[1].list_multipart_uploads().bucket("kill").send().await.expect("uploads");
+    assert_eq!(uploads.uploads().len(), 1);
+    c[1].abort_multipart_upload().bucket("kill").key("unfinished").upload_id(&upload_id).send().await.expect("abort");
+    let expected = 2 * listed;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while d.blob_files() != expected {
+        assert!(
+            Instant::now() < deadline,
+            "{} blob files on the nodes, {expected} expected (2 replicas of {listed} objects): orphans left",
+            d.blob_files()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
