@@ -65,9 +65,12 @@ chmod 0711 "$scratch"
 trap 'scripts/pg-server.sh --stop "$scratch/pg" || true; scripts/kmip-server.sh --stop "$scratch/kmip"; rm -rf "$scratch"' EXIT
 pg_env="$(scripts/pg-server.sh "$scratch/pg")"
 eval "$pg_env" # exports COFFRE_TEST_PG and friends, for the steps below too
-# The whole end-to-end suite again, every server on a database of its own
-# (kill -9, storage nodes, TLS and custodian outages included), and the tests
-# that need PostgreSQL: several gateways on one database (gateways.rs).
+# The engine's own tests (the same version, listing and key-rotation rules as
+# the embedded engine, then leases, claims, fencing and migrations), and the
+# whole end-to-end suite again, every server on a database of its own (kill
+# -9, storage nodes, TLS and custodian outages included), with the tests that
+# need PostgreSQL: several gateways on one database, PostgreSQL restarted.
+cargo test -p coffre-meta
 cargo test -p coffre-e2e
 
 step "power cuts: coffre on ext4 and XFS over a disk that loses its cache (needs root, FUSE, loop)"

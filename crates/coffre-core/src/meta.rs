@@ -490,7 +490,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_upload(&self, upload: UploadRecord) -> Result<()>;
     async fn upload(&self, bucket: &BucketName, key: &ObjectKey, upload_id: &UploadId) -> Result<Option<UploadRecord>>;
     /// Records a part (replacing one of the same number, whose blob is queued
-    /// for collection). Fails with `NoSuchUpload` if the upload is gone.
+    /// for collection) and ends its blob's pending state (`register_pending`
+    /// comes first, as for `put_object`). Fails with `NoSuchUpload` if the
+    /// upload is gone.
     async fn put_part(&self, upload: &UploadRecord, part: PartRecord) -> Result<()>;
     async fn parts(&self, upload_id: &UploadId, after: u32, limit: usize) -> Result<Vec<PartRecord>>;
     /// Uploads in (key, upload id) order, after the given markers.
@@ -513,6 +515,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn abandon_pending(&self) -> Result<usize>;
     /// Moves these pending blobs to the collection queue (a failed write).
     async fn release_pending(&self, blobs: &[BlobId]) -> Result<()>;
+    /// Blobs queued before `enqueued_before`, at most `limit`, for the caller
+    /// to delete. An engine that several collectors share hands each blob to
+    /// one of them at a time: what it returned is hidden from the next calls
+    /// for a while, and comes back then unless `forget_collected` was called.
     async fn collectable(&self, enqueued_before: UnixNanos, limit: usize) -> Result<Vec<BlobId>>;
     async fn forget_collected(&self, blobs: &[BlobId]) -> Result<()>;
 

@@ -1,5 +1,6 @@
-//! Lifecycle rules through the object service, the embedded engine and the
-//! disk blob store, with the clock injected: exactly the objects due go.
+//! Lifecycle rules through the object service, a metadata engine (embedded,
+//! or PostgreSQL under `COFFRE_TEST_PG`) and the disk blob store, with the
+//! clock injected: exactly the objects due go.
 
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use coffre_core::lock::{LockState, Retention, RetentionMode};
 use coffre_core::meta::{BucketChange, ContentHeaders, Versioning, WriteCondition};
 use coffre_core::service::{BodyClaims, NewUpload, ObjectService, PutRequest, ServiceConfig};
 use coffre_core::types::{AccessKeyId, BucketName, ObjectKey, Principal, UnixNanos, VersionId};
-use coffre_meta::EmbeddedMeta;
+
+mod common;
 
 const DAY: i64 = 86_400 * 1_000_000_000;
 
@@ -18,16 +20,17 @@ struct World {
     service: ObjectService,
     root: Principal,
     _dir: tempfile::TempDir,
+    _held: common::Held,
 }
 
-fn world() -> World {
+async fn world() -> World {
     let dir = tempfile::tempdir().expect("tmp");
-    let meta = Arc::new(EmbeddedMeta::open(&dir.path().join("m.redb")).expect("meta"));
+    let (meta, held) = common::engine().await;
     let blobs = Arc::new(DiskBlobStore::open(dir.path().join("blobs")).expect("blobs"));
     let kms = coffre_crypto::embedded::EmbeddedKms::open(&dir.path().join("kms"), None).expect("kms");
     let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default());
     let root = Principal { access_key: AccessKeyId::parse("root").expect("id"), is_root: true };
-    World { service, root, _dir: dir }
+    World { service, root, _dir: dir, _held: held }
 }
 
 impl World {
@@ -73,7 +76,7 @@ fn rule(id: &str, prefix: &str) -> Rule {
 
 #[tokio::test]
 async fn expiration_by_days_prefix_and_tags() {
-    let w = world();
+    let w = world().await;
     let b = BucketName::parse("life").expect("name");
     w.service.create_bucket(&w.root, b.clone(), false).await.expect("bucket");
     w.put(&b, "logs/a", &[], None).await;
@@ -106,7 +109,7 @@ async fn expiration_by_days_prefix_and_tags() {
 
 #[tokio::test]
 async fn versions_markers_uploads_and_locks() {
-    let w = world();
+    let w = world().await;
     let b = BucketName::parse("life-versioned").expect("name");
     w.service.create_bucket(&w.root, b.clone(), true).await.expect("bucket with object lock");
     assert_eq!(w.service.bucket(&w.root, &b).await.expect("bucket").versioning, Versioning::Enabled);

@@ -1,14 +1,13 @@
-//! Listing through the real embedded engine, checked against a naive model
+//! Listing through a real engine (embedded, or PostgreSQL under
+//! `COFFRE_TEST_PG`), checked against a naive model
 //! over random keys, prefixes, delimiters, resume points and page sizes.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
-use std::sync::Arc;
 
 use coffre_core::list::{ListQuery, list};
-use coffre_core::meta::{BucketRecord, DataLocation, MetaStore, ObjectVersion, PutObject, WriteCondition};
+use coffre_core::meta::{BucketRecord, DataLocation, ObjectVersion, PutObject, WriteCondition};
 use coffre_core::types::{AccessKeyId, BucketName, ObjectKey, VersionId};
-use coffre_meta::EmbeddedMeta;
 
 mod common;
 
@@ -68,8 +67,7 @@ fn model(keys: &BTreeSet<String>, q: &ListQuery) -> (Vec<String>, Vec<String>, b
 
 #[tokio::test]
 async fn listing_matches_the_model() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::open(&dir.path().join("m.redb")).expect("open"));
+    let (meta, _held) = common::engine().await;
     let owner = AccessKeyId::parse("owner").expect("id");
     let bucket = BucketName::parse("list-test").expect("name");
     let other = BucketName::parse("list-test-2").expect("name");

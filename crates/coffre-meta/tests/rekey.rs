@@ -2,20 +2,17 @@
 //! across current versions, noncurrent versions and parts, batch by batch.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use coffre_core::meta::{
-    BucketRecord, ContentHeaders, KeySlot, MetaStore, PartRecord, PutObject, UploadRecord, Versioning, WriteCondition,
+    BucketRecord, ContentHeaders, KeySlot, PartRecord, PutObject, UploadRecord, Versioning, WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
-use coffre_meta::EmbeddedMeta;
 
 mod common;
 
 #[tokio::test]
 async fn a_cursor_walk_finds_every_old_key_once() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedMeta::open(&dir.path().join("m.redb")).expect("open"));
+    let (meta, _held) = common::engine().await;
     let owner = AccessKeyId::parse("owner").expect("id");
     let bucket = BucketName::parse("rekey").expect("name");
     let record = BucketRecord {
@@ -67,6 +64,8 @@ async fn a_cursor_walk_finds_every_old_key_once() {
             checksums: Default::default(),
             key: common::sealed_key(n),
         };
+        // As the object service does: the blob is pending until its part commits.
+        meta.register_pending(&[part.blob]).await.expect("pending");
         meta.put_part(&upload, part).await.expect("part");
     }
 

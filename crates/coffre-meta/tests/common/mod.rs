@@ -2,8 +2,45 @@
 //! never opens them, so stand-ins do.
 #![allow(dead_code)] // each test binary uses a part of this
 
-use coffre_core::meta::{BucketKek, ContentHeaders, DataLocation, ObjectVersion, SealedKey, VersionMeta};
+use std::sync::Arc;
+
+use coffre_core::meta::{BucketKek, ContentHeaders, DataLocation, MetaStore, ObjectVersion, SealedKey, VersionMeta};
 use coffre_core::types::{AccessKeyId, BlobId, UnixNanos, VersionId};
+
+/// What keeps an engine's storage alive for a test.
+pub enum Held {
+    Dir(tempfile::TempDir),
+    Database(String),
+}
+
+/// The engine under test: PostgreSQL, on a fresh database of the
+/// `COFFRE_TEST_PG` cluster, when that is set (scripts/test.sh runs these
+/// tests both ways); the embedded engine on a fresh file otherwise.
+pub async fn engine() -> (Arc<dyn MetaStore>, Held) {
+    match pg_database().await {
+        Some(url) => {
+            let meta = coffre_meta::PgMeta::connect(&coffre_meta::PgOptions::new(url.clone())).await.expect("connect");
+            (meta, Held::Database(url))
+        }
+        None => {
+            let dir = tempfile::tempdir().expect("tmp");
+            let meta = coffre_meta::EmbeddedMeta::open(&dir.path().join("m.redb")).expect("open");
+            (Arc::new(meta), Held::Dir(dir))
+        }
+    }
+}
+
+/// A fresh database made from the cluster's ICU template (so any ordering
+/// that leans on the collation shows), as a connection string.
+pub async fn pg_database() -> Option<String> {
+    let cluster = std::env::var("COFFRE_TEST_PG").ok().filter(|v| !v.is_empty())?;
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{cluster} dbname=postgres"), tokio_postgres::NoTls).await.expect("cluster");
+    tokio::spawn(conn);
+    let name = format!("m_{:016x}", rand::random::<u64>());
+    client.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE coffre_template")).await.expect("create database");
+    Some(format!("{cluster} dbname={name}"))
+}
 
 pub fn kek(generation: u32) -> BucketKek {
     BucketKek { generation, id: format!("kek-{generation}"), created: UnixNanos(0) }
