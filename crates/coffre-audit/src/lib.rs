@@ -21,6 +21,7 @@ pub mod log;
 pub mod merkle;
 pub mod proof;
 pub mod query;
+pub mod shared;
 pub mod store;
 mod syncer;
 pub mod verify;
@@ -28,6 +29,31 @@ pub mod verify;
 pub use event::Event;
 pub use head::{PublicKey, SignedHead, Signer};
 pub use log::{AuditConfig, AuditLog, Durability};
+pub use shared::{LogStore, SharedLog};
+
+/// What stops a log's background work.
+pub type Stop = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An audit log as the server uses it: this server's own files
+/// ([`AuditLog`]), or one log that many gateways share ([`SharedLog`]).
+#[async_trait::async_trait]
+pub trait AuditTrail: Send + Sync + 'static {
+    /// Appends `event` (numbered by the log), returning once it is as durable
+    /// as `durability` asks.
+    async fn append(&self, event: Event, durability: Durability) -> Result<()>;
+    /// Appends `event` without waiting for it to be durable.
+    fn append_batched(&self, event: Event) -> Result<()>;
+    fn public_key(&self) -> PublicKey;
+    /// Events in the log, as far as this server knows.
+    fn size(&self) -> u64;
+    /// This server's newest events, oldest first.
+    fn recent(&self, limit: usize) -> Vec<Event>;
+    async fn latest_head(&self) -> Option<SignedHead>;
+    /// Background work (syncs, signed heads) until `stop`.
+    async fn run(&self, stop: Stop);
+    /// Signs a last head and takes no more events.
+    async fn close(&self) -> Result<Option<SignedHead>>;
+}
 
 /// What can go wrong with a log on disk or its keys.
 #[derive(Debug, thiserror::Error)]

@@ -487,3 +487,38 @@ fn repair_heads(dir: &LogDir) -> Result<Option<SignedHead>> {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl crate::AuditTrail for AuditLog {
+    async fn append(&self, event: Event, durability: Durability) -> Result<()> {
+        AuditLog::append(self, event, durability).await.map(drop)
+    }
+
+    fn append_batched(&self, event: Event) -> Result<()> {
+        AuditLog::append_batched(self, event).map(drop)
+    }
+
+    fn public_key(&self) -> crate::PublicKey {
+        AuditLog::public_key(self)
+    }
+
+    fn size(&self) -> u64 {
+        AuditLog::size(self)
+    }
+
+    fn recent(&self, limit: usize) -> Vec<Event> {
+        AuditLog::recent(self, limit)
+    }
+
+    async fn latest_head(&self) -> Option<SignedHead> {
+        AuditLog::latest_head(self).await
+    }
+
+    async fn run(&self, stop: crate::Stop) {
+        AuditLog::run(self, stop).await
+    }
+
+    async fn close(&self) -> Result<Option<SignedHead>> {
+        AuditLog::close(self).await
+    }
+}

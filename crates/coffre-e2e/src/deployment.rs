@@ -25,7 +25,7 @@ impl Deployment {
         let tmp = tempfile::tempdir().expect("tempdir");
         let addrs = NODES.map(|_| free_addr());
         let config = tmp.path().join("coffre.toml");
-        std::fs::write(&config, config_text(&url, &tmp.path().join("kms"), &addrs)).expect("config");
+        std::fs::write(&config, config_text(&url, tmp.path(), &addrs)).expect("config");
         let nodes = NODES.iter().zip(addrs).map(|((id, _), addr)| Node::start(id, &config, tmp.path().join(id), addr));
         let mut deployment = Self { nodes: nodes.collect(), gateways: Vec::new(), config, tmp };
         for i in 0..gateways {
@@ -43,6 +43,16 @@ impl Deployment {
         Server::start_with_args(&self.gateway_dir(i), &args, &[("COFFRE_CONFIG", &config)])
     }
 
+    /// The file every process reads.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// The audit signing key the gateways share.
+    pub fn audit_key(&self) -> PathBuf {
+        self.tmp.path().join("audit-keys").join("audit-ed25519.pk8")
+    }
+
     pub fn gateway_dir(&self, i: usize) -> PathBuf {
         self.tmp.path().join(format!("gw-{i}"))
     }
@@ -58,16 +68,19 @@ impl Deployment {
 }
 
 /// Every process reads the same file: one database, one key directory (the
-/// custodian must be shared by the gateways), two replicas on two FR sites,
-/// and a short collection grace so tests see blobs go.
-fn config_text(url: &str, kms: &Path, addrs: &[std::net::SocketAddr]) -> String {
+/// custodian must be shared by the gateways), one audit signing key, two
+/// replicas on two FR sites, a short collection grace so tests see blobs go,
+/// and a signed audit head every second.
+fn config_text(url: &str, shared: &Path, addrs: &[std::net::SocketAddr]) -> String {
     let mut toml = format!(
         "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{SECRET}\"\n\n\
          [metadata]\nengine = \"postgres\"\nurl = \"{url}\"\n\n\
          [kms]\ncustody = \"embedded\"\ndir = \"{}\"\n\n\
+         [audit]\nsigning_key = \"{}\"\nhead_interval_secs = 1\n\n\
          [residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
          [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\nownership = {{ FR = 100.0 }}\n",
-        kms.display()
+        shared.join("kms").display(),
+        shared.join("audit-keys").join("audit-ed25519.pk8").display()
     );
     for ((id, site), addr) in NODES.iter().zip(addrs) {
         toml.push_str(&format!(

@@ -341,6 +341,28 @@ pub fn config_as_served(config: &Path, data_dir: &Path) -> PathBuf {
     served
 }
 
+/// Where `coffre audit` finds the log of the server on `data_dir`: its own
+/// files (`DATA_DIR/audit`), or under `COFFRE_TEST_PG` an export of the log
+/// its database holds, made now (the gateways of a database share one log).
+pub fn audit_log_dir(data_dir: &Path) -> PathBuf {
+    let Some(cluster) = test_pg() else { return data_dir.join("audit") };
+    let section = metadata_section(&cluster, data_dir).unwrap_or_else(|e| panic!("{e}"));
+    let base = kms_config().map(|p| std::fs::read_to_string(p).expect("kms config")).unwrap_or_default();
+    let config = data_dir.with_extension("export.toml");
+    std::fs::write(&config, format!("{base}\n{section}")).expect("export config");
+    let out = data_dir.with_extension("audit-export");
+    let _ = std::fs::remove_dir_all(&out);
+    let done = Command::new(coffre_bin())
+        .args(["audit", "export", "--config"])
+        .arg(&config)
+        .arg("--to")
+        .arg(&out)
+        .output()
+        .expect("coffre audit export");
+    assert!(done.status.success(), "audit export: {}", String::from_utf8_lossy(&done.stderr));
+    out
+}
+
 /// Whether a config file has a `[metadata]` table (or a `[metadata.x]` one).
 /// Table headers only: a test writes its section that way, and a key named
 /// `metadata` inside another table must not count.

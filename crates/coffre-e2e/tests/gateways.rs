@@ -12,7 +12,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, VersioningConfiguration};
 use coffre_e2e::deployment::Deployment;
-use coffre_e2e::{error_code, md5_hex, pattern};
+use coffre_e2e::{coffre_bin, error_code, md5_hex, pattern};
 use tokio::sync::Semaphore;
 
 fn deployment() -> Option<Deployment> {
@@ -294,4 +294,78 @@ async fn a_gateway_killed_mid_write_loses_nothing_acknowledged() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_append_to_one_audit_log_that_verifies() {
+    let Some(mut d) = deployment() else { return };
+    let c = d.clients();
+    c[1].create_bucket().bucket("audited").send().await.expect("bucket");
+    for (i, client) in c.iter().enumerate() {
+        for n in 0..5 {
+            put(client, "audited", &format!("g{i}/{n}"), vec![i as u8; 100]).await;
+        }
+    }
+    // Stopped gateways sign a last head over everything they appended.
+    for gateway in &mut d.gateways {
+        gateway.stop();
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let exported = tmp.path().join("log");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(coffre_bin()).args(args).output().expect("coffre");
+        assert!(out.status.success(), "coffre {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[
+        "audit".as_ref(),
+        "export".as_ref(),
+        "--config".as_ref(),
+        d.config().as_os_str(),
+        "--to".as_ref(),
+        exported.as_os_str(),
+    ]);
+    let key = run(&["audit".as_ref(), "public-key".as_ref(), "--signing-key".as_ref(), d.audit_key().as_os_str()]);
+    let key_file = tmp.path().join("key.pub");
+    std::fs::write(&key_file, key).expect("key");
+    let verified = run(&[
+        "audit".as_ref(),
+        "verify".as_ref(),
+        "--from".as_ref(),
+        exported.as_os_str(),
+        "--public-key".as_ref(),
+        key_file.as_os_str(),
+    ]);
+    assert!(!verified.is_empty(), "verify says what it checked");
+    let events = run(&[
+        "audit".as_ref(),
+        "query".as_ref(),
+        "--from".as_ref(),
+        exported.as_os_str(),
+        "--format".as_ref(),
+        "jsonl".as_ref(),
+        "--operation".as_ref(),
+        "PutObject".as_ref(),
+    ]);
+    for i in 0..3 {
+        let from_gateway = events.lines().filter(|l| l.contains(&format!("\"node\":\"gw-{i}\""))).count();
+        assert_eq!(from_gateway, 5, "the five PUTs through gateway {i}, in the one log:\n{events}");
+    }
+    let heads = std::fs::read_to_string(exported.join("heads.jsonl")).expect("heads");
+    assert!(!heads.is_empty(), "the lease holder signed heads");
+
+    // One changed byte in the exported events: verification fails.
+    let segment = std::fs::read_dir(exported.join("segments")).expect("segments").next().expect("one").expect("entry");
+    let mut bytes = std::fs::read(segment.path()).expect("read");
+    let at = bytes.iter().position(|&b| b == b'g').expect("a key");
+    bytes[at] = b'h';
+    std::fs::write(segment.path(), bytes).expect("tamper");
+    let out = std::process::Command::new(coffre_bin())
+        .args(["audit", "verify", "--from"])
+        .arg(&exported)
+        .arg("--public-key")
+        .arg(&key_file)
+        .output()
+        .expect("verify");
+    assert!(!out.status.success(), "a tampered export must not verify");
 }

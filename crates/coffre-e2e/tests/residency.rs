@@ -345,6 +345,8 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
         let out = Command::new(coffre_bin())
             .args(["audit", "query", "--format", "jsonl", "--operation", operation, "--data-dir"])
             .arg(&cluster.gateway.data_dir)
+            .arg("--from")
+            .arg(coffre_e2e::audit_log_dir(&cluster.gateway.data_dir))
             .output()
             .expect("audit query");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -588,6 +590,8 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
         let events = Command::new(coffre_bin())
             .args(["audit", "query", "--format", "jsonl", "--operation", "label:RuleChanged", "--data-dir"])
             .arg(&gateway.data_dir)
+            .arg("--from")
+            .arg(coffre_e2e::audit_log_dir(&gateway.data_dir))
             .output()
             .expect("audit query");
         if String::from_utf8_lossy(&events.stdout).contains("rule=LOC-01-OBS from=N/A to=PASS") {

@@ -55,7 +55,7 @@ fn put(bucket: &BucketName, key: &str, blob: BlobId) -> PutObject {
 #[tokio::test]
 async fn migrations_apply_once_and_refuse_an_edited_or_newer_schema() {
     let Some(url) = database().await else { return };
-    assert_eq!(coffre_meta::postgres::migrate(&url).await.expect("first"), [1]);
+    assert_eq!(coffre_meta::postgres::migrate(&url).await.expect("first"), [1, 2]);
     assert!(coffre_meta::postgres::migrate(&url).await.expect("again").is_empty(), "nothing twice");
     let db = raw(&url).await;
 

@@ -42,6 +42,8 @@ pub struct AdminState {
     /// Present when the data lives on storage targets.
     pub cluster: Option<Arc<crate::residency::Cluster>>,
     pub labels: Arc<crate::label::Labels>,
+    /// The audit log the gateways of a PostgreSQL deployment share.
+    pub shared_audit: Option<Arc<dyn coffre_audit::LogStore>>,
 }
 
 /// The client address of an admin connection.

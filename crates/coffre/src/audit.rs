@@ -50,6 +50,41 @@ enum AuditAction {
     VerifyProof { file: PathBuf },
     /// Print events matching filters, as a table or JSON Lines (the SIEM export).
     Query(QueryArgs),
+    /// Write the log the gateways of a PostgreSQL deployment share into a log
+    /// directory, which `verify`, `proof` and `query --from DIR` then read.
+    Export {
+        /// The gateways' config file (its `[metadata]` names the database).
+        #[arg(long)]
+        config: PathBuf,
+        /// The directory to write (segments/ and heads.jsonl).
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+impl AuditArgs {
+    /// `export` reaches a database; every other action reads files.
+    pub fn export(&self) -> Option<(&PathBuf, &PathBuf)> {
+        match &self.action {
+            AuditAction::Export { config, to } => Some((config, to)),
+            _ => None,
+        }
+    }
+}
+
+/// `coffre audit export`: the shared log, as files an auditor verifies offline.
+pub async fn export(config: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let args = crate::config::ServeArgs { config: Some(config.to_path_buf()), ..Default::default() };
+    let config = crate::config::Config::load(&args)?;
+    let crate::config::Metadata::Postgres { url, .. } = &config.metadata else {
+        anyhow::bail!("the metadata is embedded: this server's log is already files (see --from / --data-dir)");
+    };
+    let options =
+        coffre_meta::PgOptions { gateway_name: "audit-export".into(), ..coffre_meta::PgOptions::new(url.expose()) };
+    let pg = coffre_meta::PgMeta::connect(&options).await.context("connecting to the metadata database")?;
+    let events = coffre_audit::shared::export(&pg.audit_store(), to).await?;
+    println!("exported {events} events to {}", to.display());
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -95,6 +130,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
             verify_proof(&file, &public_key(args.public_key.as_deref(), &signing_key)?)
         }
         AuditAction::Query(query) => run_query(&dir, query),
+        AuditAction::Export { .. } => bail!("`audit export` reaches the database: it runs from main"),
     }
 }
 

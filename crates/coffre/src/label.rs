@@ -56,6 +56,8 @@ pub struct Sources {
     pub tls: crate::tls::TlsReport,
     /// `None`: the audit log is off.
     pub audit_key: Option<coffre_audit::PublicKey>,
+    /// The log the gateways share in the database, when they do.
+    pub shared_audit: Option<Arc<dyn coffre_audit::LogStore>>,
 }
 
 impl Sources {
@@ -66,6 +68,7 @@ impl Sources {
             custody: state.service.kms().custody().to_string(),
             tls: state.tls.report(),
             audit_key: state.trail.as_ref().map(|t| t.log().public_key()),
+            shared_audit: state.shared_audit.clone(),
         }
     }
 }
@@ -214,6 +217,9 @@ impl Labels {
     /// line, so a failure is checked once more before it counts.
     async fn audit_verifies(&self, sources: &Sources) -> Option<bool> {
         let (audit, public_key) = (self.audit.as_ref()?, sources.audit_key.as_ref()?);
+        if let Some(store) = &sources.shared_audit {
+            return Some(shared_audit_verifies(store.as_ref(), public_key).await);
+        }
         for attempt in 0..2 {
             let (dir, key) = (audit.dir.clone(), public_key.clone());
             let checked = tokio::task::spawn_blocking(move || {
@@ -229,6 +235,22 @@ impl Labels {
         }
         Some(false)
     }
+}
+
+/// The shared log, exported to a scratch directory and verified there as an
+/// auditor would.
+async fn shared_audit_verifies(store: &dyn coffre_audit::LogStore, key: &coffre_audit::PublicKey) -> bool {
+    let Ok(scratch) = tempfile::tempdir() else { return false };
+    if let Err(e) = coffre_audit::shared::export(store, scratch.path()).await {
+        tracing::warn!(error = %e, "exporting the shared audit log for the label failed");
+        return false;
+    }
+    let (dir, key) = (scratch.path().to_path_buf(), key.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        coffre_audit::verify::verify(&coffre_audit::store::LogDir::new(dir), &key).map(drop)
+    })
+    .await;
+    matches!(checked, Ok(Ok(())))
 }
 
 /// Data keys in the metadata, and how many of them a KEK of their bucket wraps.
@@ -383,7 +405,8 @@ pub async fn latest(State(state): State<AdminState>) -> Json<Vec<LatestView>> {
 /// server's config and data directory (its files are locked while it runs).
 pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, format: &str) -> anyhow::Result<String> {
     let config = crate::config::Config::load(args)?;
-    let (meta, placement): (Arc<dyn MetaStore>, Option<Arc<dyn PlacementStore>>) = match &config.metadata {
+    type Shared = (Option<Arc<dyn PlacementStore>>, Option<Arc<dyn coffre_audit::LogStore>>);
+    let (meta, (placement, shared_audit)): (Arc<dyn MetaStore>, Shared) = match &config.metadata {
         // The shared database: the same rows the running gateways read.
         crate::config::Metadata::Postgres { url, .. } => {
             let options = coffre_meta::PgOptions {
@@ -391,7 +414,7 @@ pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, fo
                 ..coffre_meta::PgOptions::new(url.expose())
             };
             let pg = coffre_meta::PgMeta::connect(&options).await.context("connecting to the metadata database")?;
-            (pg.clone(), Some(Arc::new(pg.placement())))
+            (pg.clone(), (Some(Arc::new(pg.placement())), Some(Arc::new(pg.audit_store()))))
         }
         crate::config::Metadata::Embedded => {
             let meta_path = config.data_dir.join("meta.redb");
@@ -399,7 +422,7 @@ pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, fo
             let meta = coffre_meta::EmbeddedMeta::open(&meta_path).with_context(|| {
                 format!("opening {} (stop the server, or evaluate through --endpoint)", meta_path.display())
             })?;
-            (Arc::new(meta), None)
+            (Arc::new(meta), (None, None))
         }
     };
     let store = if config.topology.is_empty() {
@@ -427,6 +450,7 @@ pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, fo
         custody: crate::kms::custody_name(&config.kms).to_owned(),
         tls: crate::tls::Tls::setup(config.tls.as_ref())?.report(),
         audit_key,
+        shared_audit,
     };
     let labels = Labels::new(&config, config.tls.is_some() || config.sse_c_over_http);
     let profile = labels.profile(profile).with_context(|| format!("no profile {profile:?}"))?;

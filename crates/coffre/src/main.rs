@@ -263,7 +263,10 @@ async fn main() -> std::process::ExitCode {
         Command::Label { action, admin } => label_command(action, &admin).await,
         Command::Meta { action: MetaAction::Migrate(args) } => migrate(&args).await,
         Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
-        Command::Audit(args) => audit::run(args),
+        Command::Audit(args) => match args.export() {
+            Some((config, to)) => audit::export(config, to).await,
+            None => audit::run(args),
+        },
         Command::Bench(args) => bench::run(args).await,
     };
     match result {

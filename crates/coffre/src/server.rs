@@ -69,7 +69,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("opening the access keys (their secrets are wrapped by the key custodian)")?;
     let keys = KeyStore::new(root.clone(), access_keys);
     let metrics = Arc::new(Metrics::new());
-    let trail = open_trail(&config)?;
+    let trail = open_trail(&config, shared.as_ref())?;
     if let (Some(cluster), Some(trail)) = (&cluster, &trail) {
         record_target_health(cluster, trail.clone());
     }
@@ -103,6 +103,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         trail: trail.clone(),
         cluster: cluster.clone(),
         labels: crate::label::Labels::new(&config, front_customer_keys),
+        shared_audit: shared.as_ref().map(|pg| Arc::new(pg.audit_store()) as Arc<dyn coffre_audit::LogStore>),
     };
 
     let s3_listener =
@@ -151,7 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let audit_task = trail.clone().map(|trail| {
         let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move { trail.log().run(stop).await })
+        tokio::spawn(async move { trail.log().run(Box::pin(stop)).await })
     });
     let lifecycle_task = tokio::spawn(lifecycle::worker(
         service,
@@ -334,25 +335,35 @@ async fn run_storage_node(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the audit log, or says loudly that there is none.
-fn open_trail(config: &Config) -> anyhow::Result<Option<Arc<Trail>>> {
+/// Opens the audit log, or says loudly that there is none. Gateways on a
+/// shared database append to one log there, signed with the key
+/// `[audit] signing_key` names (the same file for all of them).
+fn open_trail(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Result<Option<Arc<Trail>>> {
     let Some(settings) = &config.audit else {
         tracing::warn!(
             "THE AUDIT LOG IS OFF (audit.enabled = false): requests and administrative acts are not recorded"
         );
         return Ok(None);
     };
-    let log = coffre_audit::AuditLog::open(settings.log.clone())
-        .with_context(|| format!("opening the audit log in {}", settings.log.dir.display()))?;
-    for dir in
-        [&settings.log.dir, &settings.log.key_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default()]
-    {
-        if !dir.as_os_str().is_empty() {
-            private(dir, 0o700)?;
+    let log: Arc<dyn coffre_audit::AuditTrail> = match shared {
+        Some(pg) => {
+            let signer = coffre_audit::Signer::load_or_create(&settings.log.key_path)
+                .with_context(|| format!("opening the audit signing key {}", settings.log.key_path.display()))?;
+            tracing::info!(public_key = %signer.public_key(), "audit log shared by the gateways, in the metadata database");
+            Arc::new(coffre_audit::SharedLog::new(Arc::new(pg.audit_store()), signer, settings.log.head_interval))
         }
+        None => {
+            let log = coffre_audit::AuditLog::open(settings.log.clone())
+                .with_context(|| format!("opening the audit log in {}", settings.log.dir.display()))?;
+            private(&settings.log.dir, 0o700)?;
+            tracing::info!(dir = %settings.log.dir.display(), events = log.size(), public_key = %log.public_key(), "audit log open");
+            Arc::new(log)
+        }
+    };
+    if let Some(dir) = settings.log.key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        private(dir, 0o700)?;
     }
-    tracing::info!(dir = %settings.log.dir.display(), events = log.size(), public_key = %log.public_key(), "audit log open");
-    Ok(Some(Arc::new(Trail::new(Arc::new(log), config.node_id.clone(), settings.reads))))
+    Ok(Some(Arc::new(Trail::new(log, config.node_id.clone(), settings.reads))))
 }
 
 fn private(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {

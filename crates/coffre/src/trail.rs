@@ -4,24 +4,25 @@
 
 use std::sync::Arc;
 
-use coffre_audit::{AuditLog, Durability, Event};
+use coffre_audit::{AuditTrail, Durability, Event};
 use coffre_s3::front::Settled;
 use coffre_s3::{RequestObserver, RequestRecord};
 
 use crate::metrics::Metrics;
 
 pub struct Trail {
-    log: Arc<AuditLog>,
+    /// This server's own log, or the one the gateways of a database share.
+    log: Arc<dyn AuditTrail>,
     node: String,
     reads: Durability,
 }
 
 impl Trail {
-    pub fn new(log: Arc<AuditLog>, node: String, reads: Durability) -> Self {
+    pub fn new(log: Arc<dyn AuditTrail>, node: String, reads: Durability) -> Self {
         Self { log, node, reads }
     }
 
-    pub fn log(&self) -> &Arc<AuditLog> {
+    pub fn log(&self) -> &Arc<dyn AuditTrail> {
         &self.log
     }
 
@@ -32,7 +33,7 @@ impl Trail {
 
     /// Records an administrative act, durably.
     pub async fn act(&self, event: Event) -> Result<(), coffre_audit::AuditError> {
-        self.log.append(event, Durability::Sync).await.map(|_| ())
+        self.log.append(event, Durability::Sync).await
     }
 
     /// Whether the request is recorded before its answer (else after its body).

@@ -14,8 +14,10 @@ use tokio_postgres::error::SqlState;
 use super::{Client, db_err};
 
 /// Every migration, oldest first. Never edit one that has shipped: add the next.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("sql/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("sql/0001_initial.sql") },
+    Migration { version: 2, name: "audit", sql: include_str!("sql/0002_audit.sql") },
+];
 
 struct Migration {
     version: i32,

@@ -15,6 +15,7 @@
 //! collection queue claimed with `FOR UPDATE SKIP LOCKED`, and the placement
 //! of every blob on the storage targets (`placement`).
 
+mod audit;
 mod cluster;
 mod migrate;
 mod placement;
@@ -30,6 +31,7 @@ use futures::future::BoxFuture;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+pub use audit::PgAudit;
 pub use cluster::Lease;
 pub use migrate::latest_version;
 pub use placement::PgPlacement;

@@ -804,13 +804,13 @@ async fn put_setting_tx(tx: &Tx<'_>, input: &(String, String)) -> TxResult<Strin
 }
 
 impl PgMeta {
-    async fn read_rows(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+    pub(crate) async fn read_rows(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(db_err)?;
         client.query(&stmt, params).await.map_err(db_err)
     }
 
-    async fn read_row(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
+    pub(crate) async fn read_row(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
         Ok(self.read_rows(sql, params).await?.into_iter().next())
     }
 }
