@@ -21,9 +21,11 @@ use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// S3 endpoint to load, e.g. http://127.0.0.1:9000.
-    #[arg(long, default_value = "http://127.0.0.1:9000")]
-    endpoint: String,
+    /// S3 endpoint to load, e.g. http://127.0.0.1:9000; or several, comma-separated
+    /// (gateways sharing one metadata database): requests go to them in turn and
+    /// the figures are the total.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:9000")]
+    endpoint: Vec<String>,
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key: String,
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
@@ -109,13 +111,23 @@ struct PhaseResult {
 
 struct Target {
     http: Client<HttpConnector, Full<Bytes>>,
-    bucket: Bucket,
+    /// The bucket on each endpoint; request i goes to endpoint i % n.
+    buckets: Vec<Bucket>,
+    next: AtomicU64,
     creds: Credentials,
 }
 
 const SIGN_FOR: Duration = Duration::from_secs(3600);
 
 impl Target {
+    /// The bucket on the endpoint whose turn it is.
+    fn bucket(&self) -> &Bucket {
+        match self.buckets.as_slice() {
+            [one] => one,
+            all => &all[(self.next.fetch_add(1, Ordering::Relaxed) % all.len() as u64) as usize],
+        }
+    }
+
     /// Sends a request; keeps the response body only when asked or on error.
     async fn send(
         &self,
@@ -142,7 +154,7 @@ impl Target {
     }
 
     async fn put(&self, key: &str, body: Bytes) -> anyhow::Result<()> {
-        let url = self.bucket.put_object(Some(&self.creds), key).sign(SIGN_FOR);
+        let url = self.bucket().put_object(Some(&self.creds), key).sign(SIGN_FOR);
         let (status, _, text) = self.send(http::Method::PUT, url, body, false).await?;
         if !status.is_success() {
             bail!("PUT {key}: {status} {}", String::from_utf8_lossy(&text));
@@ -151,7 +163,7 @@ impl Target {
     }
 
     async fn get(&self, key: &str) -> anyhow::Result<u64> {
-        let url = self.bucket.get_object(Some(&self.creds), key).sign(SIGN_FOR);
+        let url = self.bucket().get_object(Some(&self.creds), key).sign(SIGN_FOR);
         let (status, len, text) = self.send(http::Method::GET, url, Bytes::new(), false).await?;
         if !status.is_success() {
             bail!("GET {key}: {status} {}", String::from_utf8_lossy(&text));
@@ -159,12 +171,13 @@ impl Target {
         Ok(len)
     }
 
-    /// Lists every key under `prefix`; returns how many.
+    /// Lists every key under `prefix`, all pages from one endpoint; returns how many.
     async fn list_all(&self, prefix: &str) -> anyhow::Result<(u64, u64)> {
         let (mut keys, mut pages) = (0u64, 0u64);
         let mut token: Option<String> = None;
+        let bucket = self.bucket();
         loop {
-            let mut action = self.bucket.list_objects_v2(Some(&self.creds));
+            let mut action = bucket.list_objects_v2(Some(&self.creds));
             action.with_prefix(prefix);
             if let Some(t) = &token {
                 action.with_continuation_token(t.clone());
@@ -185,14 +198,19 @@ impl Target {
         }
     }
 
+    /// Creates the bucket through every endpoint (after the first, gateways
+    /// sharing a database answer that it exists already).
     async fn ensure_bucket(&self) -> anyhow::Result<()> {
-        let url = self.bucket.create_bucket(&self.creds).sign(SIGN_FOR);
-        let (status, _, text) = self.send(http::Method::PUT, url, Bytes::new(), true).await?;
-        let text = String::from_utf8_lossy(&text);
-        if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
-            return Ok(());
+        for bucket in &self.buckets {
+            let url = bucket.create_bucket(&self.creds).sign(SIGN_FOR);
+            let (status, _, text) = self.send(http::Method::PUT, url, Bytes::new(), true).await?;
+            let text = String::from_utf8_lossy(&text);
+            if !status.is_success() && !text.contains("BucketAlreadyOwnedByYou") {
+                let at = if self.buckets.len() > 1 { format!(" at {}", bucket.base_url()) } else { String::new() };
+                bail!("creating bucket {}{at}: {status} {text}", bucket.name());
+            }
         }
-        bail!("creating bucket {}: {status} {text}", self.bucket.name())
+        Ok(())
     }
 }
 
@@ -318,13 +336,23 @@ where
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let endpoint: url::Url = args.endpoint.parse().context("--endpoint")?;
-    let bucket = Bucket::new(endpoint, UrlStyle::Path, args.bucket.clone(), args.region.clone()).context("--bucket")?;
+    let buckets = args
+        .endpoint
+        .iter()
+        .map(|e| {
+            let endpoint: url::Url = e.trim().parse().with_context(|| format!("--endpoint {e:?}"))?;
+            Bucket::new(endpoint, UrlStyle::Path, args.bucket.clone(), args.region.clone()).context("--bucket")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if buckets.is_empty() {
+        bail!("--endpoint: at least one endpoint is needed");
+    }
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    // Idle connections are kept per host: each endpoint may have every worker's.
     let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency * 2).build(connector);
-    let target =
-        Arc::new(Target { http, bucket, creds: Credentials::new(args.access_key.clone(), args.secret_key.clone()) });
+    let creds = Credentials::new(args.access_key.clone(), args.secret_key.clone());
+    let target = Arc::new(Target { http, buckets, next: AtomicU64::new(0), creds });
     target.ensure_bucket().await?;
 
     let payload = Bytes::from(random_bytes(args.size as usize));
@@ -604,7 +632,35 @@ fn report(results: &[PhaseResult], json: bool) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        use clap::Parser as _;
+        let base = ["coffre-bench", "--access-key", "a", "--secret-key", "s"];
+        Cli::parse_from(base.iter().chain(extra)).bench
+    }
+
+    #[test]
+    fn endpoints_are_comma_separated_and_taken_in_turn() {
+        assert_eq!(args(&[]).endpoint, ["http://127.0.0.1:9000"]);
+        let a = args(&["--endpoint", "http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3"]);
+        assert_eq!(a.endpoint.len(), 3);
+        let buckets = a
+            .endpoint
+            .iter()
+            .map(|e| Bucket::new(e.parse().unwrap(), UrlStyle::Path, "b".to_owned(), "r".to_owned()).unwrap())
+            .collect();
+        let http = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let t = Target { http, buckets, next: AtomicU64::new(0), creds: Credentials::new("a", "s") };
+        let ports: Vec<_> = (0..7).map(|_| t.bucket().base_url().port()).collect();
+        assert_eq!(ports, [1, 2, 3, 1, 2, 3, 1].map(Some));
+    }
 
     #[test]
     fn sizes() {
