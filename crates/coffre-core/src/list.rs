@@ -29,8 +29,9 @@ pub struct ListPage {
 }
 
 /// Smallest byte string greater than every string that starts with `prefix`;
-/// `None` when no such string exists (all bytes 0xFF).
-fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+/// `None` when no such string exists (all bytes 0xFF). Engines bound their
+/// prefix scans with it.
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut s = prefix.to_vec();
     while let Some(last) = s.pop() {
         if last < 0xFF {

@@ -229,8 +229,8 @@ pub(crate) fn db_err(e: tokio_postgres::Error) -> Error {
     match e.as_db_error() {
         Some(db) if !lost => Error::Meta(format!("database: {} ({})", db.message(), db.code().code())),
         Some(db) => Error::Unavailable(format!("metadata database: {}", db.message())),
-        None if lost => Error::Unavailable(format!("metadata database: {e}")),
-        None => Error::Meta(format!("database: {e}")),
+        // No server error at all: the connection itself failed.
+        None => Error::Unavailable(format!("metadata database: {e}")),
     }
 }
 

@@ -6,6 +6,7 @@ use std::ops::Bound;
 
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
+use coffre_core::list::prefix_successor;
 use coffre_core::meta::{
     AccessKeyRecord, BucketChange, BucketRecord, BucketUsage, CompleteUpload, DataLocation, DeleteGuard, DeleteOutcome,
     EraseReport, KeyCursor, KeyPlace, KeySlot, ListedObject, ListedVersion, MetaStore, ObjectVersion, PartRecord,
@@ -44,19 +45,6 @@ async fn execute(tx: &Tx<'_>, sql: &str, params: &Params<'_>) -> TxResult<u64> {
 
 fn limit_param(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-/// The first key after every key that starts with `prefix`; `None` when no
-/// key is (an empty prefix, or one of 0xFF bytes only).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xFF {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 fn object_key(bytes: &[u8]) -> Result<ObjectKey> {
@@ -557,7 +545,7 @@ async fn list_versions_tx(tx: &Tx<'_>, input: &ListInput) -> TxResult<Vec<Listed
     }
     let n = limit_param(limit - out.len());
     let lower = lower.as_ref().map(Vec::as_slice);
-    let end = prefix_end(prefix);
+    let end = prefix_successor(prefix);
     let mut sql = Sql::new();
     let text = format!(
         "SELECT key, meta FROM objects WHERE bucket = {} AND {} ORDER BY key LIMIT {}",
@@ -929,7 +917,7 @@ impl MetaStore for PgMeta {
         limit: usize,
     ) -> Result<Vec<ListedObject>> {
         let lower = prefix_start(prefix, start);
-        let end = prefix_end(prefix);
+        let end = prefix_successor(prefix);
         let (b, n) = (bucket.as_str(), limit_param(limit));
         let mut sql = Sql::new();
         let text = format!(
@@ -981,7 +969,7 @@ impl MetaStore for PgMeta {
         after: Option<(&[u8], Option<&UploadId>)>,
         limit: usize,
     ) -> Result<Vec<UploadRecord>> {
-        let end = prefix_end(prefix);
+        let end = prefix_successor(prefix);
         let (b, n) = (bucket.as_str(), limit_param(limit));
         let after: Option<(&[u8], Option<&[u8]>)> = after.map(|(k, u)| (k, u.map(|u| u.as_str().as_bytes())));
         let mut sql = Sql::new();
