@@ -8,6 +8,7 @@ pub mod access;
 pub mod blob;
 pub mod checksum;
 pub mod error;
+pub mod jobs;
 pub mod lifecycle;
 pub mod list;
 pub mod lock;

@@ -13,9 +13,10 @@ use crate::types::BlobId;
 pub trait PlacementStore: Send + Sync + 'static {
     /// Writes the record; durable when it returns.
     async fn put(&self, id: BlobId, record: Vec<u8>) -> Result<()>;
-    /// Replaces the record of a blob that still has one; false if it is gone
-    /// (deleted meanwhile).
-    async fn replace(&self, id: BlobId, record: Vec<u8>) -> Result<bool>;
+    /// Replaces the record if it is still exactly `seen`; false if it changed
+    /// or went meanwhile. Two repairs, or a repair and a retag, of one blob
+    /// never overwrite each other's copies.
+    async fn replace_if(&self, id: BlobId, seen: Vec<u8>, record: Vec<u8>) -> Result<bool>;
     /// Removes the record if it is still exactly `seen`; false if it changed
     /// meanwhile. A repair and a delete of one blob cannot both win.
     async fn remove_if(&self, id: BlobId, seen: Vec<u8>) -> Result<bool>;

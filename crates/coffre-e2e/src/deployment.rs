@@ -1,5 +1,5 @@
 //! A deployment of several stateless gateways on one PostgreSQL database,
-//! with two storage nodes on two sites: what the multi-gateway tests start.
+//! with three storage nodes on three sites: what the multi-gateway tests start.
 
 use std::path::{Path, PathBuf};
 
@@ -7,8 +7,9 @@ use crate::{Node, Server, free_addr};
 
 const SECRET: &str = "e2e cluster secret, long enough";
 
-/// (id, site) of the two storage nodes, both in FR.
-const NODES: [(&str, &str); 2] = [("par-1", "par-a"), ("par-2", "par-b")];
+/// (id, site) of the storage nodes, all in FR: two replicas on two sites
+/// leave a third node for repair to copy to when one is lost.
+const NODES: [(&str, &str); 3] = [("par-1", "par-a"), ("par-2", "par-b"), ("par-3", "par-c")];
 
 pub struct Deployment {
     pub nodes: Vec<Node>,
@@ -18,7 +19,7 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// `gateways` gateways and two nodes on a fresh database; `None` without
+    /// `gateways` gateways and three nodes on a fresh database; `None` without
     /// a PostgreSQL cluster to test on (`COFFRE_TEST_PG`).
     pub fn start(gateways: usize) -> Option<Self> {
         let url = crate::fresh_pg_database()?;

@@ -1,7 +1,8 @@
-//! Three stateless gateways on one PostgreSQL database, with two storage
+//! Three stateless gateways on one PostgreSQL database, with three storage
 //! nodes: what one gateway writes the others serve at once, a create-only PUT
 //! raced across them has one winner, a listing paged across them sees every
-//! key once, and a gateway killed mid-write loses nothing acknowledged.
+//! key once, a gateway killed mid-write loses nothing acknowledged, and a node
+//! declared lost through one gateway is repaired from the shared job queue.
 //! Needs a PostgreSQL cluster (`COFFRE_TEST_PG`, set by scripts/test.sh).
 
 use std::collections::BTreeMap;
@@ -108,6 +109,13 @@ async fn what_one_gateway_writes_the_others_serve_at_once() {
     let (access, secret) = d.gateways[0].create_key("tenant");
     let tenant = d.gateways[2].client_as(&access, &secret);
     tenant.create_bucket().bucket("tenant-bucket").send().await.expect("the new key works on another gateway");
+
+    // Every gateway sees the three; one stopped cleanly leaves at once.
+    assert_eq!(gateway_names(&d, 1), ["gw-0", "gw-1", "gw-2"]);
+    let mut d = d;
+    assert!(d.gateways[2].stop().is_some_and(|s| s.success()), "a clean stop");
+    assert_eq!(gateway_names(&d, 0), ["gw-0", "gw-1"], "gone from the membership at its stop, not 30 s later");
+    assert_eq!(get(&c[1], "shared", "v").await, b"second");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,6 +301,85 @@ async fn a_gateway_killed_mid_write_loses_nothing_acknowledged() {
             d.blob_files()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The last `n` lines of a log.
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The gateways in the membership table, as gateway `g` lists them, sorted.
+fn gateway_names(d: &Deployment, g: usize) -> Vec<String> {
+    let members = admin(d, g, &["gateways"]);
+    let mut names: Vec<String> =
+        members.as_array().expect("gateways").iter().map(|m| m["name"].as_str().expect("name").to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// `coffre <args>` against gateway `g`'s admin API, its JSON answer.
+fn admin(d: &Deployment, g: usize, args: &[&str]) -> serde_json::Value {
+    let out = d.gateways[g].cli(args);
+    assert!(out.status.success(), "coffre {args:?} on gateway {g}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lost_on_one_gateway_is_known_to_all_and_repaired_from_the_shared_queue() {
+    let Some(mut d) = deployment() else { return };
+    let c = d.clients();
+    c[0].create_bucket().bucket("repair").send().await.expect("bucket");
+    let objects: Vec<(String, Vec<u8>)> = (0..60).map(|i| (format!("k{i:02}"), pattern(10_000, i))).collect();
+    for (i, (key, body)) in objects.iter().enumerate() {
+        put(&c[i % 3], "repair", key, body.clone()).await;
+    }
+    let on_victim = d.nodes[2].blobs().len();
+    assert!(on_victim > 0, "two replicas over three nodes: par-3 holds some");
+
+    // par-3 dies and is declared lost through gateway 0 only.
+    d.nodes[2].kill();
+    admin(&d, 0, &["target", "lost", "par-3"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for g in 1..3 {
+        loop {
+            let targets = admin(&d, g, &["target", "list"]);
+            let lost = targets.as_array().expect("targets").iter().any(|t| t["id"] == "par-3" && t["lost"] == true);
+            if lost {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gateway {g} never learned that par-3 is lost: {targets}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    // The pass queued by gateway 0 is worked off the shared queue: every shard
+    // done, nothing failed on any gateway, every blob back to two replicas.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let statuses = loop {
+        let statuses: Vec<serde_json::Value> = (0..3).map(|g| admin(&d, g, &["target", "repair"])).collect();
+        if statuses.iter().all(|s| s["queued"] == 0 && s["running"] == false) {
+            break statuses;
+        }
+        if Instant::now() > deadline {
+            let mut logs: Vec<String> = d.gateways.iter().map(|g| tail(&g.log(), 40)).collect();
+            logs.extend(d.nodes.iter().map(|n| tail(&n.log(), 20)));
+            panic!("repair did not finish: {statuses:?}\n{}", logs.join("\n----\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for (g, status) in statuses.iter().enumerate() {
+        assert_eq!(status["failed"], 0, "gateway {g}: {status}");
+        assert_eq!(status["shards"], 64, "gateway {g}: {status}");
+    }
+    let scanned: u64 = statuses.iter().map(|s| s["scanned"].as_u64().expect("scanned")).sum();
+    assert!(scanned >= objects.len() as u64, "the gateways looked at {scanned} blobs of {}", objects.len());
+    for node in &d.nodes[..2] {
+        assert_eq!(node.blobs().len(), objects.len(), "{} holds a replica of every object", node.id);
+    }
+    for (i, (key, body)) in objects.iter().enumerate() {
+        assert_eq!(&get(&c[i % 3], "repair", key).await, body, "{key} after repair");
     }
 }
 

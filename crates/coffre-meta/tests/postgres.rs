@@ -1,6 +1,8 @@
 //! What only the PostgreSQL engine has: schema migrations that refuse an
 //! edited or newer schema, leases whose epoch fences a deposed holder, the
-//! collection queue shared by several collectors, gateways presumed dead and
+//! collection queue shared by several collectors, the job queue (claims by
+//! many gateways at once, jobs queued again while claimed, lapsed claims,
+//! retries), gateways presumed dead and
 //! the writes they can no longer commit, and byte order under an ICU
 //! collation. Needs `COFFRE_TEST_PG`; skipped without.
 
@@ -9,6 +11,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffre_core::jobs::{JobClaim, JobQueue as _};
 use coffre_core::meta::{BucketRecord, MetaStore, PutObject, WriteCondition};
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, VersionId};
 use coffre_meta::{PgMeta, PgOptions};
@@ -55,7 +58,7 @@ fn put(bucket: &BucketName, key: &str, blob: BlobId) -> PutObject {
 #[tokio::test]
 async fn migrations_apply_once_and_refuse_an_edited_or_newer_schema() {
     let Some(url) = database().await else { return };
-    assert_eq!(coffre_meta::postgres::migrate(&url).await.expect("first"), [1, 2]);
+    assert_eq!(coffre_meta::postgres::migrate(&url).await.expect("first"), [1, 2, 3]);
     assert!(coffre_meta::postgres::migrate(&url).await.expect("again").is_empty(), "nothing twice");
     let db = raw(&url).await;
 
@@ -111,6 +114,14 @@ async fn collectors_claim_disjoint_blobs_and_a_claim_lapses() {
     a.release_pending(&blobs).await.expect("queued");
     let (x, y) = tokio::join!(a.collectable(UnixNanos(i64::MAX), 25), b.collectable(UnixNanos(i64::MAX), 25));
     let (x, y): (BTreeSet<_>, BTreeSet<_>) = (x.expect("a").into_iter().collect(), y.expect("b").into_iter().collect());
+    assert!(x.len() <= 25 && y.len() <= 25, "at most the limit each: {} and {}", x.len(), y.len());
+    let hidden: i64 = raw(&url)
+        .await
+        .query_one("SELECT count(*) FROM gc_queue WHERE run_after > now()", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(hidden as usize, x.len() + y.len(), "a claim hides what it returns, nothing more");
     assert!(x.is_disjoint(&y), "no blob handed to two collectors");
     assert_eq!(x.len() + y.len(), 40, "between them, every queued blob");
     assert!(a.collectable(UnixNanos(i64::MAX), 100).await.expect("again").is_empty(), "all claimed");
@@ -120,6 +131,66 @@ async fn collectors_claim_disjoint_blobs_and_a_claim_lapses() {
     raw(&url).await.batch_execute("UPDATE gc_queue SET run_after = now()").await.expect("time passes");
     let back: BTreeSet<_> = b.collectable(UnixNanos(i64::MAX), 100).await.expect("b").into_iter().collect();
     assert_eq!(back, y, "the unforgotten claims, and nothing forgotten");
+}
+
+#[tokio::test]
+async fn gateways_claim_each_job_once_and_a_job_queued_again_runs_again() {
+    let Some(url) = database().await else { return };
+    let gateways = [gateway(&url).await, gateway(&url).await, gateway(&url).await];
+    let queues: Vec<_> = gateways.iter().map(|g| g.jobs()).collect();
+    let keys: Vec<Vec<u8>> = (0u16..64).map(|n| n.to_be_bytes().to_vec()).collect();
+    queues[0].enqueue("repair", &keys).await.expect("enqueue");
+    queues[1].enqueue("other", &keys[..1]).await.expect("enqueue another kind");
+    let hold = Duration::from_secs(60);
+    let db = raw(&url).await;
+    let claimed = async || -> i64 {
+        db.query_one("SELECT count(*) FROM jobs WHERE claimed_by IS NOT NULL", &[]).await.expect("count").get(0)
+    };
+    let first = queues[0].claim("repair", hold).await.expect("claim").expect("due");
+    assert_eq!(claimed().await, 1, "one claim takes one job");
+    queues[0].retry("repair", &first, Duration::ZERO, "put back").await.expect("put back");
+    assert_eq!(claimed().await, 0);
+
+    // Three gateways claim at once, eight claimers each: every job once.
+    let claimers = queues.iter().flat_map(|q| (0..8).map(move |_| q.clone())).map(|q| async move {
+        let mut mine = Vec::new();
+        while let Some(claim) = q.claim("repair", hold).await.expect("claim") {
+            mine.push(claim);
+        }
+        mine
+    });
+    let claims: Vec<JobClaim> = futures::future::join_all(claimers).await.into_iter().flatten().collect();
+    let mut claimed: Vec<Vec<u8>> = claims.iter().map(|c| c.key.clone()).collect();
+    claimed.sort();
+    assert_eq!(claimed, keys, "each job claimed once, none of another kind");
+    assert_eq!(queues[2].queued("repair").await.expect("queued"), 64, "claimed, not done");
+
+    // Queued again while claimed: not handed out twice, due again once finished.
+    queues[2].enqueue("repair", &keys[..1]).await.expect("again");
+    assert!(queues[2].claim("repair", hold).await.expect("claim").is_none(), "still claimed");
+    for claim in &claims {
+        queues[0].finish("repair", claim).await.expect("finish");
+    }
+    let again = queues[1].claim("repair", hold).await.expect("claim").expect("queued again: runs again");
+    assert_eq!(again.key, keys[0]);
+    queues[1].finish("repair", &again).await.expect("finish");
+    assert_eq!(queues[0].queued("repair").await.expect("queued"), 0, "every job done");
+    assert_eq!(queues[0].queued("other").await.expect("queued"), 1, "the other kind untouched");
+
+    // A claim lapses after its hold; a retry waits its delay unless queued again.
+    queues[0].enqueue("repair", &keys[..1]).await.expect("enqueue");
+    let lapsing = queues[0].claim("repair", Duration::from_millis(200)).await.expect("claim").expect("due");
+    assert!(queues[1].claim("repair", hold).await.expect("claim").is_none(), "held");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = queues[1].claim("repair", hold).await.expect("claim").expect("the claim lapsed");
+    assert_eq!(taken.key, lapsing.key);
+    queues[1].retry("repair", &taken, hold, "target down").await.expect("retry");
+    assert!(queues[2].claim("repair", hold).await.expect("claim").is_none(), "not before its delay");
+    let error: Option<String> =
+        raw(&url).await.query_one("SELECT last_error FROM jobs WHERE kind = 'repair'", &[]).await.expect("row").get(0);
+    assert_eq!(error.as_deref(), Some("target down"));
+    queues[0].enqueue("repair", &keys[..1]).await.expect("asked again");
+    assert!(queues[2].claim("repair", hold).await.expect("claim").is_some(), "asked again: due at once");
 }
 
 #[tokio::test]

@@ -47,9 +47,14 @@ impl PlacementIndex {
         self.store.put(id, encode(replicas)?).await
     }
 
-    /// Replaces the record of a blob that still has one; false if it is gone.
-    pub(crate) async fn replace(&self, id: BlobId, replicas: &Replicas) -> coffre_core::Result<bool> {
-        self.store.replace(id, encode(replicas)?).await
+    /// Replaces the record if it is still `seen`; false if it changed or went.
+    pub(crate) async fn replace_if(
+        &self,
+        id: BlobId,
+        seen: &Replicas,
+        replicas: &Replicas,
+    ) -> coffre_core::Result<bool> {
+        self.store.replace_if(id, encode(seen)?, encode(replicas)?).await
     }
 
     /// Removes the record if it is still `seen`; false if it changed meanwhile.
@@ -102,8 +107,6 @@ struct Write {
 /// delete of the same blob cannot both win.
 enum Condition {
     Always,
-    /// Only over a record that still exists.
-    Present,
     /// Only over exactly this record (the one the caller acted on).
     Equal(Vec<u8>),
 }
@@ -152,8 +155,8 @@ impl PlacementStore for FilePlacement {
         self.write(id, Some(record), Condition::Always).await.map(drop)
     }
 
-    async fn replace(&self, id: BlobId, record: Vec<u8>) -> coffre_core::Result<bool> {
-        self.write(id, Some(record), Condition::Present).await
+    async fn replace_if(&self, id: BlobId, seen: Vec<u8>, record: Vec<u8>) -> coffre_core::Result<bool> {
+        self.write(id, Some(record), Condition::Equal(seen)).await
     }
 
     async fn remove_if(&self, id: BlobId, seen: Vec<u8>) -> coffre_core::Result<bool> {
@@ -249,7 +252,6 @@ fn commit(db: &Database, batch: &[Write]) -> coffre_core::Result<Vec<bool>> {
             let current = table.get(write.id.0).map_err(err)?.map(|v| v.value().to_vec());
             let holds = match &write.condition {
                 Condition::Always => true,
-                Condition::Present => current.is_some(),
                 Condition::Equal(seen) => current.as_deref() == Some(seen.as_slice()),
             };
             if holds {

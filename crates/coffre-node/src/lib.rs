@@ -19,6 +19,6 @@ pub mod server;
 pub use auth::ClusterKey;
 pub use client::NodeClient;
 pub use index::FilePlacement;
-pub use repair::RepairStatus;
+pub use repair::{SHARDS, Shard, ShardReport};
 pub use replicated::{ReplicatedBlobStore, TargetHealth};
 pub use server::NodeServer;

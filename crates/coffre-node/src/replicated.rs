@@ -181,6 +181,14 @@ impl ReplicatedBlobStore {
         Ok(())
     }
 
+    /// Learns the targets another gateway declared lost since this one
+    /// started; returns those newly learned.
+    pub async fn refresh_lost(&self) -> Result<Vec<String>> {
+        let declared = self.index.lost().await?;
+        let mut lost = self.health.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(declared.into_iter().filter(|t| lost.insert(TargetId(t.clone()))).collect())
+    }
+
     /// The replicas of `id` in the order to try them: up ones first.
     fn read_order(&self, replicas: &Replicas) -> Vec<(TargetId, Arc<dyn Backend>)> {
         let mut targets: Vec<(TargetId, Arc<dyn Backend>)> = replicas
@@ -521,12 +529,32 @@ impl ReplicatedBlobStore {
             let page = self.index.page(after, 512).await?;
             let Some((last, _)) = page.last() else { return Ok(written) };
             after = Some(*last);
-            for (id, replicas) in page.iter().filter(|(_, r)| r.bucket == bucket) {
-                if let Some(updated) = visit(*id, replicas) {
-                    self.index.put(*id, &updated).await?;
-                    written.push(*id);
+            for (id, replicas) in page.into_iter().filter(|(_, r)| r.bucket == bucket) {
+                if self.write_back(id, replicas, &mut visit).await? {
+                    written.push(id);
                 }
             }
         }
+    }
+
+    /// Writes `visit`'s new record over `seen`, visiting again whatever a
+    /// repair or a delete changed meanwhile (a deleted blob stays deleted).
+    async fn write_back(
+        &self,
+        id: BlobId,
+        mut seen: Replicas,
+        visit: &mut impl FnMut(BlobId, &Replicas) -> Option<Replicas>,
+    ) -> Result<bool> {
+        for _ in 0..8 {
+            let Some(updated) = visit(id, &seen) else { return Ok(false) };
+            if self.index.replace_if(id, &seen, &updated).await? {
+                return Ok(true);
+            }
+            match self.index.get(id).await? {
+                Some(current) => seen = current,
+                None => return Ok(false),
+            }
+        }
+        Err(Error::Unavailable(format!("blob {id}'s placement kept changing under a rewrite")))
     }
 }

@@ -44,6 +44,8 @@ pub struct AdminState {
     pub labels: Arc<crate::label::Labels>,
     /// The audit log the gateways of a PostgreSQL deployment share.
     pub shared_audit: Option<Arc<dyn coffre_audit::LogStore>>,
+    /// The database the gateways of a PostgreSQL deployment share.
+    pub shared: Option<Arc<coffre_meta::PgMeta>>,
 }
 
 /// The client address of an admin connection.
@@ -64,6 +66,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/buckets/{name}/erase", axum::routing::post(erase_bucket))
         .route("/admin/v1/kms", get(kms_status))
         .route("/admin/v1/lifecycle", get(lifecycle_status))
+        .route("/admin/v1/gateways", get(gateways))
         .route("/admin/v1/tls", get(tls_status))
         .route("/admin/v1/audit/events", get(audit_events))
         .route("/admin/v1/audit/head", get(audit_head))
@@ -131,6 +134,7 @@ fn admin_operation(method: &axum::http::Method, path: &str) -> String {
         ("POST", ["buckets", _, "erase"]) => "EraseBucket",
         ("GET", ["kms"]) => "KmsStatus",
         ("GET", ["lifecycle"]) => "LifecycleStatus",
+        ("GET", ["gateways"]) => "ListGateways",
         ("GET", ["tls"]) => "TlsStatus",
         ("GET", ["audit", "events"]) => "AuditEvents",
         ("GET", ["audit", "head"]) => "AuditHead",
@@ -271,6 +275,26 @@ async fn ready(State(state): State<AdminState>) -> Result<&'static str, ApiError
 async fn lifecycle_status(State(state): State<AdminState>) -> Result<Json<crate::lifecycle::Status>, ApiError> {
     let status = state.lifecycle.lock().map_err(|_| internal("lifecycle status lock poisoned"))?.clone();
     Ok(Json(status))
+}
+
+#[derive(Serialize)]
+struct GatewayView {
+    name: String,
+    /// Seconds since its last heartbeat (every 2 s; presumed dead after 30).
+    heartbeat_age_secs: f64,
+}
+
+/// The gateways sharing this deployment's metadata database, oldest first.
+async fn gateways(State(state): State<AdminState>) -> Result<Json<Vec<GatewayView>>, ApiError> {
+    let shared = state.shared.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::CONFLICT,
+            "NoSharedMetadata",
+            "this server keeps its metadata to itself (engine = \"embedded\"): it is the only gateway".into(),
+        )
+    })?;
+    let members = shared.members().await.map_err(service_error)?;
+    Ok(Json(members.into_iter().map(|(name, age)| GatewayView { name, heartbeat_age_secs: age.max(0.0) }).collect()))
 }
 
 /// Versions, suites, groups and certificate of each listener, for operators

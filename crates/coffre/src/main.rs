@@ -61,6 +61,12 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The gateways sharing this deployment's PostgreSQL metadata, with
+    /// their last heartbeat.
+    Gateways {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Storage targets: health, loss, repair.
     Target {
         #[command(subcommand)]
@@ -260,6 +266,7 @@ async fn main() -> std::process::ExitCode {
         Command::Kms { action: KmsAction::Status, admin } => kms_status(&admin).await,
         Command::Object { action, admin } => object_command(action, &admin).await,
         Command::Target { action, admin } => target_command(action, &admin).await,
+        Command::Gateways { admin } => gateways_command(&admin).await,
         Command::Label { action, admin } => label_command(action, &admin).await,
         Command::Meta { action: MetaAction::Migrate(args) } => migrate(&args).await,
         Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
@@ -384,6 +391,11 @@ async fn object_command(action: ObjectAction, admin: &AdminArgs) -> anyhow::Resu
         );
     }
     Ok(())
+}
+
+async fn gateways_command(admin: &AdminArgs) -> anyhow::Result<()> {
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
+    print_json(&client.json(http::Method::GET, "/admin/v1/gateways", None).await?)
 }
 
 async fn target_command(action: TargetAction, admin: &AdminArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use coffre_blob::DiskBlobStore;
 use coffre_core::blob::BlobStore;
+use coffre_core::jobs::{JobQueue, LocalJobs};
 use coffre_core::meta::MetaStore;
 use coffre_core::placement::PlacementStore;
 use coffre_core::service::{ObjectService, ServiceConfig};
@@ -104,6 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         cluster: cluster.clone(),
         labels: crate::label::Labels::new(&config, front_customer_keys),
         shared_audit: shared.as_ref().map(|pg| Arc::new(pg.audit_store()) as Arc<dyn coffre_audit::LogStore>),
+        shared: shared.clone(),
     };
 
     let s3_listener =
@@ -156,7 +158,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let lifecycle_task = tokio::spawn(lifecycle::worker(
         service,
-        shared,
+        shared.clone(),
         metrics_for_lifecycle,
         lifecycle_status,
         config.lifecycle_interval,
@@ -182,6 +184,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let head = trail.log().close().await.context("signing the last audit tree head")?;
         if let Some(head) = head {
             tracing::info!(head = head.head, events = head.size, root = %head.root, "audit log closed with a signed head");
+        }
+    }
+    if let Some(pg) = &shared {
+        // Last, once the audit log's final head is signed under its lease.
+        if let Err(e) = pg.leave().await {
+            tracing::warn!(error = %e, "could not leave the membership table; the others presume this gateway dead in 30 s");
         }
     }
     tracing::info!("stopped");
@@ -304,7 +312,12 @@ async fn open_blobs(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Re
         default_policy = ?config.default_residency,
         "data lives on the declared storage targets"
     );
-    let cluster = Cluster::new(store.clone());
+    // Repair shards: in the shared queue when gateways share a database.
+    let jobs: Arc<dyn JobQueue> = match shared {
+        Some(pg) => Arc::new(pg.jobs()),
+        None => Arc::new(LocalJobs::default()),
+    };
+    let cluster = Cluster::new(store.clone(), jobs, shared.cloned());
     Ok((store, Some(cluster)))
 }
 

@@ -147,6 +147,18 @@ impl PgMeta {
         Ok(())
     }
 
+    /// Leaves at a clean stop: the heartbeat ends, the membership row and
+    /// this gateway's leases go, so the others need not wait [`DEAD_AFTER`]
+    /// to take its place. Whatever it was still writing is collected.
+    pub async fn leave(&self) -> Result<()> {
+        self.heartbeat.0.abort();
+        let client = self.client().await?;
+        let id = self.gateway.as_slice();
+        client.execute("DELETE FROM leases WHERE holder = $1", &[&id]).await.map_err(db_err)?;
+        client.execute("DELETE FROM gateways WHERE gateway = $1", &[&id]).await.map_err(db_err)?;
+        Ok(())
+    }
+
     /// Gateways that heartbeat now: name and seconds since their last beat.
     pub async fn members(&self) -> Result<Vec<(String, f64)>> {
         let client = self.client().await?;

@@ -17,6 +17,7 @@ use super::{Client, db_err};
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("sql/0001_initial.sql") },
     Migration { version: 2, name: "audit", sql: include_str!("sql/0002_audit.sql") },
+    Migration { version: 3, name: "jobs", sql: include_str!("sql/0003_jobs.sql") },
 ];
 
 struct Migration {

@@ -12,11 +12,13 @@
 //!
 //! Besides S3 metadata the database holds what many gateways must share:
 //! membership with heartbeats (`cluster`), leases with fencing epochs, the
-//! collection queue claimed with `FOR UPDATE SKIP LOCKED`, and the placement
-//! of every blob on the storage targets (`placement`).
+//! collection queue and the job queue (`jobs`: repair) claimed with
+//! `FOR UPDATE SKIP LOCKED`, and the placement of every blob on the storage
+//! targets (`placement`).
 
 mod audit;
 mod cluster;
+mod jobs;
 mod migrate;
 mod placement;
 mod store;
@@ -33,6 +35,7 @@ use tokio_postgres::error::SqlState;
 
 pub use audit::PgAudit;
 pub use cluster::Lease;
+pub use jobs::PgJobs;
 pub use migrate::latest_version;
 pub use placement::PgPlacement;
 
@@ -95,7 +98,7 @@ pub struct PgMeta {
     pool: Pool,
     /// This process's random identity in `gateways`, `pending_blobs` and `leases`.
     gateway: [u8; 16],
-    _heartbeat: cluster::Heartbeat,
+    heartbeat: cluster::Heartbeat,
 }
 
 impl PgMeta {
@@ -107,7 +110,7 @@ impl PgMeta {
         drop(client);
         let gateway = options.gateway_id.unwrap_or_else(rand::random);
         let heartbeat = cluster::join(&pool, gateway, &options.gateway_name).await?;
-        Ok(Arc::new(Self { pool, gateway, _heartbeat: heartbeat }))
+        Ok(Arc::new(Self { pool, gateway, heartbeat }))
     }
 
     /// The placement records of the storage targets, in this database.
@@ -222,8 +225,13 @@ pub(crate) fn db_err(e: tokio_postgres::Error) -> Error {
         None => true,
         Some(code) => {
             let class = &code.code()[..2];
-            // 08: connection exception; 57: operator intervention (shutdown, restart).
-            class == "08" || class == "57" || *code == SqlState::TOO_MANY_CONNECTIONS
+            // 08: connection exception; 57: operator intervention (shutdown,
+            // restart); 40003: the statement's outcome is unknown (CockroachDB's
+            // ambiguous commit), never run again blindly.
+            class == "08"
+                || class == "57"
+                || *code == SqlState::TOO_MANY_CONNECTIONS
+                || *code == SqlState::T_R_STATEMENT_COMPLETION_UNKNOWN
         }
     };
     match e.as_db_error() {

@@ -45,9 +45,9 @@ impl PlacementStore for PgPlacement {
         self.execute(sql, &[&blob_key(id).as_slice(), &record]).await.map(drop)
     }
 
-    async fn replace(&self, id: BlobId, record: Vec<u8>) -> Result<bool> {
-        let sql = "UPDATE placement SET record = $2 WHERE blob = $1";
-        Ok(self.execute(sql, &[&blob_key(id).as_slice(), &record]).await? == 1)
+    async fn replace_if(&self, id: BlobId, seen: Vec<u8>, record: Vec<u8>) -> Result<bool> {
+        let sql = "UPDATE placement SET record = $3 WHERE blob = $1 AND record = $2";
+        Ok(self.execute(sql, &[&blob_key(id).as_slice(), &seen, &record]).await? == 1)
     }
 
     async fn remove_if(&self, id: BlobId, seen: Vec<u8>) -> Result<bool> {

@@ -775,13 +775,20 @@ async fn release_pending_tx(tx: &Tx<'_>, blobs: &[BlobId]) -> TxResult<()> {
 /// pass and then some), so no other gateway collects them meanwhile; back in
 /// sight after that if this one died, or could not delete them, before
 /// `forget_collected`.
+///
+/// Two statements, not `UPDATE … WHERE blob IN (SELECT … LIMIT n FOR UPDATE
+/// SKIP LOCKED)`: PostgreSQL may plan that subquery as the inner side of a
+/// nested loop and run it again for every row, each run skipping the rows
+/// just pushed out of sight, so one claim takes the whole queue.
 async fn claim_collectable_tx(tx: &Tx<'_>, input: &(i64, usize)) -> TxResult<Vec<BlobId>> {
-    let sql = "UPDATE gc_queue SET run_after = now() + INTERVAL '15 seconds', attempts = attempts + 1
-               WHERE blob IN (SELECT blob FROM gc_queue WHERE enqueued_at <= $1 AND run_after <= now()
-                              ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-               RETURNING blob";
-    let rows = query(tx, sql, &[&input.0, &limit_param(input.1)]).await?;
-    rows.iter().map(|row| Ok(blob_id(row.get(0))?)).collect()
+    let pick = "SELECT blob FROM gc_queue WHERE enqueued_at <= $1 AND run_after <= now()
+                ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+    let rows = query(tx, pick, &[&input.0, &limit_param(input.1)]).await?;
+    let keys: Vec<Vec<u8>> = rows.iter().map(|row| row.get(0)).collect();
+    let hide = "UPDATE gc_queue SET run_after = now() + INTERVAL '15 seconds', attempts = attempts + 1
+                WHERE blob = ANY($1)";
+    execute(tx, hide, &[&keys]).await?;
+    keys.iter().map(|key| Ok(blob_id(key)?)).collect()
 }
 
 async fn put_setting_tx(tx: &Tx<'_>, input: &(String, String)) -> TxResult<String> {
