@@ -13,6 +13,8 @@
 #   apt-get install -y openssl python3-pykmip
 # Elsewhere: pip install pykmip 'sqlalchemy<2' (gives `pykmip-server`).
 set -euo pipefail
+# make_ca, issue
+source "$(dirname "$0")/test-ca.sh"
 
 usage() {
     echo "usage: $0 DIR | $0 --stop DIR" >&2
@@ -49,27 +51,6 @@ free_port() {
     # The kernel picks an unused port; the short window before PyKMIP binds it
     # is the usual, accepted race.
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# One key pair and certificate signed by the CA in DIR; $3 is an extension file.
-issue() {
-    local dir=$1 name=$2 ext=$3 cn=$4 ca=${5:-ca}
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$dir/$name.key" -out "$dir/$name.csr" -subj "/CN=$cn" 2>/dev/null
-    openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$ca.pem" -CAkey "$dir/$ca.key" -CAcreateserial \
-        -days 2 -out "$dir/$name.pem" -extfile "$ext" 2>/dev/null
-    rm -f "$dir/$name.csr"
-}
-
-make_ca() {
-    local dir=$1 name=$2 cn=$3
-    printf '%s\n' 'basicConstraints=critical,CA:TRUE' 'keyUsage=critical,keyCertSign,cRLSign' \
-        'subjectKeyIdentifier=hash' >"$dir/ca.ext"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$dir/$name.key" -out "$dir/$name.csr" -subj "/CN=$cn" 2>/dev/null
-    openssl x509 -req -in "$dir/$name.csr" -signkey "$dir/$name.key" -days 2 -out "$dir/$name.pem" \
-        -extfile "$dir/ca.ext" 2>/dev/null
-    rm -f "$dir/$name.csr"
 }
 
 make_certs() {

@@ -5,11 +5,13 @@
 #   scripts/pg-server.sh --stop DIR       stop the one started in DIR
 #   scripts/pg-server.sh --restart DIR    stop it (fast) and start it again, same settings
 #
-# DIR gets the cluster (DIR/data), its log (DIR/server.log) and its unix
-# socket; nothing outside DIR is touched. It listens on no TCP port
-# (listen_addresses=''): the port number only names the socket file, so
-# clusters in different directories never collide. Keep DIR short: a socket
-# path is limited to 107 bytes.
+# DIR gets the cluster (DIR/data), its log (DIR/server.log), its unix socket
+# and its TLS material (DIR/tls); nothing outside DIR is touched. Besides the
+# socket it listens on 127.0.0.1 at a port the kernel found free, for TLS
+# connections only (pg_hba.conf has `hostssl`, no `host`): a throwaway CA
+# signs its certificate (localhost, 127.0.0.1), and a second, unrelated CA is
+# there for tests that must see a certificate refused. Keep DIR short: a
+# socket path is limited to 107 bytes.
 #
 # Without --durable, fsync and full_page_writes are off: a crash of the
 # PostgreSQL processes loses nothing acknowledged, a crash of the machine
@@ -21,6 +23,10 @@
 # Printed, ready for `eval`:
 #   COFFRE_TEST_PG       "host=DIR port=5432 user=postgres", no dbname: the
 #                        harness adds one per server (crates/coffre-e2e)
+#   COFFRE_TEST_PG_TCP   "host=localhost port=PORT user=postgres": the same
+#                        cluster over TCP, where it takes TLS only
+#   COFFRE_TEST_PG_CA    the CA its certificate chains to (PEM)
+#   COFFRE_TEST_PG_OTHER_CA  a CA it has nothing to do with (PEM)
 #   COFFRE_TEST_PG_DATA  DIR/data
 #   COFFRE_TEST_PG_BIN   the PostgreSQL binaries (not on PATH on Debian)
 #   PGHOST PGPORT PGUSER for psql, createdb, pgbench
@@ -37,11 +43,15 @@
 #   runuser -u postgres -- "$COFFRE_TEST_PG_BIN/pg_ctl" -D "$COFFRE_TEST_PG_DATA" -l DIR/server.log -w start
 # (coffre_e2e::pg_stop and coffre_e2e::pg_start do that.)
 #
-# Needs PostgreSQL's server binaries. On Debian 12: apt-get install -y postgresql
+# Needs PostgreSQL's server binaries and openssl. On Debian 12:
+#   apt-get install -y postgresql openssl
 # initdb and pg_ctl refuse to run as root: as root, they run as `postgres`
 # (runuser), and DIR and its parents must let that user in.
 set -euo pipefail
+# make_ca, issue
+source "$(dirname "$0")/test-ca.sh"
 
+# Set by start_fresh to a free TCP port; names the socket file too.
 PORT=5432
 
 usage() {
@@ -106,14 +116,38 @@ start_cluster() {
     fi
 }
 
+free_port() {
+    # The kernel picks an unused port; the short window before PostgreSQL
+    # binds it is the usual, accepted race.
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# DIR/tls: the CA, the server's certificate and key, an unrelated CA.
+make_tls() {
+    local dir=$1
+    mkdir -p "$dir/tls"
+    make_ca "$dir/tls" ca "Coffre test PostgreSQL CA"
+    printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature' \
+        'extendedKeyUsage=serverAuth' 'subjectAltName=DNS:localhost,IP:127.0.0.1' >"$dir/tls/server.ext"
+    issue "$dir/tls" server "$dir/tls/server.ext" localhost
+    make_ca "$dir/tls" other-ca "Not the Coffre test PostgreSQL CA"
+    chmod 0600 "$dir/tls/server.key" # PostgreSQL refuses a key others may read
+    if [[ $(id -u) -eq 0 ]]; then
+        chown -R postgres:postgres "$dir/tls"
+    fi
+}
+
 write_settings() {
     local dir=$1 durable=$2
     {
         echo
-        echo "# scripts/pg-server.sh: a throwaway test cluster, reached by its unix socket only"
-        echo "listen_addresses = ''"
+        echo "# scripts/pg-server.sh: a throwaway test cluster, on its unix socket and on TLS over loopback"
+        echo "listen_addresses = '127.0.0.1'"
         echo "unix_socket_directories = '$dir'"
         echo "port = $PORT"
+        echo "ssl = on"
+        echo "ssl_cert_file = '$dir/tls/server.pem'"
+        echo "ssl_key_file = '$dir/tls/server.key'"
         # Every server a test suite starts holds a pool of connections.
         echo "max_connections = 300"
         if [[ $durable == no ]]; then
@@ -121,6 +155,9 @@ write_settings() {
             echo "full_page_writes = off"
         fi
     } >>"$dir/data/postgresql.conf"
+    # TCP takes TLS only: a plain-text connection over the network is refused.
+    printf '%s\n' 'local all all trust' 'local replication all trust' \
+        'hostssl all all 127.0.0.1/32 trust' >"$dir/data/pg_hba.conf"
 }
 
 create_template() {
@@ -136,13 +173,15 @@ start_fresh() {
     bin=$(find_bin)
     # What goes into the conninfo string, the config file and the socket path unquoted.
     [[ $dir =~ ^[A-Za-z0-9._/+-]+$ ]] || die "$dir: keep to letters, digits and ._/+- (it goes into conninfo strings)"
-    ((${#dir} + ${#PORT} + 10 <= 107)) || die "$dir: too long for a unix socket path (107 bytes with /.s.PGSQL.$PORT)"
+    ((${#dir} + 15 <= 107)) || die "$dir: too long for a unix socket path (107 bytes with /.s.PGSQL.PORT)"
     if [[ -e $dir/data ]]; then
         [[ -f $dir/data/PG_VERSION ]] || die "$dir/data exists and is not a PostgreSQL cluster; not touching it"
         stop_cluster "$dir"
         rm -rf -- "$dir/data"
     fi
     rm -f -- "$dir/server.log" "$dir/initdb.log"
+    command -v openssl >/dev/null || die "openssl not found (apt-get install -y openssl)"
+    PORT=$(free_port)
     if [[ $(id -u) -eq 0 ]]; then
         id postgres >/dev/null 2>&1 || die "no user 'postgres' to run the cluster as (initdb refuses root)"
         chown postgres:postgres "$dir"
@@ -158,6 +197,7 @@ start_fresh() {
         tail -n 20 "$dir/initdb.log" >&2
         die "initdb failed in $dir/data (log: $dir/initdb.log)"
     fi
+    make_tls "$dir"
     write_settings "$dir" "$durable"
     start_cluster "$dir" "$bin"
     # A half-made cluster is of no use to anyone: stop it if the template fails.
@@ -167,6 +207,9 @@ start_fresh() {
     fi
 
     echo "export COFFRE_TEST_PG='host=$dir port=$PORT user=postgres'"
+    echo "export COFFRE_TEST_PG_TCP='host=localhost port=$PORT user=postgres'"
+    echo "export COFFRE_TEST_PG_CA='$dir/tls/ca.pem'"
+    echo "export COFFRE_TEST_PG_OTHER_CA='$dir/tls/other-ca.pem'"
     echo "export COFFRE_TEST_PG_DATA='$dir/data'"
     echo "export COFFRE_TEST_PG_BIN='$bin'"
     echo "export PGHOST='$dir'"

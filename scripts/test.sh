@@ -77,7 +77,9 @@ step "power cuts: coffre on ext4 and XFS over a disk that loses its cache (needs
 # 50 cuts on ext4, 10 on XFS, 10 after failed flushes (EIO) and 10 that keep
 # a random half of the unflushed pages must lose no acknowledged write; the negative control (fsync off) must lose some, or the
 # harness proves nothing.
-cargo build -p coffre-crashdisk -p coffre-e2e --bin coffre-crashtest
+# Both binaries by name: `--bin` filters every package given, so naming only
+# the driver would leave the disk unbuilt on a fresh machine.
+cargo build -p coffre-crashdisk -p coffre-e2e --bin coffre-crashdisk --bin coffre-crashtest
 # The metadata must sit on the disk that loses its cache: embedded, whatever
 # COFFRE_TEST_PG says.
 crashtest=(env -u COFFRE_TEST_PG "$CARGO_TARGET_DIR/debug/coffre-crashtest")

@@ -374,7 +374,7 @@ fn declares_metadata(toml: &str) -> bool {
 }
 
 /// A TOML basic string.
-fn toml_string(s: &str) -> String {
+pub fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -409,6 +409,23 @@ pub fn fresh_pg_database() -> Option<String> {
     let cluster = test_pg()?;
     let db = create_pg_database(&cluster).unwrap_or_else(|e| panic!("{e}"));
     Some(with_dbname(&cluster, &db))
+}
+
+/// A fresh database of the test cluster reached over TCP, where it takes TLS
+/// only: its connection string, the CA its certificate chains to, and an
+/// unrelated CA (scripts/pg-server.sh). `None` without such a cluster.
+pub struct PgOverTls {
+    pub url: String,
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+}
+
+pub fn fresh_pg_database_over_tls() -> Option<PgOverTls> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (tcp, ca, other_ca) = (var("COFFRE_TEST_PG_TCP")?, var("COFFRE_TEST_PG_CA")?, var("COFFRE_TEST_PG_OTHER_CA")?);
+    let cluster = test_pg()?;
+    let db = create_pg_database(&cluster).unwrap_or_else(|e| panic!("{e}"));
+    Some(PgOverTls { url: with_dbname(&tcp, &db), ca: ca.into(), other_ca: other_ca.into() })
 }
 
 /// Where the harness remembers a data directory's database: a server

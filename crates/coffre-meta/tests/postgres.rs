@@ -2,7 +2,8 @@
 //! edited or newer schema, leases whose epoch fences a deposed holder, the
 //! collection queue shared by several collectors, the job queue (claims by
 //! many gateways at once, jobs queued again while claimed, lapsed claims,
-//! retries), gateways presumed dead and
+//! retries), TLS to the database (verified, required, refused with the wrong
+//! CA or against sslmode=disable), gateways presumed dead and
 //! the writes they can no longer commit, and byte order under an ICU
 //! collation. Needs `COFFRE_TEST_PG`; skipped without.
 
@@ -58,19 +59,25 @@ fn put(bucket: &BucketName, key: &str, blob: BlobId) -> PutObject {
 #[tokio::test]
 async fn migrations_apply_once_and_refuse_an_edited_or_newer_schema() {
     let Some(url) = database().await else { return };
-    assert_eq!(coffre_meta::postgres::migrate(&url).await.expect("first"), [1, 2, 3]);
-    assert!(coffre_meta::postgres::migrate(&url).await.expect("again").is_empty(), "nothing twice");
+    assert_eq!(coffre_meta::postgres::migrate(&PgOptions::new(url.as_str())).await.expect("first"), [1, 2, 3]);
+    assert!(
+        coffre_meta::postgres::migrate(&PgOptions::new(url.as_str())).await.expect("again").is_empty(),
+        "nothing twice"
+    );
     let db = raw(&url).await;
 
     db.batch_execute("UPDATE coffre_schema SET checksum = '\\x00' WHERE version = 1").await.expect("tamper");
-    let err = coffre_meta::postgres::migrate(&url).await.expect_err("an edited migration");
+    let err = coffre_meta::postgres::migrate(&PgOptions::new(url.as_str())).await.expect_err("an edited migration");
     assert!(err.to_string().contains("differs from the one applied"), "{err}");
     assert!(PgMeta::connect(&PgOptions::new(url.as_str())).await.is_err(), "no gateway starts on it either");
 
     let good = raw(&url).await;
     good.batch_execute("DELETE FROM coffre_schema").await.expect("reset");
     // Re-recording version 1 as the build has it, then a version from the future.
-    assert!(coffre_meta::postgres::migrate(&url).await.is_err(), "the tables exist: applying again fails");
+    assert!(
+        coffre_meta::postgres::migrate(&PgOptions::new(url.as_str())).await.is_err(),
+        "the tables exist: applying again fails"
+    );
     let checksum = {
         use sha2::Digest as _;
         sha2::Sha256::digest(include_str!("../src/postgres/sql/0001_initial.sql").as_bytes()).to_vec()
@@ -81,7 +88,7 @@ async fn migrations_apply_once_and_refuse_an_edited_or_newer_schema() {
     good.batch_execute("INSERT INTO coffre_schema (version, name, checksum) VALUES (99, 'future', '\\x00')")
         .await
         .expect("version 99");
-    let err = coffre_meta::postgres::migrate(&url).await.expect_err("a newer schema");
+    let err = coffre_meta::postgres::migrate(&PgOptions::new(url.as_str())).await.expect_err("a newer schema");
     assert!(err.to_string().contains("newer than this coffre"), "{err}");
 }
 
@@ -239,4 +246,81 @@ async fn keys_list_in_byte_order_under_an_icu_collation() {
     let page = meta.list_objects(&bucket, b"a", Bound::Excluded(b"a-b".as_slice()), 100).await.expect("list");
     let page: Vec<&str> = page.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(page, ["a.b", "a/b", "a_b", "ab"], "a prefix and a start key, in byte order");
+}
+
+/// The test cluster over TCP, where it takes TLS only, with the CA its
+/// certificate chains to and an unrelated one (scripts/pg-server.sh).
+struct OverTls {
+    tcp: String,
+    ca: String,
+    other_ca: String,
+}
+
+fn over_tls() -> Option<OverTls> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Some(OverTls {
+        tcp: var("COFFRE_TEST_PG_TCP")?,
+        ca: var("COFFRE_TEST_PG_CA")?,
+        other_ca: var("COFFRE_TEST_PG_OTHER_CA")?,
+    })
+}
+
+fn trusting(ca: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(cert.expect("PEM")).expect("CA");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn tls_to_the_database_is_verified_and_required() {
+    let Some(url) = database().await else { return };
+    let Some(tls) = over_tls() else {
+        eprintln!("skipped: COFFRE_TEST_PG_TCP/_CA/_OTHER_CA are unset (scripts/pg-server.sh sets them)");
+        return;
+    };
+    let dbname = url.split_whitespace().find_map(|p| p.strip_prefix("dbname=")).expect("dbname").to_owned();
+    let tcp = format!("{} dbname={dbname}", tls.tcp);
+    let over = |url: &str, tls: Option<Arc<rustls::ClientConfig>>| PgOptions { tls, ..PgOptions::new(url) };
+
+    let transport = coffre_meta::postgres::transport(&tcp).expect("transport");
+    assert!(transport.over_network && !transport.tls_required);
+    assert!(!coffre_meta::postgres::transport(&url).expect("transport").over_network, "a unix socket");
+
+    // Verified against the right CA: the engine works, and every one of its connections is TLS.
+    let meta = PgMeta::connect(&over(&tcp, Some(trusting(&tls.ca)))).await.expect("TLS with the right CA");
+    let name = bucket(&meta, "over-tls").await;
+    assert!(meta.bucket(&name).await.expect("read back").is_some());
+    let row = raw(&url)
+        .await
+        .query_one(
+            "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+              WHERE a.application_name = 'coffre' AND a.datname = $1",
+            &[&dbname],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let (connections, all_tls): (i64, Option<bool>) = (row.get(0), row.get(1));
+    assert!(connections > 0 && all_tls == Some(true), "{connections} connections, TLS on all: {all_tls:?}");
+
+    // A certificate from another CA is refused, and so is plain text.
+    let err = PgMeta::connect(&over(&tcp, Some(trusting(&tls.other_ca)))).await.err().expect("the wrong CA");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let err = PgMeta::connect(&over(&tcp, None)).await.err().expect("plain text over TCP");
+    assert!(err.to_string().contains("no encryption"), "{err}");
+
+    // A URL that contradicts the TLS asked for is a configuration error, not a fallback.
+    let err = PgMeta::connect(&over(&format!("{tcp} sslmode=disable"), Some(trusting(&tls.ca)))).await.err();
+    assert!(err.expect("disable and a CA").to_string().contains("sslmode=disable"));
+    let err = PgMeta::connect(&over(&format!("{tcp} sslmode=require"), None)).await.err();
+    assert!(err.expect("require without TLS").to_string().contains("sslmode=require"));
 }

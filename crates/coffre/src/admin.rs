@@ -40,7 +40,7 @@ pub struct AdminState {
     pub tls: Arc<crate::tls::Tls>,
     pub trail: Option<Arc<Trail>>,
     /// Present when the data lives on storage targets.
-    pub cluster: Option<Arc<crate::residency::Cluster>>,
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub labels: Arc<crate::label::Labels>,
     /// The audit log the gateways of a PostgreSQL deployment share.
     pub shared_audit: Option<Arc<dyn coffre_audit::LogStore>>,

@@ -76,11 +76,9 @@ impl AuditArgs {
 pub async fn export(config: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
     let args = crate::config::ServeArgs { config: Some(config.to_path_buf()), ..Default::default() };
     let config = crate::config::Config::load(&args)?;
-    let crate::config::Metadata::Postgres { url, .. } = &config.metadata else {
+    let Some(options) = crate::metadata::pg_options(&config, "audit-export")? else {
         anyhow::bail!("the metadata is embedded: this server's log is already files (see --from / --data-dir)");
     };
-    let options =
-        coffre_meta::PgOptions { gateway_name: "audit-export".into(), ..coffre_meta::PgOptions::new(url.expose()) };
     let pg = coffre_meta::PgMeta::connect(&options).await.context("connecting to the metadata database")?;
     let events = coffre_audit::shared::export(&pg.audit_store(), to).await?;
     println!("exported {events} events to {}", to.display());

@@ -9,8 +9,7 @@ use bytes::Bytes;
 use coffre_s3::conn::Io;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use tokio_rustls::TlsConnector;
 
@@ -198,35 +197,10 @@ pub fn print_buckets(buckets: &[BucketView], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The server's TLS policy on the client side too, trusting `ca_cert` (PEM)
-/// when given, else the system's certificate store.
+/// The admin API's client: the server's TLS policy, speaking HTTP/1.1.
 fn client_config(ca_cert: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_cert {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .with_context(|| format!("reading CA certificates from {}", path.display()))?;
-            if certs.is_empty() {
-                bail!("{}: no CERTIFICATE block", path.display());
-            }
-            for cert in certs {
-                roots.add(cert).with_context(|| format!("a CA certificate in {} is not usable", path.display()))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                bail!("no CA certificate in the system store: pass --ca-cert (COFFRE_CA_CERT)");
-            }
-        }
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
-        .with_protocol_versions(crate::tls::VERSIONS)
-        .context("TLS client policy")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config =
+        crate::tls::client_config(ca_cert).context("the admin client's TLS (--ca-cert, COFFRE_CA_CERT)")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -100,6 +100,10 @@ pub struct MetadataFile {
     pub url: Option<String>,
     /// Database connections this gateway keeps at most (default 16).
     pub pool_size: Option<usize>,
+    /// The CA (PEM) the database's certificate must chain to: TLS becomes
+    /// required and verified (host name included). Without it,
+    /// `sslmode=require` in the URL verifies against the system's roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The metadata engine a server runs on.
@@ -108,7 +112,7 @@ pub enum Metadata {
     /// `DATA_DIR/meta.redb`: one server.
     Embedded,
     /// A PostgreSQL database that every gateway of the deployment shares.
-    Postgres { url: Secret, pool_size: usize },
+    Postgres { url: Secret, pool_size: usize, ca_cert: Option<PathBuf> },
 }
 
 impl Metadata {
@@ -120,6 +124,7 @@ impl Metadata {
             Some("postgres") => Ok(Self::Postgres {
                 url: Secret(url.context("metadata.url: required with engine = \"postgres\"")?),
                 pool_size: file.pool_size.unwrap_or(16),
+                ca_cert: file.ca_cert,
             }),
             Some(other) => bail!("metadata.engine: {other:?} is not an engine (expected \"embedded\" or \"postgres\")"),
         }

@@ -408,11 +408,8 @@ pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, fo
     type Shared = (Option<Arc<dyn PlacementStore>>, Option<Arc<dyn coffre_audit::LogStore>>);
     let (meta, (placement, shared_audit)): (Arc<dyn MetaStore>, Shared) = match &config.metadata {
         // The shared database: the same rows the running gateways read.
-        crate::config::Metadata::Postgres { url, .. } => {
-            let options = coffre_meta::PgOptions {
-                gateway_name: "label-offline".into(),
-                ..coffre_meta::PgOptions::new(url.expose())
-            };
+        crate::config::Metadata::Postgres { .. } => {
+            let options = crate::metadata::pg_options(&config, "label-offline")?.context("PostgreSQL metadata")?;
             let pg = coffre_meta::PgMeta::connect(&options).await.context("connecting to the metadata database")?;
             (pg.clone(), (Some(Arc::new(pg.placement())), Some(Arc::new(pg.audit_store()))))
         }

@@ -5,12 +5,14 @@ mod admin;
 mod audit;
 mod bench;
 mod cli;
+mod cluster;
 mod config;
 mod credentials;
 mod inspect;
 mod kms;
 mod label;
 mod lifecycle;
+mod metadata;
 mod metrics;
 mod residency;
 mod server;
@@ -479,10 +481,10 @@ async fn kms_status(admin: &AdminArgs) -> anyhow::Result<()> {
 /// build's schema and says what it did.
 async fn migrate(args: &config::ServeArgs) -> anyhow::Result<()> {
     let config = config::Config::load(args)?;
-    let config::Metadata::Postgres { url, .. } = &config.metadata else {
+    let Some(options) = metadata::pg_options(&config, "migrate")? else {
         anyhow::bail!("[metadata] engine is \"embedded\": the embedded engine needs no migration");
     };
-    let applied = coffre_meta::postgres::migrate(url.expose())
+    let applied = coffre_meta::postgres::migrate(&options)
         .await
         .map_err(|e| anyhow::anyhow!("migrating the metadata database: {e}"))?;
     let latest = coffre_meta::postgres::latest_version();

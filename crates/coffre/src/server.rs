@@ -22,11 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
+use crate::cluster::Cluster;
 use crate::config::{Config, Metadata, Role};
 use crate::credentials;
 use crate::lifecycle;
 use crate::metrics::Metrics;
-use crate::residency::Cluster;
 use crate::tls::Tls;
 use crate::trail::{Observers, Trail};
 
@@ -223,15 +223,12 @@ fn warn_fsync_off() {
 /// gateways then coordinate through it: leases, membership, placement).
 async fn open_meta(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Option<Arc<PgMeta>>)> {
     match &config.metadata {
-        Metadata::Postgres { url, pool_size } => {
-            let options = PgOptions {
-                url: url.expose().to_owned(),
-                pool_size: *pool_size,
-                gateway_name: config.node_id.clone(),
-                gateway_id: Some(gateway_id(&config.data_dir)?),
-            };
+        Metadata::Postgres { pool_size, .. } => {
+            let options = crate::metadata::pg_options(config, &config.node_id)?.context("PostgreSQL metadata")?;
+            let options = PgOptions { gateway_id: Some(gateway_id(&config.data_dir)?), ..options };
+            let tls = options.tls.is_some();
             let pg = PgMeta::connect(&options).await.context("connecting to the PostgreSQL metadata database")?;
-            tracing::info!(pool_size, "metadata in PostgreSQL (schema up to date)");
+            tracing::info!(pool_size, tls, "metadata in PostgreSQL (schema up to date)");
             Ok((pg.clone(), Some(pg)))
         }
         Metadata::Embedded => {

@@ -77,6 +77,38 @@ pub static VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &
 /// The only ALPN protocol offered: the listeners speak HTTP/1.1.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
 
+/// The server's TLS policy on the client side too (the admin CLI, the
+/// metadata database), trusting `ca_cert` (PEM) when given, else the
+/// system's certificate store.
+pub fn client_config(ca_cert: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_cert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("reading CA certificates from {}", path.display()))?;
+            if certs.is_empty() {
+                bail!("{}: no CERTIFICATE block", path.display());
+            }
+            for cert in certs {
+                roots.add(cert).with_context(|| format!("a CA certificate in {} is not usable", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                bail!("no CA certificate in the system store: give a CA certificate file");
+            }
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(VERSIONS)
+        .context("TLS client policy")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The policy above as a rustls crypto provider (aws-lc-rs), suites in the server's order.
 pub fn provider() -> CryptoProvider {
     CryptoProvider {

@@ -30,8 +30,11 @@ use std::time::Duration;
 use coffre_core::error::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
+use rustls::ClientConfig;
 use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use audit::PgAudit;
 pub use cluster::Lease;
@@ -86,12 +89,37 @@ pub struct PgOptions {
     /// unfinished writes at once instead of waiting to be presumed dead.
     /// `None`: a new identity for this process.
     pub gateway_id: Option<[u8; 16]>,
+    /// TLS to the database, whose certificate this configuration verifies
+    /// (roots and host name). `Some` makes TLS required whatever the URL's
+    /// `sslmode` says, bar `disable`, which contradicts it and is refused.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), pool_size: 16, gateway_name: "gateway".into(), gateway_id: None }
+        Self { url: url.into(), pool_size: 16, gateway_name: "gateway".into(), gateway_id: None, tls: None }
     }
+}
+
+/// How a connection string reaches the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// At least one host is a network address, not a unix socket.
+    pub over_network: bool,
+    /// `sslmode=require` (TLS or nothing).
+    pub tls_required: bool,
+}
+
+/// Reads what `url` asks of the transport, without connecting.
+pub fn transport(url: &str) -> Result<Transport> {
+    let config = parse_url(url)?;
+    let over_network = config.get_hosts().iter().any(|h| matches!(h, tokio_postgres::config::Host::Tcp(_)));
+    Ok(Transport { over_network, tls_required: config.get_ssl_mode() == SslMode::Require })
+}
+
+fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    // The parser's message names the bad part; the URL may hold a password, so never echo it.
+    tokio_postgres::Config::from_str(url).map_err(|e| Error::InvalidArgument(format!("metadata.url: {e}")))
 }
 
 pub struct PgMeta {
@@ -173,20 +201,41 @@ impl PgMeta {
 
 /// Applies the schema migrations this build knows and returns the versions
 /// applied now: what `coffre meta migrate` runs.
-pub async fn migrate(url: &str) -> Result<Vec<i32>> {
-    let pool = pool(&PgOptions { pool_size: 1, ..PgOptions::new(url) })?;
+pub async fn migrate(options: &PgOptions) -> Result<Vec<i32>> {
+    let pool = pool(&PgOptions { pool_size: 1, ..options.clone() })?;
     let mut client = get(&pool).await?;
     migrate::migrate(&mut client).await
 }
 
 fn pool(options: &PgOptions) -> Result<Pool> {
-    let mut config = tokio_postgres::Config::from_str(&options.url)
-        .map_err(|e| Error::InvalidArgument(format!("metadata.url: {e}")))?;
+    let mut config = parse_url(&options.url)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
     config.application_name("coffre");
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager = match (&options.tls, config.get_ssl_mode()) {
+        (Some(_), SslMode::Disable) => {
+            return Err(Error::InvalidArgument(
+                "metadata: a CA certificate is set for TLS but the URL says sslmode=disable".into(),
+            ));
+        }
+        (Some(tls), _) => {
+            // Verified TLS or no connection: never `prefer`'s silent fallback.
+            config.ssl_mode(SslMode::Require);
+            Manager::from_config(config, MakeRustlsConnect::new(ClientConfig::clone(tls)), recycling)
+        }
+        (None, SslMode::Require) => {
+            return Err(Error::InvalidArgument(
+                "metadata: the URL says sslmode=require but no TLS configuration was given".into(),
+            ));
+        }
+        (None, _) => {
+            // `prefer` (the default) with no TLS offered is plain text.
+            config.ssl_mode(SslMode::Disable);
+            Manager::from_config(config, NoTls, recycling)
+        }
+    };
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .runtime(Runtime::Tokio1)
@@ -199,7 +248,22 @@ fn pool(options: &PgOptions) -> Result<Pool> {
 }
 
 async fn get(pool: &Pool) -> Result<Client> {
-    pool.get().await.map_err(|e| Error::Unavailable(format!("metadata database unreachable: {e}")))
+    pool.get().await.map_err(|e| Error::Unavailable(format!("metadata database unreachable: {}", chain(&e))))
+}
+
+/// An error and its causes on one line: "error performing TLS handshake"
+/// alone does not say that the certificate was refused, or why.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn retryable(e: &tokio_postgres::Error) -> bool {
@@ -238,7 +302,7 @@ pub(crate) fn db_err(e: tokio_postgres::Error) -> Error {
         Some(db) if !lost => Error::Meta(format!("database: {} ({})", db.message(), db.code().code())),
         Some(db) => Error::Unavailable(format!("metadata database: {}", db.message())),
         // No server error at all: the connection itself failed.
-        None => Error::Unavailable(format!("metadata database: {e}")),
+        None => Error::Unavailable(format!("metadata database: {}", chain(&e))),
     }
 }
 
