@@ -110,3 +110,20 @@ pub enum Error {
     #[error("The encryption parameters are not applicable to this object.")]
     CustomerKeyNotApplicable,
 }
+
+/// An error and its causes on one line, each cause once: "error performing
+/// TLS handshake" alone does not say that the certificate was refused, or why.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        // Some errors print their cause in their own message already.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -44,7 +44,6 @@ struct Entry {
     generation: i64,
     due: Instant,
     claimed: bool,
-    last_error: Option<String>,
 }
 
 /// The queue of a single gateway, in its memory: lost at a restart, which
@@ -66,12 +65,8 @@ impl JobQueue for LocalJobs {
         let now = Instant::now();
         let mut jobs = self.jobs();
         for key in keys {
-            let entry = jobs.entry((kind.to_owned(), key.clone())).or_insert(Entry {
-                generation: 0,
-                due: now,
-                claimed: false,
-                last_error: None,
-            });
+            let entry =
+                jobs.entry((kind.to_owned(), key.clone())).or_insert(Entry { generation: 0, due: now, claimed: false });
             entry.generation += 1;
             if !entry.claimed {
                 entry.due = now;
@@ -106,11 +101,11 @@ impl JobQueue for LocalJobs {
         Ok(())
     }
 
-    async fn retry(&self, kind: &str, claim: &JobClaim, delay: Duration, error: &str) -> Result<()> {
+    /// The error is the caller's to log: one process, nobody else to tell.
+    async fn retry(&self, kind: &str, claim: &JobClaim, delay: Duration, _error: &str) -> Result<()> {
         if let Some(entry) = self.jobs().get_mut(&(kind.to_owned(), claim.key.clone())) {
             entry.claimed = false;
             entry.due = Instant::now() + delay;
-            entry.last_error = Some(error.to_owned());
         }
         Ok(())
     }

@@ -661,11 +661,12 @@ impl Node {
         }
     }
 
-    /// Blob file name → contents, read straight from the node's disk.
+    /// What the node printed (its log file).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
     }
 
+    /// Blob file name → contents, read straight from the node's disk.
     pub fn blobs(&self) -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
         let root = self.data_dir.join("blobs");

@@ -33,6 +33,11 @@ async fn raw(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The one value a one-row, one-column query returns.
+async fn scalar<T: for<'a> tokio_postgres::types::FromSql<'a>>(url: &str, sql: &str) -> T {
+    raw(url).await.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
 async fn gateway(url: &str) -> Arc<PgMeta> {
     PgMeta::connect(&PgOptions::new(url)).await.expect("connect")
 }
@@ -122,12 +127,7 @@ async fn collectors_claim_disjoint_blobs_and_a_claim_lapses() {
     let (x, y) = tokio::join!(a.collectable(UnixNanos(i64::MAX), 25), b.collectable(UnixNanos(i64::MAX), 25));
     let (x, y): (BTreeSet<_>, BTreeSet<_>) = (x.expect("a").into_iter().collect(), y.expect("b").into_iter().collect());
     assert!(x.len() <= 25 && y.len() <= 25, "at most the limit each: {} and {}", x.len(), y.len());
-    let hidden: i64 = raw(&url)
-        .await
-        .query_one("SELECT count(*) FROM gc_queue WHERE run_after > now()", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let hidden: i64 = scalar(&url, "SELECT count(*) FROM gc_queue WHERE run_after > now()").await;
     assert_eq!(hidden as usize, x.len() + y.len(), "a claim hides what it returns, nothing more");
     assert!(x.is_disjoint(&y), "no blob handed to two collectors");
     assert_eq!(x.len() + y.len(), 40, "between them, every queued blob");
@@ -149,10 +149,7 @@ async fn gateways_claim_each_job_once_and_a_job_queued_again_runs_again() {
     queues[0].enqueue("repair", &keys).await.expect("enqueue");
     queues[1].enqueue("other", &keys[..1]).await.expect("enqueue another kind");
     let hold = Duration::from_secs(60);
-    let db = raw(&url).await;
-    let claimed = async || -> i64 {
-        db.query_one("SELECT count(*) FROM jobs WHERE claimed_by IS NOT NULL", &[]).await.expect("count").get(0)
-    };
+    let claimed = async || -> i64 { scalar(&url, "SELECT count(*) FROM jobs WHERE claimed_by IS NOT NULL").await };
     let first = queues[0].claim("repair", hold).await.expect("claim").expect("due");
     assert_eq!(claimed().await, 1, "one claim takes one job");
     queues[0].retry("repair", &first, Duration::ZERO, "put back").await.expect("put back");
@@ -193,8 +190,7 @@ async fn gateways_claim_each_job_once_and_a_job_queued_again_runs_again() {
     assert_eq!(taken.key, lapsing.key);
     queues[1].retry("repair", &taken, hold, "target down").await.expect("retry");
     assert!(queues[2].claim("repair", hold).await.expect("claim").is_none(), "not before its delay");
-    let error: Option<String> =
-        raw(&url).await.query_one("SELECT last_error FROM jobs WHERE kind = 'repair'", &[]).await.expect("row").get(0);
+    let error: Option<String> = scalar(&url, "SELECT last_error FROM jobs WHERE kind = 'repair'").await;
     assert_eq!(error.as_deref(), Some("target down"));
     queues[0].enqueue("repair", &keys[..1]).await.expect("asked again");
     assert!(queues[2].claim("repair", hold).await.expect("claim").is_some(), "asked again: due at once");
@@ -224,12 +220,8 @@ async fn a_gateway_presumed_dead_loses_its_pending_blobs_and_cannot_commit_them(
 async fn keys_list_in_byte_order_under_an_icu_collation() {
     let Some(url) = database().await else { return };
     let meta = gateway(&url).await;
-    let collation: String = raw(&url)
-        .await
-        .query_one("SELECT datlocprovider::text FROM pg_database WHERE datname = current_database()", &[])
-        .await
-        .expect("provider")
-        .get(0);
+    let collation: String =
+        scalar(&url, "SELECT datlocprovider::text FROM pg_database WHERE datname = current_database()").await;
     assert_eq!(collation, "i", "the test database must use ICU, or this test proves nothing");
     let bucket = bucket(&meta, "order").await;
     let keys = ["a-b", "ab", "a_b", "A", "Z", "a b", "é", "e", "f", "😀", "a/b", "a.b", "~"];

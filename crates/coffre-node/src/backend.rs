@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use coffre_core::blob::ByteStream;
+use coffre_core::error::error_chain;
 use coffre_core::types::BlobId;
 use coffre_topology::{Target, TargetKind};
 use futures::{Stream, StreamExt as _, TryStreamExt as _};
@@ -16,7 +17,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
-use crate::client::{Body, HttpClient, NodeClient, TargetError, error_chain, expect, http_client};
+use crate::client::{Body, HttpClient, NodeClient, TargetError, expect, http_client};
 
 /// A blob's bytes on their way to a target, already sealed.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;

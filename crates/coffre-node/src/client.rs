@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use coffre_core::blob::ByteStream;
+use coffre_core::error::error_chain;
 use coffre_core::types::BlobId;
 use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use http::{Method, Request, StatusCode};
@@ -201,15 +202,4 @@ pub(crate) async fn expect(
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
         .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
     Err(TargetError::Refused { endpoint: endpoint.to_owned(), status, message })
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -28,7 +28,7 @@ impl Shard {
         (0..SHARDS).map(|n| Shard(n).key()).collect()
     }
 
-    pub fn key(self) -> Vec<u8> {
+    fn key(self) -> Vec<u8> {
         self.0.to_be_bytes().to_vec()
     }
 

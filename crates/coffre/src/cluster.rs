@@ -22,6 +22,7 @@ const SHARD_RETRY: Duration = Duration::from_secs(10);
 const REPAIR: &str = "repair";
 /// With many gateways, the periodic pass is queued by this lease's holder.
 const REPAIR_LEASE: &str = "repair";
+
 /// The data-placement side of a server whose data lives on storage targets.
 pub struct Cluster {
     pub store: Arc<ReplicatedBlobStore>,
@@ -136,8 +137,12 @@ impl Cluster {
         }
     }
 
-    /// Targets another gateway declared lost stop counting here too.
+    /// Targets another gateway declared lost stop counting here too. A
+    /// gateway alone declares its own losses: nothing to learn.
     async fn learn_lost(&self) {
+        if self.shared.is_none() {
+            return;
+        }
         match self.store.refresh_lost().await {
             Ok(learned) if !learned.is_empty() => tracing::warn!(?learned, "targets declared lost by another gateway"),
             Ok(_) => {}
@@ -192,10 +197,11 @@ impl Cluster {
                 p.scanned += report.scanned;
                 p.repaired += report.repaired;
                 p.failed += report.failed;
+                // Set only with a failure: the shard runs again.
                 if report.last_error.is_some() {
                     p.last_error.clone_from(&report.last_error);
                 }
-                report.last_error.filter(|_| report.failed > 0)
+                report.last_error
             }
             Err(e) => {
                 p.last_error = Some(e.to_string());

@@ -27,7 +27,7 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffre_core::error::{Error, Result};
+use coffre_core::error::{Error, Result, error_chain};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
 use rustls::ClientConfig;
@@ -248,22 +248,7 @@ fn pool(options: &PgOptions) -> Result<Pool> {
 }
 
 async fn get(pool: &Pool) -> Result<Client> {
-    pool.get().await.map_err(|e| Error::Unavailable(format!("metadata database unreachable: {}", chain(&e))))
-}
-
-/// An error and its causes on one line: "error performing TLS handshake"
-/// alone does not say that the certificate was refused, or why.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.ends_with(&next) {
-            text = format!("{text}: {next}");
-        }
-        cause = c.source();
-    }
-    text
+    pool.get().await.map_err(|e| Error::Unavailable(format!("metadata database unreachable: {}", error_chain(&e))))
 }
 
 fn retryable(e: &tokio_postgres::Error) -> bool {
@@ -302,7 +287,7 @@ pub(crate) fn db_err(e: tokio_postgres::Error) -> Error {
         Some(db) if !lost => Error::Meta(format!("database: {} ({})", db.message(), db.code().code())),
         Some(db) => Error::Unavailable(format!("metadata database: {}", db.message())),
         // No server error at all: the connection itself failed.
-        None => Error::Unavailable(format!("metadata database: {}", chain(&e))),
+        None => Error::Unavailable(format!("metadata database: {}", error_chain(&e))),
     }
 }
 
