@@ -14,6 +14,9 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "crate dependency rules"
+python3 scripts/check-deps.py --self-test && python3 scripts/check-deps.py
+
 step "build the server"
 cargo build -p coffre
 export COFFRE_BIN="$CARGO_TARGET_DIR/debug/coffre"
