@@ -15,7 +15,9 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "crate dependency rules"
-python3 scripts/check-deps.py --self-test && python3 scripts/check-deps.py
+# Two commands, not `a && b`: under `set -e` a failing `a` in `a && b` would not stop the script.
+python3 scripts/check-deps.py --self-test
+python3 scripts/check-deps.py
 
 step "build the server"
 cargo build -p coffre
