@@ -1,7 +1,7 @@
 //! A simulated disk that loses power, for crash tests of the blob store and of
 //! the metadata engine (through a redb backend over a [`SimFile`]).
 //!
-//! The model is the strict one of the power-loss research note (§4.2, §4.4):
+//! The model is the strict one (docs/durability.md, "Crash simulation"):
 //! - every file has a visible image (what calls see) and a durable one (what
 //!   survives a crash); `sync_all` / `sync_data` make the whole visible image
 //!   durable, size included;

@@ -48,8 +48,9 @@ pub struct Holding {
 
 /// Every holder reached from `entity`, intermediate entities included, in first-seen order.
 ///
-/// Capital and votes are multiplied along chains separately (the research file's reading of
-/// "directly or indirectly"; voting agreements are not modelled). Cycles were refused at validation.
+/// Capital and votes are multiplied along chains separately (the profiles' reading of
+/// "directly or indirectly", see docs/trust-label.md; voting agreements are not modelled).
+/// Cycles were refused at validation.
 pub fn look_through(declared: &DeclaredFacts, entity: &Entity) -> Vec<Holding> {
     fn walk(declared: &DeclaredFacts, entity: &Entity, stake: Share, out: &mut Vec<Holding>) {
         for shareholder in &entity.shareholders {

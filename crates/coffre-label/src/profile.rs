@@ -26,7 +26,7 @@ pub struct Profile {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// The research file's id, e.g. `OWN-02`.
+    /// The rule's stable id, e.g. `OWN-02`.
     pub id: String,
     pub title: String,
     /// Section of the source text, e.g. `SNC 3.2 §19.6.b`.

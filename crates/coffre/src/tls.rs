@@ -4,8 +4,8 @@
 //! # Policy
 //!
 //! SecNumCloud 3.2 §10.2 makes the ANSSI TLS guide (v1.2, 2020) the rule for network
-//! encryption; its recommendations, as `../shared/research/secnumcloud.md` §2.6 records them,
-//! give this list. Every entry is one the guide recommends; what it allows and we leave out is
+//! encryption; its recommendations (summed up in docs/configuration.md, "TLS") give this
+//! list. Every entry is one the guide recommends; what it allows and we leave out is
 //! said with the reason.
 //!
 //! - Versions: TLS 1.3 and TLS 1.2. SSL, TLS 1.0 and 1.1 are off (the guide: 1.2 minimum).
