@@ -16,5 +16,6 @@ pub mod meta;
 pub mod placement;
 pub mod service;
 pub mod types;
+pub mod versions;
 
 pub use error::{Error, Result};

@@ -42,6 +42,17 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Where a prefix scan starts: the later of the prefix itself and the
+/// caller's own start bound (a marker or continuation token).
+pub fn prefix_start<'a>(prefix: &'a [u8], start: Bound<&'a [u8]>) -> Bound<&'a [u8]> {
+    match start {
+        Bound::Unbounded => Bound::Included(prefix),
+        Bound::Included(s) => Bound::Included(s.max(prefix)),
+        Bound::Excluded(s) if s < prefix => Bound::Included(prefix),
+        Bound::Excluded(s) => Bound::Excluded(s),
+    }
+}
+
 fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match b {
         Bound::Included(v) => Bound::Included(v.as_slice()),

@@ -117,6 +117,34 @@ impl BucketRecord {
             None => Ok(()),
         }
     }
+
+    /// Applies a configuration change, refusing the ones S3 forbids.
+    pub fn apply(&mut self, change: BucketChange) -> crate::error::Result<()> {
+        use crate::error::Error;
+        match change {
+            BucketChange::Versioning(Versioning::Unversioned) => {
+                return Err(Error::InvalidArgument("a bucket's versioning can be Enabled or Suspended only".into()));
+            }
+            BucketChange::Versioning(Versioning::Suspended) if self.object_lock.is_some() => {
+                return Err(Error::InvalidBucketState(
+                    "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
+                        .into(),
+                ));
+            }
+            BucketChange::Versioning(v) => self.versioning = v,
+            BucketChange::Tags(tags) => self.tags = tags,
+            BucketChange::Lifecycle(config) => self.lifecycle = config,
+            BucketChange::DefaultRetention(default) => {
+                let config = self.object_lock.as_mut().ok_or(Error::NoLockConfiguration)?;
+                config.default_retention = default;
+            }
+            BucketChange::Encryption(config) => self.encryption = config,
+            BucketChange::Residency(policy) => self.residency = policy,
+            BucketChange::AddKek(kek) => self.keks.push(kek),
+            BucketChange::DropKeksBefore(generation) => self.keks.retain(|k| k.generation >= generation),
+        }
+        Ok(())
+    }
 }
 
 /// A change to a bucket's configuration, applied atomically by the engine.
@@ -241,6 +269,17 @@ impl DataLocation {
             Self::Inline { key, .. } | Self::Blob { key, .. } => vec![key],
             Self::Parts(parts) => parts.iter().map(|p| &p.key).collect(),
             Self::None => Vec::new(),
+        }
+    }
+
+    /// Replaces the key with the same id by `new` (a rewrapped copy); false if there is none.
+    pub fn replace_key(&mut self, new: &SealedKey) -> bool {
+        match self.keys_mut().into_iter().find(|k| k.key_id == new.key_id) {
+            Some(k) => {
+                *k = new.clone();
+                true
+            }
+            None => false,
         }
     }
 
@@ -386,6 +425,16 @@ pub struct KeySlot {
     pub key: SealedKey,
 }
 
+impl KeySlot {
+    /// Adds the keys wrapped by a KEK older than `below`, found at `place`:
+    /// what a key rotation must rewrap.
+    pub fn push_older(out: &mut Vec<KeySlot>, place: KeyPlace, keys: Vec<&SealedKey>, below: u32) {
+        for key in keys.into_iter().filter(|k| k.kek_generation < below) {
+            out.push(KeySlot { place: place.clone(), key: key.clone() });
+        }
+    }
+}
+
 /// Where a scan for data keys resumes: just after this record. The scan
 /// walks current versions, then noncurrent ones, then uploads' parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -404,9 +453,22 @@ pub struct EraseReport {
     pub blobs: u64,
 }
 
+/// Everything a metadata engine stores, as one trait object for the object
+/// service. Each role below is its own trait, implemented in its own file of
+/// each engine; a component that needs one role names only that one.
+pub trait MetaStore:
+    BucketMeta + DataKeyMeta + ObjectMeta + UploadMeta + BlobLedger + AccessKeyMeta + SettingMeta
+{
+}
+
+impl<T> MetaStore for T where
+    T: BucketMeta + DataKeyMeta + ObjectMeta + UploadMeta + BlobLedger + AccessKeyMeta + SettingMeta
+{
+}
+
+/// Buckets and their configuration.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
-    // Buckets.
+pub trait BucketMeta: Send + Sync + 'static {
     /// Fails with `BucketAlreadyOwnedByYou` or `BucketAlreadyExists` when taken.
     async fn create_bucket(&self, bucket: BucketRecord) -> Result<()>;
     async fn bucket(&self, name: &BucketName) -> Result<Option<BucketRecord>>;
@@ -418,8 +480,11 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Removes the bucket with everything in it, queueing its blobs for
     /// collection (crypto-erasure: its KEKs are destroyed by the caller).
     async fn erase_bucket(&self, name: &BucketName) -> Result<EraseReport>;
+}
 
-    // Key rotation.
+/// Data keys wrapped by a bucket's KEKs, found and rewrapped for key rotation.
+#[async_trait]
+pub trait DataKeyMeta: Send + Sync + 'static {
     /// Data keys of the bucket wrapped by a KEK older than `generation`, in
     /// records after `after`, stopping once `limit` are found; the cursor to
     /// go on from, or `None` when the scan reached the end.
@@ -434,8 +499,11 @@ pub trait MetaStore: Send + Sync + 'static {
     /// their rewrapped form; a key changed or gone meanwhile is skipped.
     /// Returns how many were replaced.
     async fn replace_sealed_keys(&self, bucket: &BucketName, keys: Vec<KeySlot>) -> Result<usize>;
+}
 
-    // Objects.
+/// Object versions: the version rules applied, and listings.
+#[async_trait]
+pub trait ObjectMeta: Send + Sync + 'static {
     /// The current version, or the named one.
     async fn object(
         &self,
@@ -485,8 +553,11 @@ pub trait MetaStore: Send + Sync + 'static {
         from: Bound<VersionCursor>,
         limit: usize,
     ) -> Result<Vec<ListedVersion>>;
+}
 
-    // Multipart uploads.
+/// Multipart uploads and their parts.
+#[async_trait]
+pub trait UploadMeta: Send + Sync + 'static {
     async fn create_upload(&self, upload: UploadRecord) -> Result<()>;
     async fn upload(&self, bucket: &BucketName, key: &ObjectKey, upload_id: &UploadId) -> Result<Option<UploadRecord>>;
     /// Records a part (replacing one of the same number, whose blob is queued
@@ -506,9 +577,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Atomically removes the upload and makes its object current.
     async fn complete_upload(&self, complete: CompleteUpload) -> Result<()>;
     async fn abort_upload(&self, bucket: &BucketName, key: &ObjectKey, upload_id: &UploadId) -> Result<()>;
+}
 
-    // Blob lifecycle: a blob is registered before its bytes are written, so a
-    // crash between write and commit leaves a record to collect it by.
+/// Blob lifecycle: a blob is registered before its bytes are written, so a
+/// crash between write and commit leaves a record to collect it by.
+#[async_trait]
+pub trait BlobLedger: Send + Sync + 'static {
     async fn register_pending(&self, blobs: &[BlobId]) -> Result<()>;
     /// Moves every pending blob to the collection queue (at start-up, when no
     /// write can still be in flight).
@@ -521,15 +595,21 @@ pub trait MetaStore: Send + Sync + 'static {
     /// for a while, and comes back then unless `forget_collected` was called.
     async fn collectable(&self, enqueued_before: UnixNanos, limit: usize) -> Result<Vec<BlobId>>;
     async fn forget_collected(&self, blobs: &[BlobId]) -> Result<()>;
+}
 
-    // Access keys.
+/// Access keys and their sealed secrets.
+#[async_trait]
+pub trait AccessKeyMeta: Send + Sync + 'static {
     async fn put_access_key(&self, key: AccessKeyRecord) -> Result<()>;
     async fn access_key(&self, id: &AccessKeyId) -> Result<Option<AccessKeyRecord>>;
     async fn access_keys(&self) -> Result<Vec<AccessKeyRecord>>;
     /// Returns false when no such key existed.
     async fn delete_access_key(&self, id: &AccessKeyId) -> Result<bool>;
+}
 
-    // Settings of the deployment (e.g. which KEK wraps access-key secrets).
+/// Settings of the deployment (e.g. which KEK wraps access-key secrets).
+#[async_trait]
+pub trait SettingMeta: Send + Sync + 'static {
     async fn setting(&self, name: &str) -> Result<Option<String>>;
     /// Sets `name` unless it is set already; returns the value in force.
     async fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<String>;

@@ -5,9 +5,9 @@
 //! [`coffre_core::meta::MetaStore`] trait over the same record shapes in a
 //! PostgreSQL database that many gateways share.
 
+mod codec;
 pub mod embedded;
 pub mod postgres;
-mod rekey;
 mod watched;
 
 pub use embedded::EmbeddedMeta;

@@ -21,9 +21,8 @@ use std::time::{Duration, Instant};
 use coffre_blob::fs::BlobFs as _;
 use coffre_blob::sim::{Capture, Crash, CrashMode, SimFile, SimFs, SimRng};
 use coffre_core::error::Result;
-use coffre_core::meta::{
-    BucketRecord, DataLocation, DeleteGuard, MetaStore as _, ObjectVersion, PutObject, WriteCondition,
-};
+use coffre_core::meta::{BucketMeta, ObjectMeta};
+use coffre_core::meta::{BucketRecord, DataLocation, DeleteGuard, ObjectVersion, PutObject, WriteCondition};
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, VersionId};
 use coffre_meta::EmbeddedMeta;
 use futures::FutureExt as _;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffre_core::jobs::{JobClaim, JobQueue as _};
-use coffre_core::meta::{BucketRecord, MetaStore, PutObject, WriteCondition};
+use coffre_core::meta::{BlobLedger, BucketMeta, ObjectMeta};
+use coffre_core::meta::{BucketRecord, PutObject, WriteCondition};
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, VersionId};
 use coffre_meta::{PgMeta, PgOptions};
 

@@ -4,7 +4,7 @@
 //! A gateway that misses heartbeats for [`DEAD_AFTER`] is presumed dead: its
 //! row goes, and the blobs it was writing (`pending_blobs`) are queued for
 //! collection. Should it come back and try to commit one of them, the commit
-//! finds its pending row gone and fails (see `store::clear_pending`), so a
+//! finds its pending row gone and fails (see `blobs::clear_pending`), so a
 //! collected blob is never referenced.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use coffre_core::error::{Error, Result};
 use deadpool_postgres::Pool;
 
-use super::store::enqueue_gc;
+use super::blobs::enqueue_gc;
 use super::{PgMeta, Tx, TxResult, db_err, get};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);

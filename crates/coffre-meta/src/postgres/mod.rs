@@ -16,12 +16,19 @@
 //! `FOR UPDATE SKIP LOCKED`, and the placement of every blob on the storage
 //! targets (`placement`).
 
+mod access_keys;
 mod audit;
+mod blobs;
+mod buckets;
 mod cluster;
 mod jobs;
 mod migrate;
+mod objects;
 mod placement;
+mod rekey;
+mod settings;
 mod store;
+mod uploads;
 
 use std::str::FromStr as _;
 use std::sync::Arc;

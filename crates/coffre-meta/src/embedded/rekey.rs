@@ -1,18 +1,18 @@
 //! The embedded engine's bulk key work: finding and replacing wrapped data
 //! keys for key rotation, and removing a whole bucket for crypto-erasure.
 
-use coffre_core::error::{Error, Result};
 use std::ops::Bound;
 
+use async_trait::async_trait;
+use coffre_core::error::{Error, Result};
 use coffre_core::meta::{
-    DataLocation, EraseReport, KeyCursor, KeyPlace, KeySlot, ObjectVersion, PartRecord, SealedKey, UploadRecord,
+    DataKeyMeta, EraseReport, KeyCursor, KeyPlace, KeySlot, ObjectVersion, PartRecord, SealedKey, UploadRecord,
 };
-use coffre_core::types::{BlobId, ObjectKey, UploadId};
+use coffre_core::types::{BlobId, BucketName, ObjectKey, UploadId};
 use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
 
-use crate::embedded::{
-    BUCKETS, OBJECTS, PARTS, UPLOADS, VERSIONS, decode, encode, enqueue_gc, meta_err, noncurrent_in, remove_upload,
-};
+use super::{BUCKETS, EmbeddedMeta, OBJECTS, PARTS, UPLOADS, VERSIONS, enqueue_gc, noncurrent_in, remove_upload};
+use crate::codec::{decode, encode, meta_err};
 
 const NO_KEY: &[u8] = &[];
 
@@ -21,18 +21,11 @@ fn object_key(bytes: &[u8]) -> Result<ObjectKey> {
     ObjectKey::parse(key).map_err(meta_err)
 }
 
-/// Adds the keys of `keys` wrapped by a KEK older than `below`, found at `place`.
-pub(crate) fn push_old(out: &mut Vec<KeySlot>, place: KeyPlace, keys: Vec<&SealedKey>, below: u32) {
-    for key in keys.into_iter().filter(|k| k.kek_generation < below) {
-        out.push(KeySlot { place: place.clone(), key: key.clone() });
-    }
-}
-
 /// The same for one stored version, current or noncurrent.
 fn push_old_of_version(out: &mut Vec<KeySlot>, key: &[u8], stored: &[u8], below: u32) -> Result<()> {
     let (_, version): (u64, ObjectVersion) = decode(stored)?;
     let place = KeyPlace::Version { key: object_key(key)?, version: version.meta.version_id.clone() };
-    push_old(out, place, version.data.keys(), below);
+    KeySlot::push_older(out, place, version.data.keys(), below);
     Ok(())
 }
 
@@ -97,7 +90,7 @@ pub(crate) fn sealed_keys(
         for part in parts.range((id, 0u32)..=(id, u32::MAX)).map_err(meta_err)? {
             let part: PartRecord = decode(part.map_err(meta_err)?.1.value())?;
             let place = KeyPlace::Part { upload: upload.upload_id.clone(), number: part.number };
-            push_old(&mut out, place, vec![&part.key], below);
+            KeySlot::push_older(&mut out, place, vec![&part.key], below);
         }
         if out.len() >= limit {
             return Ok((out, Some(KeyCursor::Upload(k.value().1.to_vec(), upload.upload_id.clone()))));
@@ -119,17 +112,6 @@ pub(crate) fn replace_sealed_keys(txn: &WriteTransaction, bucket: &str, slots: V
     Ok(replaced)
 }
 
-/// Replaces the key with the same id in `data`; false if there is none.
-pub(crate) fn swap_key(data: &mut DataLocation, new: &SealedKey) -> bool {
-    match data.keys_mut().into_iter().find(|k| k.key_id == new.key_id) {
-        Some(k) => {
-            *k = new.clone();
-            true
-        }
-        None => false,
-    }
-}
-
 fn replace_in_version(
     txn: &WriteTransaction,
     bucket: &str,
@@ -142,7 +124,7 @@ fn replace_in_version(
     let current: Option<(u64, ObjectVersion)> =
         objects.get((bucket, k)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()?;
     if let Some((seq, mut version)) = current.filter(|(_, v)| &v.meta.version_id == version_id) {
-        if !swap_key(&mut version.data, new) {
+        if !version.data.replace_key(new) {
             return Ok(false);
         }
         objects.insert((bucket, k), encode(&(seq, &version))?.as_slice()).map_err(meta_err)?;
@@ -151,7 +133,7 @@ fn replace_in_version(
     let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
     let found = noncurrent_in(&versions, bucket, k)?.into_iter().find(|(_, _, v)| &v.meta.version_id == version_id);
     let Some((rev, seq, mut version)) = found else { return Ok(false) };
-    if !swap_key(&mut version.data, new) {
+    if !version.data.replace_key(new) {
         return Ok(false);
     }
     versions.insert((bucket, k, rev), encode(&(seq, &version))?.as_slice()).map_err(meta_err)?;
@@ -224,4 +206,23 @@ pub(crate) fn erase_bucket(txn: &WriteTransaction, bucket: &str) -> Result<Erase
     report.blobs = garbage.len() as u64;
     enqueue_gc(txn, &garbage)?;
     Ok(report)
+}
+
+#[async_trait]
+impl DataKeyMeta for EmbeddedMeta {
+    async fn sealed_keys(
+        &self,
+        bucket: &BucketName,
+        below_generation: u32,
+        after: Option<KeyCursor>,
+        limit: usize,
+    ) -> Result<(Vec<KeySlot>, Option<KeyCursor>)> {
+        let bucket = bucket.clone();
+        self.read(move |txn| sealed_keys(txn, bucket.as_str(), below_generation, after, limit)).await
+    }
+
+    async fn replace_sealed_keys(&self, bucket: &BucketName, keys: Vec<KeySlot>) -> Result<usize> {
+        let bucket = bucket.clone();
+        self.write(move |txn| replace_sealed_keys(txn, bucket.as_str(), keys)).await
+    }
 }
