@@ -4,16 +4,23 @@
 //! `s3s` parses requests, checks signatures and serialises responses; it adds
 //! no protection of its own, so [`front`] guards every request before it gets
 //! there (sizes, presign lifetime, region, chunk sizes, idle bodies).
+//!
+//! Map: [`front`] serves; `guards`, `record`, `vhost` and `s3s_fixes` are its
+//! parts; `ops` holds one file per S3 feature, which read requests through
+//! `request` and fill answers through `response`; `error` maps errors.
 
 mod auth;
 pub mod conn;
-mod convert;
+mod error;
 pub mod front;
+mod guards;
 mod inferred;
-mod lifecycle;
 mod ops;
-mod sse;
-mod worm;
+mod record;
+mod request;
+mod response;
+mod s3s_fixes;
+mod vhost;
 
 pub use auth::{Credential, KeyStore};
 pub use front::{Front, FrontConfig, RequestObserver, RequestRecord};

@@ -128,9 +128,11 @@ impl ByteRange {
     }
 }
 
-pub struct GetResult {
+/// What GET and HEAD both answer: the version read (its SSE-C key and
+/// conditions checked) and the bytes selected; GET adds the bytes.
+pub struct ObjectHead {
     pub meta: VersionMeta,
-    /// The byte range sent; the whole object when no range was asked.
+    /// The byte range selected; the whole object when no range was asked.
     pub range: Range<u64>,
     pub partial: bool,
     /// How many parts the object has, when one part was asked for.
@@ -138,10 +140,14 @@ pub struct GetResult {
     /// Where the version's replicas are (`country/region/site`); empty when
     /// the deployment declares no topology.
     pub locations: Vec<String>,
+}
+
+pub struct GetResult {
+    pub head: ObjectHead,
     pub body: ByteStream,
 }
 
-/// What a GET asks for besides the object's name.
+/// What a GET or HEAD asks for besides the object's name.
 #[derive(Default)]
 pub struct ObjectRead {
     pub version: Option<VersionId>,
@@ -160,7 +166,7 @@ pub enum Selection {
 }
 
 /// The byte range of the n-th part of a version, and how many parts it has.
-pub fn part_range(data: &DataLocation, size: u64, n: u32) -> Result<(Range<u64>, u32)> {
+fn part_range(data: &DataLocation, size: u64, n: u32) -> Result<(Range<u64>, u32)> {
     let not_satisfiable = || Error::InvalidPartNumber;
     match data {
         DataLocation::Parts(parts) => {
@@ -390,18 +396,61 @@ impl ObjectService {
         self.release_on_error(outcome, &pending).await
     }
 
-    /// The version a read names: current unless `version` is given; delete
-    /// markers read as missing. An SSE-C version needs its customer's key.
+    /// HEAD: GET's read without the bytes.
     pub async fn head_object(
         &self,
         who: &Principal,
         bucket: &BucketName,
         key: &ObjectKey,
-        version: Option<&VersionId>,
-        customer: Option<&CustomerKey>,
-    ) -> Result<ObjectVersion> {
+        read: ObjectRead,
+    ) -> Result<ObjectHead> {
+        Ok(self.resolve_read(who, bucket, key, read).await?.0)
+    }
+
+    /// GET: the read resolved, then its bytes opened.
+    pub async fn get_object(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        read: ObjectRead,
+    ) -> Result<GetResult> {
+        let (head, data, keys) = self.resolve_read(who, bucket, key, read).await?;
+        let body = self.read_data(data, head.meta.size, head.range.clone(), keys);
+        // Open the first segment before answering: a key that cannot be
+        // unwrapped or a corrupt start is an error response, not a cut body.
+        let body = first_chunk_checked(body).await?;
+        Ok(GetResult { head, body })
+    }
+
+    /// The one read path of GET and HEAD: the version a read names (current
+    /// unless `version` is given; delete markers read as missing), its SSE-C
+    /// key and conditions checked, the range or part resolved, where its
+    /// replicas are, and what opening its bytes takes.
+    async fn resolve_read(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        read: ObjectRead,
+    ) -> Result<(ObjectHead, DataLocation, ReadKeys)> {
+        let ObjectRead { version, conditions, selection, customer } = read;
         let record = self.bucket(who, bucket).await?;
-        self.readable_version(&record, key, version, customer).await
+        let object = self.readable_version(&record, key, version.as_ref(), customer.as_ref()).await?;
+        conditions.check(&object.meta)?;
+        let size = object.meta.size;
+        let (range, partial, parts_count) = match selection {
+            Some(Selection::Range(r)) => (r.resolve(size)?, true, None),
+            Some(Selection::Part(n)) => {
+                let (range, count) = part_range(&object.data, size, n)?;
+                (range, true, Some(count))
+            }
+            None => (0..size, false, None),
+        };
+        let locations = self.locations(&object.data).await?;
+        let keys = ReadKeys { bucket: bucket.clone(), key: key.clone(), keks: record.keks, customer };
+        let head = ObjectHead { meta: object.meta, range, partial, parts_count, locations };
+        Ok((head, object.data, keys))
     }
 
     /// A version of a bucket already checked, its customer key checked too.
@@ -443,37 +492,6 @@ impl ObjectService {
             None if version.is_some() => Err(Error::NoSuchVersion),
             None => Err(Error::NoSuchKey),
         }
-    }
-
-    pub async fn get_object(
-        &self,
-        who: &Principal,
-        bucket: &BucketName,
-        key: &ObjectKey,
-        read: ObjectRead,
-    ) -> Result<GetResult> {
-        let ObjectRead { version, conditions, selection, customer } = read;
-        let (version, customer) = (version.as_ref(), customer.as_ref());
-        let record = self.bucket(who, bucket).await?;
-        let object = self.readable_version(&record, key, version, customer).await?;
-        conditions.check(&object.meta)?;
-        let size = object.meta.size;
-        let (range, partial, parts_count) = match selection {
-            Some(Selection::Range(r)) => (r.resolve(size)?, true, None),
-            Some(Selection::Part(n)) => {
-                let (range, count) = part_range(&object.data, size, n)?;
-                (range, true, Some(count))
-            }
-            None => (0..size, false, None),
-        };
-        let keys =
-            ReadKeys { bucket: bucket.clone(), key: key.clone(), keks: record.keks, customer: customer.cloned() };
-        let locations = self.locations(&object.data).await?;
-        let body = self.read_data(object.data, size, range.clone(), keys);
-        // Open the first segment before answering: a key that cannot be
-        // unwrapped or a corrupt start is an error response, not a cut body.
-        let body = first_chunk_checked(body).await?;
-        Ok(GetResult { meta: object.meta, range, partial, parts_count, locations, body })
     }
 
     /// Where a version's bytes are, each place once, in the blob store's order.

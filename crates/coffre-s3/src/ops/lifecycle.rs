@@ -1,11 +1,55 @@
-//! Lifecycle configurations between S3's XML DTOs and the service's rules.
+//! Lifecycle: the bucket's expiration rules, and their S3 XML form. The
+//! rules themselves run in the object service.
 
 use coffre_core::lifecycle::{Expiration, Filter, LifecycleConfig, Rule};
+use coffre_core::meta::BucketChange;
 use coffre_core::types::UnixNanos;
-use s3s::dto::{self, ExpirationStatus, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter};
-use s3s::{S3Result, s3_error};
+use s3s::dto::{self, ExpirationStatus, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter, *};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use crate::{convert, worm};
+use super::CoffreS3;
+use super::tagging::{tags_from_dto, tags_to_dto};
+use crate::error::s3_err;
+use crate::{request, response};
+
+impl CoffreS3 {
+    pub(super) async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let config = config_from_dto(input.lifecycle_configuration)?;
+        let change = BucketChange::Lifecycle(Some(config));
+        self.service.change_bucket(&who, &request::bucket(&input.bucket)?, change).await.map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketLifecycleConfigurationOutput::default()))
+    }
+
+    pub(super) async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let who = self.who(&req)?;
+        let bucket = self.service.bucket(&who, &request::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        let Some(config) = bucket.lifecycle else {
+            return Err(s3_error!(NoSuchLifecycleConfiguration, "The lifecycle configuration does not exist"));
+        };
+        Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
+            rules: Some(config_to_dto(&config)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        let who = self.who(&req)?;
+        let bucket = request::bucket(&req.input.bucket)?;
+        self.service.change_bucket(&who, &bucket, BucketChange::Lifecycle(None)).await.map_err(s3_err)?;
+        Ok(S3Response::new(DeleteBucketLifecycleOutput {}))
+    }
+}
 
 fn days(n: Option<i32>, what: &str) -> S3Result<Option<u32>> {
     match n {
@@ -24,11 +68,11 @@ fn filter_from(rule: &LifecycleRule) -> S3Result<Filter> {
             if and.object_size_greater_than.is_some() || and.object_size_less_than.is_some() {
                 return Err(unsupported());
             }
-            let tags = worm::tags_from_dto(and.tags.clone().unwrap_or_default())?;
+            let tags = tags_from_dto(and.tags.clone().unwrap_or_default())?;
             Ok(Filter { prefix: and.prefix.clone().unwrap_or_default(), tags })
         }
         Some(f) => {
-            let tags = f.tag.clone().map(|t| worm::tags_from_dto(vec![t])).transpose()?.unwrap_or_default();
+            let tags = f.tag.clone().map(|t| tags_from_dto(vec![t])).transpose()?.unwrap_or_default();
             Ok(Filter { prefix: f.prefix.clone().unwrap_or_default(), tags })
         }
     }
@@ -107,7 +151,7 @@ pub fn config_to_dto(config: &LifecycleConfig) -> dto::LifecycleRules {
                 LifecycleRuleFilter {
                     and: Some(LifecycleRuleAndOperator {
                         prefix: Some(r.filter.prefix.clone()),
-                        tags: Some(worm::tags_to_dto(&r.filter.tags)),
+                        tags: Some(tags_to_dto(&r.filter.tags)),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -120,7 +164,7 @@ pub fn config_to_dto(config: &LifecycleConfig) -> dto::LifecycleRules {
                         _ => None,
                     },
                     date: match r.expiration {
-                        Some(Expiration::Date(t)) => Some(convert::timestamp(t)),
+                        Some(Expiration::Date(t)) => Some(response::timestamp(t)),
                         _ => None,
                     },
                     expired_object_delete_marker: r.expired_object_delete_marker.then_some(true),

@@ -1,14 +1,54 @@
-//! The S3 faces of encryption: `x-amz-server-side-encryption*` request
-//! headers into an [`SseChoice`], stored choices back into response fields,
-//! and the bucket default encryption configuration.
+//! Server-side encryption: `x-amz-server-side-encryption*` request headers
+//! into an [`SseChoice`], stored choices back into response fields, and the
+//! bucket default encryption configuration (Put/Get/DeleteBucketEncryption).
 
-use coffre_core::meta::{BucketEncryption, Sse};
+use coffre_core::meta::{BucketChange, BucketEncryption, Sse};
 use coffre_core::service::{CustomerKey, SseChoice};
 use md5::Digest as _;
 use s3s::dto::{
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, *,
 };
-use s3s::{S3Result, s3_error};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::CoffreS3;
+use crate::error::s3_err;
+use crate::request;
+
+impl CoffreS3 {
+    pub(super) async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        let who = self.who(&req)?;
+        let input = req.input;
+        let config = bucket_default(input.server_side_encryption_configuration)?;
+        let change = BucketChange::Encryption(Some(config));
+        self.service.change_bucket(&who, &request::bucket(&input.bucket)?, change).await.map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+    }
+
+    pub(super) async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        let who = self.who(&req)?;
+        let record = self.service.bucket(&who, &request::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
+        Ok(S3Response::new(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(bucket_config(record.encryption.as_ref())),
+        }))
+    }
+
+    /// Back to the default (SSE-S3): the data stays encrypted either way.
+    pub(super) async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        let who = self.who(&req)?;
+        let change = BucketChange::Encryption(None);
+        self.service.change_bucket(&who, &request::bucket(&req.input.bucket)?, change).await.map_err(s3_err)?;
+        Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
+    }
+}
 
 /// The customer key headers, validated: algorithm AES256, a base64 256-bit
 /// key, and the base64 MD5 of that key. All three or none.

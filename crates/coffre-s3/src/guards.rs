@@ -1,0 +1,320 @@
+//! The guards s3s does not provide, in request order: header size, presigned
+//! `X-Amz-Expires` at most 7 days, SigV2 refused, the credential scope's region
+//! and the body size by `Content-Length` (before s3s sees the request); then,
+//! while the body streams, an idle timeout and a cap on each aws-chunked chunk
+//! (s3s 0.14 buffers a whole chunk of whatever size the client declares).
+//! Header size and header read timeout are also enforced by hyper (`conn`).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use coffre_core::service::MAX_OBJECT_SIZE;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::error::error_response;
+use crate::front::FrontConfig;
+
+/// The longest presigned URL lifetime S3 allows.
+const MAX_PRESIGN_SECS: u64 = 7 * 24 * 3600;
+
+/// A guard's verdict on a body, reported instead of whatever s3s makes of the broken stream.
+#[derive(Clone, Default)]
+pub(crate) struct BodyVerdict(Arc<OnceLock<(StatusCode, &'static str, String)>>);
+
+impl BodyVerdict {
+    /// The status, S3 error code and message of the guard the body broke, if any.
+    pub(crate) fn get(&self) -> Option<&(StatusCode, &'static str, String)> {
+        self.0.get()
+    }
+}
+
+/// Checks what s3s would let through: presign lifetime, region, body size.
+#[allow(clippy::result_large_err)]
+pub(crate) fn precheck(config: &FrontConfig, req: &Request<Incoming>) -> Result<(), Response<s3s::Body>> {
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes + req.uri().to_string().len() > config.max_header_bytes {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "RequestHeaderSectionTooLarge",
+            &format!(
+                "Your request header section exceeds the maximum allowed size of {} bytes",
+                config.max_header_bytes
+            ),
+        ));
+    }
+    let query = req.uri().query().unwrap_or("");
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| urlencoding::decode(v).map(|c| c.into_owned()).unwrap_or_default())
+    };
+    if let Some(expires) = param("X-Amz-Expires") {
+        match expires.parse::<u64>() {
+            Ok(secs) if secs <= MAX_PRESIGN_SECS => {}
+            _ => {
+                return Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "AuthorizationQueryParametersError",
+                    "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+                ));
+            }
+        }
+    }
+    // Signature V2 (HMAC-SHA1, deprecated by AWS) is refused outright rather
+    // than left to a code path nothing here tests.
+    let v2_header = req.headers().get(http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "));
+    if v2_header || (param("AWSAccessKeyId").is_some() && param("Signature").is_some()) {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Signature Version 2 is not supported; sign requests with AWS Signature Version 4 (AWS4-HMAC-SHA256).",
+        ));
+    }
+    if let Some(auth) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(fields) = auth.strip_prefix("AWS4-HMAC-SHA256")
+    {
+        let has = |name: &str| fields.split(',').any(|f| f.trim().starts_with(name));
+        if !(has("Credential=") && has("SignedHeaders=") && has("Signature=")) {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "AuthorizationHeaderMalformed",
+                "The authorization header is malformed; it must contain Credential, SignedHeaders and Signature.",
+            ));
+        }
+    }
+    let (scope, in_query) = match param("X-Amz-Credential") {
+        Some(c) => (Some(c), true),
+        None => (authorization_credential(req.headers()), false),
+    };
+    if let Some(region) = scope.as_deref().and_then(scope_region)
+        && region != config.region
+    {
+        let (code, what) = if in_query {
+            ("AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter")
+        } else {
+            ("AuthorizationHeaderMalformed", "The authorization header is malformed")
+        };
+        let message = format!("{what}; the region '{region}' is wrong; expecting '{}'", config.region);
+        return Err(error_response(StatusCode::BAD_REQUEST, code, &message));
+    }
+    let header_u64 =
+        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let decoded = header_u64("x-amz-decoded-content-length");
+    // aws-chunked framing adds well under 2% to the payload.
+    let raw_limit = MAX_OBJECT_SIZE + MAX_OBJECT_SIZE / 50;
+    if decoded.is_some_and(|n| n > MAX_OBJECT_SIZE) || header_u64("content-length").is_some_and(|n| n > raw_limit) {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed object size of 5 GiB; use a multipart upload.",
+        ));
+    }
+    Ok(())
+}
+
+fn is_aws_chunked(headers: &HeaderMap) -> bool {
+    headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("STREAMING-"))
+}
+
+/// The `Credential=` value of a SigV4 Authorization header.
+pub(crate) fn authorization_credential(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let rest = auth.strip_prefix("AWS4-HMAC-SHA256")?;
+    let cred = rest.split(',').map(str::trim).find_map(|p| p.strip_prefix("Credential="))?;
+    Some(cred.to_owned())
+}
+
+/// `AKID/date/region/service/aws4_request` → region.
+fn scope_region(credential: &str) -> Option<&str> {
+    let parts: Vec<&str> = credential.rsplitn(4, '/').collect();
+    (parts.len() == 4 && parts[0] == "aws4_request").then(|| parts[2])
+}
+
+/// Follows aws-chunked framing (`hex-size;chunk-signature=...\r\n<data>\r\n`)
+/// without buffering, to refuse oversized chunks before s3s buffers them.
+struct ChunkScanner {
+    max: u64,
+    state: ChunkState,
+}
+
+enum ChunkState {
+    Header(Vec<u8>),
+    Data(u64),
+    Done,
+}
+
+const MAX_CHUNK_HEADER: usize = 4096;
+
+impl ChunkScanner {
+    fn new(max: u64) -> Self {
+        Self { max, state: ChunkState::Header(Vec::new()) }
+    }
+
+    fn scan(&mut self, mut data: &[u8]) -> Result<(), String> {
+        while !data.is_empty() {
+            match &mut self.state {
+                ChunkState::Done => return Ok(()),
+                ChunkState::Data(remaining) => {
+                    let n = (*remaining).min(data.len() as u64);
+                    *remaining -= n;
+                    data = &data[n as usize..];
+                    if *remaining == 0 {
+                        self.state = ChunkState::Header(Vec::new());
+                    }
+                }
+                ChunkState::Header(line) => match data.iter().position(|&b| b == b'\n') {
+                    None => {
+                        line.extend_from_slice(data);
+                        if line.len() > MAX_CHUNK_HEADER {
+                            return Err("aws-chunked chunk header is too long".into());
+                        }
+                        return Ok(());
+                    }
+                    Some(i) => {
+                        line.extend_from_slice(&data[..i]);
+                        data = &data[i + 1..];
+                        let text = String::from_utf8_lossy(line);
+                        let size_hex = text.trim_end_matches('\r').split(';').next().unwrap_or("").trim();
+                        // Malformed framing is s3s's to reject; we only police sizes.
+                        let Ok(size) = u64::from_str_radix(size_hex, 16) else {
+                            self.state = ChunkState::Done;
+                            return Ok(());
+                        };
+                        if size > self.max {
+                            return Err(format!(
+                                "aws-chunked chunk of {size} bytes exceeds the limit of {} bytes",
+                                self.max
+                            ));
+                        }
+                        self.state = if size == 0 { ChunkState::Done } else { ChunkState::Data(size + 2) };
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct GuardedBody {
+    inner: Incoming,
+    /// Set once the service asks for the body (hyper then sends `100 Continue`).
+    polled: Arc<AtomicBool>,
+    chunked: Option<ChunkScanner>,
+    idle: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    verdict: BodyVerdict,
+    bytes: Arc<AtomicU64>,
+}
+
+impl GuardedBody {
+    /// Guards `inner` by `config`'s limits, reporting to `verdict`, counting
+    /// bytes into `bytes`, and noting in `polled` when the service reads it.
+    pub(crate) fn new(
+        inner: Incoming,
+        headers: &HeaderMap,
+        config: &FrontConfig,
+        verdict: &BodyVerdict,
+        bytes: &Arc<AtomicU64>,
+        polled: &Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            inner,
+            chunked: is_aws_chunked(headers).then(|| ChunkScanner::new(config.max_chunk_bytes)),
+            idle: config.body_idle_timeout,
+            sleep: Box::pin(tokio::time::sleep(config.body_idle_timeout)),
+            verdict: verdict.clone(),
+            bytes: bytes.clone(),
+            polled: polled.clone(),
+        }
+    }
+
+    fn refuse(&self, status: StatusCode, code: &'static str, message: String) -> io::Error {
+        let err = io::Error::new(io::ErrorKind::InvalidData, message.clone());
+        let _ = self.verdict.0.set((status, code, message));
+        err
+    }
+}
+
+impl HttpBody for GuardedBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        this.polled.store(true, Ordering::Relaxed);
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(deadline);
+                if let Some(data) = frame.data_ref() {
+                    this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if let Some(scanner) = &mut this.chunked
+                        && let Err(why) = scanner.scan(data)
+                    {
+                        return Poll::Ready(Some(Err(this.refuse(StatusCode::BAD_REQUEST, "InvalidRequest", why))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(io::Error::other(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let why = "Your socket connection to the server was not read from or written to within the timeout period.";
+                    Poll::Ready(Some(Err(this.refuse(StatusCode::BAD_REQUEST, "RequestTimeout", why.into()))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_region_is_the_third_field_from_the_end() {
+        assert_eq!(scope_region("AKID/20250101/eu-west-3/s3/aws4_request"), Some("eu-west-3"));
+        assert_eq!(scope_region("AK/ID/20250101/us-east-1/s3/aws4_request"), Some("us-east-1"));
+        assert_eq!(scope_region("garbage"), None);
+    }
+
+    #[test]
+    fn chunk_scanner_follows_framing_across_splits() {
+        let mut body = Vec::new();
+        for size in [5usize, 3] {
+            body.extend_from_slice(format!("{size:x};chunk-signature=abc\r\n").as_bytes());
+            body.extend(std::iter::repeat_n(b'x', size));
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0;chunk-signature=def\r\n\r\n");
+        for split in 1..body.len() {
+            let mut s = ChunkScanner::new(8);
+            assert!(s.scan(&body[..split]).is_ok());
+            assert!(s.scan(&body[split..]).is_ok());
+            assert!(matches!(s.state, ChunkState::Done));
+        }
+        let mut s = ChunkScanner::new(4);
+        assert!(s.scan(&body).is_err(), "a 5-byte chunk is over a 4-byte cap");
+        let mut s = ChunkScanner::new(1 << 20);
+        assert!(s.scan(b"ffffffffff;chunk-signature=x\r\n").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! Request recording: what each request was (operation, bucket, key,
+//! principal, status, bytes, duration), handed to the observer (audit trail,
+//! metrics) before the response is sent, and one log line once it is done.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::host::S3Host as _;
+use s3s::{S3Result, s3_error};
+
+use crate::guards::authorization_credential;
+use crate::vhost::Domains;
+
+/// One request, as logs, metrics and the audit trail see it. Never holds a
+/// secret: the principal is the access key id, not the signature.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub operation: String,
+    /// The operation was read from the request by [`inferred`](crate::inferred)
+    /// because s3s refused it before routing.
+    pub inferred: bool,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub version: Option<String>,
+    /// The access key id the request was signed with, or claims to be.
+    pub principal: Option<String>,
+    pub source: SocketAddr,
+    /// PUT, POST and DELETE: the request may change what is stored.
+    pub mutating: bool,
+    pub status: u16,
+    /// The S3 error code of a failed request.
+    pub error: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration: Duration,
+}
+
+pub type Settled<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+pub trait RequestObserver: Send + Sync + 'static {
+    /// Called once the response is decided and before it is sent (bytes out
+    /// are the declared length). An error replaces the response with a 503:
+    /// the audit trail records a mutating request before it is acknowledged.
+    fn before_response<'a>(&'a self, _record: &'a RequestRecord) -> Settled<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Called once the response body is sent or dropped.
+    fn observe(&self, record: &RequestRecord);
+}
+
+/// The S3 error code of an error response, found while its body is read.
+#[derive(Clone)]
+pub(crate) struct ErrorCode(pub(crate) String);
+
+/// What s3s learned about a request (operation, bucket, key), passed back
+/// out through the request's extensions.
+#[derive(Default)]
+pub(crate) struct RouteInfo {
+    operation: Option<String>,
+    bucket: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct RouteSlot(Arc<Mutex<RouteInfo>>);
+
+impl RouteSlot {
+    /// What s3s learned, once it is done with the request.
+    pub(crate) fn take(&self) -> RouteInfo {
+        self.0.lock().map(|mut i| std::mem::take(&mut *i)).unwrap_or_default()
+    }
+}
+
+/// Records the route and refuses anonymous requests: no policy grants
+/// anonymous access yet, so every request must be signed.
+pub(crate) struct Access;
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let (bucket, key) = match cx.s3_path() {
+            s3s::path::S3Path::Root => (None, None),
+            s3s::path::S3Path::Bucket { bucket } => (Some(bucket.to_string()), None),
+            s3s::path::S3Path::Object { bucket, key } => (Some(bucket.to_string()), Some(key.to_string())),
+        };
+        let operation = cx.s3_op().name().to_owned();
+        if let Some(slot) = cx.extensions_mut().get::<RouteSlot>()
+            && let Ok(mut info) = slot.0.lock()
+        {
+            *info = RouteInfo { operation: Some(operation), bucket, key };
+        }
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(AccessDenied, "Anonymous access is not allowed: sign the request")),
+        }
+    }
+}
+
+/// What a request asks for, read before s3s takes it: enough to name one
+/// that s3s refuses before routing, and who signed it.
+pub(crate) struct Asked {
+    method: http::Method,
+    path: String,
+    query: String,
+    copy: bool,
+    host_bucket: Option<String>,
+    principal: Option<String>,
+    version: Option<String>,
+}
+
+impl Asked {
+    pub(crate) fn of(req: &Request<Incoming>, domains: &Domains) -> Self {
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| urlencoding::decode(v).map(|c| c.into_owned()).unwrap_or_else(|_| v.to_owned()))
+        };
+        let credential = param("X-Amz-Credential").or_else(|| authorization_credential(req.headers()));
+        let principal = credential.and_then(|c| c.split('/').next().map(str::to_owned)).filter(|p| !p.is_empty());
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host_bucket = domains.parse_host_header(host).ok().and_then(|v| v.bucket().map(str::to_owned));
+        Self {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            copy: req.headers().contains_key("x-amz-copy-source"),
+            host_bucket,
+            principal,
+            version: param("versionId"),
+            query,
+        }
+    }
+
+    pub(crate) fn record(
+        self,
+        request_id: String,
+        info: RouteInfo,
+        source: SocketAddr,
+        parts: &http::response::Parts,
+    ) -> RequestRecord {
+        let mutating = !matches!(self.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+        let (operation, bucket, key, inferred) = match info.operation {
+            Some(op) => (op, info.bucket, info.key, false),
+            None => {
+                let (op, bucket, key) = crate::inferred::infer(
+                    &self.method,
+                    &self.path,
+                    &self.query,
+                    self.copy,
+                    self.host_bucket.as_deref(),
+                );
+                (op, bucket, key, true)
+            }
+        };
+        let version = parts.headers.get("x-amz-version-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        RequestRecord {
+            request_id,
+            operation,
+            inferred,
+            bucket,
+            key,
+            version: version.or(self.version),
+            principal: self.principal,
+            source,
+            mutating,
+            status: parts.status.as_u16(),
+            error: parts.extensions.get::<ErrorCode>().map(|c| c.0.clone()),
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+pub(crate) fn request_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string().to_ascii_uppercase();
+    id[..16].to_owned()
+}
+
+/// The response body, counted as it goes out; logs the request when done.
+pub struct LoggedBody {
+    inner: s3s::Body,
+    record: Option<RequestRecord>,
+    started: Instant,
+    bytes_in: Arc<AtomicU64>,
+    observer: Arc<dyn RequestObserver>,
+}
+
+impl LoggedBody {
+    pub(crate) fn new(
+        inner: s3s::Body,
+        record: RequestRecord,
+        started: Instant,
+        bytes_in: Arc<AtomicU64>,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Self {
+        Self { inner, record: Some(record), started, bytes_in, observer }
+    }
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = s3s::StdError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut())
+        {
+            record.bytes_out += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else { return };
+        record.duration = self.started.elapsed();
+        record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        tracing::info!(
+            target: "coffre::request",
+            request_id = %record.request_id,
+            op = %record.operation,
+            bucket = record.bucket.as_deref().unwrap_or("-"),
+            key = record.key.as_deref().unwrap_or("-"),
+            status = record.status,
+            bytes_in = record.bytes_in,
+            bytes_out = record.bytes_out,
+            duration_ms = record.duration.as_secs_f64() * 1000.0,
+        );
+        self.observer.observe(&record);
+    }
+}
