@@ -50,6 +50,7 @@ pub struct KeyRows {
 
 /// What becomes of the key's current row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[expect(clippy::large_enum_variant, reason = "one per request, built and consumed at once")]
 pub enum CurrentRow {
     #[default]
     Unchanged,
@@ -90,6 +91,21 @@ pub struct UpdateRequest {
     pub change: VersionChange,
     pub bypass_governance: bool,
     pub now: UnixNanos,
+}
+
+impl DeleteRequest {
+    /// A delete made now; the marker id is fresh in case one is written.
+    pub fn now(version: Option<&VersionId>, guard: &DeleteGuard) -> Self {
+        let (now, marker_id) = (UnixNanos::now(), VersionId::generate());
+        Self { version: version.cloned(), guard: guard.clone(), now, marker_id }
+    }
+}
+
+impl UpdateRequest {
+    /// A metadata change made now.
+    pub fn now(version: Option<&VersionId>, change: VersionChange, bypass_governance: bool) -> Self {
+        Self { version: version.cloned(), change, bypass_governance, now: UnixNanos::now() }
+    }
 }
 
 impl Reads {

@@ -10,7 +10,7 @@ use coffre_core::meta::{
     DeleteGuard, DeleteOutcome, ListedObject, ListedVersion, ObjectMeta, ObjectVersion, PutObject, VersionChange,
     VersionCursor, WriteCondition,
 };
-use coffre_core::types::{BucketName, ObjectKey, UnixNanos, VersionId};
+use coffre_core::types::{BucketName, ObjectKey, VersionId};
 use coffre_core::versions::{self, CurrentRow, DeleteRequest, KeyRows, KeyWrites, Reads, StoredVersion, UpdateRequest};
 use redb::{ReadableTable, WriteTransaction};
 
@@ -245,12 +245,7 @@ impl ObjectMeta for EmbeddedMeta {
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
         let (bucket, key) = (bucket.clone(), key.clone());
-        let req = DeleteRequest {
-            version: version.cloned(),
-            guard: guard.clone(),
-            now: UnixNanos::now(),
-            marker_id: VersionId::generate(),
-        };
+        let req = DeleteRequest::now(version, guard);
         self.write(move |txn| delete(txn, &bucket, &key, &req)).await
     }
 
@@ -263,7 +258,7 @@ impl ObjectMeta for EmbeddedMeta {
         bypass_governance: bool,
     ) -> Result<VersionId> {
         let (bucket, key) = (bucket.clone(), key.clone());
-        let req = UpdateRequest { version: version.cloned(), change, bypass_governance, now: UnixNanos::now() };
+        let req = UpdateRequest::now(version, change, bypass_governance);
         self.write(move |txn| update(txn, &bucket, &key, &req)).await
     }
 

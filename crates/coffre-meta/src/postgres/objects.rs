@@ -11,7 +11,7 @@ use coffre_core::meta::{
     DeleteGuard, DeleteOutcome, ListedObject, ListedVersion, ObjectMeta, ObjectVersion, PutObject, VersionChange,
     VersionCursor, VersionMeta, WriteCondition,
 };
-use coffre_core::types::{BucketName, ObjectKey, UnixNanos, VersionId};
+use coffre_core::types::{BucketName, ObjectKey, VersionId};
 use coffre_core::versions::{self, CurrentRow, DeleteRequest, KeyRows, KeyWrites, Reads, StoredVersion, UpdateRequest};
 use futures::FutureExt as _;
 
@@ -307,12 +307,7 @@ impl ObjectMeta for PgMeta {
         version: Option<&VersionId>,
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
-        let req = DeleteRequest {
-            version: version.cloned(),
-            guard: guard.clone(),
-            now: UnixNanos::now(),
-            marker_id: VersionId::generate(),
-        };
+        let req = DeleteRequest::now(version, guard);
         let input = (bucket.clone(), key.clone(), req);
         self.txn(&input, |tx, i| delete_tx(tx, i).boxed()).await
     }
@@ -325,7 +320,7 @@ impl ObjectMeta for PgMeta {
         change: VersionChange,
         bypass_governance: bool,
     ) -> Result<VersionId> {
-        let req = UpdateRequest { version: version.cloned(), change, bypass_governance, now: UnixNanos::now() };
+        let req = UpdateRequest::now(version, change, bypass_governance);
         let input = (bucket.clone(), key.clone(), req);
         self.txn(&input, |tx, i| update_version_tx(tx, i).boxed()).await
     }
