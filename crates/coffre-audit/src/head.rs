@@ -143,7 +143,7 @@ impl Signer {
 
 /// Writes `contents` under a temporary name, fsyncs it, then links it to
 /// `path` (atomic, never replacing a key): a crash leaves the key whole or
-/// absent, never short. The same protocol as `coffre_crypto::secret_file`,
+/// absent, never short. The same protocol as `coffre_kms::secret_file`,
 /// kept here so that the audit crate does not pull in the key custodians.
 fn publish_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

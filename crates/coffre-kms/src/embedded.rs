@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use crate::kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus, MAX_WRAP_INPUT};
-use crate::wrap;
+use coffre_crypto::kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus, MAX_WRAP_INPUT};
+use coffre_crypto::wrap;
 
 const MASTER_MAGIC: &[u8; 4] = b"CFMK";
 const KEK_MAGIC: &[u8; 4] = b"CFKK";
