@@ -8,4 +8,3 @@
 pub mod embedded;
 pub mod kmip;
 pub mod pkcs11;
-pub mod secret_file;

@@ -8,7 +8,6 @@
 pub mod embedded;
 pub mod postgres;
 mod rekey;
-mod watched;
 
 pub use embedded::EmbeddedMeta;
 pub use postgres::{PgMeta, PgOptions};
