@@ -6,8 +6,7 @@
 //! as big-endian 64-bit integers, then the 32-byte root. Heads are numbered
 //! from 0 so that a removed head leaves a visible gap.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -122,8 +121,9 @@ impl Signer {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(AuditError::io(format!("creating {}", dir.display())))?;
         }
-        publish_private(path, der.as_ref()).map_err(AuditError::io(format!("writing {}", path.display())))?;
-        crate::store::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        // Whole or absent after a crash, never short; never replacing a key.
+        coffre_disk::create_private(path, der.as_ref())
+            .map_err(AuditError::io(format!("writing {}", path.display())))?;
         let pair = Ed25519KeyPair::from_pkcs8(der.as_ref())
             .map_err(|_| AuditError::Invalid("a fresh Ed25519 key did not parse".into()))?;
         Ok(Self { pair })
@@ -139,23 +139,6 @@ impl Signer {
         let sig = self.pair.sign(&SignedHead::message(head, size, time_ms, root));
         SignedHead { head, size, root: hex(root), time_ms, signature: hex(sig.as_ref()) }
     }
-}
-
-/// Writes `contents` under a temporary name, fsyncs it, then links it to
-/// `path` (atomic, never replacing a key): a crash leaves the key whole or
-/// absent, never short. The same protocol as `coffre_crypto::secret_file`,
-/// kept here so that the audit crate does not pull in the key custodians.
-fn publish_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".audit-key.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    written
 }
 
 #[cfg(test)]

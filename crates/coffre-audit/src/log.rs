@@ -244,7 +244,7 @@ impl AuditLog {
         if let Err(e) = state.flush() {
             return Err(AuditError::io("writing a full segment")(e));
         }
-        if let Err(e) = coffre_durability::sync(|| state.file.sync_data()) {
+        if let Err(e) = coffre_disk::sync_data(&state.file) {
             return Err(poison(state, AuditError::io("syncing a full segment")(e)));
         }
         let first = state.frontier.size();
@@ -294,9 +294,7 @@ impl AuditLog {
         let mut file =
             OpenOptions::new().create(true).append(true).open(&path).map_err(AuditError::io(what.clone()))?;
         let line = format!("{}\n", head.to_line());
-        file.write_all(line.as_bytes())
-            .and_then(|()| coffre_durability::sync(|| file.sync_data()))
-            .map_err(AuditError::io(what))?;
+        file.write_all(line.as_bytes()).and_then(|()| coffre_disk::sync_data(&file)).map_err(AuditError::io(what))?;
         if number == 0 {
             sync_dir(self.dir.root())?;
         }
@@ -461,7 +459,9 @@ fn repair_tail(dir: &LogDir) -> Result<()> {
             .write(true)
             .open(&last.path)
             .map_err(AuditError::io(format!("opening {}", last.path.display())))?;
-        file.set_len(good as u64).and_then(|()| file.sync_all()).map_err(AuditError::io("truncating the segment"))?;
+        file.set_len(good as u64)
+            .and_then(|()| coffre_disk::sync_file(&file))
+            .map_err(AuditError::io("truncating the segment"))?;
     }
     Ok(())
 }
@@ -475,7 +475,7 @@ fn repair_heads(dir: &LogDir) -> Result<Option<SignedHead>> {
         tracing::warn!(file = %path.display(), "signed head cut short by a crash: dropping it");
         let file = OpenOptions::new().write(true).open(&path).map_err(AuditError::io("opening the heads file"))?;
         file.set_len(whole as u64)
-            .and_then(|()| file.sync_all())
+            .and_then(|()| coffre_disk::sync_file(&file))
             .map_err(AuditError::io("truncating the heads file"))?;
     }
     let heads = dir.read_heads()?;

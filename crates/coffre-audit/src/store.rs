@@ -1,7 +1,6 @@
 //! The files of a log directory, and one pass over its events in order that
 //! the writer's recovery, the verifier, the proofs and queries all share.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::event::Event;
@@ -212,18 +211,10 @@ fn scan_hashes(segment: &SegmentFile, mut next: u64, visit: &mut impl FnMut(Leaf
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| coffre_durability::sync(|| d.sync_all()))
-        .map_err(AuditError::io(format!("syncing directory {}", dir.display())))
+    coffre_disk::sync_dir(dir).map_err(AuditError::io(format!("syncing directory {}", dir.display())))
 }
 
 /// Writes `bytes` to `path` through a temporary file, durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let what = format!("writing {}", tmp.display());
-    let mut file = File::create(&tmp).map_err(AuditError::io(what.clone()))?;
-    file.write_all(bytes).and_then(|()| coffre_durability::sync(|| file.sync_all())).map_err(AuditError::io(what))?;
-    std::fs::rename(&tmp, path).map_err(AuditError::io(format!("renaming {}", tmp.display())))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    coffre_disk::replace(path, bytes).map_err(AuditError::io(format!("writing {}", path.display())))
 }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use coffre_durability::FlushWindow;
+use coffre_disk::FlushWindow;
 use tokio::sync::watch;
 
 use crate::log::{State, lock};
@@ -127,8 +127,7 @@ fn run(shared: &Shared, state: &Mutex<State>, mut synced: u64, fsync: bool, wind
                 continue;
             }
         };
-        let durable =
-            if fsync { coffre_durability::sync(|| file.sync_data()).and_then(|()| window.check()) } else { Ok(()) };
+        let durable = if fsync { coffre_disk::sync_data(&file).and_then(|()| window.check()) } else { Ok(()) };
         match durable {
             Ok(()) => {
                 synced = target;

@@ -1,5 +1,5 @@
 //! The blob store's view of a disk: the few file and directory calls it makes.
-//! [`StdFs`] is the real filesystem; tests plug in a simulated disk that loses power.
+//! [`StdFs`] is the real one, through `coffre-disk`; tests plug in a disk that loses power.
 
 use std::fs::File;
 use std::io;
@@ -62,7 +62,7 @@ impl BlobFile for StdFile {
     }
 
     fn sync_all(&self) -> io::Result<()> {
-        coffre_durability::sync(|| self.0.sync_all())
+        coffre_disk::sync_file(&self.0)
     }
 }
 
@@ -118,7 +118,6 @@ impl BlobFs for StdFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let dir = File::open(dir)?;
-        coffre_durability::sync(|| dir.sync_all())
+        coffre_disk::sync_dir(dir)
     }
 }

@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use coffre_core::Result;
 use coffre_core::blob::{BlobStore, BlobWriter, ByteStream, Placement};
 use coffre_core::types::BlobId;
-use coffre_durability::FlushWindow;
+use coffre_disk::FlushWindow;
 use futures::{StreamExt as _, stream};
 
 use crate::fs::{BlobFile, BlobFs, StdFs};

@@ -1,25 +1,22 @@
 //! The embedded metadata engine: one redb file, a group-committing writer.
 //!
-//! All writes go through one writer thread that runs every queued job in a
-//! single redb transaction and syncs it once (group commit), so concurrent
-//! small PUTs share an fsync instead of queueing for one each. A job checks
-//! all its conditions before it writes anything, so a job that fails leaves
-//! nothing behind in the shared transaction. Callers hear back only after the
-//! commit is durable.
+//! All writes go through the disk layer's group-commit writer
+//! ([`coffre_disk::GroupCommit`]), so concurrent small PUTs share an fsync
+//! instead of queueing for one each. A job checks all its conditions before
+//! it writes anything, so a job that fails leaves nothing behind in the
+//! shared transaction. Callers hear back only after the commit is durable.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use coffre_core::error::{Error, Result};
 use coffre_core::meta::VersionMeta;
+use coffre_disk::GroupCommit;
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase as _, StorageBackend, TableDefinition, WriteTransaction,
 };
-use tokio::sync::oneshot;
 
 use crate::codec::meta_err;
-use crate::watched::WatchedFile;
 
 mod access_keys;
 mod blobs;
@@ -61,12 +58,9 @@ fn decode_meta(bytes: &[u8]) -> Result<VersionMeta> {
     Ok(meta)
 }
 
-type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Reply + Send>;
-
 pub struct EmbeddedMeta {
     db: Arc<Database>,
-    jobs: mpsc::Sender<Job>,
+    writer: GroupCommit,
 }
 
 impl EmbeddedMeta {
@@ -94,10 +88,7 @@ impl EmbeddedMeta {
     }
 
     fn open_with(path: &Path, durability: Durability) -> Result<Self> {
-        create_if_missing(path).map_err(meta_err)?;
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(meta_err)?;
-        let backend = WatchedFile::new(file).map_err(meta_err)?;
-        Self::start(Database::builder().create_with_backend(backend).map_err(meta_err)?, durability)
+        Self::start(coffre_disk::open_database(path).map_err(meta_err)?, durability)
     }
 
     /// Creates every table, then starts the writer thread.
@@ -117,13 +108,8 @@ impl EmbeddedMeta {
         }
         txn.commit().map_err(meta_err)?;
 
-        let (tx, rx) = mpsc::channel::<Job>();
-        let writer_db = db.clone();
-        std::thread::Builder::new()
-            .name("coffre-meta-writer".into())
-            .spawn(move || run_writer(&writer_db, &rx, durability))
-            .map_err(meta_err)?;
-        Ok(Self { db, jobs: tx })
+        let writer = GroupCommit::start("coffre-meta-writer", db.clone(), durability, MAX_BATCH).map_err(meta_err)?;
+        Ok(Self { db, writer })
     }
 
     /// Runs `f` in the next group commit; resolves once that commit is durable.
@@ -131,19 +117,7 @@ impl EmbeddedMeta {
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |txn| {
-            let outcome = f(txn);
-            Box::new(move |commit| {
-                let result = match commit {
-                    Ok(()) => outcome,
-                    Err(e) => Err(Error::Meta(format!("commit failed: {e}"))),
-                };
-                let _ = tx.send(result);
-            })
-        });
-        self.jobs.send(job).map_err(|_| Error::Meta("metadata writer has stopped".into()))?;
-        rx.await.map_err(|_| Error::Meta("metadata writer dropped a job".into()))?
+        self.writer.write(f).await.map_err(|e| Error::Meta(format!("metadata {e}")))?
     }
 
     async fn read<T: Send + 'static>(
@@ -158,70 +132,6 @@ impl EmbeddedMeta {
         .await
         .map_err(meta_err)?
     }
-}
-
-/// Creates the database file if there is none, whole or not at all, and
-/// makes its name durable. redb writes its magic number last and refuses a
-/// file cut short before that for good, so a power cut while it creates one
-/// in place would stop every later start. A new database is built under
-/// another name (redb syncs it), renamed into place, and the directory
-/// synced; that last sync runs on every start, since a start that died
-/// before it left a name that only looks settled.
-fn create_if_missing(path: &Path) -> std::io::Result<()> {
-    if !path.try_exists()? {
-        let mut fresh = path.as_os_str().to_owned();
-        fresh.push(".new");
-        let fresh = PathBuf::from(fresh);
-        // A leftover of a start that died while creating it: never in use.
-        match std::fs::remove_file(&fresh) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        drop(Database::create(&fresh).map_err(std::io::Error::other)?);
-        std::fs::rename(&fresh, path)?;
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)?.sync_all()
-}
-
-fn run_writer(db: &Database, jobs: &mpsc::Receiver<Job>, durability: Durability) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut txn = match db.begin_write() {
-            Ok(t) => t,
-            Err(e) => {
-                fail_all(batch, &e.to_string());
-                continue;
-            }
-        };
-        if let Err(e) = txn.set_durability(durability) {
-            fail_all(batch, &e.to_string());
-            continue;
-        }
-        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&txn)).collect();
-        let commit = txn.commit().map_err(|e| e.to_string());
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "metadata commit failed");
-        }
-        for reply in replies {
-            reply(commit.clone());
-        }
-    }
-}
-
-fn fail_all(batch: Vec<Job>, why: &str) {
-    tracing::error!(error = %why, "metadata write transaction could not start");
-    // Dropping a job drops its reply channel: its caller sees the failure.
-    drop(batch);
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 mod codec;
 pub mod embedded;
 pub mod postgres;
-mod watched;
 
 pub use embedded::EmbeddedMeta;
 pub use postgres::{PgMeta, PgOptions};

@@ -27,7 +27,7 @@ async fn world() -> World {
     let dir = tempfile::tempdir().expect("tmp");
     let (meta, held) = common::engine().await;
     let blobs = Arc::new(DiskBlobStore::open(dir.path().join("blobs")).expect("blobs"));
-    let kms = coffre_crypto::embedded::EmbeddedKms::open(&dir.path().join("kms"), None).expect("kms");
+    let kms = coffre_kms::embedded::EmbeddedKms::open(&dir.path().join("kms"), None).expect("kms");
     let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default());
     let root = Principal { access_key: AccessKeyId::parse("root").expect("id"), is_root: true };
     World { service, root, _dir: dir, _held: held }

@@ -3,8 +3,8 @@
 //! over a [`PlacementStore`] that is either the gateway's own redb file
 //! ([`FilePlacement`], one gateway) or the shared metadata database.
 //!
-//! The file's writes go through one thread that commits every queued write
-//! together (a group commit), so concurrent PUTs share an fsync.
+//! The file's writes go through the disk layer's group-commit writer
+//! ([`coffre_disk::GroupCommit`]), so concurrent PUTs share an fsync.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,8 +12,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use coffre_core::placement::PlacementStore;
 use coffre_core::types::BlobId;
+use coffre_disk::GroupCommit;
 use coffre_topology::ResidencyPolicy;
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 const REPLICAS: TableDefinition<u128, &[u8]> = TableDefinition::new("replicas");
@@ -88,20 +89,11 @@ impl PlacementIndex {
 #[derive(Clone)]
 pub struct FilePlacement {
     db: Arc<Database>,
-    writes: std::sync::mpsc::Sender<Write>,
+    writer: GroupCommit,
 }
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
-
-/// One queued change and who waits for its commit (and whether it applied).
-struct Write {
-    id: BlobId,
-    /// `None`: remove the record.
-    record: Option<Vec<u8>>,
-    condition: Condition,
-    done: tokio::sync::oneshot::Sender<Result<bool, String>>,
-}
 
 /// When a change applies: checked inside the commit, so a repair and a
 /// delete of the same blob cannot both win.
@@ -117,27 +109,21 @@ fn err(e: impl std::fmt::Display) -> coffre_core::Error {
 
 impl FilePlacement {
     pub fn open(path: &Path) -> coffre_core::Result<Self> {
-        let db = Database::create(path).map_err(err)?;
+        let db = coffre_disk::open_database(path).map_err(err)?;
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(REPLICAS).map_err(err)?;
         txn.open_table(LOST).map_err(err)?;
         txn.commit().map_err(err)?;
         let db = Arc::new(db);
-        let (writes, queue) = std::sync::mpsc::channel();
-        let writer = db.clone();
-        std::thread::Builder::new()
-            .name("coffre-placement-writer".into())
-            .spawn(move || run_writer(&writer, &queue))
-            .map_err(err)?;
-        Ok(Self { db, writes })
+        let writer =
+            GroupCommit::start("coffre-placement-writer", db.clone(), Durability::Immediate, MAX_BATCH).map_err(err)?;
+        Ok(Self { db, writer })
     }
 
-    /// Queues a change; returns once the commit holding it is durable, with
-    /// whether its condition held.
+    /// Queues a change (`None`: remove the record); returns once the commit
+    /// holding it is durable, with whether its condition held.
     async fn write(&self, id: BlobId, record: Option<Vec<u8>>, condition: Condition) -> coffre_core::Result<bool> {
-        let (done, committed) = tokio::sync::oneshot::channel();
-        self.writes.send(Write { id, record, condition, done }).map_err(|_| err("the writer thread stopped"))?;
-        committed.await.map_err(|_| err("the writer thread stopped"))?.map_err(err)
+        self.writer.write(move |txn| apply(txn, id, record.as_deref(), &condition)).await.map_err(err)?
     }
 
     async fn blocking<T: Send + 'static>(
@@ -193,13 +179,12 @@ impl PlacementStore for FilePlacement {
 
     async fn declare_lost(&self, target: &str) -> coffre_core::Result<()> {
         let target = target.to_owned();
-        self.blocking(move |db| {
-            let since = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-            let txn = db.begin_write().map_err(err)?;
+        let since = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let declare = move |txn: &WriteTransaction| -> coffre_core::Result<()> {
             txn.open_table(LOST).map_err(err)?.insert(target.as_str(), since).map_err(err)?;
-            txn.commit().map_err(err)
-        })
-        .await
+            Ok(())
+        };
+        self.writer.write(declare).await.map_err(err)?
     }
 
     async fn lost(&self) -> coffre_core::Result<Vec<String>> {
@@ -216,55 +201,27 @@ impl PlacementStore for FilePlacement {
     }
 }
 
-/// Commits every queued write in one transaction, then answers them all.
-fn run_writer(db: &Database, queue: &std::sync::mpsc::Receiver<Write>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
-        match commit(db, &batch) {
-            Ok(applied) => {
-                for (write, applied) in batch.into_iter().zip(applied) {
-                    let _ = write.done.send(Ok(applied));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "placement index commit failed");
-                for write in batch {
-                    let _ = write.done.send(Err(e.to_string()));
-                }
-            }
+/// Applies one change inside the shared commit if its condition holds on the
+/// record as it stands there; whether it applied.
+fn apply(
+    txn: &WriteTransaction,
+    id: BlobId,
+    record: Option<&[u8]>,
+    condition: &Condition,
+) -> coffre_core::Result<bool> {
+    let mut table = txn.open_table(REPLICAS).map_err(err)?;
+    let current = table.get(id.0).map_err(err)?.map(|v| v.value().to_vec());
+    let holds = match condition {
+        Condition::Always => true,
+        Condition::Equal(seen) => current.as_deref() == Some(seen.as_slice()),
+    };
+    if holds {
+        match record {
+            Some(bytes) => drop(table.insert(id.0, bytes).map_err(err)?),
+            None => drop(table.remove(id.0).map_err(err)?),
         }
     }
-}
-
-/// Applies the batch in one transaction, in order; which writes applied.
-fn commit(db: &Database, batch: &[Write]) -> coffre_core::Result<Vec<bool>> {
-    let txn = db.begin_write().map_err(err)?;
-    let mut applied = Vec::with_capacity(batch.len());
-    {
-        let mut table = txn.open_table(REPLICAS).map_err(err)?;
-        for write in batch {
-            let current = table.get(write.id.0).map_err(err)?.map(|v| v.value().to_vec());
-            let holds = match &write.condition {
-                Condition::Always => true,
-                Condition::Equal(seen) => current.as_deref() == Some(seen.as_slice()),
-            };
-            if holds {
-                match &write.record {
-                    Some(bytes) => drop(table.insert(write.id.0, bytes.as_slice()).map_err(err)?),
-                    None => drop(table.remove(write.id.0).map_err(err)?),
-                }
-            }
-            applied.push(holds);
-        }
-    }
-    txn.commit().map_err(err)?;
-    Ok(applied)
+    Ok(holds)
 }
 
 fn encode(replicas: &Replicas) -> coffre_core::Result<Vec<u8>> {

@@ -482,10 +482,8 @@ async fn baseline(
                 use std::io::Write as _;
                 let mut f = std::fs::File::create(&path)?;
                 f.write_all(&body)?;
-                f.sync_all()?;
-                if let Some(parent) = path.parent() {
-                    std::fs::File::open(parent)?.sync_all()?;
-                }
+                coffre_disk::sync_file(&f)?;
+                coffre_disk::sync_dir(coffre_disk::parent_dir(&path))?;
                 Ok(body.len() as u64)
             })
             .await?

@@ -81,7 +81,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(Credential, bool)> {
     let stored = Stored { access_key_id: access.clone(), secret_access_key: secret.clone() };
     let path = root_file(data_dir);
     // Whole or absent after a crash, never a short file the next start trusts.
-    coffre_crypto::secret_file::create(&path, serde_json::to_string_pretty(&stored)?.as_bytes())
+    coffre_disk::create_private(&path, serde_json::to_string_pretty(&stored)?.as_bytes())
         .with_context(|| format!("creating {}", path.display()))?;
     Ok((credential(&access, &secret)?, true))
 }

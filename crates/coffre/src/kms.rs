@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use coffre_crypto::Kms;
-use coffre_crypto::embedded::EmbeddedKms;
+use coffre_kms::embedded::EmbeddedKms;
 use serde::Deserialize;
 
 /// The `[kms]` section of the config file.
@@ -61,26 +61,26 @@ pub fn custody_name(config: &KmsConfig) -> &'static str {
 pub async fn open(config: &KmsConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn Kms>> {
     match config {
         KmsConfig::Kmip { addr, server_name, ca_cert, client_cert, client_key } => {
-            let config = coffre_crypto::kmip::KmipConfig {
+            let config = coffre_kms::kmip::KmipConfig {
                 addr: addr.clone(),
                 server_name: server_name.clone(),
                 ca_cert: ca_cert.clone(),
                 client_cert: client_cert.clone(),
                 client_key: client_key.clone(),
             };
-            let kms = coffre_crypto::kmip::KmipKms::connect(config)
+            let kms = coffre_kms::kmip::KmipKms::connect(config)
                 .await
                 .with_context(|| format!("connecting to the KMIP server at {addr}"))?;
             Ok(Arc::new(kms))
         }
         KmsConfig::Pkcs11 { module, token_label } => {
             let pin = std::env::var("COFFRE_KMS_PIN").context("the PKCS#11 custodian needs COFFRE_KMS_PIN")?;
-            let config = coffre_crypto::pkcs11::Pkcs11Config {
+            let config = coffre_kms::pkcs11::Pkcs11Config {
                 module: module.clone(),
                 token_label: token_label.clone(),
                 pin: zeroize::Zeroizing::new(pin),
             };
-            let kms = coffre_crypto::pkcs11::Pkcs11Kms::open(config)
+            let kms = coffre_kms::pkcs11::Pkcs11Kms::open(config)
                 .await
                 .with_context(|| format!("opening PKCS#11 token {token_label:?} through {}", module.display()))?;
             Ok(Arc::new(kms))

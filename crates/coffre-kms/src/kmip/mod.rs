@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use crate::kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus, MAX_WRAP_INPUT};
+use coffre_crypto::kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus, MAX_WRAP_INPUT};
 use message::{Failure, GCM_TAG_LEN, Outcome, Request};
 use spec::{reason, tag};
 use transport::{Endpoint, Transport};

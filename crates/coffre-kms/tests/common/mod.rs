@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use coffre_crypto::pkcs11::Pkcs11Config;
+use coffre_kms::pkcs11::Pkcs11Config;
 use zeroize::Zeroizing;
 
 /// The test token, or `None` (and a "skipped" line) when the variables are unset.

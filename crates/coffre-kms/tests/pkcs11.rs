@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use coffre_crypto::kms::{Custody, KekId, Kms, KmsError};
-use coffre_crypto::pkcs11::{PROBE_LABEL, Pkcs11Config, Pkcs11Kms};
+use coffre_kms::pkcs11::{PROBE_LABEL, Pkcs11Config, Pkcs11Kms};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass};

@@ -8,7 +8,7 @@
 //! version and under the very context it was made for.
 
 use super::message::GCM_TAG_LEN;
-use crate::kms::MAX_WRAP_INPUT;
+use coffre_crypto::kms::MAX_WRAP_INPUT;
 
 const VERSION: u8 = 1;
 /// GCM's native IV size: 96 random bits per wrap keeps the chance of a

@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use coffre_crypto::kms::{Kms, KmsError};
-use coffre_crypto::pkcs11::Pkcs11Kms;
+use coffre_kms::pkcs11::Pkcs11Kms;
 
 /// Puts the token directory back however the test ends.
 struct Hidden {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coffre_crypto::kmip::{CONNECT_TIMEOUT, KmipConfig, KmipKms, REQUEST_TIMEOUT};
 use coffre_crypto::kms::{Custody, KekId, Kms, KmsError, MAX_WRAP_INPUT};
+use coffre_kms::kmip::{CONNECT_TIMEOUT, KmipConfig, KmipKms, REQUEST_TIMEOUT};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

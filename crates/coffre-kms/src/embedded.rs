@@ -16,7 +16,7 @@
 //! any software; the external custodians have no such residue).
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use crate::kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus, MAX_WRAP_INPUT};
-use crate::wrap;
+use coffre_crypto::kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus, MAX_WRAP_INPUT};
+use coffre_crypto::wrap;
 
 const MASTER_MAGIC: &[u8; 4] = b"CFMK";
 const KEK_MAGIC: &[u8; 4] = b"CFKK";
@@ -150,10 +150,11 @@ impl Inner {
         let mut noise = vec![0u8; len];
         aws_lc_rs::rand::fill(&mut noise).map_err(|_| KmsError::Other("random generator failed".into()))?;
         let mut file = OpenOptions::new().write(true).open(&path).map_err(|e| io("opening", &path, e))?;
-        file.write_all(&noise).and_then(|()| file.sync_all()).map_err(|e| io("overwriting", &path, e))?;
+        file.write_all(&noise).and_then(|()| coffre_disk::sync_file(&file)).map_err(|e| io("overwriting", &path, e))?;
         drop(file);
         fs::remove_file(&path).map_err(|e| io("removing", &path, e))?;
-        sync_dir(path.parent().unwrap_or(&self.dir))
+        let dir = coffre_disk::parent_dir(&path);
+        coffre_disk::sync_dir(dir).map_err(|e| io("syncing", dir, e))
     }
 }
 
@@ -290,11 +291,7 @@ fn to_secret(bytes: &[u8]) -> KmsResult<Secret> {
 /// Creates a file only its owner can read, whole or not at all, durable
 /// (name included) before returning.
 fn write_private(path: &Path, contents: &[u8]) -> KmsResult<()> {
-    crate::secret_file::create(path, contents).map_err(|e| io("creating", path, e))
-}
-
-fn sync_dir(dir: &Path) -> KmsResult<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("syncing", dir, e))
+    coffre_disk::create_private(path, contents).map_err(|e| io("creating", path, e))
 }
 
 fn restrict(path: &Path, mode: u32) -> KmsResult<()> {

@@ -1,8 +1,12 @@
-//! A process-wide count of failed flushes, shared by every writer to disk.
+//! fsync of files and directories, each counted in a process-wide record of
+//! failed flushes that every writer's [`FlushWindow`] checks.
+//!
 //! One failed device flush may drop pages any file wrote since its last good
 //! flush, so a later fsync that succeeds proves nothing for writes made before.
 
+use std::fs::File;
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Failed fsync-like calls since the process started, from any file.
@@ -10,10 +14,36 @@ static FAILED_FLUSHES: AtomicU64 = AtomicU64::new(0);
 
 /// Runs one fsync-like call on the real disk; a failure is counted, so every
 /// other writer whose writes were in flight learns of it.
-pub fn sync(call: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn sync(call: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
     call().inspect_err(|_| {
         FAILED_FLUSHES.fetch_add(1, Ordering::SeqCst);
     })
+}
+
+/// Makes a file's data and size durable (fsync).
+pub fn sync_file(file: &File) -> io::Result<()> {
+    sync(|| file.sync_all())
+}
+
+/// Makes a file's data durable, and its size when that changed (fdatasync):
+/// for appends, where the inode's other fields do not matter.
+pub fn sync_data(file: &File) -> io::Result<()> {
+    sync(|| file.sync_data())
+}
+
+/// Makes the names created or removed in `dir` durable: a new file survives a
+/// power cut only once both it and its directory are synced.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = File::open(dir)?;
+    sync(|| dir.sync_all())
+}
+
+/// The directory holding `path`'s name: its parent, or `.` for a bare name.
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// A span of writes that must all reach the disk: opened before the first
@@ -53,5 +83,12 @@ mod tests {
         assert!(failed.is_err(), "the failure is passed on");
         assert!(before.check().is_err(), "an open window sees the failure");
         FlushWindow::open().check().expect("a window opened after it does not");
+    }
+
+    #[test]
+    fn a_bare_name_lives_in_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("master.key")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("kms/master.key")), Path::new("kms"));
+        sync_dir(parent_dir(Path::new("master.key"))).expect("the current directory syncs");
     }
 }

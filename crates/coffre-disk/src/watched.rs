@@ -1,13 +1,14 @@
-//! redb's file backend with its syncs reported to [`coffre_durability`]:
+//! redb's file backend with its syncs reported to the failed-flush record:
 //! a commit whose pages another file's failed flush may have dropped fails.
 
 use std::fs::File;
 use std::io;
 use std::ops::Bound;
 
-use coffre_durability::FlushWindow;
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
+
+use crate::flush::{self, FlushWindow};
 
 /// Opened once per database: after any failed flush, every later commit
 /// fails, and redb then refuses writes until the restart that recovers.
@@ -38,7 +39,7 @@ impl StorageBackend for WatchedFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        coffre_durability::sync(|| self.file.sync_data())?;
+        flush::sync(|| self.file.sync_data())?;
         self.window.check()
     }
 

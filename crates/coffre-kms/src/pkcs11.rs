@@ -27,7 +27,7 @@ use cryptoki::types::AuthPin;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus, MAX_WRAP_INPUT};
+use coffre_crypto::kms::{Custody, KekId, Kms, KmsError, KmsResult, KmsStatus, MAX_WRAP_INPUT};
 
 /// The label of the KEK that [`Kms::status`] wraps and unwraps with; created
 /// on first use and found again by label, so status leaves one key behind, not
