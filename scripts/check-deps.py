@@ -121,18 +121,6 @@ ALLOWED_FOR_NOW = {
     # events are written by an outbox in the metadata transaction.
     ("coffre-meta", "coffre-audit"):
         "PostgreSQL engine implements coffre_audit::LogStore (shared audit log)",
-    # Engine -> engine, declared but unused: nothing in crates/coffre-node/src
-    # names coffre_blob (a storage node takes its local store as
-    # Arc<dyn coffre_core::blob::BlobStore>). Delete the line from
-    # crates/coffre-node/Cargo.toml.
-    ("coffre-node", "coffre-blob"):
-        "unused dependency in crates/coffre-node/Cargo.toml",
-    # The key custodians (embedded key files, PKCS#11, KMIP over TLS) still
-    # live in coffre-crypto; they move to coffre-kms, leaving crypto pure.
-    ("coffre-crypto", "tokio"): "custodians still in coffre-crypto (move to coffre-kms)",
-    ("coffre-crypto", "tokio-rustls"): "KMIP client still in coffre-crypto (move to coffre-kms)",
-    ("coffre-crypto", "rustls"): "KMIP client still in coffre-crypto (move to coffre-kms)",
-    ("coffre-crypto", "cryptoki"): "PKCS#11 custodian still in coffre-crypto (move to coffre-kms)",
 }
 
 LAYER_KINDS = (None, "normal", "build")  # cargo metadata: kind null = normal
