@@ -105,7 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let admin_state = AdminState {
         service: service.clone(),
-        access_keys: access_keys.clone(),
+        access_keys,
         root: Principal { access_key: root.access_key.clone(), is_root: true },
         auth: Arc::new(BearerToken::new(
             std::env::var("COFFRE_ADMIN_TOKEN").ok(),
