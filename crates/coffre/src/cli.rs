@@ -13,8 +13,8 @@ use rustls::pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use tokio_rustls::TlsConnector;
 
-use crate::admin::{BucketView, KeyDeletion, KeyView, KmsView};
 use crate::credentials;
+use coffre_admin::{BucketView, KeyDeletion, KeyView, KmsView};
 
 pub struct AdminClient {
     endpoint: String,

@@ -4,10 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use coffre_admin::RepairStatus;
 use coffre_core::jobs::JobQueue;
 use coffre_meta::PgMeta;
 use coffre_node::{ReplicatedBlobStore, SHARDS, Shard, ShardReport};
-use serde::Serialize;
 use tokio::sync::Notify;
 
 /// How often a repair pass is queued when nobody asks.
@@ -44,25 +44,6 @@ struct Progress {
     repaired: u64,
     failed: u64,
     last_error: Option<String>,
-}
-
-/// What the admin API shows of repair.
-#[derive(Debug, Clone, Serialize)]
-pub struct RepairStatus {
-    /// Shards are queued: a pass is under way on some gateway.
-    pub running: bool,
-    /// Shards queued, waiting or claimed, by every gateway.
-    pub queued: u64,
-    /// Shards in a whole pass.
-    pub shards: u16,
-    /// Passes this gateway saw end.
-    pub passes: u64,
-    /// This gateway's share of the current (or last) pass: blobs looked at,
-    /// given new replicas, and not repairable yet (their shard runs again).
-    pub scanned: u64,
-    pub repaired: u64,
-    pub failed: u64,
-    pub last_error: Option<String>,
 }
 
 impl Cluster {
@@ -229,5 +210,55 @@ impl Cluster {
             p.in_pass = false;
             p.passes += 1;
         }
+    }
+}
+
+/// The admin API reads and steers the targets through the replicated store
+/// and this gateway's repair.
+#[async_trait::async_trait]
+impl coffre_admin::Placement for Cluster {
+    fn topology(&self) -> &coffre_topology::Topology {
+        self.store.topology()
+    }
+
+    fn default_policy(&self) -> &coffre_topology::ResidencyPolicy {
+        self.store.default_policy()
+    }
+
+    fn is_up(&self, target: &coffre_topology::TargetId) -> bool {
+        self.store.health().is_up(target)
+    }
+
+    fn is_lost(&self, target: &coffre_topology::TargetId) -> bool {
+        self.store.health().is_lost(target)
+    }
+
+    async fn offenders(
+        &self,
+        bucket: &str,
+        policy: &coffre_topology::ResidencyPolicy,
+    ) -> coffre_core::Result<Vec<coffre_admin::Offender>> {
+        let found = self.store.offenders(bucket, policy).await?;
+        Ok(found.into_iter().map(|o| coffre_admin::Offender { key: o.key, reasons: o.reasons }).collect())
+    }
+
+    async fn retag(&self, bucket: &str, policy: &coffre_topology::ResidencyPolicy) -> coffre_core::Result<()> {
+        self.store.retag(bucket, policy).await.map(drop)
+    }
+
+    async fn replicas(&self, blob: coffre_core::types::BlobId) -> coffre_core::Result<Option<Vec<String>>> {
+        Ok(self.store.replicas(blob).await?.map(|r| r.targets))
+    }
+
+    async fn declare_lost(&self, target: &coffre_topology::TargetId) -> coffre_core::Result<()> {
+        self.store.declare_lost(target).await
+    }
+
+    async fn request_repair(&self) -> coffre_core::Result<()> {
+        Cluster::request_repair(self).await
+    }
+
+    async fn repair_status(&self) -> coffre_core::Result<RepairStatus> {
+        Cluster::repair_status(self).await
     }
 }

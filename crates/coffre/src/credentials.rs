@@ -16,29 +16,6 @@ struct Stored {
     secret_access_key: String,
 }
 
-/// Random characters from the OS RNG (through UUID v4's generator).
-pub fn random_string(len: usize, alphabet: &[u8]) -> String {
-    let mut out = String::with_capacity(len);
-    while out.len() < len {
-        for b in uuid::Uuid::new_v4().into_bytes() {
-            // Rejection sampling keeps every character equally likely.
-            let limit = 256 - (256 % alphabet.len());
-            if (b as usize) < limit && out.len() < len {
-                out.push(alphabet[b as usize % alphabet.len()] as char);
-            }
-        }
-    }
-    out
-}
-
-const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// A fresh access key pair, in the shape AWS uses (20-char id, 40-char secret).
-pub fn generate() -> (String, String) {
-    (format!("CF{}", random_string(18, KEY_ALPHABET)), random_string(40, SECRET_ALPHABET))
-}
-
 fn credential(access: &str, secret: &str) -> anyhow::Result<Credential> {
     let access_key = AccessKeyId::parse(access).map_err(|e| anyhow::anyhow!("root access key: {e}"))?;
     if secret.len() < 8 {
@@ -77,7 +54,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(Credential, bool)> {
     if let Some(c) = from_env_or_file(data_dir)? {
         return Ok((c, false));
     }
-    let (access, secret) = generate();
+    let (access, secret) = coffre_admin::generate_key_pair();
     let stored = Stored { access_key_id: access.clone(), secret_access_key: secret.clone() };
     let path = root_file(data_dir);
     // Whole or absent after a crash, never a short file the next start trusts.

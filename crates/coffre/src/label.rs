@@ -11,10 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use coffre_admin::LabelError;
 use coffre_core::meta::MetaStore;
 use coffre_core::placement::PlacementStore;
 use coffre_label::{
@@ -22,16 +19,18 @@ use coffre_label::{
 };
 use coffre_node::ReplicatedBlobStore;
 use coffre_topology::{ResidencyPolicy, Topology};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::admin::{AdminState, ApiError};
+use crate::cluster::Cluster;
+use crate::metrics::Metrics;
+use crate::tls::Tls;
+use crate::trail::Trail;
 
 /// Blobs read from the placement index per step while observing replicas.
 const PAGE: usize = 1024;
 
-/// What the label needs besides the admin state: the declared facts and where
-/// the audit log and its key are.
+/// What the label needs besides the running server: the declared facts and
+/// where the audit log and its key are.
 pub struct Labels {
     declared: Arc<DeclaredFacts>,
     topology: Arc<Topology>,
@@ -43,7 +42,7 @@ pub struct Labels {
     profiles: Vec<coffre_label::Profile>,
     latest: Mutex<BTreeMap<String, Report>>,
     /// Re-evaluate now (a topology or policy change).
-    pub wake: Notify,
+    wake: Notify,
 }
 
 /// Where observed facts are read: the running server's own parts, or the
@@ -53,22 +52,36 @@ pub struct Sources {
     /// `None`: no storage targets, the data is on the server's disk.
     pub store: Option<Arc<ReplicatedBlobStore>>,
     pub custody: String,
-    pub tls: crate::tls::TlsReport,
+    pub tls: coffre_admin::TlsReport,
     /// `None`: the audit log is off.
     pub audit_key: Option<coffre_audit::PublicKey>,
     /// The log the gateways share in the database, when they do.
     pub shared_audit: Option<Arc<dyn coffre_audit::LogStore>>,
 }
 
+/// The running server, as the label observes it and reports its changes.
+#[derive(Clone)]
+pub struct Running {
+    pub labels: Arc<Labels>,
+    pub service: Arc<coffre_core::service::ObjectService>,
+    /// Present when the data lives on storage targets.
+    pub cluster: Option<Arc<Cluster>>,
+    pub tls: Arc<Tls>,
+    pub trail: Option<Arc<Trail>>,
+    /// The audit log the gateways of a PostgreSQL deployment share.
+    pub shared_audit: Option<Arc<dyn coffre_audit::LogStore>>,
+    pub metrics: Arc<Metrics>,
+}
+
 impl Sources {
-    pub fn of(state: &AdminState) -> Self {
+    pub fn of(running: &Running) -> Self {
         Self {
-            meta: state.service.meta().clone(),
-            store: state.cluster.as_ref().map(|c| c.store.clone()),
-            custody: state.service.kms().custody().to_string(),
-            tls: state.tls.report(),
-            audit_key: state.trail.as_ref().map(|t| t.log().public_key()),
-            shared_audit: state.shared_audit.clone(),
+            meta: running.service.meta().clone(),
+            store: running.cluster.as_ref().map(|c| c.store.clone()),
+            custody: running.service.kms().custody().to_string(),
+            tls: running.tls.report(),
+            audit_key: running.trail.as_ref().map(|t| t.log().public_key()),
+            shared_audit: running.shared_audit.clone(),
         }
     }
 }
@@ -277,7 +290,7 @@ async fn count_data_keys(
     Ok((total, wrapped))
 }
 
-fn listeners(report: &crate::tls::TlsReport) -> Vec<ObservedListener> {
+fn listeners(report: &coffre_admin::TlsReport) -> Vec<ObservedListener> {
     [("s3", &report.s3), ("admin", &report.admin)]
         .into_iter()
         .map(|(name, l)| ObservedListener {
@@ -292,12 +305,13 @@ fn listeners(report: &crate::tls::TlsReport) -> Vec<ObservedListener> {
 
 /// Re-evaluates every profile at start, every interval and when
 /// woken; a rule whose outcome changed is an audit event, every outcome a metric.
-pub async fn run(labels: Arc<Labels>, state: AdminState, stop: impl Future<Output = ()>) {
+pub async fn run(running: Running, stop: impl Future<Output = ()>) {
     let mut stop = std::pin::pin!(stop);
+    let labels = &running.labels;
     loop {
         for profile in &labels.profiles {
-            match labels.evaluate(&Sources::of(&state), profile).await {
-                Ok(report) => labels.record(&state, report).await,
+            match labels.evaluate(&Sources::of(&running), profile).await {
+                Ok(report) => labels.record(&running, report).await,
                 Err(e) => {
                     tracing::warn!(profile = %profile.id, error = %format!("{e:#}"), "the trust label could not be evaluated")
                 }
@@ -312,15 +326,15 @@ pub async fn run(labels: Arc<Labels>, state: AdminState, stop: impl Future<Outpu
 }
 
 impl Labels {
-    async fn record(&self, state: &AdminState, report: Report) {
+    async fn record(&self, running: &Running, report: Report) {
         let previous =
             self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&report.profile).cloned();
         for rule in &report.outcomes {
             let outcome = rule.outcome.as_str();
-            state.metrics.label_rule(&report.profile, &rule.id, outcome);
+            running.metrics.label_rule(&report.profile, &rule.id, outcome);
             let before = previous.as_ref().and_then(|p| p.outcomes.iter().find(|r| r.id == rule.id));
             let changed = before.map(|b| b.outcome.as_str()).filter(|b| *b != outcome);
-            if let (Some(before), Some(trail)) = (changed, &state.trail) {
+            if let (Some(before), Some(trail)) = (changed, &running.trail) {
                 let mut event = trail.event("label:RuleChanged");
                 event.status = 200;
                 event.detail = Some(format!("profile={} rule={} from={before} to={outcome}", report.profile, rule.id));
@@ -333,72 +347,33 @@ impl Labels {
     }
 }
 
-#[derive(Deserialize)]
-pub struct EvaluateQuery {
-    profile: String,
-    #[serde(default = "default_format")]
-    format: String,
-}
+/// The admin API's label: a fresh evaluation of the running server, the
+/// signed file, and what the background evaluations found.
+#[async_trait::async_trait]
+impl coffre_admin::Labels for Running {
+    async fn evaluate(&self, profile: &str) -> Result<Report, LabelError> {
+        let labels = &self.labels;
+        let found = labels.profile(profile).ok_or_else(|| {
+            let known: Vec<&str> = labels.profiles.iter().map(|p| p.id.as_str()).collect();
+            LabelError::NoSuchProfile(format!(
+                "no profile {profile:?}; known: {} (and the alias cloud-de-confiance)",
+                known.join(", ")
+            ))
+        })?;
+        labels.evaluate(&Sources::of(self), found).await.map_err(|e| LabelError::Failed(format!("{e:#}")))
+    }
 
-fn default_format() -> String {
-    "json".into()
-}
+    fn sign(&self, report: &Report) -> Result<String, LabelError> {
+        self.labels.sign(report).map_err(|e| LabelError::CannotSign(format!("{e:#}")))
+    }
 
-/// `GET /admin/v1/label?profile=NAME&format=json|text|html`: a fresh
-/// evaluation; JSON comes signed.
-pub async fn evaluate(
-    State(state): State<AdminState>,
-    Query(query): Query<EvaluateQuery>,
-) -> Result<Response, ApiError> {
-    let labels = state.labels.clone();
-    let profile = labels.profile(&query.profile).ok_or_else(|| {
-        let known: Vec<&str> = labels.profiles.iter().map(|p| p.id.as_str()).collect();
-        ApiError(
-            StatusCode::NOT_FOUND,
-            "NoSuchProfile",
-            format!("no profile {:?}; known: {} (and the alias cloud-de-confiance)", query.profile, known.join(", ")),
-        )
-    })?;
-    let report = labels
-        .evaluate(&Sources::of(&state), profile)
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "LabelFailed", format!("{e:#}")))?;
-    let (content_type, body) = match query.format.as_str() {
-        "json" => (
-            "application/json",
-            labels.sign(&report).map_err(|e| ApiError(StatusCode::CONFLICT, "CannotSign", format!("{e:#}")))?,
-        ),
-        "text" => ("text/plain; charset=utf-8", report.to_text()),
-        "html" => ("text/html; charset=utf-8", report.to_html()),
-        other => {
-            return Err(ApiError(StatusCode::BAD_REQUEST, "BadFormat", format!("{other:?}: json, text or html")));
-        }
-    };
-    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response())
-}
+    fn latest(&self) -> Vec<Report> {
+        self.labels.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
 
-#[derive(Serialize)]
-pub struct LatestView {
-    profile: String,
-    generated: String,
-    conclusion: String,
-    summary: coffre_label::Summary,
-}
-
-/// `GET /admin/v1/label/latest`: the last background evaluation of each profile.
-pub async fn latest(State(state): State<AdminState>) -> Json<Vec<LatestView>> {
-    let latest = state.labels.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    Json(
-        latest
-            .values()
-            .map(|r| LatestView {
-                profile: r.profile.clone(),
-                generated: r.generated.clone(),
-                conclusion: r.conclusion(),
-                summary: r.summary.clone(),
-            })
-            .collect(),
-    )
+    fn wake(&self) {
+        self.labels.wake.notify_one();
+    }
 }
 
 /// `coffre label evaluate --offline`: the same evaluation from a stopped

@@ -4,28 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coffre_core::lifecycle::Report;
+use coffre_admin::{LifecycleStatus, rfc3339};
 use coffre_core::service::ObjectService;
 use coffre_core::types::UnixNanos;
-use serde::Serialize;
 
-use crate::admin::rfc3339;
 use crate::metrics::Metrics;
-
-/// What `/admin/v1/lifecycle` shows.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    pub interval_secs: u64,
-    pub running: bool,
-    pub passes: u64,
-    pub last_started: Option<String>,
-    pub last_finished: Option<String>,
-    pub last_duration_ms: Option<u64>,
-    pub last_report: Option<Report>,
-    pub last_error: Option<String>,
-    /// Everything the passes did since the server started.
-    pub totals: Report,
-}
 
 /// With many gateways on one database, one pass at a time: the gateway
 /// holding this lease runs it, the others wait for their turn.
@@ -35,7 +18,7 @@ pub async fn worker(
     service: Arc<ObjectService>,
     shared: Option<Arc<coffre_meta::PgMeta>>,
     metrics: Arc<Metrics>,
-    status: Arc<Mutex<Status>>,
+    status: Arc<Mutex<LifecycleStatus>>,
     interval: Duration,
     stop: impl Future<Output = ()>,
 ) {

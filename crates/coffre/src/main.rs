@@ -14,7 +14,6 @@ mod label;
 mod lifecycle;
 mod metadata;
 mod metrics;
-mod residency;
 mod server;
 mod tls;
 mod trail;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use coffre_admin::{AdminState, BearerToken};
 use coffre_blob::DiskBlobStore;
 use coffre_core::blob::BlobStore;
 use coffre_core::jobs::{JobQueue, LocalJobs};
@@ -21,7 +22,7 @@ use coffre_topology::TargetId;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin::{self, AdminState};
+use crate::admin;
 use crate::cluster::Cluster;
 use crate::config::{Config, Metadata, Role};
 use crate::credentials;
@@ -68,7 +69,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let access_keys = coffre_core::access::AccessKeys::open(meta, service.kms().clone())
         .await
         .context("opening the access keys (their secrets are wrapped by the key custodian)")?;
-    let keys = KeyStore::new(root.clone(), access_keys);
+    let keys = KeyStore::new(root.clone(), access_keys.clone());
     let metrics = Arc::new(Metrics::new());
     let trail = open_trail(&config, shared.as_ref())?;
     if let (Some(cluster), Some(trail)) = (&cluster, &trail) {
@@ -91,21 +92,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let observers = Arc::new(Observers { metrics: metrics.clone(), trail: trail.clone() });
     let front = Front::new(service.clone(), keys.clone(), front_config, observers).map_err(anyhow::Error::msg)?;
     let tls = Arc::new(Tls::setup(config.tls.as_ref())?);
-    let lifecycle_status = Arc::new(std::sync::Mutex::new(lifecycle::Status::default()));
+    let lifecycle_status = Arc::new(std::sync::Mutex::new(coffre_admin::LifecycleStatus::default()));
     let metrics_for_lifecycle = metrics.clone();
-    let admin_state = AdminState {
-        lifecycle: lifecycle_status.clone(),
+    let running = crate::label::Running {
+        labels: crate::label::Labels::new(&config, front_customer_keys),
         service: service.clone(),
-        keys,
-        root: Principal { access_key: root.access_key.clone(), is_root: true },
-        admin_token: std::env::var("COFFRE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
-        metrics,
+        cluster: cluster.clone(),
         tls: tls.clone(),
         trail: trail.clone(),
-        cluster: cluster.clone(),
-        labels: crate::label::Labels::new(&config, front_customer_keys),
         shared_audit: shared.as_ref().map(|pg| Arc::new(pg.audit_store()) as Arc<dyn coffre_audit::LogStore>),
-        shared: shared.clone(),
+        metrics: metrics.clone(),
+    };
+    let admin_state = AdminState {
+        service: service.clone(),
+        access_keys,
+        root: Principal { access_key: root.access_key.clone(), is_root: true },
+        auth: Arc::new(BearerToken::new(
+            std::env::var("COFFRE_ADMIN_TOKEN").ok(),
+            &root.access_key.to_string(),
+            &root.secret,
+        )),
+        audit: trail.clone().map(|t| t as Arc<dyn coffre_admin::Audit>),
+        metrics: Arc::new(move || metrics.render()),
+        tls: {
+            let tls = tls.clone();
+            Arc::new(move || tls.report())
+        },
+        lifecycle: lifecycle_status.clone(),
+        placement: cluster.clone().map(|c| c as Arc<dyn coffre_admin::Placement>),
+        labels: Arc::new(running.clone()),
+        gateways: shared.clone().map(|pg| Arc::new(admin::SharedGateways(pg)) as Arc<dyn coffre_admin::Gateways>),
     };
 
     let s3_listener =
@@ -139,15 +155,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_task = tokio::spawn(admin::serve(
         "admin",
         admin_listener,
-        admin::router(admin_state.clone()),
+        coffre_admin::router(admin_state),
         tls.handshake(),
         ConnLimits { header_read_timeout: config.header_read_timeout, max_header_bytes: config.max_header_bytes },
         stopped(stop_rx.clone()),
         config.shutdown_grace,
     ));
     let gc_task = tokio::spawn(collect_garbage(service.clone(), stopped(stop_rx.clone())));
-    let label_task =
-        tokio::spawn(crate::label::run(admin_state.labels.clone(), admin_state.clone(), stopped(stop_rx.clone())));
+    let label_task = tokio::spawn(crate::label::run(running, stopped(stop_rx.clone())));
     let cluster_tasks = cluster.map(|cluster| {
         let probes = cluster.store.spawn_probes();
         (probes, tokio::spawn(cluster.run_repair(stopped(stop_rx.clone()))))

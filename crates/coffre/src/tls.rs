@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use anyhow::{Context as _, bail};
+use coffre_admin::{CertInfo, ListenerTls, ReloadOutcome, TlsReport};
 use coffre_s3::conn::{Handshake, HandshakeFuture, Io};
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs::{cipher_suite as suite, default_provider, kx_group};
@@ -37,7 +38,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SupportedProtocolVersion};
-use serde::Serialize;
 use sha2::Digest as _;
 use tokio_rustls::TlsAcceptor;
 
@@ -128,22 +128,6 @@ pub fn provider() -> CryptoProvider {
     }
 }
 
-/// What is known of the certificate in use, for the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct CertInfo {
-    /// SHA-256 of the leaf certificate's DER, lowercase hex (what `openssl x509
-    /// -fingerprint -sha256` prints, without colons).
-    pub sha256_fingerprint: String,
-    /// Certificates in the chain, leaf included.
-    pub chain_length: usize,
-    /// The private key's algorithm (ECDSA, RSA, ED25519).
-    pub key_algorithm: String,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    /// When this pair was read from disk (RFC 3339).
-    pub loaded_at: String,
-}
-
 /// A certificate chain with its signing key, as handshakes use it.
 struct Loaded {
     key: Arc<CertifiedKey>,
@@ -211,15 +195,6 @@ fn warn_if_readable_by_others(path: &Path) {
     {
         tracing::warn!(key = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "TLS key file is readable by other users; chmod 600 it");
     }
-}
-
-/// The outcome of the last reload request, for the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReloadOutcome {
-    pub at: String,
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Holds the pair in use: each handshake reads it, a reload replaces it.
@@ -306,26 +281,6 @@ impl Handshake for RustlsHandshake {
         let accept = self.0.accept(tcp);
         Box::pin(async move { Ok(Box::new(accept.await?) as Box<dyn Io>) })
     }
-}
-
-/// One listener's TLS settings, as `GET /admin/v1/tls` shows them.
-#[derive(Debug, Clone, Serialize)]
-pub struct ListenerTls {
-    pub enabled: bool,
-    pub protocol_versions: Vec<String>,
-    pub cipher_suites: Vec<String>,
-    pub key_exchange_groups: Vec<String>,
-    pub alpn: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<CertInfo>,
-}
-
-/// `GET /admin/v1/tls`: per listener, then the last reload.
-#[derive(Debug, Clone, Serialize)]
-pub struct TlsReport {
-    pub s3: ListenerTls,
-    pub admin: ListenerTls,
-    pub last_reload: Option<ReloadOutcome>,
 }
 
 /// TLS for both listeners, or its absence (plain HTTP).

@@ -59,6 +59,22 @@ impl Trail {
     }
 }
 
+/// The admin API records its acts and reads the log through the same trail.
+#[async_trait::async_trait]
+impl coffre_admin::Audit for Trail {
+    fn event(&self, operation: &str) -> Event {
+        Trail::event(self, operation)
+    }
+
+    async fn act(&self, event: Event) -> Result<(), coffre_audit::AuditError> {
+        Trail::act(self, event).await
+    }
+
+    fn log(&self) -> &Arc<dyn AuditTrail> {
+        Trail::log(self)
+    }
+}
+
 /// The front's one observer: metrics for every request, and the audit trail
 /// when it is on.
 pub struct Observers {

@@ -101,6 +101,11 @@ impl ObjectService {
         destroyed
     }
 
+    /// Whether the metadata answers (the readiness probe): it lists the buckets.
+    pub async fn ready(&self) -> Result<()> {
+        self.meta.buckets().await.map(drop)
+    }
+
     /// Deletes an empty bucket and destroys its KEKs.
     pub async fn delete_bucket(&self, who: &Principal, name: &BucketName) -> Result<()> {
         let record = self.bucket(who, name).await?;

@@ -3,23 +3,71 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use coffre_core::meta::BucketChange;
-use coffre_core::types::{BucketName, ObjectKey, VersionId};
-use coffre_node::ReplicatedBlobStore;
-use coffre_topology::{ResidencyPolicy, TargetId};
+use coffre_core::types::{BlobId, ObjectKey, VersionId};
+use coffre_topology::{ResidencyPolicy, TargetId, Topology};
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{AdminState, ApiError, service_error};
-use crate::cluster::{Cluster, RepairStatus};
+use crate::AdminState;
+use crate::error::{ApiError, bucket_name, service_error};
 
 /// Offending objects named in a refusal's message; the count says the rest.
 const OFFENDERS_SHOWN: usize = 50;
 
-fn cluster(state: &AdminState) -> Result<&Arc<Cluster>, ApiError> {
-    state.cluster.as_ref().ok_or_else(|| {
+/// The storage targets as the admin API reads and steers them: implemented
+/// by the binary over its replicated store and repair queue.
+#[async_trait]
+pub trait Placement: Send + Sync {
+    fn topology(&self) -> &Topology;
+    /// The policy of buckets that declare none.
+    fn default_policy(&self) -> &ResidencyPolicy;
+    fn is_up(&self, target: &TargetId) -> bool;
+    fn is_lost(&self, target: &TargetId) -> bool;
+    /// The objects of `bucket` with a replica `policy` would not allow.
+    async fn offenders(&self, bucket: &str, policy: &ResidencyPolicy) -> coffre_core::Result<Vec<Offender>>;
+    /// Records `policy` on every replica of `bucket`, for repair to follow.
+    async fn retag(&self, bucket: &str, policy: &ResidencyPolicy) -> coffre_core::Result<()>;
+    /// The targets holding a blob, `None` for a blob the index does not know.
+    async fn replicas(&self, blob: BlobId) -> coffre_core::Result<Option<Vec<String>>>;
+    /// Declares a target gone for good.
+    async fn declare_lost(&self, target: &TargetId) -> coffre_core::Result<()>;
+    /// Queues a whole repair pass.
+    async fn request_repair(&self) -> coffre_core::Result<()>;
+    async fn repair_status(&self) -> coffre_core::Result<RepairStatus>;
+}
+
+/// An object a policy would strand, and why.
+#[derive(Debug, Clone)]
+pub struct Offender {
+    pub key: String,
+    pub reasons: Vec<String>,
+}
+
+/// What the admin API shows of repair.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairStatus {
+    /// Shards are queued: a pass is under way on some gateway.
+    pub running: bool,
+    /// Shards queued, waiting or claimed, by every gateway.
+    pub queued: u64,
+    /// Shards in a whole pass.
+    pub shards: u16,
+    /// Passes this gateway saw end.
+    pub passes: u64,
+    /// This gateway's share of the current (or last) pass: blobs looked at,
+    /// given new replicas, and not repairable yet (their shard runs again).
+    pub scanned: u64,
+    pub repaired: u64,
+    pub failed: u64,
+    pub last_error: Option<String>,
+}
+
+fn placement(state: &AdminState) -> Result<&Arc<dyn Placement>, ApiError> {
+    state.placement.as_ref().ok_or_else(|| {
         ApiError(
             StatusCode::CONFLICT,
             "NoTopology",
@@ -28,41 +76,39 @@ fn cluster(state: &AdminState) -> Result<&Arc<Cluster>, ApiError> {
     })
 }
 
-fn bucket_name(name: &str) -> Result<BucketName, ApiError> {
-    BucketName::parse(name).map_err(|_| ApiError(StatusCode::NOT_FOUND, "NoSuchBucket", format!("no bucket {name:?}")))
-}
-
 #[derive(Serialize)]
-pub struct ResidencyView {
-    pub bucket: String,
+pub(crate) struct ResidencyView {
+    bucket: String,
     /// `None`: the deployment's default, shown in `effective`.
-    pub policy: Option<ResidencyPolicy>,
-    pub effective: ResidencyPolicy,
+    policy: Option<ResidencyPolicy>,
+    effective: ResidencyPolicy,
 }
 
-pub async fn get_residency(
+pub(crate) async fn get_residency(
     State(state): State<AdminState>,
     Path(name): Path<String>,
 ) -> Result<Json<ResidencyView>, ApiError> {
-    let cluster = cluster(&state)?;
+    let placement = placement(&state)?;
     let record = state.service.bucket(&state.root, &bucket_name(&name)?).await.map_err(service_error)?;
-    let effective = record.residency.clone().unwrap_or_else(|| cluster.store.default_policy().clone());
+    let effective = record.residency.clone().unwrap_or_else(|| placement.default_policy().clone());
     Ok(Json(ResidencyView { bucket: name, policy: record.residency, effective }))
 }
 
 /// Sets a bucket's policy. Refused, naming the objects, if any replica
 /// stored so far would break it: tightening never strands data.
-pub async fn put_residency(
+pub(crate) async fn put_residency(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     Json(policy): Json<ResidencyPolicy>,
 ) -> Result<Json<ResidencyView>, ApiError> {
-    let cluster = cluster(&state)?;
+    let placement = placement(&state)?;
     let bucket = bucket_name(&name)?;
     state.service.bucket(&state.root, &bucket).await.map_err(service_error)?;
-    let topology = cluster.store.topology();
-    topology.check_policy(&policy).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "InvalidPolicy", e.to_string()))?;
-    let offenders = cluster.store.offenders(&name, &policy).await.map_err(service_error)?;
+    placement
+        .topology()
+        .check_policy(&policy)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "InvalidPolicy", e.to_string()))?;
+    let offenders = placement.offenders(&name, &policy).await.map_err(service_error)?;
     if !offenders.is_empty() {
         let shown: Vec<String> =
             offenders.iter().take(OFFENDERS_SHOWN).map(|o| format!("{} ({})", o.key, o.reasons.join("; "))).collect();
@@ -80,49 +126,49 @@ pub async fn put_residency(
     }
     let change = BucketChange::Residency(Some(policy.clone()));
     state.service.change_bucket(&state.root, &bucket, change).await.map_err(service_error)?;
-    cluster.store.retag(&name, &policy).await.map_err(service_error)?;
-    cluster.request_repair().await.map_err(service_error)?;
-    state.labels.wake.notify_one();
+    placement.retag(&name, &policy).await.map_err(service_error)?;
+    placement.request_repair().await.map_err(service_error)?;
+    state.labels.wake();
     Ok(Json(ResidencyView { bucket: name, policy: Some(policy.clone()), effective: policy }))
 }
 
 #[derive(Deserialize)]
-pub struct WhereQuery {
+pub(crate) struct WhereQuery {
     key: String,
     version_id: Option<String>,
 }
 
 #[derive(Serialize)]
-pub struct ReplicaView {
-    pub target: String,
-    pub location: String,
-    pub country: String,
-    pub region: String,
-    pub site: String,
-    pub operator: String,
-    pub operator_name: String,
-    pub up: bool,
-    pub lost: bool,
+pub(crate) struct ReplicaView {
+    target: String,
+    location: String,
+    country: String,
+    region: String,
+    site: String,
+    operator: String,
+    operator_name: String,
+    up: bool,
+    lost: bool,
     /// Blobs of the version on this target (one, or one per multipart part).
-    pub blob_ids: Vec<String>,
+    blob_ids: Vec<String>,
 }
 
 #[derive(Serialize)]
-pub struct WhereView {
-    pub bucket: String,
-    pub key: String,
-    pub version_id: String,
-    pub size: u64,
-    pub replicas: Vec<ReplicaView>,
+pub(crate) struct WhereView {
+    bucket: String,
+    key: String,
+    version_id: String,
+    size: u64,
+    replicas: Vec<ReplicaView>,
 }
 
 /// Where each replica of an object version is, with its operator.
-pub async fn object_where(
+pub(crate) async fn object_where(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     Query(query): Query<WhereQuery>,
 ) -> Result<Json<WhereView>, ApiError> {
-    let cluster = cluster(&state)?;
+    let placement = placement(&state)?;
     let bucket = bucket_name(&name)?;
     let key =
         ObjectKey::parse(&query.key).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "InvalidKey", e.to_string()))?;
@@ -145,11 +191,11 @@ pub async fn object_where(
     };
     let mut replicas: Vec<ReplicaView> = Vec::new();
     for blob in object.data.blobs() {
-        let Some(placed) = cluster.store.replicas(blob).await.map_err(service_error)? else { continue };
-        for target in placed.targets {
+        let Some(targets) = placement.replicas(blob).await.map_err(service_error)? else { continue };
+        for target in targets {
             match replicas.iter_mut().find(|r| r.target == target) {
                 Some(seen) => seen.blob_ids.push(blob.to_string()),
-                None => replicas.push(replica_view(&cluster.store, &target, blob.to_string())),
+                None => replicas.push(replica_view(placement.as_ref(), &target, blob.to_string())),
             }
         }
     }
@@ -162,9 +208,9 @@ pub async fn object_where(
     }))
 }
 
-fn replica_view(store: &ReplicatedBlobStore, target: &str, blob: String) -> ReplicaView {
+fn replica_view(placement: &dyn Placement, target: &str, blob: String) -> ReplicaView {
     let id = TargetId(target.to_owned());
-    let topology = store.topology();
+    let topology = placement.topology();
     let declared = topology.target(&id);
     let operator = declared.and_then(|t| topology.operator(&t.operator));
     ReplicaView {
@@ -175,28 +221,27 @@ fn replica_view(store: &ReplicatedBlobStore, target: &str, blob: String) -> Repl
         site: declared.map(|t| t.site.clone()).unwrap_or_default(),
         operator: declared.map(|t| t.operator.to_string()).unwrap_or_default(),
         operator_name: operator.map(|o| o.name.clone()).unwrap_or_default(),
-        up: store.health().is_up(&id),
-        lost: store.health().is_lost(&id),
+        up: placement.is_up(&id),
+        lost: placement.is_lost(&id),
         blob_ids: vec![blob],
     }
 }
 
 #[derive(Serialize)]
-pub struct TargetView {
-    pub id: String,
-    pub kind: String,
-    pub endpoint: String,
-    pub location: String,
-    pub operator: String,
-    pub capacity: u64,
-    pub up: bool,
-    pub lost: bool,
+pub(crate) struct TargetView {
+    id: String,
+    kind: String,
+    endpoint: String,
+    location: String,
+    operator: String,
+    capacity: u64,
+    up: bool,
+    lost: bool,
 }
 
-pub async fn list_targets(State(state): State<AdminState>) -> Result<Json<Vec<TargetView>>, ApiError> {
-    let cluster = cluster(&state)?;
-    let store = &cluster.store;
-    let views = store
+pub(crate) async fn list_targets(State(state): State<AdminState>) -> Result<Json<Vec<TargetView>>, ApiError> {
+    let placement = placement(&state)?;
+    let views = placement
         .topology()
         .targets()
         .iter()
@@ -210,36 +255,35 @@ pub async fn list_targets(State(state): State<AdminState>) -> Result<Json<Vec<Ta
             location: t.location(),
             operator: t.operator.to_string(),
             capacity: t.capacity,
-            up: store.health().is_up(&t.id),
-            lost: store.health().is_lost(&t.id),
+            up: placement.is_up(&t.id),
+            lost: placement.is_lost(&t.id),
         })
         .collect();
     Ok(Json(views))
 }
 
 /// Declares a target gone for good; a repair pass is queued at once.
-pub async fn declare_lost(
+pub(crate) async fn declare_lost(
     State(state): State<AdminState>,
     Path(id): Path<String>,
 ) -> Result<Json<RepairStatus>, ApiError> {
-    let cluster = cluster(&state)?;
-    cluster
-        .store
+    let placement = placement(&state)?;
+    placement
         .declare_lost(&TargetId(id))
         .await
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, "NoSuchTarget", e.to_string()))?;
-    cluster.request_repair().await.map_err(service_error)?;
-    state.labels.wake.notify_one();
-    Ok(Json(cluster.repair_status().await.map_err(service_error)?))
+    placement.request_repair().await.map_err(service_error)?;
+    state.labels.wake();
+    Ok(Json(placement.repair_status().await.map_err(service_error)?))
 }
 
-pub async fn repair_status(State(state): State<AdminState>) -> Result<Json<RepairStatus>, ApiError> {
-    Ok(Json(cluster(&state)?.repair_status().await.map_err(service_error)?))
+pub(crate) async fn repair_status(State(state): State<AdminState>) -> Result<Json<RepairStatus>, ApiError> {
+    Ok(Json(placement(&state)?.repair_status().await.map_err(service_error)?))
 }
 
 /// Queues a repair pass now.
-pub async fn start_repair(State(state): State<AdminState>) -> Result<Json<RepairStatus>, ApiError> {
-    let cluster = cluster(&state)?;
-    cluster.request_repair().await.map_err(service_error)?;
-    Ok(Json(cluster.repair_status().await.map_err(service_error)?))
+pub(crate) async fn start_repair(State(state): State<AdminState>) -> Result<Json<RepairStatus>, ApiError> {
+    let placement = placement(&state)?;
+    placement.request_repair().await.map_err(service_error)?;
+    Ok(Json(placement.repair_status().await.map_err(service_error)?))
 }

@@ -1,0 +1,153 @@
+//! Access keys through the admin API: list, create (the secret shown once),
+//! delete (crypto-erasing the buckets the key owns, when asked).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use coffre_core::meta::{AccessKeyRecord, BucketRecord};
+use coffre_core::types::AccessKeyId;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::audit_erasure;
+use crate::error::{ApiError, internal, service_error};
+use crate::{AdminState, rfc3339};
+
+#[derive(Serialize, Deserialize)]
+pub struct KeyView {
+    pub access_key_id: String,
+    pub name: String,
+    pub created: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret_access_key: Option<String>,
+}
+
+fn key_view(k: &AccessKeyRecord) -> KeyView {
+    KeyView {
+        access_key_id: k.id.to_string(),
+        name: k.name.clone(),
+        created: rfc3339(k.created),
+        secret_access_key: None,
+    }
+}
+
+/// Random characters from the OS RNG (through UUID v4's generator).
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for b in uuid::Uuid::new_v4().into_bytes() {
+            // Rejection sampling keeps every character equally likely.
+            let limit = 256 - (256 % alphabet.len());
+            if (b as usize) < limit && out.len() < len {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// A fresh access key pair, in the shape AWS uses (20-char id, 40-char secret).
+pub fn generate_key_pair() -> (String, String) {
+    (format!("CF{}", random_string(18, KEY_ALPHABET)), random_string(40, SECRET_ALPHABET))
+}
+
+pub(crate) async fn list_keys(State(state): State<AdminState>) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let keys = state.access_keys.list().await.map_err(internal)?;
+    Ok(Json(keys.iter().map(key_view).collect()))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CreateKey {
+    name: String,
+}
+
+pub(crate) async fn create_key(
+    State(state): State<AdminState>,
+    Json(body): Json<CreateKey>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "InvalidName",
+            "name must be 1 to 128 printable characters".into(),
+        ));
+    }
+    let (access, secret) = generate_key_pair();
+    let id = AccessKeyId::parse(&access).map_err(internal)?;
+    let record = state.access_keys.create(id, &secret, name).await.map_err(service_error)?;
+    tracing::info!(access_key = %record.id, name = %record.name, "access key created");
+    // The only time the secret leaves the server.
+    let view = KeyView { secret_access_key: Some(secret), ..key_view(&record) };
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct DeleteKeyQuery {
+    /// Crypto-erase the buckets the key owns (its tenant's data) with it.
+    #[serde(default)]
+    erase_buckets: bool,
+}
+
+/// What deleting an access key did.
+#[derive(Serialize, Deserialize)]
+pub struct KeyDeletion {
+    pub access_key_id: String,
+    pub erased: Vec<coffre_core::service::EraseOutcome>,
+}
+
+/// Deletes an access key. A key that owns buckets is refused unless asked to
+/// erase them: the tenant's last key takes its data with it, by crypto-erasure.
+pub(crate) async fn delete_key(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    Query(query): Query<DeleteKeyQuery>,
+) -> Result<Json<KeyDeletion>, ApiError> {
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "NoSuchKey", format!("no access key {id:?}"));
+    let parsed = AccessKeyId::parse(&id).map_err(|_| not_found())?;
+    state.access_keys.get(&parsed).await.map_err(internal)?.ok_or_else(not_found)?;
+    let owned: Vec<BucketRecord> = state
+        .service
+        .list_buckets(&state.root)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|b| b.owner == parsed)
+        .collect();
+    if !owned.is_empty() && !query.erase_buckets {
+        let names: Vec<String> = owned.iter().map(|b| b.name.to_string()).collect();
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "KeyOwnsBuckets",
+            format!("access key {id} owns buckets {names:?}: delete them first, or erase them with the key"),
+        ));
+    }
+    let mut erased = Vec::new();
+    for bucket in &owned {
+        let outcome = state.service.erase_bucket(&state.root, &bucket.name).await.map_err(service_error)?;
+        audit_erasure(&state, &outcome).await?;
+        erased.push(outcome);
+    }
+    if !state.access_keys.delete(&parsed).await.map_err(internal)? {
+        return Err(not_found());
+    }
+    tracing::info!(access_key = %parsed, buckets_erased = erased.len(), "access key deleted");
+    Ok(Json(KeyDeletion { access_key_id: id, erased }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_pairs_have_the_aws_shape() {
+        let (access, secret) = generate_key_pair();
+        assert_eq!(access.len(), 20);
+        assert!(access.starts_with("CF"));
+        assert!(AccessKeyId::parse(&access).is_ok());
+        assert_eq!(secret.len(), 40);
+        assert!(secret.bytes().all(|b| SECRET_ALPHABET.contains(&b)));
+    }
+}
