@@ -80,7 +80,7 @@ impl Server {
         s
     }
 
-    pub fn start_with_args(data_dir: &Path, args: &[&std::ffi::OsStr], extra_env: &[(&str, &str)]) -> Self {
+    fn start_with_args(data_dir: &Path, args: &[&std::ffi::OsStr], extra_env: &[(&str, &str)]) -> Self {
         Self::try_start_with_args(data_dir, args, extra_env).unwrap_or_else(|e| panic!("{e}"))
     }
 
