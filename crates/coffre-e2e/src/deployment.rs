@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::{Node, Server, free_addr};
 
-const SECRET: &str = "e2e cluster secret, long enough";
+/// The secret every process of a test cluster signs its node requests with.
+pub const CLUSTER_SECRET: &str = "e2e cluster secret, long enough";
 
 /// (id, site) of the storage nodes, all in FR: two replicas on two sites
 /// leave a third node for repair to copy to when one is lost.
@@ -19,10 +20,13 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// `gateways` gateways and three nodes on a fresh database; `None` without
-    /// a PostgreSQL cluster to test on (`COFFRE_TEST_PG`).
+    /// `gateways` gateways and three nodes on a fresh database; `None`, and
+    /// the test says it skipped, without a PostgreSQL cluster (`COFFRE_TEST_PG`).
     pub fn start(gateways: usize) -> Option<Self> {
-        let url = crate::fresh_pg_database()?;
+        let Some(url) = crate::fresh_pg_database() else {
+            eprintln!("skipped: COFFRE_TEST_PG is unset (scripts/test.sh starts a PostgreSQL cluster)");
+            return None;
+        };
         let tmp = tempfile::tempdir().expect("tempdir");
         let addrs = NODES.map(|_| free_addr());
         let config = tmp.path().join("coffre.toml");
@@ -38,10 +42,8 @@ impl Deployment {
 
     /// Gateway `i` on its data directory (the same one on a restart).
     pub fn start_gateway(&self, i: usize) -> Server {
-        let config = self.config.to_str().expect("utf-8 path").to_owned();
         let name = format!("gw-{i}");
-        let args = ["--role".as_ref(), "gateway".as_ref(), "--node-id".as_ref(), name.as_ref()];
-        Server::start_with_args(&self.gateway_dir(i), &args, &[("COFFRE_CONFIG", &config)])
+        Server::start_with_config(&self.gateway_dir(i), &self.config, &["--role", "gateway", "--node-id", &name])
     }
 
     /// The file every process reads.
@@ -74,7 +76,7 @@ impl Deployment {
 /// and a signed audit head every second.
 fn config_text(url: &str, shared: &Path, addrs: &[std::net::SocketAddr]) -> String {
     let mut toml = format!(
-        "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{SECRET}\"\n\n\
+        "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n\
          [metadata]\nengine = \"postgres\"\nurl = \"{url}\"\n\n\
          [kms]\ncustody = \"embedded\"\ndir = \"{}\"\n\n\
          [audit]\nsigning_key = \"{}\"\nhead_interval_secs = 1\n\n\
@@ -84,10 +86,21 @@ fn config_text(url: &str, shared: &Path, addrs: &[std::net::SocketAddr]) -> Stri
         shared.join("audit-keys").join("audit-ed25519.pk8").display()
     );
     for ((id, site), addr) in NODES.iter().zip(addrs) {
-        toml.push_str(&format!(
-            "\n[[targets]]\nid = \"{id}\"\nkind = \"node\"\nendpoint = \"http://{addr}\"\ncountry = \"FR\"\n\
-             region = \"paris\"\nsite = \"{site}\"\noperator = \"op-fr\"\ncapacity = \"100GiB\"\n"
-        ));
+        toml.push_str(&node_target(id, *addr, ("FR", "paris", *site), "op-fr"));
     }
     toml
+}
+
+/// The `[[targets]]` table of storage node `id` listening on `addr`, at
+/// (country, region, site), run by `operator`.
+pub fn node_target(
+    id: &str,
+    addr: std::net::SocketAddr,
+    (country, region, site): (&str, &str, &str),
+    operator: &str,
+) -> String {
+    format!(
+        "\n[[targets]]\nid = \"{id}\"\nkind = \"node\"\nendpoint = \"http://{addr}\"\ncountry = \"{country}\"\n\
+         region = \"{region}\"\nsite = \"{site}\"\noperator = \"{operator}\"\ncapacity = \"100GiB\"\n"
+    )
 }

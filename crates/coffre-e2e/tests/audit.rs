@@ -11,35 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use coffre_e2e::{ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, error_code, raw_request};
+use coffre_e2e::audit::{self, events};
+use coffre_e2e::files::files_under;
+use coffre_e2e::pg::skip_unless_embedded;
+use coffre_e2e::{ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, error_code, http_get};
 use serde_json::Value;
-
-/// Runs `coffre audit ARGS --data-dir DIR` on the server's log (under
-/// PostgreSQL an export of the shared log); returns (success, stdout, stderr).
-fn audit(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(coffre_bin())
-        .arg("audit")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--from")
-        .arg(coffre_e2e::audit_log_dir(data_dir))
-        .output()
-        .expect("running coffre audit");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn events(data_dir: &Path, filters: &[&str]) -> Vec<Value> {
-    let mut args = vec!["query", "--format", "jsonl"];
-    args.extend_from_slice(filters);
-    let (ok, out, err) = audit(data_dir, &args);
-    assert!(ok, "query failed: {err}");
-    out.lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect()
-}
 
 /// The one event matching all of `fields`.
 fn find<'a>(all: &'a [Value], fields: &[(&str, Value)]) -> &'a Value {
@@ -79,33 +55,27 @@ async fn every_request_and_admin_act_is_in_the_verified_log() {
     assert!(rotate.status.success(), "rotate: {}", String::from_utf8_lossy(&rotate.stderr));
 
     // The admin API shows the recent events and the head (none signed yet).
-    let auth = format!("Authorization: Bearer {ROOT_ACCESS}:{ROOT_SECRET}");
-    let request =
-        format!("GET /admin/v1/audit/events?limit=5 HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n");
-    let (status, body) = raw_request(server.admin, request.as_bytes()).expect("admin");
+    let (status, body) = server.admin_get("/admin/v1/audit/events?limit=5").expect("admin");
     assert_eq!(status, 200, "{body}");
     let recent: Vec<Value> = serde_json::from_str(&body).expect("events JSON");
     assert_eq!(recent.len(), 5);
     assert!(recent.iter().any(|e| e["operation"] == "kms:RotateKey"), "{recent:#?}");
-    let request = format!("GET /admin/v1/audit/head HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n");
-    let (status, body) = raw_request(server.admin, request.as_bytes()).expect("admin");
+    let (status, body) = server.admin_get("/admin/v1/audit/head").expect("admin");
     assert_eq!(status, 200, "{body}");
     let head: Value = serde_json::from_str(&body).expect("head JSON");
     assert!(head["public_key"].as_str().is_some_and(|k| k.starts_with("ed25519:")), "{head}");
-    let (status, _) =
-        raw_request(server.admin, b"GET /admin/v1/audit/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("admin");
+    let (status, _) = http_get(server.admin, "/admin/v1/audit/events").expect("admin");
     assert_eq!(status, 401, "the audit API needs the admin token");
 
     assert!(server.stop().is_some_and(|s| s.success()), "graceful stop; log:\n{}", server.log());
 
     // Offline, on the log the server left (a head is signed at shutdown).
-    let (ok, public_key, err) = audit(&dir, &["public-key"]);
+    let (ok, public_key, err) = audit::run(&dir, &["public-key"]);
     assert!(ok, "{err}");
     let key_file = tmp.path().join("audit.pub");
     std::fs::write(&key_file, &public_key).expect("write key");
     let key_arg = key_file.to_str().expect("utf-8 path");
-    let (ok, out, err) = audit(&dir, &["verify", "--public-key", key_arg]);
+    let (ok, out, err) = audit::run(&dir, &["verify", "--public-key", key_arg]);
     assert!(ok, "verify: {out}{err}");
     assert!(out.contains("verified") && !out.contains("not yet signed"), "{out}");
 
@@ -139,25 +109,26 @@ async fn every_request_and_admin_act_is_in_the_verified_log() {
     assert_eq!(errors.len(), 2, "{errors:#?}");
     assert_eq!(events(&dir, &["--principal", &alice_id, "--prefix", "q1/"]).len(), 2);
     assert_eq!(events(&dir, &["--operation", "putobject", "--result", "ok"]).len(), 1);
-    let (ok, table, _) = audit(&dir, &["query", "--result", "SignatureDoesNotMatch"]);
+    let (ok, table, _) = audit::run(&dir, &["query", "--result", "SignatureDoesNotMatch"]);
     assert!(ok && table.contains("SignatureDoesNotMatch") && table.lines().count() == 2, "{table}");
 
     // Proofs, verified offline against the public key.
     let seq = root_put["seq"].as_u64().expect("seq").to_string();
-    let (ok, proof, err) = audit(&dir, &["proof", &seq]);
+    let (ok, proof, err) = audit::run(&dir, &["proof", &seq]);
     assert!(ok, "{err}");
     let proof_file = tmp.path().join("proof.json");
     std::fs::write(&proof_file, &proof).expect("write proof");
-    let (ok, out, err) = audit(&dir, &["verify-proof", proof_file.to_str().expect("path"), "--public-key", key_arg]);
+    let (ok, out, err) =
+        audit::run(&dir, &["verify-proof", proof_file.to_str().expect("path"), "--public-key", key_arg]);
     assert!(ok && out.contains(&format!("event {seq} is included")), "{out}{err}");
     let tampered = proof.replacen("q1/report.pdf", "q1/other.pdf", 1);
     std::fs::write(&proof_file, tampered).expect("write proof");
-    let (ok, _, err) = audit(&dir, &["verify-proof", proof_file.to_str().expect("path"), "--public-key", key_arg]);
+    let (ok, _, err) = audit::run(&dir, &["verify-proof", proof_file.to_str().expect("path"), "--public-key", key_arg]);
     assert!(!ok && err.contains("altered"), "{err}");
 
     // Nothing secret was written: no secret key, no signature.
     let log = coffre_e2e::audit_log_dir(&dir);
-    for entry in walk(&log) {
+    for entry in files_under(&log) {
         let text = std::fs::read_to_string(&entry).unwrap_or_default();
         for secret in [ROOT_SECRET, alice_secret.as_str(), "not-alice-secret-at-all", "Signature="] {
             assert!(!text.contains(secret), "{} holds {secret:?}", entry.display());
@@ -167,7 +138,7 @@ async fn every_request_and_admin_act_is_in_the_verified_log() {
     // An edited copy fails verification, naming the place.
     let copy = tmp.path().join("copy");
     copy_dir(&log, &copy);
-    let segment = walk(&copy.join("segments")).into_iter().next().expect("a segment");
+    let segment = files_under(&copy.join("segments")).into_iter().next().expect("a segment");
     let text = std::fs::read_to_string(&segment).expect("segment");
     std::fs::write(&segment, text.replacen("\"status\":403", "\"status\":200", 1)).expect("edit");
     let (ok, _, err) = Command::new(coffre_bin())
@@ -214,7 +185,7 @@ async fn kill_9_keeps_the_event_of_every_acknowledged_write() {
     // Restart (the torn tail is repaired), stop gracefully (a head is signed).
     let mut server = Server::start_in(&dir);
     assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
-    let (ok, out, err) = audit(&dir, &["verify"]);
+    let (ok, out, err) = audit::run(&dir, &["verify"]);
     assert!(ok, "verify after kill -9: {out}{err}");
     let logged: HashSet<String> = events(&dir, &["--operation", "PutObject", "--result", "ok", "--bucket", "burst"])
         .iter()
@@ -229,9 +200,8 @@ async fn kill_9_keeps_the_event_of_every_acknowledged_write() {
 /// them unrecorded, keeps their events in order, and writes them once it can.
 #[tokio::test]
 async fn an_unwritable_log_refuses_writes_then_catches_up() {
-    if coffre_e2e::metadata_engine() != "embedded" {
-        // The shared log's store is the database: its outage is pg_outage.rs.
-        eprintln!("skipped under PostgreSQL: the log is not a file of this server");
+    // The shared log's store is the database: its outage is pg_outage.rs.
+    if skip_unless_embedded("the log is not a file of this server") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -239,7 +209,7 @@ async fn an_unwritable_log_refuses_writes_then_catches_up() {
     let mut server = Server::start_in(&dir);
     let client = server.client();
     client.create_bucket().bucket("jammed").send().await.expect("create");
-    let segment = walk(&dir.join("audit/segments")).pop().expect("a segment");
+    let segment = files_under(&dir.join("audit/segments")).pop().expect("a segment");
     let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&segment).status().is_ok_and(|s| s.success());
     if !chattr("+i") {
         println!("skipped: chattr +i is not permitted here (needs root on ext4 or XFS)");
@@ -254,7 +224,7 @@ async fn an_unwritable_log_refuses_writes_then_catches_up() {
     put("after").await.expect("the log writes again");
     assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
 
-    let (ok, out, err) = audit(&dir, &["verify"]);
+    let (ok, out, err) = audit::run(&dir, &["verify"]);
     assert!(ok, "{out}{err}");
     let puts = events(&dir, &["--operation", "PutObject", "--bucket", "jammed"]);
     let keys: Vec<&str> = puts.iter().filter_map(|e| e["key"].as_str()).collect();
@@ -265,23 +235,9 @@ async fn an_unwritable_log_refuses_writes_then_catches_up() {
     assert!(keys.contains(&"during"));
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
-    for path in walk(from) {
+    for path in files_under(from) {
         let target = to.join(path.strip_prefix(from).expect("under from"));
         std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
         std::fs::copy(&path, target).expect("copy");

@@ -5,7 +5,6 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -14,15 +13,8 @@ use coffre_e2e::{ROOT_ACCESS, ROOT_SECRET, Server, http_get};
 #[tokio::test]
 async fn a_signature_for_another_region_is_refused() {
     let server = Server::start();
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .endpoint_url(server.endpoint())
-        .region(Region::new("eu-west-3"))
-        .credentials_provider(Credentials::new(ROOT_ACCESS, ROOT_SECRET, None, None, "e2e"))
-        .force_path_style(true)
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    let err = aws_sdk_s3::Client::from_conf(config).list_buckets().send().await.expect_err("wrong region");
+    let client = server.client_in("eu-west-3", ROOT_ACCESS, ROOT_SECRET);
+    let err = client.list_buckets().send().await.expect_err("wrong region");
     assert_eq!(err.code(), Some("AuthorizationHeaderMalformed"));
     assert!(err.message().is_some_and(|m| m.contains("'eu-west-3' is wrong; expecting 'us-east-1'")), "{err:?}");
 }
@@ -58,7 +50,7 @@ async fn a_stalled_body_times_out_and_stores_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
     let config = tmp.path().join("coffre.toml");
     std::fs::write(&config, "body_idle_timeout_secs = 1\n").expect("config");
-    let server = Server::start_with(&tmp.path().join("data"), &[("COFFRE_CONFIG", config.to_str().expect("utf-8"))]);
+    let server = Server::start_with_config(&tmp.path().join("data"), &config, &[]);
     let c = server.client();
     c.create_bucket().bucket("stall").send().await.expect("create");
     let presigned = c

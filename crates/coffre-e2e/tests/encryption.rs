@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
+use coffre_e2e::files::{blob_files, files_under};
+use coffre_e2e::objects::{complete, multipart, set_versioning, try_get, upload_part};
+use coffre_e2e::pg::skip_unless_embedded;
 use coffre_e2e::{Server, custody, error_code, md5_hex, pattern};
 
 const MARKER: &[u8] = b"COFFRE-PLAINTEXT-MARKER-7f3a";
@@ -12,57 +15,6 @@ const MARKER: &[u8] = b"COFFRE-PLAINTEXT-MARKER-7f3a";
 /// `len` bytes made of the marker, over and over.
 fn marked(len: usize) -> Vec<u8> {
     MARKER.iter().copied().cycle().take(len).collect()
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() { stack.push(path) } else { out.push(path) }
-        }
-    }
-    out
-}
-
-fn blob_files(dir: &Path) -> Vec<PathBuf> {
-    files_under(&dir.join("blobs"))
-}
-
-async fn get_bytes(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    let out = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| format!("{e:?}"))?;
-    let body = out.body.collect().await.map_err(|e| format!("body: {e:?}"))?;
-    Ok(body.into_bytes().to_vec())
-}
-
-async fn multipart(client: &aws_sdk_s3::Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
-    let up = client.create_multipart_upload().bucket(bucket).key(key).send().await.expect("create upload");
-    let id = up.upload_id().expect("upload id");
-    let mut done = Vec::new();
-    for (i, data) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let part = client
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(id)
-            .part_number(n)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await
-            .expect("part");
-        done.push(CompletedPart::builder().part_number(n).e_tag(part.e_tag().unwrap_or_default()).build());
-    }
-    client
-        .complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
-        .send()
-        .await
-        .expect("complete");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,8 +35,8 @@ async fn no_plaintext_reaches_the_disk() {
     // An access key's secret is wrapped too, and the key works.
     let (access, secret) = server.create_key("marker-tenant");
     server.client_as(&access, &secret).list_buckets().send().await.expect("the new key signs");
-    assert_eq!(get_bytes(&client, "marks", "large").await.expect("get"), marked(3_000_000));
-    assert_eq!(get_bytes(&client, "marks", "copied").await.expect("get"), marked(3_000_000));
+    assert_eq!(try_get(&client, "marks", "large").await.expect("get"), marked(3_000_000));
+    assert_eq!(try_get(&client, "marks", "copied").await.expect("get"), marked(3_000_000));
     let ranged = client.get_object().bucket("marks").key("multi").range("bytes=5242000-5242999").send().await;
     let ranged = ranged.expect("range").body.collect().await.expect("body").into_bytes();
     assert_eq!(ranged.as_ref(), &parts.concat()[5_242_000..5_243_000], "a range across two parts");
@@ -142,7 +94,7 @@ async fn tampering_is_an_error_never_wrong_bytes() {
         ("a changed header", header),
     ] {
         std::fs::write(&path, &bytes).expect("tamper");
-        match get_bytes(&client, "tamper", "obj").await {
+        match try_get(&client, "tamper", "obj").await {
             Ok(got) => {
                 panic!("{what}: the GET returned {} bytes (equal: {}) instead of failing", got.len(), got == data)
             }
@@ -160,7 +112,7 @@ async fn tampering_is_an_error_never_wrong_bytes() {
     assert_eq!(ok.body.collect().await.expect("body").into_bytes().as_ref(), &data[..1000]);
 
     std::fs::write(&path, &original).expect("restore");
-    assert_eq!(get_bytes(&client, "tamper", "obj").await.expect("restored"), data);
+    assert_eq!(try_get(&client, "tamper", "obj").await.expect("restored"), data);
 }
 
 fn customer_key(seed: u8) -> (String, String) {
@@ -355,12 +307,6 @@ async fn sse_headers_and_bucket_default() {
     assert_eq!(put.expect("put").server_side_encryption(), Some(&ServerSideEncryption::Aes256));
 }
 
-fn cli_json(server: &Server, args: &[&str]) -> serde_json::Value {
-    let out = server.cli(&[args, &["--json"]].concat());
-    assert!(out.status.success(), "coffre {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_rewraps_without_rewriting_data() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -368,17 +314,7 @@ async fn rotation_rewraps_without_rewriting_data() {
     let server = Server::start_in(&dir);
     let client = server.client();
     client.create_bucket().bucket("rot").send().await.expect("bucket");
-    client
-        .put_bucket_versioning()
-        .bucket("rot")
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
+    set_versioning(&client, "rot", BucketVersioningStatus::Enabled).await;
     let small = pattern(100, 1);
     let big = pattern(200_000, 2);
     client.put_object().bucket("rot").key("small").body(ByteStream::from(small.clone())).send().await.expect("put");
@@ -389,22 +325,13 @@ async fn rotation_rewraps_without_rewriting_data() {
     // An upload in progress keeps its parts' keys across the rotation too.
     let open = client.create_multipart_upload().bucket("rot").key("open").send().await.expect("upload");
     let open_id = open.upload_id().expect("id").to_owned();
-    let part = client
-        .upload_part()
-        .bucket("rot")
-        .key("open")
-        .upload_id(&open_id)
-        .part_number(1)
-        .body(ByteStream::from(pattern(1000, 6)))
-        .send()
-        .await
-        .expect("part");
+    let part = upload_part(&client, "rot", "open", &open_id, 1, pattern(1000, 6)).await;
     let blobs_before: Vec<(PathBuf, Vec<u8>)> =
         blob_files(&dir).into_iter().map(|p| (p.clone(), std::fs::read(&p).expect("read"))).collect();
-    let before = cli_json(&server, &["bucket", "info", "rot"]);
+    let before = server.cli_json(&["bucket", "info", "rot", "--json"]);
     let old_kek = before["keks"][0]["id"].as_str().expect("kek id").to_owned();
 
-    let rotated = cli_json(&server, &["bucket", "rotate-key", "rot"]);
+    let rotated = server.cli_json(&["bucket", "rotate-key", "rot", "--json"]);
     // small, big (2 versions), multi (2 parts), open upload (1 part).
     assert_eq!(rotated["rewrapped"], 6, "{rotated}");
     assert_eq!(rotated["new_generation"], 2);
@@ -416,24 +343,15 @@ async fn rotation_rewraps_without_rewriting_data() {
         assert_eq!(std::fs::read(&path).expect("blob kept"), bytes, "rotation must not rewrite {}", path.display());
     }
 
-    assert_eq!(get_bytes(&client, "rot", "small").await.expect("small"), small);
-    assert_eq!(get_bytes(&client, "rot", "big").await.expect("big"), big);
-    assert_eq!(get_bytes(&client, "rot", "multi").await.expect("multi"), parts.concat());
+    assert_eq!(try_get(&client, "rot", "small").await.expect("small"), small);
+    assert_eq!(try_get(&client, "rot", "big").await.expect("big"), big);
+    assert_eq!(try_get(&client, "rot", "multi").await.expect("multi"), parts.concat());
     let versions = client.list_object_versions().bucket("rot").prefix("big").send().await.expect("versions");
     let old = versions.versions().iter().find(|v| v.is_latest() == Some(false)).expect("old version");
     let old_body = client.get_object().bucket("rot").key("big").version_id(old.version_id().unwrap_or_default()).send();
     assert_eq!(old_body.await.expect("old").body.collect().await.expect("body").into_bytes().as_ref(), pattern(10, 3));
-    let done = CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap_or_default()).build();
-    client
-        .complete_multipart_upload()
-        .bucket("rot")
-        .key("open")
-        .upload_id(&open_id)
-        .multipart_upload(CompletedMultipartUpload::builder().parts(done).build())
-        .send()
-        .await
-        .expect("complete after rotation");
-    assert_eq!(get_bytes(&client, "rot", "open").await.expect("open"), pattern(1000, 6));
+    complete(&client, "rot", "open", &open_id, vec![part]).await;
+    assert_eq!(try_get(&client, "rot", "open").await.expect("open"), pattern(1000, 6));
 }
 
 /// `coffre inspect read` of one object, server stopped, with `meta` as the metadata.
@@ -456,10 +374,9 @@ fn assert_key_destroyed(read: &std::process::Output) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erase_makes_data_unreadable_even_with_old_metadata() {
-    if coffre_e2e::metadata_engine() != "embedded" {
-        // The attacker's copy here is the embedded engine's file; the same
-        // erasure under PostgreSQL is the KEK's destruction, checked above.
-        eprintln!("skipped under PostgreSQL: the offline reader opens a copy of meta.redb");
+    // The attacker's copy here is the embedded engine's file; the same
+    // erasure under PostgreSQL is the KEK's destruction, checked above.
+    if skip_unless_embedded("the offline reader opens a copy of meta.redb") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -472,7 +389,8 @@ async fn erase_makes_data_unreadable_even_with_old_metadata() {
     for bucket in ["doomed", "kept"] {
         client.put_object().bucket(bucket).key("obj").body(ByteStream::from(data.clone())).send().await.expect("put");
     }
-    let kek = cli_json(&server, &["bucket", "info", "doomed"])["keks"][0]["id"].as_str().expect("kek").to_owned();
+    let kek =
+        server.cli_json(&["bucket", "info", "doomed", "--json"])["keks"][0]["id"].as_str().expect("kek").to_owned();
     // The attacker's copy: the metadata as it was before the erasure.
     server.stop();
     let old_meta = tmp.path().join("meta-backup.redb");
@@ -485,7 +403,7 @@ async fn erase_makes_data_unreadable_even_with_old_metadata() {
     let server = Server::start_in(&dir);
     let refused = server.cli(&["bucket", "erase", "doomed"]);
     assert!(!refused.status.success(), "erase without --confirm must be refused");
-    let erased = cli_json(&server, &["bucket", "erase", "doomed", "--confirm"]);
+    let erased = server.cli_json(&["bucket", "erase", "doomed", "--confirm", "--json"]);
     assert_eq!(erased["keks_destroyed"][0], kek.as_str(), "{erased}");
     assert_eq!(erased["versions"], 1);
     if custody() == "embedded" {
@@ -493,7 +411,7 @@ async fn erase_makes_data_unreadable_even_with_old_metadata() {
     }
     let gone = server.client().get_object().bucket("doomed").key("obj").send().await;
     assert_eq!(error_code(gone), ("NoSuchBucket".to_owned(), 404));
-    assert_eq!(get_bytes(&server.client(), "kept", "obj").await.expect("other bucket"), data);
+    assert_eq!(try_get(&server.client(), "kept", "obj").await.expect("other bucket"), data);
     drop(server);
 
     let after = read(&old_meta, "doomed");
@@ -505,10 +423,9 @@ async fn erase_makes_data_unreadable_even_with_old_metadata() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_bucket_destroys_its_key() {
-    if coffre_e2e::metadata_engine() != "embedded" {
-        // The attacker's copy here is the embedded engine's file; the same
-        // erasure under PostgreSQL is the KEK's destruction, checked above.
-        eprintln!("skipped under PostgreSQL: the offline reader opens a copy of meta.redb");
+    // The attacker's copy here is the embedded engine's file; the same
+    // erasure under PostgreSQL is the KEK's destruction, checked above.
+    if skip_unless_embedded("the offline reader opens a copy of meta.redb") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -545,7 +462,7 @@ async fn deleting_a_tenants_key_erases_its_buckets() {
     let refused = server.cli(&["key", "delete", &access]);
     assert!(!refused.status.success(), "a key owning buckets is not deleted silently");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("owns buckets"));
-    let done = cli_json(&server, &["key", "delete", &access, "--erase-buckets"]);
+    let done = server.cli_json(&["key", "delete", &access, "--erase-buckets", "--json"]);
     assert_eq!(done["erased"][0]["bucket"], "tenant-data", "{done}");
     let gone = server.client().head_bucket().bucket("tenant-data").send().await;
     assert!(gone.is_err(), "the bucket is gone");
@@ -554,7 +471,7 @@ async fn deleting_a_tenants_key_erases_its_buckets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_status_reports_the_custodian() {
     let server = Server::start();
-    let status = cli_json(&server, &["kms", "status"]);
+    let status = server.cli_json(&["kms", "status", "--json"]);
     assert_eq!(status["custody"], custody().as_str(), "{status}");
     if custody() == "embedded" {
         assert!(status["detail"].as_str().unwrap_or_default().contains("master key"), "{status}");

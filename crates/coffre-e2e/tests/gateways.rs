@@ -11,38 +11,14 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, VersioningConfiguration};
+use aws_sdk_s3::types::BucketVersioningStatus;
 use coffre_e2e::deployment::Deployment;
+use coffre_e2e::objects::{complete, get, list_pages, put, put_many, set_versioning, upload_part};
 use coffre_e2e::{coffre_bin, error_code, md5_hex, pattern};
-use tokio::sync::Semaphore;
-
-fn deployment() -> Option<Deployment> {
-    let d = Deployment::start(3);
-    if d.is_none() {
-        eprintln!("skipped: COFFRE_TEST_PG is unset (scripts/test.sh starts a PostgreSQL cluster)");
-    }
-    d
-}
-
-async fn put(c: &Client, bucket: &str, key: &str, body: Vec<u8>) {
-    c.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
-}
-
-async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out =
-        c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
-    out.body.collect().await.expect("body").into_bytes().to_vec()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_gateway_writes_the_others_serve_at_once() {
-    let Some(d) = deployment() else { return };
+    let Some(d) = Deployment::start(3) else { return };
     let c = d.clients();
     c[0].create_bucket().bucket("shared").send().await.expect("bucket");
     for other in &c[1..] {
@@ -65,35 +41,15 @@ async fn what_one_gateway_writes_the_others_serve_at_once() {
     let parts = [pattern(5 << 20, 7), pattern(1 << 20, 8)];
     let mut done = Vec::new();
     for (n, part) in parts.iter().enumerate() {
-        let number = n as i32 + 1;
-        let out = c[n + 1]
-            .upload_part()
-            .bucket("shared")
-            .key("mp")
-            .upload_id(id)
-            .part_number(number)
-            .body(ByteStream::from(part.clone()))
-            .send()
-            .await
-            .expect("part");
-        done.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build());
+        done.push(upload_part(&c[n + 1], "shared", "mp", id, n as i32 + 1, part.clone()).await);
     }
     let listed = c[2].list_parts().bucket("shared").key("mp").upload_id(id).send().await.expect("parts");
     assert_eq!(listed.parts().len(), 2, "parts written through two gateways are listed by a third");
-    let whole = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
-    c[0].complete_multipart_upload()
-        .bucket("shared")
-        .key("mp")
-        .upload_id(id)
-        .multipart_upload(whole)
-        .send()
-        .await
-        .expect("complete");
+    complete(&c[0], "shared", "mp", id, done).await;
     assert_eq!(get(&c[1], "shared", "mp").await, [parts[0].as_slice(), parts[1].as_slice()].concat());
 
     // Versions written through two gateways, listed through a third.
-    let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
-    c[1].put_bucket_versioning().bucket("shared").versioning_configuration(on).send().await.expect("versioning");
+    set_versioning(&c[1], "shared", BucketVersioningStatus::Enabled).await;
     put(&c[0], "shared", "v", b"first".to_vec()).await;
     put(&c[2], "shared", "v", b"second".to_vec()).await;
     let versions = c[1].list_object_versions().bucket("shared").prefix("v").send().await.expect("versions");
@@ -120,7 +76,7 @@ async fn what_one_gateway_writes_the_others_serve_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_only_put_raced_across_gateways_has_one_winner() {
-    let Some(d) = deployment() else { return };
+    let Some(d) = Deployment::start(3) else { return };
     let c = d.clients();
     c[0].create_bucket().bucket("race").send().await.expect("bucket");
     for round in 0..3 {
@@ -160,7 +116,7 @@ async fn a_create_only_put_raced_across_gateways_has_one_winner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_of_100k_keys_paged_across_gateways_sees_each_once_in_order() {
-    let Some(d) = deployment() else { return };
+    let Some(d) = Deployment::start(3) else { return };
     let c = d.clients();
     // One replica: the listing is the database's work; two would only double the writes to the nodes.
     c[0].create_bucket()
@@ -172,33 +128,13 @@ async fn a_listing_of_100k_keys_paged_across_gateways_sees_each_once_in_order() 
         .send()
         .await
         .expect("bucket");
-    let sem = Arc::new(Semaphore::new(48));
-    let mut tasks = Vec::new();
-    for i in 0..100_000usize {
-        let permit = sem.clone().acquire_owned().await.expect("permit");
-        let client = c[i % 3].clone();
-        tasks.push(tokio::spawn(async move {
-            let key = format!("k/{:03}/{i:06}", i % 997);
-            client.put_object().bucket("many").key(key).body(ByteStream::from_static(b"")).send().await.expect("put");
-            drop(permit);
-        }));
-    }
-    for t in tasks {
-        t.await.expect("task");
-    }
-    let mut seen = Vec::with_capacity(100_000);
-    let (mut token, mut page) = (None, 0usize);
-    loop {
-        // Each page from the next gateway: a continuation token is not tied to the gateway that made it.
-        let out =
-            c[page % 3].list_objects_v2().bucket("many").set_continuation_token(token).send().await.expect("list");
-        seen.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-        page += 1;
-        token = out.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
+    let keys = (0..100_000usize).map(|i| format!("k/{:03}/{i:06}", i % 997));
+    put_many(&c, "many", keys, 48).await;
+    // Each page from the next gateway: a continuation token is not tied to the gateway that made it.
+    let pages = list_pages(&c, "many").await;
+    let seen: Vec<String> =
+        pages.iter().flat_map(|p| p.contents()).filter_map(|o| o.key().map(str::to_owned)).collect();
+    let page = pages.len();
     assert_eq!(page, 100);
     assert_eq!(seen.len(), 100_000);
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "strictly increasing, so every key once and in order");
@@ -228,21 +164,13 @@ async fn write_until(client: Client, writer: usize, attempted: Ledger, acked: Le
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_write_loses_nothing_acknowledged() {
-    let Some(mut d) = deployment() else { return };
+    let Some(mut d) = Deployment::start(3) else { return };
     let c = d.clients();
     c[0].create_bucket().bucket("kill").send().await.expect("bucket");
     // An upload begun on the victim and never completed: it must not become an object.
     let up = c[0].create_multipart_upload().bucket("kill").key("unfinished").send().await.expect("create");
     let upload_id = up.upload_id().expect("id").to_owned();
-    c[0].upload_part()
-        .bucket("kill")
-        .key("unfinished")
-        .upload_id(&upload_id)
-        .part_number(1)
-        .body(ByteStream::from(pattern(1 << 20, 1)))
-        .send()
-        .await
-        .expect("part");
+    upload_part(&c[0], "kill", "unfinished", &upload_id, 1, pattern(1 << 20, 1)).await;
 
     let (attempted, acked): (Ledger, Ledger) = Default::default();
     let stop = Arc::new(Mutex::new(false));
@@ -268,18 +196,12 @@ async fn a_gateway_killed_mid_write_loses_nothing_acknowledged() {
     }
     // Whatever is listed is whole: a body that was sent for that key, never a part of one.
     let mut listed = 0;
-    let mut token = None;
-    loop {
-        let out = c[2].list_objects_v2().bucket("kill").set_continuation_token(token).send().await.expect("list");
-        for o in out.contents() {
+    for page in list_pages(&c[2..], "kill").await {
+        for o in page.contents() {
             let key = o.key().expect("key");
             let md5 = attempted.get(key).unwrap_or_else(|| panic!("{key} listed but never written"));
             assert_eq!(o.e_tag().map(|e| e.trim_matches('"')), Some(md5.as_str()), "{key} half written");
             listed += 1;
-        }
-        token = out.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            break;
         }
     }
     assert!(listed >= acked.len());
@@ -312,23 +234,16 @@ fn tail(log: &str, n: usize) -> String {
 
 /// The gateways in the membership table, as gateway `g` lists them, sorted.
 fn gateway_names(d: &Deployment, g: usize) -> Vec<String> {
-    let members = admin(d, g, &["gateways"]);
+    let members = d.gateways[g].cli_json(&["gateways"]);
     let mut names: Vec<String> =
         members.as_array().expect("gateways").iter().map(|m| m["name"].as_str().expect("name").to_owned()).collect();
     names.sort();
     names
 }
 
-/// `coffre <args>` against gateway `g`'s admin API, its JSON answer.
-fn admin(d: &Deployment, g: usize, args: &[&str]) -> serde_json::Value {
-    let out = d.gateways[g].cli(args);
-    assert!(out.status.success(), "coffre {args:?} on gateway {g}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_lost_on_one_gateway_is_known_to_all_and_repaired_from_the_shared_queue() {
-    let Some(mut d) = deployment() else { return };
+    let Some(mut d) = Deployment::start(3) else { return };
     let c = d.clients();
     c[0].create_bucket().bucket("repair").send().await.expect("bucket");
     let objects: Vec<(String, Vec<u8>)> = (0..60).map(|i| (format!("k{i:02}"), pattern(10_000, i))).collect();
@@ -340,11 +255,11 @@ async fn a_node_lost_on_one_gateway_is_known_to_all_and_repaired_from_the_shared
 
     // par-3 dies and is declared lost through gateway 0 only.
     d.nodes[2].kill();
-    admin(&d, 0, &["target", "lost", "par-3"]);
+    d.gateways[0].cli_json(&["target", "lost", "par-3"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     for g in 1..3 {
         loop {
-            let targets = admin(&d, g, &["target", "list"]);
+            let targets = d.gateways[g].cli_json(&["target", "list"]);
             let lost = targets.as_array().expect("targets").iter().any(|t| t["id"] == "par-3" && t["lost"] == true);
             if lost {
                 break;
@@ -358,7 +273,7 @@ async fn a_node_lost_on_one_gateway_is_known_to_all_and_repaired_from_the_shared
     // done, nothing failed on any gateway, every blob back to two replicas.
     let deadline = Instant::now() + Duration::from_secs(90);
     let statuses = loop {
-        let statuses: Vec<serde_json::Value> = (0..3).map(|g| admin(&d, g, &["target", "repair"])).collect();
+        let statuses: Vec<serde_json::Value> = (0..3).map(|g| d.gateways[g].cli_json(&["target", "repair"])).collect();
         if statuses.iter().all(|s| s["queued"] == 0 && s["running"] == false) {
             break statuses;
         }
@@ -385,7 +300,7 @@ async fn a_node_lost_on_one_gateway_is_known_to_all_and_repaired_from_the_shared
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateways_append_to_one_audit_log_that_verifies() {
-    let Some(mut d) = deployment() else { return };
+    let Some(mut d) = Deployment::start(3) else { return };
     let c = d.clients();
     c[1].create_bucket().bucket("audited").send().await.expect("bucket");
     for (i, client) in c.iter().enumerate() {

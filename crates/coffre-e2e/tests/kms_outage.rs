@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
+use coffre_e2e::objects;
 use coffre_e2e::{Server, error_code, pattern};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -57,11 +58,6 @@ impl Relay {
     }
 }
 
-async fn read(client: &aws_sdk_s3::Client, key: &str) -> Vec<u8> {
-    let out = client.get_object().bucket("outage").key(key).send().await.expect("get");
-    out.body.collect().await.expect("body").into_bytes().to_vec()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custodian_outage_is_a_503_and_loses_nothing() {
     let var = |name: &str| std::env::var(name).ok();
@@ -83,8 +79,7 @@ async fn a_custodian_outage_is_a_503_and_loses_nothing() {
         relay.addr
     );
     std::fs::write(&config, toml).expect("config");
-    let config = config.to_string_lossy().into_owned();
-    let server = Server::start_with(&tmp.path().join("data"), &[("COFFRE_CONFIG", config.as_str())]);
+    let server = Server::start_with_config(&tmp.path().join("data"), &config, &[]);
     let client = server.client();
     client.create_bucket().bucket("outage").send().await.expect("bucket");
     let (small, large) = (pattern(2_000, 1), pattern(1_500_000, 2));
@@ -109,10 +104,10 @@ async fn a_custodian_outage_is_a_503_and_loses_nothing() {
     relay.restore();
     // The custodian client backs off for a moment after a failed connect.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(read(&client, "small").await, small);
-    assert_eq!(read(&client, "large").await, large);
+    assert_eq!(objects::get(&client, "outage", "small").await, small);
+    assert_eq!(objects::get(&client, "outage", "large").await, large);
     let after = pattern(700_000, 4);
     client.put_object().bucket("outage").key("after").body(ByteStream::from(after.clone())).send().await.expect("put");
-    assert_eq!(read(&client, "after").await, after);
+    assert_eq!(objects::get(&client, "outage", "after").await, after);
     assert!(server.cli(&["kms", "status"]).status.success());
 }

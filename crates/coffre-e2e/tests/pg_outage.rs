@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use coffre_e2e::deployment::Deployment;
+use coffre_e2e::objects::{get, put};
 use coffre_e2e::{error_code, md5_hex, pattern};
 
 /// What the writers saw: acknowledged keys, and every error by code.
@@ -42,13 +43,10 @@ async fn write_until(client: Client, writer: usize, seen: Arc<Mutex<Seen>>, stop
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_under_load_is_503_meanwhile_and_resumes_by_itself() {
-    let Some(d) = Deployment::start(3) else {
-        eprintln!("skipped: COFFRE_TEST_PG is unset (scripts/test.sh starts a PostgreSQL cluster)");
-        return;
-    };
+    let Some(d) = Deployment::start(3) else { return };
     let c = d.clients();
     c[0].create_bucket().bucket("load").send().await.expect("bucket");
-    put_ok(&c[1], "before").await;
+    put(&c[1], "load", "before", "before").await;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = Arc::new(Mutex::new(false));
@@ -102,22 +100,7 @@ async fn postgres_restarted_under_load_is_503_meanwhile_and_resumes_by_itself() 
     }
     assert!(seen.acked.len() > acked_before_stop, "writes were acknowledged again after the restart");
     for (key, md5) in &seen.acked {
-        assert_eq!(&md5_hex(&get(&c[(key.len()) % 3], key).await), md5, "{key} acknowledged, then lost");
+        assert_eq!(&md5_hex(&get(&c[(key.len()) % 3], "load", key).await), md5, "{key} acknowledged, then lost");
     }
-    assert_eq!(get(&c[2], "before").await, b"before");
-}
-
-async fn put_ok(c: &Client, key: &str) {
-    c.put_object()
-        .bucket("load")
-        .key(key)
-        .body(ByteStream::from(key.as_bytes().to_vec()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("PUT {key}: {e:?}"));
-}
-
-async fn get(c: &Client, key: &str) -> Vec<u8> {
-    let out = c.get_object().bucket("load").key(key).send().await.unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
-    out.body.collect().await.expect("body").into_bytes().to_vec()
+    assert_eq!(get(&c[2], "load", "before").await, b"before");
 }

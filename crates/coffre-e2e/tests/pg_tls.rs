@@ -3,16 +3,8 @@
 //! and never in plain text over the network without saying so. Needs the
 //! test cluster of scripts/pg-server.sh (`COFFRE_TEST_PG` and its TLS peers).
 
-use aws_sdk_s3::primitives::ByteStream;
-use coffre_e2e::{PgOverTls, Server, fresh_pg_database_over_tls, pattern, toml_string};
-
-fn cluster() -> Option<PgOverTls> {
-    let tls = fresh_pg_database_over_tls();
-    if tls.is_none() {
-        eprintln!("skipped: COFFRE_TEST_PG and its TLS variables are unset (scripts/test.sh starts the cluster)");
-    }
-    tls
-}
+use coffre_e2e::objects::{get, put};
+use coffre_e2e::{Server, fresh_pg_database_over_tls, pattern, toml_string};
 
 /// A config whose `[metadata]` is `url`, with `ca_cert` when given.
 fn config(dir: &std::path::Path, url: &str, ca_cert: Option<&std::path::Path>) -> std::path::PathBuf {
@@ -46,7 +38,7 @@ fn start(dir: &std::path::Path, config: &std::path::Path) -> Result<Server, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_reaches_its_metadata_over_verified_tls_or_not_at_all() {
-    let Some(pg) = cluster() else { return };
+    let Some(pg) = fresh_pg_database_over_tls() else { return };
     let tmp = tempfile::tempdir().expect("tmp");
 
     // The right CA: the gateway serves, and says its metadata link is TLS.
@@ -56,9 +48,8 @@ async fn a_gateway_reaches_its_metadata_over_verified_tls_or_not_at_all() {
     let c = server.client();
     c.create_bucket().bucket("over-tls").send().await.expect("bucket");
     let body = pattern(10_000, 7);
-    c.put_object().bucket("over-tls").key("k").body(ByteStream::from(body.clone())).send().await.expect("put");
-    let got = c.get_object().bucket("over-tls").key("k").send().await.expect("get");
-    assert_eq!(got.body.collect().await.expect("body").into_bytes().to_vec(), body);
+    put(&c, "over-tls", "k", body.clone()).await;
+    assert_eq!(get(&c, "over-tls", "k").await, body);
     let log = without_colours(&server.log());
     assert!(log.contains("metadata in PostgreSQL") && log.contains("tls=true"), "{log}");
     assert!(!log.contains("WITHOUT TLS"), "{log}");

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use coffre_e2e::audit;
+use coffre_e2e::deployment::{CLUSTER_SECRET, node_target};
+use coffre_e2e::objects::{get, multipart, put};
 use coffre_e2e::{Node, Server, coffre_bin, error_code, free_addr, pattern};
-
-const SECRET: &str = "e2e cluster secret, long enough";
 
 /// (id, country, region, site, operator)
 const NODES: [(&str, &str, &str, &str, &str); 5] = [
@@ -27,17 +28,14 @@ const NODES: [(&str, &str, &str, &str, &str); 5] = [
 fn topology(addrs: &[SocketAddr]) -> String {
     // A short grace lets the test see deleted blobs collected.
     let mut toml = format!(
-        "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{SECRET}\"\n\n\
+        "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n\
          [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\n\
          ownership = {{ FR = 80.0, DE = 20.0 }}\nqualifications = [{{ name = \"secnumcloud\", expires = \"2099-12-31\" }}]\n\n\
          [[operators]]\nid = \"op-de\"\nname = \"Beispiel GmbH\"\ncountry = \"DE\"\nownership = {{ DE = 100.0 }}\n\n\
          [[operators]]\nid = \"op-us\"\nname = \"Example Inc\"\ncountry = \"US\"\nownership = {{ US = 100.0 }}\n"
     );
     for ((id, country, region, site, operator), addr) in NODES.iter().zip(addrs) {
-        toml.push_str(&format!(
-            "\n[[targets]]\nid = \"{id}\"\nkind = \"node\"\nendpoint = \"http://{addr}\"\ncountry = \"{country}\"\n\
-             region = \"{region}\"\nsite = \"{site}\"\noperator = \"{operator}\"\ncapacity = \"100GiB\"\n"
-        ));
+        toml.push_str(&node_target(id, *addr, (*country, *region, *site), operator));
     }
     toml
 }
@@ -59,12 +57,7 @@ impl Cluster {
             .zip(&addrs)
             .map(|((id, ..), addr)| Node::start(id, &config, tmp.path().join(id), *addr))
             .collect();
-        let config_env = config.to_str().expect("utf-8 path").to_owned();
-        let gateway = Server::start_with_args(
-            &tmp.path().join("gateway"),
-            &["--role".as_ref(), "gateway".as_ref()],
-            &[("COFFRE_CONFIG", &config_env)],
-        );
+        let gateway = Server::start_with_config(&tmp.path().join("gateway"), &config, &["--role", "gateway"]);
         Self { nodes, gateway, _tmp: tmp }
     }
 
@@ -76,40 +69,17 @@ impl Cluster {
         let (_, country, _, site, _) = NODES.iter().find(|n| n.0 == id).expect("declared");
         (country, site)
     }
+}
 
-    /// Blob id → the nodes holding it, for every blob on every node's disk.
-    fn holders(&self) -> BTreeMap<String, Vec<&'static str>> {
-        let mut out: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
-        for node in &self.nodes {
-            for blob in node.blobs().into_keys() {
-                out.entry(blob).or_default().push(node.id);
-            }
+/// Blob id → the nodes holding it, for every blob on the disks of `nodes`.
+fn holders<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> BTreeMap<String, Vec<&'static str>> {
+    let mut out: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for node in nodes {
+        for blob in node.blobs().into_keys() {
+            out.entry(blob).or_default().push(node.id);
         }
-        out
     }
-
-    fn cli_ok(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.gateway.cli(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "coffre {args:?} failed: {stderr}");
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-async fn put(c: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
-    c.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
-}
-
-async fn get(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out =
-        c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
-    out.body.collect().await.expect("body").into_bytes().to_vec()
+    out
 }
 
 /// The `x-coffre-residency` header of a presigned HEAD, read off the wire.
@@ -145,8 +115,18 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
     let c = cluster.gateway.client();
     c.create_bucket().bucket("fr-data").send().await.expect("create fr-data");
     c.create_bucket().bucket("eu-data").send().await.expect("create eu-data");
-    cluster.cli_ok(&["bucket", "residency", "fr-data", "--allow", "FR", "--replicas", "2", "--distinct-sites", "2"]);
-    cluster.cli_ok(&["bucket", "residency", "eu-data", "--allow", "EU", "--replicas", "2"]);
+    cluster.gateway.cli_ok(&[
+        "bucket",
+        "residency",
+        "fr-data",
+        "--allow",
+        "FR",
+        "--replicas",
+        "2",
+        "--distinct-sites",
+        "2",
+    ]);
+    cluster.gateway.cli_ok(&["bucket", "residency", "eu-data", "--allow", "EU", "--replicas", "2"]);
 
     // A node answers nobody without the cluster's signature.
     let (status, body) = coffre_e2e::http_get(cluster.node("par-1").addr, "/v1/status").expect("node answers");
@@ -169,39 +149,12 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
         put(&c, "fr-data", key, body.clone()).await;
     }
     let big = pattern(11 << 20, 99);
-    let upload = c.create_multipart_upload().bucket("fr-data").key("fr/multipart").send().await.expect("mpu");
-    let upload_id = upload.upload_id().expect("upload id").to_owned();
-    let mut parts = Vec::new();
-    for (n, chunk) in big.chunks(6 << 20).enumerate() {
-        let part = c
-            .upload_part()
-            .bucket("fr-data")
-            .key("fr/multipart")
-            .upload_id(&upload_id)
-            .part_number(n as i32 + 1)
-            .body(ByteStream::from(chunk.to_vec()))
-            .send()
-            .await
-            .expect("part");
-        parts.push(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(n as i32 + 1)
-                .set_e_tag(part.e_tag().map(str::to_owned))
-                .build(),
-        );
-    }
-    c.complete_multipart_upload()
-        .bucket("fr-data")
-        .key("fr/multipart")
-        .upload_id(&upload_id)
-        .multipart_upload(aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-        .send()
-        .await
-        .expect("complete");
+    let parts: Vec<Vec<u8>> = big.chunks(6 << 20).map(<[u8]>::to_vec).collect();
+    multipart(&c, "fr-data", "fr/multipart", &parts).await;
     objects.insert("fr/multipart".into(), big);
 
     // On disk: 7 blobs (5 objects, 2 parts), each on exactly two FR nodes of different sites, same bytes.
-    let fr_blobs = cluster.holders();
+    let fr_blobs = holders(&cluster.nodes);
     assert_eq!(fr_blobs.len(), 7, "one blob per object and per part: {fr_blobs:?}");
     for (blob, holders) in &fr_blobs {
         assert!(fr_sites_distinct(holders), "blob {blob} is on {holders:?}, not on two FR sites");
@@ -217,7 +170,7 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
     assert_eq!(sites.len(), 2, "{header}");
     assert!(sites.iter().all(|s| s.starts_with("FR/")), "{header}");
     // `coffre object where` names the replicas; each is checked on that node's disk.
-    let place = cluster.cli_ok(&["object", "where", "fr-data", "fr/1", "--json"]);
+    let place = cluster.gateway.cli_json(&["object", "where", "fr-data", "fr/1", "--json"]);
     let replicas = place["replicas"].as_array().expect("replicas");
     assert_eq!(replicas.len(), 2, "{place}");
     let mut where_sites = BTreeSet::new();
@@ -251,11 +204,11 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
 
     // A policy no topology can meet: writes refused, and no node gets a byte.
     c.create_bucket().bucket("de4").send().await.expect("create de4");
-    cluster.cli_ok(&["bucket", "residency", "de4", "--allow", "DE", "--replicas", "4"]);
-    let before = cluster.holders();
+    cluster.gateway.cli_ok(&["bucket", "residency", "de4", "--allow", "DE", "--replicas", "4"]);
+    let before = holders(&cluster.nodes);
     let refused = c.put_object().bucket("de4").key("k").body(ByteStream::from(vec![7u8; 5000])).send().await;
     assert_eq!(error_code(refused), ("ResidencyPolicyUnsatisfiable".to_owned(), 503));
-    assert_eq!(cluster.holders(), before, "a refused write left bytes on a node");
+    assert_eq!(holders(&cluster.nodes), before, "a refused write left bytes on a node");
 
     // Bad policy requests: precise errors.
     let out = cluster.gateway.cli(&["bucket", "residency", "fr-data", "--allow", "XX"]);
@@ -279,7 +232,7 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
     for i in 0..2 {
         let key = format!("fr/doomed-{i}");
         put(&c, "fr-data", &key, pattern(30_000, 77 + i)).await;
-        let place = cluster.cli_ok(&["object", "where", "fr-data", &key, "--json"]);
+        let place = cluster.gateway.cli_json(&["object", "where", "fr-data", &key, "--json"]);
         doomed_blobs.push(place["replicas"][0]["blob_ids"][0].as_str().expect("blob id").to_owned());
         if i == 0 {
             let first = place["replicas"][0]["target"].as_str().expect("target").to_owned();
@@ -312,25 +265,19 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
     }
 
     // Declared lost: repair brings every FR blob back to two FR sites among the living.
-    cluster.cli_ok(&["target", "lost", victim]);
+    cluster.gateway.cli_ok(&["target", "lost", victim]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = cluster.cli_ok(&["target", "repair"]);
+        let status = cluster.gateway.cli_json(&["target", "repair"]);
         let done = status["passes"].as_u64().unwrap_or(0) >= 2 && status["running"] == false;
         if done && status["failed"] == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "repair did not finish: {status}");
-        cluster.cli_ok(&["target", "repair", "--start"]);
+        cluster.gateway.cli_ok(&["target", "repair", "--start"]);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let living: Vec<&Node> = cluster.nodes.iter().filter(|n| n.id != victim).collect();
-    let mut after: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
-    for node in &living {
-        for blob in node.blobs().into_keys() {
-            after.entry(blob).or_default().push(node.id);
-        }
-    }
+    let after = holders(cluster.nodes.iter().filter(|n| n.id != victim));
     for blob in fr_blobs.keys() {
         let holders = after.get(blob).cloned().unwrap_or_default();
         assert!(fr_sites_distinct(&holders), "after repair blob {blob} is on {holders:?}");
@@ -342,14 +289,7 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
 
     // The death, the declared loss and every policy change are in the audit log.
     let audit = |operation: &str| {
-        let out = Command::new(coffre_bin())
-            .args(["audit", "query", "--format", "jsonl", "--operation", operation, "--data-dir"])
-            .arg(&cluster.gateway.data_dir)
-            .arg("--from")
-            .arg(coffre_e2e::audit_log_dir(&cluster.gateway.data_dir))
-            .output()
-            .expect("audit query");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        audit::run(&cluster.gateway.data_dir, &["query", "--format", "jsonl", "--operation", operation]).1
     };
     assert!(audit("node:Down").contains(&format!("target={victim}")), "no node:Down event for {victim}");
     assert!(audit("admin:DeclareTargetLost").contains(&format!("target={victim}")), "the loss is not recorded");
@@ -366,7 +306,7 @@ fn bad_topologies_are_refused_naming_the_field() {
         ("ownership = { FR = 100.0 }", "ownership = { FR = 80.0, DE = 30.0 }", "operators[0].ownership"),
     ];
     let good = format!(
-        "[cluster]\nsecret = \"{SECRET}\"\n\n[[operators]]\nid = \"op-fr\"\nname = \"Exemple\"\ncountry = \"FR\"\n\
+        "[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n[[operators]]\nid = \"op-fr\"\nname = \"Exemple\"\ncountry = \"FR\"\n\
          ownership = {{ FR = 100.0 }}\n\n[[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"http://127.0.0.1:1\"\n\
          country = \"FR\"\nregion = \"paris\"\nsite = \"par-a\"\noperator = \"op-fr\"\ncapacity = \"1GiB\"\n"
     );
@@ -404,7 +344,7 @@ async fn an_s3_service_holds_sealed_replicas_and_serves_when_the_node_dies() {
     std::fs::write(
         &config,
         format!(
-            "[cluster]\nsecret = \"{SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+            "[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
              [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\nownership = {{ FR = 100.0 }}\n\n\
              [[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"http://{node_addr}\"\ncountry = \"FR\"\n\
              region = \"paris\"\nsite = \"par-a\"\noperator = \"op-fr\"\ncapacity = \"1TiB\"\n\n\
@@ -418,12 +358,7 @@ async fn an_s3_service_holds_sealed_replicas_and_serves_when_the_node_dies() {
     )
     .expect("config");
     let mut node = Node::start("par-1", &config, tmp.path().join("par-1"), node_addr);
-    let config_env = config.to_str().expect("utf-8").to_owned();
-    let gateway = Server::start_with_args(
-        &tmp.path().join("gateway"),
-        &["--role".as_ref(), "gateway".as_ref()],
-        &[("COFFRE_CONFIG", &config_env)],
-    );
+    let gateway = Server::start_with_config(&tmp.path().join("gateway"), &config, &["--role", "gateway"]);
     let c = gateway.client();
     c.create_bucket().bucket("data").send().await.expect("bucket");
     let marker = b"PLAINTEXT-MARKER-THAT-MUST-NOT-LEAVE-THE-GATEWAY";
@@ -483,7 +418,7 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     let profiles_line = format!("label_profiles = [{:?}]\n", own_profile.to_str().expect("utf-8"));
     let write_config = |par2_country: &str| {
         let text = format!(
-            "{profiles_line}[cluster]\nsecret = \"{SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+            "{profiles_line}[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
              [audit]\nretention_days = 365\n\n\
              [[operators]]\nid = \"op-fr\"\nname = \"Coffre Cloud SAS\"\ncountry = \"FR\"\n\n\
              [[operators]]\nid = \"op-dc\"\nname = \"Datacentre Nord SAS\"\ncountry = \"FR\"\n\n\
@@ -501,14 +436,7 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
         .zip(addrs)
         .map(|(id, addr)| Node::start(id, &config, tmp.path().join(id), addr))
         .collect();
-    let config_env = config.to_str().expect("utf-8").to_owned();
-    let start_gateway = || {
-        Server::start_with_args(
-            &tmp.path().join("gateway"),
-            &["--role".as_ref(), "gateway".as_ref()],
-            &[("COFFRE_CONFIG", &config_env)],
-        )
-    };
+    let start_gateway = || Server::start_with_config(&tmp.path().join("gateway"), &config, &["--role", "gateway"]);
     let mut gateway = start_gateway();
     let c = gateway.client();
     c.create_bucket().bucket("dossiers").send().await.expect("bucket");
@@ -522,15 +450,8 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
 
     let report = tmp.path().join("report.json");
     let evaluate = |gateway: &Server, profile: &str| {
-        let out = Command::new(coffre_bin())
-            .args(["label", "evaluate", "--profile", profile, "--format", "json", "--output"])
-            .arg(&report)
-            .args(["--endpoint", &format!("http://{}", gateway.admin)])
-            .env("COFFRE_ROOT_ACCESS_KEY", coffre_e2e::ROOT_ACCESS)
-            .env("COFFRE_ROOT_SECRET_KEY", coffre_e2e::ROOT_SECRET)
-            .output()
-            .expect("label evaluate");
-        assert!(out.status.success(), "label evaluate: {}", String::from_utf8_lossy(&out.stderr));
+        let report_arg = report.to_str().expect("utf-8 path");
+        gateway.cli_ok(&["label", "evaluate", "--profile", profile, "--format", "json", "--output", report_arg]);
         let signed: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
         let outcomes: BTreeMap<String, String> = signed["report"]["outcomes"]
             .as_array()
@@ -587,14 +508,9 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     // The outcome change is an audit event; every outcome is a metric.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let events = Command::new(coffre_bin())
-            .args(["audit", "query", "--format", "jsonl", "--operation", "label:RuleChanged", "--data-dir"])
-            .arg(&gateway.data_dir)
-            .arg("--from")
-            .arg(coffre_e2e::audit_log_dir(&gateway.data_dir))
-            .output()
-            .expect("audit query");
-        if String::from_utf8_lossy(&events.stdout).contains("rule=LOC-01-OBS from=N/A to=PASS") {
+        let (_, events, _) =
+            audit::run(&gateway.data_dir, &["query", "--format", "jsonl", "--operation", "label:RuleChanged"]);
+        if events.contains("rule=LOC-01-OBS from=N/A to=PASS") {
             break;
         }
         assert!(Instant::now() < deadline, "no label:RuleChanged event for LOC-01-OBS");

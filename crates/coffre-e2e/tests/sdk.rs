@@ -7,18 +7,8 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete, EncodingType, MetadataDirective,
     ObjectIdentifier,
 };
+use coffre_e2e::objects::{get, put, put_many, upload_part};
 use coffre_e2e::{Server, error_code, md5_hex, pattern};
-
-async fn body(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = client.get_object().bucket(bucket).key(key).send().await.expect("get");
-    out.body.collect().await.expect("body").into_bytes().to_vec()
-}
-
-async fn put(client: &Client, bucket: &str, key: &str, data: &[u8]) -> String {
-    let out =
-        client.put_object().bucket(bucket).key(key).body(ByteStream::from(data.to_vec())).send().await.expect("put");
-    out.e_tag.expect("etag")
-}
 
 #[tokio::test]
 async fn bucket_lifecycle_and_errors() {
@@ -130,9 +120,9 @@ async fn objects_keep_metadata_and_checksums() {
 
     // Empty objects and small (inline) ones.
     put(&c, "bkt", "empty", b"").await;
-    assert_eq!(body(&c, "bkt", "empty").await, b"");
+    assert_eq!(get(&c, "bkt", "empty").await, b"");
     put(&c, "bkt", "small", b"tiny").await;
-    assert_eq!(body(&c, "bkt", "small").await, b"tiny");
+    assert_eq!(get(&c, "bkt", "small").await, b"tiny");
 }
 
 #[tokio::test]
@@ -141,7 +131,7 @@ async fn ranges_and_conditional_reads() {
     let c = server.client();
     c.create_bucket().bucket("bkt").send().await.expect("create");
     let data = pattern(10_000, 2);
-    let etag = put(&c, "bkt", "obj", &data).await;
+    let etag = put(&c, "bkt", "obj", data.clone()).await.e_tag.expect("etag");
     let range = |r: &'static str| c.get_object().bucket("bkt").key("obj").range(r).send();
     for (spec, want) in [
         ("bytes=0-9", &data[0..10]),
@@ -207,34 +197,23 @@ async fn create_only_put_is_atomic_under_concurrency() {
         }
     }
     assert_eq!(winners.len(), 1, "exactly one create-only PUT wins");
-    assert_eq!(body(&c, "bkt", "once").await, winners[0]);
+    assert_eq!(get(&c, "bkt", "once").await, winners[0]);
 
     // CompleteMultipartUpload with If-None-Match: * refuses to replace, and keeps the upload.
     for (key, should_win) in [("once", false), ("fresh", true)] {
         let up = c.create_multipart_upload().bucket("bkt").key(key).send().await.expect("create upload");
         let id = up.upload_id().expect("id").to_owned();
-        let part = c
-            .upload_part()
-            .bucket("bkt")
-            .key(key)
-            .upload_id(&id)
-            .part_number(1)
-            .body(ByteStream::from_static(b"multipart"))
-            .send()
-            .await
-            .expect("part");
-        let done = CompletedMultipartUpload::builder()
-            .parts(CompletedPart::builder().part_number(1).set_e_tag(part.e_tag).build())
-            .build();
+        let part = upload_part(&c, "bkt", key, &id, 1, b"multipart".to_vec()).await;
+        let done = CompletedMultipartUpload::builder().parts(part).build();
         let complete =
             || c.complete_multipart_upload().bucket("bkt").key(key).upload_id(&id).multipart_upload(done.clone());
         let r = complete().if_none_match("*").send().await;
         if should_win {
             r.expect("create-only complete on a new key");
-            assert_eq!(body(&c, "bkt", key).await, b"multipart");
+            assert_eq!(get(&c, "bkt", key).await, b"multipart");
         } else {
             assert_eq!(error_code(r), ("PreconditionFailed".into(), 412));
-            assert_eq!(body(&c, "bkt", key).await, winners[0], "the existing object is untouched");
+            assert_eq!(get(&c, "bkt", key).await, winners[0], "the existing object is untouched");
             complete().send().await.expect("the upload survived the failed condition");
         }
     }
@@ -414,20 +393,12 @@ async fn multipart_upload_round_trip_and_errors() {
         .expect("complete copy");
     let mut want = whole[..5 * mib].to_vec();
     want.extend_from_slice(&whole[10..20]);
-    assert_eq!(body(&c, "bkt", "copy").await, want);
+    assert_eq!(get(&c, "bkt", "copy").await, want);
 
     // Abort: parts disappear, the upload id no longer works.
     let up3 = c.create_multipart_upload().bucket("bkt").key("aborted").send().await.expect("create");
     let id3 = up3.upload_id().expect("id").to_owned();
-    c.upload_part()
-        .bucket("bkt")
-        .key("aborted")
-        .upload_id(&id3)
-        .part_number(1)
-        .body(ByteStream::from_static(b"x"))
-        .send()
-        .await
-        .expect("part");
+    upload_part(&c, "bkt", "aborted", &id3, 1, b"x".to_vec()).await;
     c.abort_multipart_upload().bucket("bkt").key("aborted").upload_id(&id3).send().await.expect("abort");
     assert_eq!(
         error_code(c.abort_multipart_upload().bucket("bkt").key("aborted").upload_id(&id3).send().await),
@@ -463,21 +434,7 @@ async fn listing_paginates_like_s3() {
         keys.push(format!("top{d:02}"));
     }
     keys.push("a b+c%d".into());
-    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
-    let tasks: Vec<_> = keys
-        .iter()
-        .cloned()
-        .map(|k| {
-            let (c, sem) = (c.clone(), sem.clone());
-            tokio::spawn(async move {
-                let _permit = sem.acquire().await.expect("sem");
-                c.put_object().bucket("bkt").key(&k).body(ByteStream::from_static(b"")).send().await.expect("put");
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("put task");
-    }
+    put_many(std::slice::from_ref(&c), "bkt", keys.iter().cloned(), 32).await;
     keys.sort();
 
     // All keys, pages of 7.
@@ -582,7 +539,7 @@ async fn copy_and_batch_delete() {
     let head = c.head_object().bucket("dst").key("new-meta").send().await.expect("head");
     assert_eq!(head.content_type(), Some("c/d"));
     assert!(head.metadata().is_some_and(|m| m.get("k").is_none() && m.get("x").map(String::as_str) == Some("y")));
-    assert_eq!(body(&c, "dst", "new-meta").await, data);
+    assert_eq!(get(&c, "dst", "new-meta").await, data);
 
     let r =
         c.copy_object().bucket("dst").key("cond").copy_source("src/o").copy_source_if_match("\"other\"").send().await;
@@ -664,8 +621,7 @@ async fn keys_only_reach_their_own_buckets() {
     // A key that owns buckets is not deleted behind its data's back.
     let out = server.cli(&["key", "delete", &a_id]);
     assert!(!out.status.success(), "deleting a key that owns buckets needs --erase-buckets");
-    let out = server.cli(&["bucket", "info", "alice-data", "--json"]);
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bucket info JSON");
+    let info = server.cli_json(&["bucket", "info", "alice-data", "--json"]);
     assert_eq!(info["objects"], 1, "the refused delete changed nothing");
     assert_eq!(info["owner"], a_id.as_str());
 
@@ -688,7 +644,7 @@ async fn hostile_keys_are_data_not_paths() {
         put(&c, "bkt", k, format!("value {i}").as_bytes()).await;
     }
     for (i, k) in keys.iter().enumerate() {
-        assert_eq!(body(&c, "bkt", k).await, format!("value {i}").as_bytes(), "{k:?}");
+        assert_eq!(get(&c, "bkt", k).await, format!("value {i}").as_bytes(), "{k:?}");
     }
     // Control characters cannot travel in XML 1.0: list with encoding-type=url, as boto3 does.
     let page = c.list_objects_v2().bucket("bkt").encoding_type(EncodingType::Url).send().await.expect("list");
@@ -722,13 +678,13 @@ async fn data_survives_a_graceful_restart() {
         let mut server = Server::start_in(&dir);
         let c = server.client();
         c.create_bucket().bucket("bkt").send().await.expect("create");
-        put(&c, "bkt", "big", &data).await;
+        put(&c, "bkt", "big", data.clone()).await;
         put(&c, "bkt", "small", b"inline").await;
         let status = server.stop().expect("exit status");
         assert!(status.success(), "graceful exit: {status:?}");
     }
     let server = Server::start_in(&dir);
     let c = server.client();
-    assert_eq!(body(&c, "bkt", "big").await, data);
-    assert_eq!(body(&c, "bkt", "small").await, b"inline");
+    assert_eq!(get(&c, "bkt", "big").await, data);
+    assert_eq!(get(&c, "bkt", "small").await, b"inline");
 }

@@ -2,7 +2,7 @@
 //! admin CLI against a server with a test-CA certificate, and plain HTTP refused.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use coffre_e2e::objects::multipart;
 use coffre_e2e::{Server, http_get, md5_hex, pattern};
 
 #[tokio::test]
@@ -22,33 +22,8 @@ async fn sdk_traffic_over_tls() {
     let range = c.get_object().bucket("tls").key("big").range("bytes=100-199").send().await.expect("range");
     assert_eq!(range.body.collect().await.expect("body").into_bytes().as_ref(), &body[100..200]);
 
-    let up = c.create_multipart_upload().bucket("tls").key("mp").send().await.expect("create upload");
-    let id = up.upload_id().expect("upload id");
     let parts = [pattern(5 * 1024 * 1024, 1), pattern(1234, 2)];
-    let mut done = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let r = c
-            .upload_part()
-            .bucket("tls")
-            .key("mp")
-            .upload_id(id)
-            .part_number(n)
-            .body(ByteStream::from(part.clone()))
-            .send()
-            .await
-            .expect("upload part");
-        done.push(CompletedPart::builder().part_number(n).set_e_tag(r.e_tag().map(str::to_owned)).build());
-    }
-    let parts_done = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
-    c.complete_multipart_upload()
-        .bucket("tls")
-        .key("mp")
-        .upload_id(id)
-        .multipart_upload(parts_done)
-        .send()
-        .await
-        .expect("complete");
+    multipart(&c, "tls", "mp", &parts).await;
     let listed = c.list_objects_v2().bucket("tls").send().await.expect("list");
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["big", "mp"]);

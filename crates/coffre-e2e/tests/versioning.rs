@@ -3,21 +3,9 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, Delete, ObjectIdentifier, VersioningConfiguration};
+use aws_sdk_s3::types::{BucketVersioningStatus, Delete, ObjectIdentifier};
 use coffre_e2e::Server;
-
-async fn put(c: &Client, key: &str, body: &str) -> Option<String> {
-    let out = c
-        .put_object()
-        .bucket("vers")
-        .key(key)
-        .body(ByteStream::from(body.as_bytes().to_vec()))
-        .send()
-        .await
-        .expect("put");
-    out.version_id
-}
+use coffre_e2e::objects::{put, set_versioning, version_pages};
 
 async fn get(c: &Client, key: &str, version: Option<&str>) -> Result<String, (u16, Option<String>, Option<String>)> {
     match c.get_object().bucket("vers").key(key).set_version_id(version.map(str::to_owned)).send().await {
@@ -31,25 +19,10 @@ async fn get(c: &Client, key: &str, version: Option<&str>) -> Result<String, (u1
     }
 }
 
-async fn set_versioning(c: &Client, status: BucketVersioningStatus) {
-    let config = VersioningConfiguration::builder().status(status).build();
-    c.put_bucket_versioning().bucket("vers").versioning_configuration(config).send().await.expect("versioning");
-}
-
 /// All (key, version id, is delete marker, is latest) of the bucket, walked in pages of `page`.
 async fn all_versions(c: &Client, page: i32) -> Vec<(String, String, bool, bool)> {
     let mut out = Vec::new();
-    let (mut key_marker, mut version_marker) = (None, None);
-    loop {
-        let resp = c
-            .list_object_versions()
-            .bucket("vers")
-            .max_keys(page)
-            .set_key_marker(key_marker.clone())
-            .set_version_id_marker(version_marker.clone())
-            .send()
-            .await
-            .expect("list versions");
+    for resp in version_pages(c, "vers", page).await {
         let mut entries: Vec<(String, String, bool, bool, aws_sdk_s3::primitives::DateTime)> = Vec::new();
         for v in resp.versions() {
             entries.push((
@@ -73,12 +46,8 @@ async fn all_versions(c: &Client, page: i32) -> Vec<(String, String, bool, bool)
         // Versions and markers come in two lists; S3's order is key, then newest first.
         entries.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)).then(b.4.cmp(&a.4)));
         out.extend(entries.into_iter().map(|(k, v, m, l, _)| (k, v, m, l)));
-        if resp.is_truncated() != Some(true) {
-            return out;
-        }
-        key_marker = resp.next_key_marker().map(str::to_owned);
-        version_marker = resp.next_version_id_marker().map(str::to_owned);
     }
+    out
 }
 
 #[tokio::test]
@@ -88,13 +57,13 @@ async fn versions_markers_and_the_null_version() {
     c.create_bucket().bucket("vers").send().await.expect("create");
     let status = c.get_bucket_versioning().bucket("vers").send().await.expect("get versioning");
     assert!(status.status().is_none(), "never versioned: empty configuration");
-    assert_eq!(put(&c, "k", "v0").await, None, "no version id before versioning");
+    assert_eq!(put(&c, "vers", "k", "v0").await.version_id, None, "no version id before versioning");
 
-    set_versioning(&c, BucketVersioningStatus::Enabled).await;
+    set_versioning(&c, "vers", BucketVersioningStatus::Enabled).await;
     let status = c.get_bucket_versioning().bucket("vers").send().await.expect("get versioning");
     assert_eq!(status.status(), Some(&BucketVersioningStatus::Enabled));
-    let v1 = put(&c, "k", "v1").await.expect("version id");
-    let v2 = put(&c, "k", "v2").await.expect("version id");
+    let v1 = put(&c, "vers", "k", "v1").await.version_id.expect("version id");
+    let v2 = put(&c, "vers", "k", "v2").await.version_id.expect("version id");
     assert_ne!(v1, v2);
     assert_eq!(get(&c, "k", None).await, Ok("v2".into()));
     assert_eq!(get(&c, "k", Some(&v1)).await, Ok("v1".into()));
@@ -129,8 +98,8 @@ async fn versions_markers_and_the_null_version() {
     assert_eq!(get(&c, "k", Some(&v1)).await.map_err(|e| e.0), Err(404));
 
     // Suspended: new writes are the null version, replacing the old one.
-    set_versioning(&c, BucketVersioningStatus::Suspended).await;
-    assert_eq!(put(&c, "k", "v3").await.as_deref(), Some("null"));
+    set_versioning(&c, "vers", BucketVersioningStatus::Suspended).await;
+    assert_eq!(put(&c, "vers", "k", "v3").await.version_id.as_deref(), Some("null"));
     let versions = all_versions(&c, 1000).await;
     assert_eq!(
         versions,
@@ -161,13 +130,13 @@ async fn version_listing_paginates_across_keys_and_versions() {
     let server = Server::start();
     let c = server.client();
     c.create_bucket().bucket("vers").send().await.expect("create");
-    set_versioning(&c, BucketVersioningStatus::Enabled).await;
+    set_versioning(&c, "vers", BucketVersioningStatus::Enabled).await;
     for i in 0..25 {
-        put(&c, "many", &format!("{i}")).await;
+        put(&c, "vers", "many", format!("{i}")).await;
     }
     for k in 0..10 {
-        put(&c, &format!("key{k:02}"), "a").await;
-        put(&c, &format!("key{k:02}"), "b").await;
+        put(&c, "vers", &format!("key{k:02}"), "a").await;
+        put(&c, "vers", &format!("key{k:02}"), "b").await;
     }
     c.delete_object().bucket("vers").key("key03").send().await.expect("marker");
     let whole = all_versions(&c, 1000).await;

@@ -1,0 +1,80 @@
+//! A storage node (`coffre serve --role storage`) as a process of its own,
+//! with its blob files read straight from its disk.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::files::blob_files;
+use crate::server::coffre_bin;
+
+/// A free port on 127.0.0.1 (free when asked: see [`crate::Server`] on races).
+pub fn free_addr() -> SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A storage node (`coffre serve --role storage`) on its own data directory.
+pub struct Node {
+    pub id: &'static str,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+}
+
+impl Node {
+    pub fn start(id: &'static str, config: &Path, data_dir: PathBuf, addr: SocketAddr) -> Self {
+        std::fs::create_dir_all(&data_dir).expect("node dir");
+        let log = std::fs::File::create(data_dir.join("node.log")).expect("log");
+        let child = Command::new(coffre_bin())
+            .args(["serve", "--role", "storage", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--node-listen", &addr.to_string(), "--node-id", id])
+            .env("COFFRE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting a storage node");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "node {id} did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { id, addr, child: Some(child), data_dir }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// What the node printed (its log file).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Blob file name → contents, read straight from the node's disk.
+    pub fn blobs(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for path in blob_files(&self.data_dir) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !name.starts_with('.') {
+                out.insert(name, std::fs::read(&path).expect("blob"));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
