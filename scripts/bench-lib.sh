@@ -1,9 +1,12 @@
-# Shared by the bench scripts: builds the release binary and gives
-# start_server / stop_server / peak_rss / bench over a scratch directory.
-# Expects $secs; sets $bin, $work and $pid.
+# Shared by the bench scripts: builds the release binary (unless $bin names
+# one already) and gives start_server / stop_server / peak_rss / bench over a
+# scratch directory. Expects $secs; sets $bin, $work and $pid. `bench` drives
+# the load with $bench_client when set (one client for two servers), else $bin.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/coffre/target}"
-cargo build --release -p coffre >/dev/null
-bin="$CARGO_TARGET_DIR/release/coffre"
+if [ -z "${bin:-}" ]; then
+  cargo build --release -p coffre >/dev/null
+  bin="$CARGO_TARGET_DIR/release/coffre"
+fi
 work="$(mktemp -d "${BENCH_DIR:-$PWD}/coffre-bench.XXXXXX")"
 unset AWS_CA_BUNDLE REQUESTS_CA_BUNDLE SSL_CERT_FILE
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -18,5 +21,5 @@ start_server() {  # $1: extra flags
 }
 stop_server() { kill "$pid"; wait "$pid" || true; rm -rf "$work/data"; }
 peak_rss() { awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$pid/status"; }
-bench() { "$bin" bench --endpoint http://127.0.0.1:19100 --duration "$secs" "$@"; }
+bench() { "${bench_client:-$bin}" bench --endpoint http://127.0.0.1:19100 --duration "$secs" "$@"; }
 
