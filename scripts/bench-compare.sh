@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Compares two builds of coffre in one run, alternating them round by round
+# (ABBA)
 # on the same disk, so a change that should not move performance (a refactor)
 # can be checked: 64 MiB PUT/GET at concurrency 4, 4 KiB PUT/GET at 32
 # (inline in the metadata), 4 KiB PUT into a versioned bucket and LIST.
@@ -37,8 +38,12 @@ PY
   stop_server
 }
 
+# ABBA order: a drift over the run (page cache, disk, a neighbour's load)
+# weighs on both builds alike instead of on whichever always runs second.
 for round in $(seq "$rounds"); do
-  for label in before after; do
+  order="before after"
+  [ $((round % 2)) -eq 0 ] && order="after before"
+  for label in $order; do
     echo "== round $round: $label (${!label})" >&2
     run "$label" "$round"
   done
