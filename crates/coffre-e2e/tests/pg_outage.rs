@@ -28,12 +28,17 @@ async fn write_until(client: Client, writer: usize, seen: Arc<Mutex<Seen>>, stop
         let key = format!("w{writer}/{n:05}");
         let body = pattern([10usize, 6000, 100_000][n % 3], (writer * 100_000 + n) as u64);
         let out = client.put_object().bucket("load").key(&key).body(ByteStream::from(body.clone())).send().await;
-        let outcome = out.map_err(|e| error_code::<(), _>(Err(e)));
         {
             let mut seen = seen.lock().expect("lock");
-            match outcome {
+            match out {
                 Ok(_) => drop(seen.acked.insert(key, md5_hex(&body))),
-                Err(code) => *seen.errors.entry(code).or_default() += 1,
+                Err(e) => {
+                    // An error with no HTTP answer says why, so a failure names its cause.
+                    if e.raw_response().is_none() {
+                        eprintln!("{key}: no HTTP answer: {e:?}");
+                    }
+                    *seen.errors.entry(error_code::<(), _>(Err(e))).or_default() += 1;
+                }
             }
         }
         // Not a busy loop against a dead database.
