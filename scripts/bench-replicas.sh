@@ -11,9 +11,15 @@ source scripts/bench-lib.sh
 
 nodes=()
 start_nodes() {
+  # One identity per process, from a CA of the bench's own (node links are mutual TLS).
+  if [ ! -d "$work/ca" ]; then
+    "$bin" cluster ca --dir "$work/ca" --name bench >/dev/null
+    for n in 1 2; do "$bin" cluster issue --ca "$work/ca" --node "n$n" --out "$work/id-n$n" >/dev/null; done
+    "$bin" cluster issue --ca "$work/ca" --gateway bench --out "$work/id-gw" >/dev/null
+  fi
   cat >"$work/cluster.toml" <<TOML
 [cluster]
-secret = "bench cluster secret, long enough"
+identity = "$work/id-gw"
 [residency]
 allow = ["FR"]
 replicas = 2
@@ -26,7 +32,7 @@ ownership = { FR = 100.0 }
 [[targets]]
 id = "n1"
 kind = "node"
-endpoint = "http://127.0.0.1:19111"
+endpoint = "https://127.0.0.1:19111"
 country = "FR"
 region = "paris"
 site = "a"
@@ -35,7 +41,7 @@ capacity = "100GiB"
 [[targets]]
 id = "n2"
 kind = "node"
-endpoint = "http://127.0.0.1:19112"
+endpoint = "https://127.0.0.1:19112"
 country = "FR"
 region = "lyon"
 site = "b"
@@ -44,12 +50,12 @@ capacity = "100GiB"
 TOML
   for n in 1 2; do
     COFFRE_LOG=warn "$bin" serve --role storage --config "$work/cluster.toml" --data-dir "$work/n$n" \
-      --node-listen "127.0.0.1:1911$n" --node-id "n$n" &
+      --node-listen "127.0.0.1:1911$n" --node-id "n$n" --cluster-identity "$work/id-n$n" &
     nodes+=($!)
   done
-  # Listening is enough (they answer 401 to an unsigned probe): the gateway then finds both up.
+  # Listening is enough (they refuse a client without a gateway's certificate): the gateway then finds both up.
   for n in 1 2; do
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:1911$n/v1/status" && break; sleep 0.1; done
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/1911$n") 2>/dev/null && break; sleep 0.1; done
   done
 }
 stop_nodes() { for p in "${nodes[@]}"; do kill "$p"; wait "$p" || true; done; nodes=(); rm -rf "$work"/n?; }

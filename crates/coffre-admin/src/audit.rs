@@ -52,6 +52,8 @@ fn admin_operation(method: &Method, path: &str) -> String {
         ("POST", ["targets", _, "lost"]) => "DeclareTargetLost",
         ("GET", ["repair"]) => "RepairStatus",
         ("POST", ["repair"]) => "StartRepair",
+        ("GET", ["scrub"]) => "ScrubStatus",
+        ("POST", ["scrub"]) => "StartScrub",
         ("GET", ["label"]) => "EvaluateLabel",
         ("GET", ["label", "latest"]) => "LabelLatest",
         _ => return format!("admin:{} {path}", method.as_str()),

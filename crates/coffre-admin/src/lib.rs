@@ -48,7 +48,7 @@ pub use buckets::{BucketView, KekView, KmsView};
 pub use error::ApiError;
 pub use keys::{KeyDeletion, KeyView, generate_key_pair};
 pub use label::{LabelError, Labels};
-pub use residency::{Offender, Placement, RepairStatus};
+pub use residency::{Offender, Placement, RepairStatus, ScrubStatus};
 pub use status::{CertInfo, Gateways, LifecycleStatus, ListenerTls, ReloadOutcome, TlsReport};
 
 /// Renders the Prometheus metrics page.
@@ -98,6 +98,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/targets", get(residency::list_targets))
         .route("/admin/v1/targets/{id}/lost", post(residency::declare_lost))
         .route("/admin/v1/repair", get(residency::repair_status).post(residency::start_repair))
+        .route("/admin/v1/scrub", get(residency::scrub_status).post(residency::start_scrub))
         .route("/admin/v1/label", get(label::evaluate))
         .route("/admin/v1/label/latest", get(label::latest))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::authenticate_and_audit));

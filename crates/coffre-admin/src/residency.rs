@@ -27,6 +27,11 @@ pub trait Placement: Send + Sync {
     fn default_policy(&self) -> &ResidencyPolicy;
     fn is_up(&self, target: &TargetId) -> bool;
     fn is_lost(&self, target: &TargetId) -> bool;
+    /// Why a target is down, as its last probe said (an identity refused,
+    /// no answer, ...).
+    fn problem(&self, _target: &TargetId) -> Option<String> {
+        None
+    }
     /// The objects of `bucket` with a replica `policy` would not allow.
     async fn offenders(&self, bucket: &str, policy: &ResidencyPolicy) -> coffre_core::Result<Vec<Offender>>;
     /// Records `policy` on every replica of `bucket`, for repair to follow.
@@ -38,6 +43,29 @@ pub trait Placement: Send + Sync {
     /// Queues a whole repair pass.
     async fn request_repair(&self) -> coffre_core::Result<()>;
     async fn repair_status(&self) -> coffre_core::Result<RepairStatus>;
+    /// Queues a whole scrub pass.
+    async fn request_scrub(&self) -> coffre_core::Result<()>;
+    async fn scrub_status(&self) -> coffre_core::Result<ScrubStatus>;
+}
+
+/// What the admin API shows of scrub: replicas read back and checked
+/// against the checksum recorded when their blob was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScrubStatus {
+    /// Shards are queued: a pass is under way on some gateway.
+    pub running: bool,
+    pub queued: u64,
+    pub shards: u16,
+    /// Passes this gateway saw end.
+    pub passes: u64,
+    /// Seconds between passes (`None`: only on request).
+    pub interval_secs: Option<u64>,
+    /// The read pace of this gateway's scrub (`None`: unbounded).
+    pub bytes_per_sec: Option<u64>,
+    /// This gateway's share of the current (or last) pass, then of the
+    /// blobs readers reported corrupt since it started.
+    pub pass: serde_json::Value,
+    pub reported_by_readers: serde_json::Value,
 }
 
 /// An object a policy would strand, and why.
@@ -237,6 +265,8 @@ pub(crate) struct TargetView {
     capacity: u64,
     up: bool,
     lost: bool,
+    /// Why it is down, if it is.
+    problem: Option<String>,
 }
 
 pub(crate) async fn list_targets(State(state): State<AdminState>) -> Result<Json<Vec<TargetView>>, ApiError> {
@@ -257,6 +287,7 @@ pub(crate) async fn list_targets(State(state): State<AdminState>) -> Result<Json
             capacity: t.capacity,
             up: placement.is_up(&t.id),
             lost: placement.is_lost(&t.id),
+            problem: placement.problem(&t.id),
         })
         .collect();
     Ok(Json(views))
@@ -279,6 +310,17 @@ pub(crate) async fn declare_lost(
 
 pub(crate) async fn repair_status(State(state): State<AdminState>) -> Result<Json<RepairStatus>, ApiError> {
     Ok(Json(placement(&state)?.repair_status().await.map_err(service_error)?))
+}
+
+pub(crate) async fn scrub_status(State(state): State<AdminState>) -> Result<Json<ScrubStatus>, ApiError> {
+    Ok(Json(placement(&state)?.scrub_status().await.map_err(service_error)?))
+}
+
+/// Queues a scrub pass now.
+pub(crate) async fn start_scrub(State(state): State<AdminState>) -> Result<Json<ScrubStatus>, ApiError> {
+    let placement = placement(&state)?;
+    placement.request_scrub().await.map_err(service_error)?;
+    Ok(Json(placement.scrub_status().await.map_err(service_error)?))
 }
 
 /// Queues a repair pass now.

@@ -43,6 +43,15 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn read(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream>;
     /// Removing a blob that does not exist is not an error.
     async fn delete(&self, id: BlobId) -> Result<()>;
+    /// Streams `range` again for a reader whose bytes failed their integrity
+    /// check (AEAD), starting from another copy (`attempt` 1, 2, ...);
+    /// `None` once there is no other copy to try. A single disk has none.
+    async fn read_again(&self, _id: BlobId, _range: Range<u64>, _attempt: usize) -> Result<Option<ByteStream>> {
+        Ok(None)
+    }
+    /// Told that bytes read from `id` failed their integrity check: a store
+    /// holding copies checks each one and repairs the bad, in the background.
+    fn suspect(&self, _id: BlobId) {}
     /// Where the blob's replicas are, as `country/region/site`: empty for a
     /// store with no declared topology.
     async fn locations(&self, _id: BlobId) -> Result<Vec<String>> {

@@ -3,10 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::node::ClusterCa;
 use crate::{Node, Server, free_addr};
-
-/// The secret every process of a test cluster signs its node requests with.
-pub const CLUSTER_SECRET: &str = "e2e cluster secret, long enough";
 
 /// (id, site) of the storage nodes, all in FR: two replicas on two sites
 /// leave a third node for repair to copy to when one is lost.
@@ -15,6 +13,8 @@ const NODES: [(&str, &str); 3] = [("par-1", "par-a"), ("par-2", "par-b"), ("par-
 pub struct Deployment {
     pub nodes: Vec<Node>,
     pub gateways: Vec<Server>,
+    /// The CA every node's and gateway's identity comes from.
+    pub ca: ClusterCa,
     config: PathBuf,
     tmp: tempfile::TempDir,
 }
@@ -31,8 +31,10 @@ impl Deployment {
         let addrs = NODES.map(|_| free_addr());
         let config = tmp.path().join("coffre.toml");
         std::fs::write(&config, config_text(&url, tmp.path(), &addrs)).expect("config");
-        let nodes = NODES.iter().zip(addrs).map(|((id, _), addr)| Node::start(id, &config, tmp.path().join(id), addr));
-        let mut deployment = Self { nodes: nodes.collect(), gateways: Vec::new(), config, tmp };
+        let ca = ClusterCa::new(tmp.path());
+        let nodes =
+            NODES.iter().zip(addrs).map(|((id, _), addr)| Node::start(id, &ca, &config, tmp.path().join(id), addr));
+        let mut deployment = Self { nodes: nodes.collect(), gateways: Vec::new(), ca, config, tmp };
         for i in 0..gateways {
             let gateway = deployment.start_gateway(i);
             deployment.gateways.push(gateway);
@@ -43,7 +45,9 @@ impl Deployment {
     /// Gateway `i` on its data directory (the same one on a restart).
     pub fn start_gateway(&self, i: usize) -> Server {
         let name = format!("gw-{i}");
-        Server::start_with_config(&self.gateway_dir(i), &self.config, &["--role", "gateway", "--node-id", &name])
+        let identity = self.ca.gateway(&name);
+        let args = ["--role", "gateway", "--node-id", &name, "--cluster-identity", &identity.to_string_lossy()];
+        Server::start_with_config(&self.gateway_dir(i), &self.config, &args)
     }
 
     /// The file every process reads.
@@ -70,13 +74,14 @@ impl Deployment {
     }
 }
 
-/// Every process reads the same file: one database, one key directory (the
+/// Every process reads the same file (each names its own cluster identity on
+/// its command line): one database, one key directory (the
 /// custodian must be shared by the gateways), one audit signing key, two
 /// replicas on two FR sites, a short collection grace so tests see blobs go,
 /// and a signed audit head every second.
 fn config_text(url: &str, shared: &Path, addrs: &[std::net::SocketAddr]) -> String {
     let mut toml = format!(
-        "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n\
+        "gc_grace_secs = 1\n\n\
          [metadata]\nengine = \"postgres\"\nurl = \"{url}\"\n\n\
          [kms]\ncustody = \"embedded\"\ndir = \"{}\"\n\n\
          [audit]\nsigning_key = \"{}\"\nhead_interval_secs = 1\n\n\
@@ -91,7 +96,8 @@ fn config_text(url: &str, shared: &Path, addrs: &[std::net::SocketAddr]) -> Stri
     toml
 }
 
-/// The `[[targets]]` table of storage node `id` listening on `addr`, at
+/// The `[[targets]]` table of storage node `id` listening on `addr` (https:
+/// node links are mutual TLS), at
 /// (country, region, site), run by `operator`.
 pub fn node_target(
     id: &str,
@@ -100,7 +106,7 @@ pub fn node_target(
     operator: &str,
 ) -> String {
     format!(
-        "\n[[targets]]\nid = \"{id}\"\nkind = \"node\"\nendpoint = \"http://{addr}\"\ncountry = \"{country}\"\n\
+        "\n[[targets]]\nid = \"{id}\"\nkind = \"node\"\nendpoint = \"https://{addr}\"\ncountry = \"{country}\"\n\
          region = \"{region}\"\nsite = \"{site}\"\noperator = \"{operator}\"\ncapacity = \"100GiB\"\n"
     )
 }

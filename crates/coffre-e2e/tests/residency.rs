@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use coffre_e2e::audit;
-use coffre_e2e::deployment::{CLUSTER_SECRET, node_target};
+use coffre_e2e::deployment::node_target;
+use coffre_e2e::node::ClusterCa;
 use coffre_e2e::objects::{get, multipart, put};
 use coffre_e2e::{Node, Server, coffre_bin, error_code, free_addr, pattern};
 
@@ -25,10 +26,10 @@ const NODES: [(&str, &str, &str, &str, &str); 5] = [
     ("nyc-1", "US", "new-york", "nyc-a", "op-us"),
 ];
 
-fn topology(addrs: &[SocketAddr]) -> String {
+fn topology(addrs: &[SocketAddr], cluster: &str) -> String {
     // A short grace lets the test see deleted blobs collected.
     let mut toml = format!(
-        "gc_grace_secs = 1\n\n[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n\
+        "gc_grace_secs = 1\n\n{cluster}\n\
          [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\n\
          ownership = {{ FR = 80.0, DE = 20.0 }}\nqualifications = [{{ name = \"secnumcloud\", expires = \"2099-12-31\" }}]\n\n\
          [[operators]]\nid = \"op-de\"\nname = \"Beispiel GmbH\"\ncountry = \"DE\"\nownership = {{ DE = 100.0 }}\n\n\
@@ -51,11 +52,12 @@ impl Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<SocketAddr> = NODES.iter().map(|_| free_addr()).collect();
         let config = tmp.path().join("coffre.toml");
-        std::fs::write(&config, topology(&addrs)).expect("config");
+        let ca = ClusterCa::new(tmp.path());
+        std::fs::write(&config, topology(&addrs, &ca.config_section())).expect("config");
         let nodes = NODES
             .iter()
             .zip(&addrs)
-            .map(|((id, ..), addr)| Node::start(id, &config, tmp.path().join(id), *addr))
+            .map(|((id, ..), addr)| Node::start(id, &ca, &config, tmp.path().join(id), *addr))
             .collect();
         let gateway = Server::start_with_config(&tmp.path().join("gateway"), &config, &["--role", "gateway"]);
         Self { nodes, gateway, _tmp: tmp }
@@ -128,17 +130,15 @@ async fn data_lands_only_where_its_policy_allows_and_survives_a_lost_node() {
     ]);
     cluster.gateway.cli_ok(&["bucket", "residency", "eu-data", "--allow", "EU", "--replicas", "2"]);
 
-    // A node answers nobody without the cluster's signature.
-    let (status, body) = coffre_e2e::http_get(cluster.node("par-1").addr, "/v1/status").expect("node answers");
-    assert_eq!(status, 401, "an unsigned request reached a node: {body}");
+    // A node speaks only mutual TLS: plain HTTP gets no HTTP answer and
+    // stores nothing (attack_nodes.rs tries the TLS cases).
     let unsigned_put = format!(
         "PUT /v1/blobs/{} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         "0".repeat(32)
     );
-    let (status, _) =
-        coffre_e2e::raw_request(cluster.node("par-1").addr, unsigned_put.as_bytes()).expect("node answers");
-    assert_eq!(status, 401, "an unsigned PUT was taken");
-    assert!(cluster.node("par-1").blobs().is_empty(), "an unsigned PUT stored bytes");
+    let answer = coffre_e2e::raw_request(cluster.node("par-1").addr, unsigned_put.as_bytes());
+    assert!(answer.is_none(), "a node answered plain HTTP: {answer:?}");
+    assert!(cluster.node("par-1").blobs().is_empty(), "a plain-HTTP PUT stored bytes");
 
     // Sizes: empty, one byte, several segments, and a multipart upload.
     let mut objects: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -305,9 +305,10 @@ fn bad_topologies_are_refused_naming_the_field() {
         ("operator = \"op-fr\"\ncapacity", "operator = \"op-nobody\"\ncapacity", "targets[0].operator"),
         ("ownership = { FR = 100.0 }", "ownership = { FR = 80.0, DE = 30.0 }", "operators[0].ownership"),
     ];
+    let cluster = ClusterCa::new(tmp.path()).config_section();
     let good = format!(
-        "[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n[[operators]]\nid = \"op-fr\"\nname = \"Exemple\"\ncountry = \"FR\"\n\
-         ownership = {{ FR = 100.0 }}\n\n[[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"http://127.0.0.1:1\"\n\
+        "{cluster}\n[[operators]]\nid = \"op-fr\"\nname = \"Exemple\"\ncountry = \"FR\"\n\
+         ownership = {{ FR = 100.0 }}\n\n[[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"https://127.0.0.1:1\"\n\
          country = \"FR\"\nregion = \"paris\"\nsite = \"par-a\"\noperator = \"op-fr\"\ncapacity = \"1GiB\"\n"
     );
     for (i, (from, to, field)) in cases.iter().enumerate() {
@@ -341,23 +342,25 @@ async fn an_s3_service_holds_sealed_replicas_and_serves_when_the_node_dies() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let node_addr = free_addr();
     let config = tmp.path().join("coffre.toml");
+    let ca = ClusterCa::new(tmp.path());
     std::fs::write(
         &config,
         format!(
-            "[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+            "{}\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
              [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\nownership = {{ FR = 100.0 }}\n\n\
-             [[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"http://{node_addr}\"\ncountry = \"FR\"\n\
+             [[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"https://{node_addr}\"\ncountry = \"FR\"\n\
              region = \"paris\"\nsite = \"par-a\"\noperator = \"op-fr\"\ncapacity = \"1TiB\"\n\n\
              [[targets]]\nid = \"s3-lyon\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"remote\"\n\
              access_key = \"{}\"\nsecret_key = \"{}\"\ncountry = \"FR\"\nregion = \"lyon\"\nsite = \"lyo-a\"\n\
              operator = \"op-fr\"\ncapacity = \"1TiB\"\n",
+            ca.config_section(),
             backend.endpoint(),
             coffre_e2e::ROOT_ACCESS,
             coffre_e2e::ROOT_SECRET
         ),
     )
     .expect("config");
-    let mut node = Node::start("par-1", &config, tmp.path().join("par-1"), node_addr);
+    let mut node = Node::start("par-1", &ca, &config, tmp.path().join("par-1"), node_addr);
     let gateway = Server::start_with_config(&tmp.path().join("gateway"), &config, &["--role", "gateway"]);
     let c = gateway.client();
     c.create_bucket().bucket("data").send().await.expect("bucket");
@@ -416,15 +419,17 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     )
     .expect("profile");
     let profiles_line = format!("label_profiles = [{:?}]\n", own_profile.to_str().expect("utf-8"));
+    let ca = ClusterCa::new(tmp.path());
+    let cluster = ca.config_section();
     let write_config = |par2_country: &str| {
         let text = format!(
-            "{profiles_line}[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+            "{profiles_line}{cluster}\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
              [audit]\nretention_days = 365\n\n\
              [[operators]]\nid = \"op-fr\"\nname = \"Coffre Cloud SAS\"\ncountry = \"FR\"\n\n\
              [[operators]]\nid = \"op-dc\"\nname = \"Datacentre Nord SAS\"\ncountry = \"FR\"\n\n\
-             [[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"http://{}\"\ncountry = \"FR\"\nregion = \"paris\"\n\
+             [[targets]]\nid = \"par-1\"\nkind = \"node\"\nendpoint = \"https://{}\"\ncountry = \"FR\"\nregion = \"paris\"\n\
              site = \"par-a\"\noperator = \"op-fr\"\ncapacity = \"1TiB\"\n\n\
-             [[targets]]\nid = \"par-2\"\nkind = \"node\"\nendpoint = \"http://{}\"\ncountry = \"{par2_country}\"\n\
+             [[targets]]\nid = \"par-2\"\nkind = \"node\"\nendpoint = \"https://{}\"\ncountry = \"{par2_country}\"\n\
              region = \"lille\"\nsite = \"lil-a\"\noperator = \"op-dc\"\ncapacity = \"1TiB\"\n\n{LABEL}",
             addrs[0], addrs[1]
         );
@@ -434,7 +439,7 @@ async fn the_trust_label_is_signed_verified_offline_and_sees_where_replicas_are(
     let _nodes: Vec<Node> = ["par-1", "par-2"]
         .iter()
         .zip(addrs)
-        .map(|(id, addr)| Node::start(id, &config, tmp.path().join(id), addr))
+        .map(|(id, addr)| Node::start(id, &ca, &config, tmp.path().join(id), addr))
         .collect();
     let start_gateway = || Server::start_with_config(&tmp.path().join("gateway"), &config, &["--role", "gateway"]);
     let mut gateway = start_gateway();

@@ -12,12 +12,12 @@ use coffre_core::blob::ByteStream;
 use coffre_core::error::error_chain;
 use coffre_core::types::BlobId;
 use coffre_topology::{Target, TargetKind};
-use futures::{Stream, StreamExt as _, TryStreamExt as _};
+use futures::{Stream, StreamExt as _};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
-use crate::client::{Body, HttpClient, NodeClient, TargetError, expect, http_client};
+use crate::client::{Body, HttpClient, LinkLimits, NodeClient, NodeLink, TargetError, exact_body, expect, http_client};
 
 /// A blob's bytes on their way to a target, already sealed.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -35,36 +35,37 @@ pub trait Backend: Send + Sync {
 }
 
 /// The backend that reaches `target`.
-pub fn for_target(target: &Target, nodes: &NodeClient) -> Result<Arc<dyn Backend>, String> {
+/// `nodes` is `None` in a process without a cluster identity, which can
+/// reach S3 services only.
+pub fn for_target(target: &Target, nodes: Option<&NodeClient>) -> Result<Arc<dyn Backend>, String> {
     Ok(match &target.kind {
-        TargetKind::Node => Arc::new(NodeBackend { client: nodes.clone(), endpoint: target.endpoint.clone() }),
+        TargetKind::Node => {
+            let nodes = nodes.ok_or("a storage node, and this process has no [cluster] identity to reach it with")?;
+            Arc::new(nodes.link(&target.id.0, &target.endpoint)?)
+        }
         TargetKind::S3 { bucket, access_key, secret_key, region } => {
-            Arc::new(S3Backend::new(&target.endpoint, bucket, access_key, secret_key, region)?)
+            let limits = nodes.map(NodeClient::limits).unwrap_or_default();
+            Arc::new(S3Backend::new(&target.endpoint, bucket, access_key, secret_key, region, limits)?)
         }
     })
 }
 
-struct NodeBackend {
-    client: NodeClient,
-    endpoint: String,
-}
-
 #[async_trait]
-impl Backend for NodeBackend {
+impl Backend for NodeLink {
     async fn probe(&self) -> Result<(), TargetError> {
-        self.client.status(&self.endpoint).await.map(drop)
+        self.status().await.map(drop)
     }
 
     async fn put(&self, id: BlobId, body: BodyStream) -> Result<u64, TargetError> {
-        self.client.put(&self.endpoint, id, body).await
+        NodeLink::put(self, id, body).await
     }
 
     async fn read(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, TargetError> {
-        self.client.read(&self.endpoint, id, range).await
+        NodeLink::read(self, id, range).await
     }
 
     async fn delete(&self, id: BlobId) -> Result<(), TargetError> {
-        self.client.delete(&self.endpoint, id).await
+        NodeLink::delete(self, id).await
     }
 }
 
@@ -83,10 +84,18 @@ struct S3Backend {
     bucket: Bucket,
     credentials: Credentials,
     endpoint: String,
+    limits: LinkLimits,
 }
 
 impl S3Backend {
-    fn new(endpoint: &str, bucket: &str, access_key: &str, secret_key: &str, region: &str) -> Result<Self, String> {
+    fn new(
+        endpoint: &str,
+        bucket: &str,
+        access_key: &str,
+        secret_key: &str,
+        region: &str,
+        limits: LinkLimits,
+    ) -> Result<Self, String> {
         let url = endpoint.parse().map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
         let bucket = Bucket::new(url, UrlStyle::Path, bucket.to_owned(), region.to_owned())
             .map_err(|e| format!("bucket {bucket:?} at {endpoint}: {e}"))?;
@@ -95,6 +104,7 @@ impl S3Backend {
             bucket,
             credentials: Credentials::new(access_key, secret_key),
             endpoint: endpoint.to_owned(),
+            limits,
         })
     }
 
@@ -114,12 +124,16 @@ impl S3Backend {
             builder = builder.header(*name, value);
         }
         let request = builder.body(full(body)).map_err(|e| self.protocol(e.to_string()))?;
-        match tokio::time::timeout(Duration::from_secs(60), self.http.request(request)).await {
+        // Bodies sent here are whole parts in memory: the answer is due
+        // within the response limit plus the part's time on the wire.
+        let wait = self.limits.response + self.limits.body_idle;
+        match tokio::time::timeout(wait, self.http.request(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(TargetError::Unreachable { endpoint: self.endpoint.clone(), why: error_chain(&e) }),
-            Err(_) => {
-                Err(TargetError::Unreachable { endpoint: self.endpoint.clone(), why: "no answer within 60 s".into() })
-            }
+            Err(_) => Err(TargetError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                why: format!("no answer within {wait:?}"),
+            }),
         }
     }
 
@@ -130,13 +144,13 @@ impl S3Backend {
     async fn put_whole(&self, key: &str, body: Bytes) -> Result<(), TargetError> {
         let url = self.bucket.put_object(Some(&self.credentials), key).sign(PRESIGN_FOR);
         let response = self.send(Method::PUT, url, &[], body).await?;
-        expect(response, &self.endpoint, StatusCode::OK, None).await.map(drop)
+        expect(response, &self.endpoint, StatusCode::OK, None, self.limits.body_idle).await.map(drop)
     }
 
     async fn put_multipart(&self, key: &str, first: Bytes, mut rest: BodyStream) -> Result<u64, TargetError> {
         let url = self.bucket.create_multipart_upload(Some(&self.credentials), key).sign(PRESIGN_FOR);
         let response = self.send(Method::POST, url, &[], Bytes::new()).await?;
-        let xml = expect(response, &self.endpoint, StatusCode::OK, None).await?;
+        let xml = expect(response, &self.endpoint, StatusCode::OK, None, self.limits.body_idle).await?;
         let created = rusty_s3::actions::CreateMultipartUpload::parse_response(&String::from_utf8_lossy(&xml))
             .map_err(|e| self.protocol(format!("CreateMultipartUpload answer: {e}")))?;
         let upload_id = created.upload_id().to_owned();
@@ -158,7 +172,7 @@ impl S3Backend {
             let url = complete.sign(PRESIGN_FOR);
             let body = complete.body();
             let response = self.send(Method::POST, url, &[], Bytes::from(body)).await?;
-            expect(response, &self.endpoint, StatusCode::OK, None).await?;
+            expect(response, &self.endpoint, StatusCode::OK, None, self.limits.body_idle).await?;
             Ok(size)
         }
         .await;
@@ -173,7 +187,7 @@ impl S3Backend {
         let url = self.bucket.upload_part(Some(&self.credentials), key, number, upload_id).sign(PRESIGN_FOR);
         let response = self.send(Method::PUT, url, &[], bytes).await?;
         let etag = response.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        expect(response, &self.endpoint, StatusCode::OK, None).await?;
+        expect(response, &self.endpoint, StatusCode::OK, None, self.limits.body_idle).await?;
         etag.ok_or_else(|| self.protocol(format!("part {number} was stored without an ETag")))
     }
 }
@@ -200,7 +214,7 @@ impl Backend for S3Backend {
     async fn probe(&self) -> Result<(), TargetError> {
         let url = self.bucket.head_bucket(Some(&self.credentials)).sign(PRESIGN_FOR);
         let response = self.send(Method::HEAD, url, &[], Bytes::new()).await?;
-        expect(response, &self.endpoint, StatusCode::OK, None).await.map(drop)
+        expect(response, &self.endpoint, StatusCode::OK, None, self.limits.body_idle).await.map(drop)
     }
 
     async fn put(&self, id: BlobId, body: BodyStream) -> Result<u64, TargetError> {
@@ -228,16 +242,20 @@ impl Backend for S3Backend {
             StatusCode::OK | StatusCode::PARTIAL_CONTENT => {}
             StatusCode::NOT_FOUND => return Err(TargetError::NotFound { endpoint: self.endpoint.clone(), id }),
             other => {
-                return Err(expect(response, &self.endpoint, StatusCode::PARTIAL_CONTENT, Some(id))
-                    .await
-                    .err()
-                    .unwrap_or_else(|| self.protocol(format!("unexpected status {other}"))));
+                return Err(expect(
+                    response,
+                    &self.endpoint,
+                    StatusCode::PARTIAL_CONTENT,
+                    Some(id),
+                    self.limits.body_idle,
+                )
+                .await
+                .err()
+                .unwrap_or_else(|| self.protocol(format!("unexpected status {other}"))));
             }
         }
-        let endpoint = self.endpoint.clone();
-        Ok(Box::pin(response.into_body().into_data_stream().map_err(move |e| {
-            coffre_core::Error::Io(std::io::Error::other(format!("reading from {endpoint} failed: {e}")))
-        })))
+        let body = response.into_body().into_data_stream();
+        Ok(exact_body(body, range.end - range.start, self.limits.body_idle, self.endpoint.clone()))
     }
 
     async fn delete(&self, id: BlobId) -> Result<(), TargetError> {
@@ -246,7 +264,9 @@ impl Backend for S3Backend {
         let response = self.send(Method::DELETE, url, &[], Bytes::new()).await?;
         match response.status() {
             StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
-            _ => expect(response, &self.endpoint, StatusCode::NO_CONTENT, Some(id)).await.map(drop),
+            _ => expect(response, &self.endpoint, StatusCode::NO_CONTENT, Some(id), self.limits.body_idle)
+                .await
+                .map(drop),
         }
     }
 }

@@ -30,6 +30,29 @@ pub struct Replicas {
     pub policy: ResidencyPolicy,
     /// Target ids, in placement order.
     pub targets: Vec<String>,
+    /// CRC-64/NVME of the sealed bytes as written, against which scrub and
+    /// repair check each replica without any key. `None` on records written
+    /// before it existed: their replicas can only be checked by reading.
+    pub checksum: Option<u64>,
+}
+
+/// The record as written before [`Replicas::checksum`]: records without a
+/// checksum keep this exact encoding, so the compare-and-swap updates of
+/// repair and delete still match the bytes stored.
+#[derive(Serialize, Deserialize)]
+struct RecordV1 {
+    size: u64,
+    bucket: String,
+    key: String,
+    policy: ResidencyPolicy,
+    targets: Vec<String>,
+}
+
+/// The record with its checksum: [`RecordV1`]'s fields, then the checksum.
+#[derive(Serialize, Deserialize)]
+struct RecordV2 {
+    v1: RecordV1,
+    checksum: u64,
 }
 
 /// [`Replicas`] records over a [`PlacementStore`].
@@ -225,9 +248,54 @@ fn apply(
 }
 
 fn encode(replicas: &Replicas) -> coffre_core::Result<Vec<u8>> {
-    postcard::to_stdvec(replicas).map_err(err)
+    let v1 = RecordV1 {
+        size: replicas.size,
+        bucket: replicas.bucket.clone(),
+        key: replicas.key.clone(),
+        policy: replicas.policy.clone(),
+        targets: replicas.targets.clone(),
+    };
+    match replicas.checksum {
+        None => postcard::to_stdvec(&v1),
+        Some(checksum) => postcard::to_stdvec(&RecordV2 { v1, checksum }),
+    }
+    .map_err(err)
 }
 
+/// A record of either layout: one with a checksum has bytes left after its
+/// first fields, one without has none.
 fn decode(bytes: &[u8]) -> coffre_core::Result<Replicas> {
-    postcard::from_bytes(bytes).map_err(err)
+    let (v1, rest): (RecordV1, &[u8]) = postcard::take_from_bytes(bytes).map_err(err)?;
+    let checksum = if rest.is_empty() { None } else { Some(postcard::from_bytes::<u64>(rest).map_err(err)?) };
+    let RecordV1 { size, bucket, key, policy, targets } = v1;
+    Ok(Replicas { size, bucket, key, policy, targets, checksum })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_without_a_checksum_keep_their_old_bytes() {
+        let old = Replicas {
+            size: 7,
+            bucket: "b".into(),
+            key: "k".into(),
+            policy: ResidencyPolicy::single(),
+            targets: vec!["par-1".into(), "par-2".into()],
+            checksum: None,
+        };
+        let v1 = RecordV1 {
+            size: 7,
+            bucket: "b".into(),
+            key: "k".into(),
+            policy: ResidencyPolicy::single(),
+            targets: old.targets.clone(),
+        };
+        let stored = postcard::to_stdvec(&v1).expect("encode");
+        assert_eq!(encode(&old).expect("encode"), stored, "a compare-and-swap on an old record still matches");
+        assert_eq!(decode(&stored).expect("decode"), old);
+        let new = Replicas { checksum: Some(u64::MAX - 3), ..old };
+        assert_eq!(decode(&encode(&new).expect("encode")).expect("decode"), new);
+    }
 }

@@ -39,7 +39,7 @@ impl Shard {
     }
 
     /// The first and last blob ids of the shard.
-    fn bounds(self) -> (u128, u128) {
+    pub(crate) fn bounds(self) -> (u128, u128) {
         let shift = 128 - SHARD_BITS;
         let first = u128::from(self.0) << shift;
         (first, first | ((1u128 << shift) - 1))
@@ -121,21 +121,29 @@ impl ReplicatedBlobStore {
         Ok(true)
     }
 
-    /// Streams the whole blob from a live replica to `target`.
+    /// Streams the whole blob from a live replica to `target`, checked
+    /// against the blob's checksum when it has one.
     async fn copy_to(&self, id: BlobId, replicas: &Replicas, target: &TargetId) -> Result<()> {
         let dest = self.backend(target)?;
         let source = self.read_replicas(id, replicas, 0..replicas.size)?;
+        let crc = std::sync::Arc::new(std::sync::Mutex::new(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)));
+        let tap = crc.clone();
         // A read error ends the upload short, and the size check below fails the copy.
-        let body = source.take_while(|chunk| std::future::ready(chunk.is_ok())).filter_map(|c| async move { c.ok() });
+        let body = source
+            .take_while(|chunk| std::future::ready(chunk.is_ok()))
+            .filter_map(|c| async move { c.ok() })
+            .inspect(move |chunk| tap.lock().unwrap_or_else(std::sync::PoisonError::into_inner).update(chunk));
         let stored = dest.put(id, Box::pin(body)).await?;
-        if stored != replicas.size {
-            let _ = dest.delete(id).await;
-            return Err(coffre_core::Error::Unavailable(format!(
-                "copying blob {id} to {target} stored {stored} of {} bytes",
-                replicas.size
-            )));
-        }
-        Ok(())
+        let sum = crc.lock().unwrap_or_else(std::sync::PoisonError::into_inner).finalize();
+        let why = if stored != replicas.size {
+            format!("stored {stored} of {} bytes", replicas.size)
+        } else if replicas.checksum.is_some_and(|expected| expected != sum) {
+            "the bytes read do not match the blob's checksum".to_owned()
+        } else {
+            return Ok(());
+        };
+        let _ = dest.delete(id).await;
+        Err(coffre_core::Error::Unavailable(format!("copying blob {id} to {target}: {why}")))
     }
 }
 

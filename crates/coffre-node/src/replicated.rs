@@ -37,6 +37,8 @@ pub type HealthObserver = Box<dyn Fn(&TargetId, bool) + Send + Sync>;
 pub struct TargetHealth {
     up: BTreeMap<TargetId, AtomicBool>,
     lost: Mutex<BTreeSet<TargetId>>,
+    /// Why each target that is down is down, as its last probe said.
+    problems: Mutex<BTreeMap<TargetId, String>>,
     observer: std::sync::OnceLock<HealthObserver>,
 }
 
@@ -44,7 +46,7 @@ impl TargetHealth {
     fn new(topology: &Topology, lost: Vec<String>) -> Self {
         let up = topology.targets().iter().map(|t| (t.id.clone(), AtomicBool::new(true))).collect();
         let lost = lost.into_iter().map(TargetId).collect();
-        Self { up, lost: Mutex::new(lost), observer: std::sync::OnceLock::new() }
+        Self { up, lost: Mutex::new(lost), problems: Mutex::default(), observer: std::sync::OnceLock::new() }
     }
 
     /// Sets the one observer of up/down changes (the audit log); later calls are ignored.
@@ -61,6 +63,26 @@ impl TargetHealth {
         self.up.get(id).is_some_and(|flag| flag.load(Ordering::Relaxed)) && !self.is_lost(id)
     }
 
+    /// Why `id` is down (its last probe's error), if it is.
+    pub fn problem(&self, id: &TargetId) -> Option<String> {
+        self.problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// Records a probe's outcome: `Err(why)` is down, and why.
+    fn record(&self, id: &TargetId, outcome: std::result::Result<(), String>) {
+        let mut problems = self.problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &outcome {
+            Ok(()) => drop(problems.remove(id)),
+            Err(why) => {
+                if problems.insert(id.clone(), why.clone()).as_ref() != Some(why) {
+                    tracing::warn!(target_id = %id, problem = %why, "storage target fails its probe");
+                }
+            }
+        }
+        drop(problems);
+        self.set(id, outcome.is_ok());
+    }
+
     fn set(&self, id: &TargetId, up: bool) {
         if let Some(flag) = self.up.get(id) {
             let was = flag.swap(up, Ordering::Relaxed);
@@ -68,7 +90,7 @@ impl TargetHealth {
                 if up {
                     tracing::info!(target_id = %id, "storage target is up");
                 } else {
-                    tracing::warn!(target_id = %id, "storage target is down");
+                    tracing::warn!(target_id = %id, problem = ?self.problem(id), "storage target is down");
                 }
                 if let Some(observer) = self.observer.get() {
                     observer(id, up);
@@ -85,6 +107,8 @@ pub struct ReplicatedBlobStore {
     backends: BTreeMap<TargetId, Arc<dyn Backend>>,
     index: PlacementIndex,
     health: Arc<TargetHealth>,
+    /// Blobs a reader found corrupt, waiting for [`Self::check_blob`].
+    pub(crate) suspects: crate::scrub::Suspects,
 }
 
 pub(crate) fn today() -> time::Date {
@@ -102,18 +126,19 @@ impl ReplicatedBlobStore {
     pub async fn open(
         topology: Arc<Topology>,
         default_policy: ResidencyPolicy,
-        client: NodeClient,
+        client: Option<NodeClient>,
         placement: Arc<dyn PlacementStore>,
     ) -> Result<Arc<Self>> {
         let index = PlacementIndex::new(placement);
         let health = Arc::new(TargetHealth::new(&topology, index.lost().await?));
         let mut backends = BTreeMap::new();
         for target in topology.targets() {
-            let backend = backend::for_target(target, &client)
+            let backend = backend::for_target(target, client.as_ref())
                 .map_err(|e| Error::InvalidArgument(format!("target {}: {e}", target.id)))?;
             backends.insert(target.id.clone(), backend);
         }
-        Ok(Arc::new(Self { topology, default_policy, backends, index, health }))
+        let suspects = crate::scrub::Suspects::default();
+        Ok(Arc::new(Self { topology, default_policy, backends, index, health, suspects }))
     }
 
     pub fn topology(&self) -> &Topology {
@@ -146,8 +171,8 @@ impl ReplicatedBlobStore {
     /// Asks every target whether it is up, all at once.
     pub async fn probe_all(&self) {
         let probes = self.backends.iter().map(|(id, backend)| async move {
-            let up = backend.probe().await.is_ok();
-            self.health.set(id, up);
+            let outcome = backend.probe().await.map_err(|e| e.to_string());
+            self.health.record(id, outcome);
         });
         futures::future::join_all(probes).await;
     }
@@ -213,6 +238,17 @@ impl ReplicatedBlobStore {
     pub(crate) fn index(&self) -> &PlacementIndex {
         &self.index
     }
+
+    /// "; down: par-1 (why), ..." for the targets that fail their probe.
+    fn down_targets(&self) -> String {
+        let down: Vec<String> = self
+            .backends
+            .keys()
+            .filter(|t| !self.health.is_lost(t))
+            .filter_map(|t| self.health.problem(t).map(|why| format!("{t} ({why})")))
+            .collect();
+        if down.is_empty() { String::new() } else { format!("; down: {}", down.join("; ")) }
+    }
 }
 
 #[async_trait]
@@ -222,7 +258,7 @@ impl BlobStore for ReplicatedBlobStore {
         let chosen = self
             .topology
             .place(&policy, &id.0.to_be_bytes(), today(), |t| self.health.is_up(&t.id))
-            .map_err(unsatisfiable)?;
+            .map_err(|e| unsatisfiable(format!("{e}{}", self.down_targets())))?;
         let mut replicas = Vec::with_capacity(chosen.len());
         for target in chosen {
             let backend = self.backend(&target)?;
@@ -240,6 +276,7 @@ impl BlobStore for ReplicatedBlobStore {
             policy,
             replicas,
             len: 0,
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme),
             index: self.index.clone(),
         }))
     }
@@ -283,6 +320,22 @@ impl BlobStore for ReplicatedBlobStore {
         Err(Error::Unavailable(format!("{remaining} replica(s) of blob {id} could not be deleted yet")))
     }
 
+    /// The live replicas again, this time starting from the `attempt`-th
+    /// in read order (and failing over to the others, wrapping round).
+    async fn read_again(&self, id: BlobId, range: Range<u64>, attempt: usize) -> Result<Option<ByteStream>> {
+        let Some(replicas) = self.index.get(id).await? else { return Ok(None) };
+        let mut targets = self.read_order(&replicas);
+        if attempt >= targets.len() {
+            return Ok(None);
+        }
+        targets.rotate_left(attempt);
+        Ok(Some(failover_stream(targets, id, range)))
+    }
+
+    fn suspect(&self, id: BlobId) {
+        self.suspects.add(id);
+    }
+
     fn check_residency(&self, policy: &ResidencyPolicy) -> Result<()> {
         self.topology.check_policy(policy).map_err(|e| Error::InvalidArgument(e.to_string()))
     }
@@ -308,6 +361,8 @@ struct ReplicatedWriter {
     policy: ResidencyPolicy,
     replicas: Vec<Replica>,
     len: u64,
+    /// Of the sealed bytes, recorded for scrub to check replicas against.
+    crc: crc_fast::Digest,
     index: PlacementIndex,
 }
 
@@ -355,6 +410,7 @@ impl Drop for ReplicatedWriter {
 impl BlobWriter for ReplicatedWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.len += chunk.len() as u64;
+        self.crc.update(&chunk);
         for i in 0..self.replicas.len() {
             let sent = match &self.replicas[i].tx {
                 Some(tx) => tx.send(chunk.clone()).await.is_ok(),
@@ -394,6 +450,7 @@ impl BlobWriter for ReplicatedWriter {
             key: self.key.clone(),
             policy: self.policy.clone(),
             targets: self.replicas.iter().map(|r| r.target.to_string()).collect(),
+            checksum: Some(self.crc.finalize()),
         };
         if let Err(e) = self.index.put(self.id, &replicas).await {
             self.discard().await;
@@ -408,51 +465,60 @@ impl BlobWriter for ReplicatedWriter {
 }
 
 /// Reads `range` from the first replica that answers; if it fails mid-stream,
-/// resumes at the same offset on the next one.
-fn failover_stream(targets: Vec<(TargetId, Arc<dyn Backend>)>, id: BlobId, range: Range<u64>) -> ByteStream {
+/// resumes at the same offset on the next one. Stops at the range's end,
+/// whatever a replica would send after it; when every replica failed, the
+/// error names each with its failure.
+pub(crate) fn failover_stream(targets: Vec<(TargetId, Arc<dyn Backend>)>, id: BlobId, range: Range<u64>) -> ByteStream {
     struct State {
         targets: std::vec::IntoIter<(TargetId, Arc<dyn Backend>)>,
-        current: Option<ByteStream>,
+        current: Option<(TargetId, ByteStream)>,
         id: BlobId,
         at: u64,
         end: u64,
-        last_error: Option<String>,
+        failures: Vec<String>,
     }
-    let state =
-        State { targets: targets.into_iter(), current: None, id, at: range.start, end: range.end, last_error: None };
+    let state = State {
+        targets: targets.into_iter(),
+        current: None,
+        id,
+        at: range.start,
+        end: range.end,
+        failures: Vec::new(),
+    };
     Box::pin(stream::unfold(Some(state), |state| async move {
         let mut s = state?;
         loop {
-            if s.at >= s.end && s.current.is_none() {
+            if s.at >= s.end {
                 return None;
             }
-            if let Some(current) = s.current.as_mut() {
+            if let Some((target, current)) = s.current.as_mut() {
                 match current.next().await {
                     Some(Ok(chunk)) => {
+                        let room = (s.end - s.at) as usize;
+                        let chunk = if chunk.len() > room { chunk.slice(..room) } else { chunk };
                         s.at += chunk.len() as u64;
                         return Some((Ok(chunk), Some(s)));
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(blob = %s.id, error = %e, at = s.at, "a replica failed mid-read; trying the next");
-                        s.last_error = Some(e.to_string());
+                        tracing::warn!(blob = %s.id, target_id = %target, error = %e, at = s.at, "a replica failed mid-read; trying the next");
+                        s.failures.push(format!("{target}: {e}"));
                         s.current = None;
                     }
-                    None if s.at >= s.end => return None,
                     None => {
-                        s.last_error = Some(format!("a replica ended early at byte {}", s.at));
+                        s.failures.push(format!("{target}: the replica ended early at byte {}", s.at));
                         s.current = None;
                     }
                 }
                 continue;
             }
             let Some((target, backend)) = s.targets.next() else {
-                let why = s.last_error.take().unwrap_or_else(|| "no replica answered".into());
+                let why = if s.failures.is_empty() { "no replica answered".to_owned() } else { s.failures.join("; ") };
                 let e = Error::Unavailable(format!("no replica of blob {} could be read: {why}", s.id));
                 return Some((Err(e), None));
             };
             match backend.read(s.id, s.at..s.end).await {
-                Ok(stream) => s.current = Some(stream),
-                Err(e) => s.last_error = Some(format!("{target}: {e}")),
+                Ok(stream) => s.current = Some((target, stream)),
+                Err(e) => s.failures.push(e.to_string()),
             }
         }
     }))

@@ -1,15 +1,16 @@
 //! The node API a storage node serves (`coffre serve --role storage`): put,
 //! read and delete sealed blobs on the node's own disk, fsynced before a put
-//! is acknowledged. Every request must carry the cluster signature.
+//! is acknowledged. Who may ask is settled before any request is read: the
+//! listener is mutual TLS and accepts only gateways of the cluster
+//! ([`crate::identity::ClusterTls::server_config`]).
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use coffre_core::blob::{BlobStore, Placement};
@@ -17,12 +18,9 @@ use coffre_core::types::BlobId;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::ClusterKey;
-
 /// A storage node: its blob store and identity.
 pub struct NodeServer {
     blobs: Arc<dyn BlobStore>,
-    key: ClusterKey,
     node_id: String,
 }
 
@@ -45,28 +43,15 @@ struct ReadRange {
 }
 
 impl NodeServer {
-    pub fn new(blobs: Arc<dyn BlobStore>, key: ClusterKey, node_id: String) -> Arc<Self> {
-        Arc::new(Self { blobs, key, node_id })
+    pub fn new(blobs: Arc<dyn BlobStore>, node_id: String) -> Arc<Self> {
+        Arc::new(Self { blobs, node_id })
     }
 
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/v1/status", get(status))
             .route("/v1/blobs/{id}", get(read_blob).put(put_blob).delete(delete_blob))
-            .layer(middleware::from_fn_with_state(self.clone(), authenticate))
             .with_state(self)
-    }
-}
-
-/// Refuses any request without a valid cluster signature, before its body is read.
-async fn authenticate(State(node): State<Arc<NodeServer>>, request: Request, next: Next) -> Response {
-    let (method, path) = (request.method().as_str().to_owned(), request.uri().path().to_owned());
-    match node.key.verify(&method, &path, request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => {
-            tracing::warn!(%method, %path, error = %e, "refused an unsigned or badly signed node request");
-            error(StatusCode::UNAUTHORIZED, &e.to_string())
-        }
     }
 }
 

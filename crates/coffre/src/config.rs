@@ -79,13 +79,74 @@ pub struct FileConfig {
     pub label_profiles: Vec<PathBuf>,
 }
 
-/// `[cluster]`.
+/// `[cluster]`: how gateways and storage nodes reach and trust each other.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterFile {
-    /// Signs every request between nodes (at least 16 bytes). Also read from
-    /// `COFFRE_CLUSTER_SECRET`, which wins.
+    /// This process's identity directory (`ca.pem`, `cert.pem`, `key.pem`,
+    /// as `coffre cluster issue --out` writes it). `--cluster-identity` or
+    /// `COFFRE_CLUSTER_IDENTITY` wins: each process has its own.
+    pub identity: Option<PathBuf>,
+    /// Seconds to open a connection to a target (default 2).
+    pub connect_timeout_secs: Option<u64>,
+    /// Seconds for a target's answer to begin once a request is sent (for a
+    /// put, once its body is) (default 30).
+    pub response_timeout_secs: Option<u64>,
+    /// Seconds a target may pause inside a body, sending or reading (default 30).
+    pub body_idle_timeout_secs: Option<u64>,
+    /// Seconds between the starts of two scrub passes (default 86400; 0: no
+    /// periodic pass, `coffre target scrub --start` still runs one).
+    pub scrub_interval_secs: Option<u64>,
+    /// Bytes per second a gateway's scrub reads at most (default 50 MiB/s;
+    /// 0: unbounded).
+    pub scrub_bytes_per_sec: Option<u64>,
+    /// Gone: node links are mutual TLS. Kept only to say so at start.
     pub secret: Option<String>,
+}
+
+/// What `[cluster]` settles, checked.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Required when nodes talk to each other.
+    pub identity: Option<PathBuf>,
+    pub limits: coffre_node::LinkLimits,
+    /// `None`: no periodic scrub pass.
+    pub scrub_interval: Option<Duration>,
+    pub scrub_bytes_per_sec: Option<u64>,
+}
+
+impl ClusterSettings {
+    fn from_file(file: ClusterFile, flag: Option<PathBuf>) -> anyhow::Result<Self> {
+        if file.secret.is_some() || std::env::var_os("COFFRE_CLUSTER_SECRET").is_some() {
+            bail!(
+                "cluster.secret (or COFFRE_CLUSTER_SECRET) is no longer used: node links are mutual TLS, with one \
+                 certificate per node and per gateway. Make the cluster's CA once with `coffre cluster ca --dir DIR`, \
+                 issue each node's identity with `coffre cluster issue --ca DIR --node TARGET_ID --out NODE_DIR` and \
+                 each gateway's with `--gateway NAME`, point each process at its own with [cluster] identity (or \
+                 --cluster-identity), give nodes https:// endpoints, and remove the secret"
+            );
+        }
+        let secs = |field: &str, v: Option<u64>, default: u64| -> anyhow::Result<Duration> {
+            match v.unwrap_or(default) {
+                0 => bail!("cluster.{field}: must be at least 1"),
+                n => Ok(Duration::from_secs(n)),
+            }
+        };
+        let limits = coffre_node::LinkLimits {
+            connect: secs("connect_timeout_secs", file.connect_timeout_secs, 2)?,
+            response: secs("response_timeout_secs", file.response_timeout_secs, 30)?,
+            body_idle: secs("body_idle_timeout_secs", file.body_idle_timeout_secs, 30)?,
+        };
+        let scrub_interval = match file.scrub_interval_secs.unwrap_or(86_400) {
+            0 => None,
+            n => Some(Duration::from_secs(n)),
+        };
+        let scrub_bytes_per_sec = match file.scrub_bytes_per_sec.unwrap_or(50 << 20) {
+            0 => None,
+            n => Some(n),
+        };
+        Ok(Self { identity: flag.or(file.identity), limits, scrub_interval, scrub_bytes_per_sec })
+    }
 }
 
 /// `[metadata]`.
@@ -217,6 +278,10 @@ pub struct ServeArgs {
     /// This node's id: a target id of the topology for a storage node.
     #[arg(long, env = "COFFRE_NODE_ID")]
     pub node_id: Option<String>,
+    /// This process's cluster identity directory (`coffre cluster issue --out`):
+    /// a storage node's, or a gateway's for its links to the nodes.
+    #[arg(long, env = "COFFRE_CLUSTER_IDENTITY")]
+    pub cluster_identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,8 +312,8 @@ pub struct Config {
     /// Empty: the data stays on this server's disk.
     pub topology: std::sync::Arc<coffre_topology::Topology>,
     pub default_residency: coffre_topology::ResidencyPolicy,
-    /// Required when nodes talk to each other.
-    pub cluster_secret: Option<Secret>,
+    /// `[cluster]`: identities, link limits, scrub.
+    pub cluster: ClusterSettings,
     pub node_listen: Option<SocketAddr>,
     /// The trust label's declared facts, validated against the topology.
     pub declared: std::sync::Arc<coffre_label::DeclaredFacts>,
@@ -310,10 +375,7 @@ impl Config {
             label_interval: secs(file.label_interval_secs, 300),
             profiles: load_profiles(&file.label_profiles)?,
             default_residency: file.residency.unwrap_or_else(coffre_topology::ResidencyPolicy::single),
-            cluster_secret: std::env::var("COFFRE_CLUSTER_SECRET")
-                .ok()
-                .or(file.cluster.and_then(|c| c.secret))
-                .map(Secret),
+            cluster: ClusterSettings::from_file(file.cluster.unwrap_or_default(), args.cluster_identity.clone())?,
             node_listen: args.node_listen,
             metadata: Metadata::from_file(file.metadata)?,
         };
@@ -343,15 +405,15 @@ impl Config {
         self.validate_cluster()
     }
 
-    /// What each role needs of the topology, the secret and the listeners.
+    /// What each role needs of the topology, the identity and the listeners.
     fn validate_cluster(&self) -> anyhow::Result<()> {
-        let needs_secret = self.role == Role::Storage || !self.topology.is_empty();
-        match &self.cluster_secret {
-            Some(secret) => drop(coffre_node::ClusterKey::new(secret.expose()).map_err(anyhow::Error::msg)?),
-            None if needs_secret => {
-                bail!("cluster.secret: required when storage nodes are used (or set COFFRE_CLUSTER_SECRET)")
-            }
-            None => {}
+        let has_nodes = self.topology.targets().iter().any(|t| matches!(t.kind, coffre_topology::TargetKind::Node));
+        if self.cluster.identity.is_none() && (self.role == Role::Storage || has_nodes) {
+            bail!(
+                "cluster.identity: storage nodes and the gateways that use them each need a cluster identity \
+                 (make the CA with `coffre cluster ca --dir DIR`, then `coffre cluster issue --ca DIR --node ID` or \
+                 `--gateway NAME --out OUT`, and set [cluster] identity = OUT or --cluster-identity OUT)"
+            );
         }
         match self.role {
             Role::Storage if self.node_listen.is_none() => bail!("--node-listen: required with --role storage"),

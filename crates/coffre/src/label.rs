@@ -400,13 +400,11 @@ pub async fn evaluate_offline(args: &crate::config::ServeArgs, profile: &str, fo
     let store = if config.topology.is_empty() {
         None
     } else {
-        let secret = config.cluster_secret.as_ref().context("cluster.secret: required with storage targets")?;
-        let key = coffre_node::ClusterKey::new(secret.expose()).map_err(anyhow::Error::msg)?;
+        let client = crate::server::node_client(&config)?;
         let placement = match placement {
             Some(shared) => shared,
             None => Arc::new(coffre_node::FilePlacement::open(&config.data_dir.join("placement.redb"))?),
         };
-        let client = coffre_node::NodeClient::new(key);
         Some(
             ReplicatedBlobStore::open(config.topology.clone(), config.default_residency.clone(), client, placement)
                 .await?,

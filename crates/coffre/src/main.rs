@@ -75,6 +75,12 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The cluster's certificate authority, and the identities of its
+    /// storage nodes and gateways (mutual TLS on node links).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// The trust label: evaluate this deployment against a profile, or verify a report.
     Label {
         #[command(subcommand)]
@@ -133,6 +139,43 @@ enum TargetAction {
     Repair {
         #[arg(long)]
         start: bool,
+    },
+    /// Scrub's progress (replicas read back and checked); `--start` asks
+    /// for a pass now.
+    Scrub {
+        #[arg(long)]
+        start: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Make the cluster's CA in DIR: ca.pem, and ca.key (mode 0600; keep it
+    /// offline). Never replaces an existing one.
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Named in the CA's certificate (default: random).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Issue one identity (key, certificate, and a copy of ca.pem) into OUT,
+    /// the directory its process's [cluster] identity names.
+    Issue {
+        /// The directory of `coffre cluster ca`.
+        #[arg(long)]
+        ca: PathBuf,
+        /// A storage node: the id of the target it serves.
+        #[arg(long, conflicts_with = "gateway", required_unless_present = "gateway")]
+        node: Option<String>,
+        /// A gateway, by name.
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = coffre_node::identity::DEFAULT_DAYS)]
+        days: u32,
     },
 }
 
@@ -246,9 +289,26 @@ enum BucketAction {
     },
 }
 
+/// Logs to stderr at the level `COFFRE_LOG` asks (info by default), through
+/// a filter no setting lifts ([`never_logged`]): no secret, signature or
+/// SSE-C key reaches the log, even at trace level.
 fn init_logging() {
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_env("COFFRE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let output = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| !never_logged(meta.target(), meta.level())));
+    tracing_subscriber::registry().with(output).init();
+}
+
+/// What is never logged: s3s's events and spans (whole requests with their
+/// signatures and SSE-C keys, the signature it expected, client errors at
+/// error level; see `coffre_s3::may_log`), and `tokio_postgres` below info
+/// (each statement's parameters, through the `log` crate).
+fn never_logged(target: &str, level: &tracing::Level) -> bool {
+    let postgres = target == "tokio_postgres" || target.starts_with("tokio_postgres::");
+    !coffre_s3::may_log(target) || (postgres && *level > tracing::Level::INFO)
 }
 
 #[tokio::main]
@@ -268,6 +328,7 @@ async fn main() -> std::process::ExitCode {
         Command::Object { action, admin } => object_command(action, &admin).await,
         Command::Target { action, admin } => target_command(action, &admin).await,
         Command::Gateways { admin } => gateways_command(&admin).await,
+        Command::Cluster { action } => cluster_command(action),
         Command::Label { action, admin } => label_command(action, &admin).await,
         Command::Meta { action: MetaAction::Migrate(args) } => migrate(&args).await,
         Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
@@ -406,8 +467,36 @@ async fn target_command(action: TargetAction, admin: &AdminArgs) -> anyhow::Resu
         TargetAction::Lost { id } => (http::Method::POST, format!("/admin/v1/targets/{id}/lost")),
         TargetAction::Repair { start: true } => (http::Method::POST, "/admin/v1/repair".to_owned()),
         TargetAction::Repair { start: false } => (http::Method::GET, "/admin/v1/repair".to_owned()),
+        TargetAction::Scrub { start: true } => (http::Method::POST, "/admin/v1/scrub".to_owned()),
+        TargetAction::Scrub { start: false } => (http::Method::GET, "/admin/v1/scrub".to_owned()),
     };
     print_json(&client.json(method, &path, None).await?)
+}
+
+fn cluster_command(action: ClusterAction) -> anyhow::Result<()> {
+    use coffre_node::identity::{self, Identity};
+    match action {
+        ClusterAction::Ca { dir, name } => {
+            let name = name.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+            let cert = identity::create_ca(&dir, &name)?;
+            println!(
+                "cluster CA {name}: {} (private key {}, mode 0600)",
+                cert.display(),
+                dir.join(identity::CA_KEY_FILE).display()
+            );
+        }
+        ClusterAction::Issue { ca, node, gateway, out, days } => {
+            let who = match (node, gateway) {
+                (Some(node), _) => Identity::node(&node),
+                (None, Some(gateway)) => Identity::gateway(&gateway),
+                (None, None) => unreachable!("clap requires --node or --gateway"),
+            }
+            .map_err(anyhow::Error::msg)?;
+            identity::issue(&ca, &who, &out, days)?;
+            println!("{who}: {} (set [cluster] identity = {:?} for it)", out.join(identity::CERT_FILE).display(), out);
+        }
+    }
+    Ok(())
 }
 
 async fn label_command(action: LabelAction, admin: &AdminArgs) -> anyhow::Result<()> {
@@ -492,4 +581,21 @@ async fn migrate(args: &config::ServeArgs) -> anyhow::Result<()> {
         done => println!("applied migrations {done:?}; schema at version {latest}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::never_logged;
+
+    #[test]
+    fn no_setting_logs_s3s_or_postgres_parameters() {
+        assert!(never_logged("s3s::ops::signature", &Level::DEBUG));
+        assert!(never_logged("s3s::service", &Level::ERROR));
+        assert!(never_logged("tokio_postgres::query", &Level::DEBUG));
+        assert!(!never_logged("tokio_postgres::connection", &Level::WARN));
+        assert!(!never_logged("coffre::request", &Level::TRACE));
+        assert!(!never_logged("coffre_s3::error", &Level::ERROR));
+    }
 }

@@ -15,7 +15,7 @@ use coffre_core::service::{ObjectService, ServiceConfig};
 use coffre_core::types::Principal;
 use coffre_meta::{EmbeddedMeta, PgMeta, PgOptions};
 use coffre_node::FilePlacement;
-use coffre_node::{ClusterKey, NodeClient, NodeServer, ReplicatedBlobStore};
+use coffre_node::{ClusterTls, Identity, NodeClient, NodeServer, ReplicatedBlobStore};
 use coffre_s3::conn::ConnLimits;
 use coffre_s3::{Front, FrontConfig, KeyStore};
 use coffre_topology::TargetId;
@@ -165,7 +165,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let label_task = tokio::spawn(crate::label::run(running, stopped(stop_rx.clone())));
     let cluster_tasks = cluster.map(|cluster| {
         let probes = cluster.store.spawn_probes();
-        (probes, tokio::spawn(cluster.run_repair(stopped(stop_rx.clone()))))
+        (probes, tokio::spawn(cluster.run(stop_rx.clone())))
     });
     let audit_task = trail.clone().map(|trail| {
         let stop = stopped(stop_rx.clone());
@@ -286,10 +286,25 @@ fn open_disk_blobs(config: &Config) -> anyhow::Result<DiskBlobStore> {
     Ok(if config.fsync { blobs } else { blobs.unsynced() })
 }
 
-/// The key that signs node requests, from `[cluster] secret`.
-fn cluster_key(config: &Config) -> anyhow::Result<ClusterKey> {
-    let secret = config.cluster_secret.as_ref().context("cluster.secret: required with storage nodes")?;
-    ClusterKey::new(secret.expose()).map_err(anyhow::Error::msg)
+/// This process's cluster identity, from `[cluster] identity`, under the
+/// server's TLS policy.
+pub fn cluster_tls(config: &Config) -> anyhow::Result<Arc<ClusterTls>> {
+    let dir = config.cluster.identity.as_ref().context("cluster.identity: required with storage nodes")?;
+    let tls = ClusterTls::load(dir, Arc::new(crate::tls::provider()), crate::tls::VERSIONS)
+        .with_context(|| format!("loading the cluster identity in {} ([cluster] identity)", dir.display()))?;
+    Ok(Arc::new(tls))
+}
+
+/// A gateway's links to the storage nodes: its identity and the limits.
+/// With no node among the targets (S3 services only), none is needed.
+pub fn node_client(config: &Config) -> anyhow::Result<Option<NodeClient>> {
+    if config.cluster.identity.is_none() {
+        return Ok(None);
+    }
+    let tls = cluster_tls(config)?;
+    let client = NodeClient::new(tls.clone(), config.cluster.limits).map_err(anyhow::Error::msg)?;
+    tracing::info!(identity = %tls.identity(), ca = %tls.ca_file().display(), "node links: mutual TLS");
+    Ok(Some(client))
 }
 
 /// Where the bytes go, and the cluster view when that is storage targets.
@@ -301,7 +316,7 @@ async fn open_blobs(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Re
     if config.topology.is_empty() {
         return Ok((Arc::new(open_disk_blobs(config)?), None));
     }
-    let key = cluster_key(config)?;
+    let client = node_client(config)?;
     let placement: Arc<dyn PlacementStore> = match shared {
         Some(pg) => Arc::new(pg.placement()),
         None => {
@@ -311,14 +326,9 @@ async fn open_blobs(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Re
             Arc::new(file)
         }
     };
-    let store = ReplicatedBlobStore::open(
-        config.topology.clone(),
-        config.default_residency.clone(),
-        NodeClient::new(key),
-        placement,
-    )
-    .await
-    .context("opening the placement index")?;
+    let store = ReplicatedBlobStore::open(config.topology.clone(), config.default_residency.clone(), client, placement)
+        .await
+        .context("opening the placement index")?;
     tracing::info!(
         targets = config.topology.targets().len(),
         default_policy = ?config.default_residency,
@@ -329,31 +339,47 @@ async fn open_blobs(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Re
         Some(pg) => Arc::new(pg.jobs()),
         None => Arc::new(LocalJobs::default()),
     };
-    let cluster = Cluster::new(store.clone(), jobs, shared.cloned());
+    let cluster = Cluster::new(store.clone(), jobs, shared.cloned(), &config.cluster);
     Ok((store, Some(cluster)))
 }
 
 /// `--role storage`: the node API over this disk's blob store, nothing else.
 async fn run_storage_node(config: Config) -> anyhow::Result<()> {
     let listen = config.node_listen.context("--node-listen: required with --role storage")?;
-    let key = cluster_key(&config)?;
+    let tls = cluster_tls(&config)?;
+    let Identity::Node(name) = tls.identity() else {
+        anyhow::bail!(
+            "the cluster identity in {} names {}: a storage node needs a node certificate \
+             (`coffre cluster issue --node TARGET_ID`)",
+            config.cluster.identity.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+            tls.identity()
+        );
+    };
+    if *name != config.node_id {
+        anyhow::bail!(
+            "--node-id is {} but this node's certificate names target {name}: gateways reach it as {name}",
+            config.node_id
+        );
+    }
     let id = TargetId(config.node_id.clone());
     if !config.topology.is_empty() && config.topology.target(&id).is_none() {
         anyhow::bail!("--node-id: {id} is not a target of the topology");
     }
+    let server_tls = tls.server_config().context("the node's TLS listener")?;
+    let handshake = crate::tls::handshake(server_tls);
     if !config.fsync {
         warn_fsync_off();
     }
     let blobs = open_disk_blobs(&config)?;
-    let router = NodeServer::new(Arc::new(blobs), key, config.node_id.clone()).router();
+    let router = NodeServer::new(Arc::new(blobs), config.node_id.clone()).router();
     let listener = TcpListener::bind(listen).await.with_context(|| format!("binding the node API on {listen}"))?;
-    tracing::info!(node = %config.node_id, listen = %listen, data_dir = %config.data_dir.display(), "storage node is serving");
+    tracing::info!(node = %config.node_id, listen = %listen, data_dir = %config.data_dir.display(), ca = %tls.ca_file().display(), "storage node is serving (mutual TLS: gateways of the cluster only)");
     // The S3 front's connection loop: header guards against slow or huge heads,
     // TCP_NODELAY (a 4 KiB GET otherwise waits out the gateway's delayed ACK),
     // and in-flight requests finishing on SIGTERM.
     let limits =
         ConnLimits { header_read_timeout: config.header_read_timeout, max_header_bytes: config.max_header_bytes };
-    admin::serve("node", listener, router, None, limits, wait_for_signal(), config.shutdown_grace)
+    admin::serve("node", listener, router, Some(handshake), limits, wait_for_signal(), config.shutdown_grace)
         .await
         .context("node API")?;
     tracing::info!("stopped");

@@ -283,6 +283,12 @@ impl Handshake for RustlsHandshake {
     }
 }
 
+/// The handshake of a listener with its own rustls configuration (a
+/// storage node's mutual TLS).
+pub fn handshake(config: ServerConfig) -> Arc<dyn Handshake> {
+    Arc::new(RustlsHandshake(TlsAcceptor::from(Arc::new(config))))
+}
+
 /// TLS for both listeners, or its absence (plain HTTP).
 pub struct Tls {
     store: Option<Arc<CertStore>>,

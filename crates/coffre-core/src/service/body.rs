@@ -172,10 +172,7 @@ impl ObjectService {
         match data {
             DataLocation::None => Box::pin(stream::empty()),
             DataLocation::Inline { sealed, key } => open_piece(ring, keys, key, size, range, read_inline(sealed)),
-            DataLocation::Blob { id, key } => {
-                let blobs = self.blobs.clone();
-                open_piece(ring, keys, key, size, range, read_blob(blobs, id))
-            }
+            DataLocation::Blob { id, key } => open_blob(ring, keys, key, size, range, self.blobs.clone(), id),
             DataLocation::Parts(parts) => {
                 let mut pieces = Vec::new();
                 let mut offset = 0u64;
@@ -191,8 +188,7 @@ impl ObjectService {
                 Box::pin(
                     stream::iter(pieces)
                         .map(move |(p, r)| {
-                            let fetch = read_blob(blobs.clone(), p.blob);
-                            open_piece(ring.clone(), keys.clone(), p.key, p.size, r, fetch)
+                            open_blob(ring.clone(), keys.clone(), p.key, p.size, r, blobs.clone(), p.blob)
                         })
                         .flatten(),
                 )
@@ -221,20 +217,100 @@ fn read_inline(sealed: Vec<u8>) -> Fetch {
     })
 }
 
-fn read_blob(blobs: std::sync::Arc<dyn BlobStore>, id: BlobId) -> Fetch {
-    Box::new(move |plan| {
-        let reads = plan.reads(SEGMENTS_PER_READ);
-        Box::pin(
-            stream::iter(reads)
-                .map(move |r| {
-                    let blobs = blobs.clone();
-                    async move { blobs.read(id, r).await?.try_collect::<Vec<Bytes>>().await }
-                })
-                .buffered(READ_AHEAD)
-                .map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok::<_, Error>)))
-                .try_flatten(),
-        )
-    })
+/// One blob's sealed bytes, opened read by read: each read (at most
+/// [`SEGMENTS_PER_READ`] segments) is authenticated on its own, so one that
+/// fails its check is read again from the store's next copy, and the store is
+/// told to look at its copies; only when no copy opens does the reader fail.
+fn open_blob(
+    ring: Keyring,
+    keys: ReadKeys,
+    sealed: SealedKey,
+    size: u64,
+    range: Range<u64>,
+    blobs: std::sync::Arc<dyn BlobStore>,
+    id: BlobId,
+) -> ByteStream {
+    let opened = async move {
+        let key = ring.open_data_key(&keys.bucket, &keys.keks, &sealed, keys.customer.as_ref()).await?;
+        let key = std::sync::Arc::new(key);
+        let context = segment_context(&keys.bucket, &keys.key, &sealed);
+        let reads = stream::iter(plain_reads(range))
+            .map(move |plain| {
+                let (blobs, key, context) = (blobs.clone(), key.clone(), context.clone());
+                async move { open_read(blobs.as_ref(), id, &key, context, size, plain).await }
+            })
+            .buffered(READ_AHEAD)
+            .map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok::<_, Error>)))
+            .try_flatten();
+        Ok::<_, Error>(reads)
+    };
+    Box::pin(stream::once(opened).try_flatten())
+}
+
+/// The plaintext range cut where reads of [`SEGMENTS_PER_READ`] segments end
+/// (an empty range stays one read: it still authenticates the final segment).
+fn plain_reads(range: Range<u64>) -> Vec<Range<u64>> {
+    if range.start >= range.end {
+        return vec![range];
+    }
+    let step = SEGMENTS_PER_READ * segment::SEGMENT_SIZE as u64;
+    let mut out = Vec::new();
+    let mut start = range.start;
+    while start < range.end {
+        let end = ((start / step + 1) * step).min(range.end);
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+/// Reads and opens plaintext `plain` of blob `id`, trying the store's other
+/// copies while the bytes read fail authentication.
+async fn open_read(
+    blobs: &dyn BlobStore,
+    id: BlobId,
+    key: &DataKey,
+    context: SegmentContext,
+    size: u64,
+    plain: Range<u64>,
+) -> Result<Vec<Bytes>> {
+    let plan = ReadPlan::new(size, plain);
+    let mut stored = blobs.read(id, plan.stored.clone()).await?;
+    let mut attempt = 0;
+    loop {
+        let why = match open_all(stored, key, context.clone(), plan.clone()).await {
+            Err(Error::Integrity(why)) => why,
+            other => return other,
+        };
+        if attempt == 0 {
+            blobs.suspect(id);
+        }
+        attempt += 1;
+        match blobs.read_again(id, plan.stored.clone(), attempt).await? {
+            Some(again) => {
+                tracing::warn!(blob = %id, range = ?plan.stored, error = %why, attempt, "stored bytes failed authentication; reading another copy");
+                stored = again;
+            }
+            None => return Err(Error::Integrity(why)),
+        }
+    }
+}
+
+async fn open_all(
+    mut stored: ByteStream,
+    key: &DataKey,
+    context: SegmentContext,
+    plan: ReadPlan,
+) -> Result<Vec<Bytes>> {
+    let mut opener = Opener::new(key, context, plan).map_err(integrity)?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stored.next().await {
+        if let Some(plain) = opener.push(chunk?).map_err(integrity)? {
+            out.push(plain);
+        }
+    }
+    opener.finish().map_err(integrity)?;
+    Ok(out)
 }
 
 /// One sealed piece (inline value, blob or part): unwrap its key, fetch the
