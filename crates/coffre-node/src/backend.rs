@@ -17,7 +17,9 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
-use crate::client::{Body, HttpClient, LinkLimits, NodeClient, NodeLink, TargetError, exact_body, expect, http_client};
+use crate::client::{
+    Body, HttpClient, LinkLimits, NodeClient, NodeLink, TargetError, check_length, exact_body, expect, http_client,
+};
 
 /// A blob's bytes on their way to a target, already sealed.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -254,8 +256,10 @@ impl Backend for S3Backend {
                 .unwrap_or_else(|| self.protocol(format!("unexpected status {other}"))));
             }
         }
+        let expected = range.end - range.start;
+        check_length(&response, expected).map_err(|why| self.protocol(why))?;
         let body = response.into_body().into_data_stream();
-        Ok(exact_body(body, range.end - range.start, self.limits.body_idle, self.endpoint.clone()))
+        Ok(exact_body(body, expected, self.limits.body_idle, self.endpoint.clone()))
     }
 
     async fn delete(&self, id: BlobId) -> Result<(), TargetError> {

@@ -260,8 +260,10 @@ impl NodeLink {
             let e = expect(response, &self.target, StatusCode::OK, Some(id), self.limits.body_idle).await.err();
             return Err(e.unwrap_or_else(|| self.protocol("unexpected answer".into())));
         }
+        let expected = range.end - range.start;
+        check_length(&response, expected).map_err(|why| self.protocol(why))?;
         let body = response.into_body().into_data_stream();
-        Ok(exact_body(body, range.end - range.start, self.limits.body_idle, self.target.clone()))
+        Ok(exact_body(body, expected, self.limits.body_idle, self.target.clone()))
     }
 
     pub async fn delete(&self, id: BlobId) -> Result<(), TargetError> {
@@ -357,6 +359,17 @@ where
             }
         }
     }))
+}
+
+/// A blob read whose head announces another length than the range asked
+/// is refused before its body is read.
+pub(crate) fn check_length<B>(response: &http::Response<B>, expected: u64) -> Result<(), String> {
+    let Some(announced) = response.headers().get(http::header::CONTENT_LENGTH) else { return Ok(()) };
+    let text = announced.to_str().unwrap_or("?");
+    match text.parse::<u64>() {
+        Ok(n) if n == expected => Ok(()),
+        _ => Err(format!("announced {text} bytes for a read of {expected}: refused")),
+    }
 }
 
 pub(crate) fn blob_path(id: BlobId) -> String {

@@ -552,25 +552,36 @@ impl ServerCertVerifier for NodeNamed {
 /// one: a certificate this gateway refused, or this gateway's certificate
 /// refused by the node (a TLS alert).
 pub fn tls_refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let tls = e
-            .downcast_ref::<rustls::Error>()
-            .or_else(|| e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref()));
-        if let Some(tls) = tls {
-            return match tls {
-                rustls::Error::InvalidCertificate(CertificateError::Other(other)) => Some(other.0.to_string()),
-                rustls::Error::InvalidCertificate(other) => Some(format!("its certificate was refused: {other:?}")),
-                rustls::Error::AlertReceived(alert) => Some(format!(
-                    "it refused this gateway's certificate (TLS alert {alert:?}): the node trusts another cluster \
-                     CA, or this process's certificate is not a gateway's"
-                )),
-                _ => None,
-            };
-        }
-        current = e.source();
+    let tls = find_tls_error(error, 0)?;
+    match tls {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => Some(other.0.to_string()),
+        rustls::Error::InvalidCertificate(other) => Some(format!("its certificate was refused: {other:?}")),
+        rustls::Error::AlertReceived(alert) => Some(format!(
+            "it refused this gateway's certificate (TLS alert {alert:?}): the node trusts another cluster CA, or \
+             this process's certificate is not a gateway's"
+        )),
+        _ => None,
     }
-    None
+}
+
+/// The rustls error somewhere in `error`'s chain. An `io::Error` reports
+/// its inner error's source rather than the inner error (and hyper-rustls
+/// wraps one io::Error in another), so each is opened too.
+fn find_tls_error<'e>(error: &'e (dyn std::error::Error + 'static), depth: usize) -> Option<&'e rustls::Error> {
+    if depth > 16 {
+        return None;
+    }
+    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .map(|e| e as &(dyn std::error::Error + 'static));
+    if let Some(found) = inner.and_then(|e| find_tls_error(e, depth + 1)) {
+        return Some(found);
+    }
+    error.source().and_then(|e| find_tls_error(e, depth + 1))
 }
 
 #[cfg(test)]
