@@ -99,7 +99,10 @@ pub struct ScrubReport {
     /// compared with each other instead (and the checksum recorded when
     /// they agree).
     pub unverifiable: u64,
-    /// Blobs whose check could not finish (a target down, no good replica).
+    /// Replicas not checked: their target was down or lost.
+    pub skipped: u64,
+    /// Blobs whose check could not finish (a replica unreadable on a target
+    /// that is up, no good replica to copy from): their shard runs again.
     pub failed: u64,
     pub last_error: Option<String>,
 }
@@ -112,6 +115,7 @@ impl ScrubReport {
         self.corrupt += other.corrupt;
         self.repaired += other.repaired;
         self.unverifiable += other.unverifiable;
+        self.skipped += other.skipped;
         self.failed += other.failed;
         if other.last_error.is_some() {
             self.last_error.clone_from(&other.last_error);
@@ -188,7 +192,10 @@ impl ReplicatedBlobStore {
         let mut found = Vec::new();
         for target in &replicas.targets {
             let tid = TargetId(target.clone());
-            if self.health().is_lost(&tid) {
+            // A lost target is repair's business, a down one is no verdict:
+            // its replica is checked by a pass that finds it up.
+            if self.health().is_lost(&tid) || !self.health().is_up(&tid) {
+                report.skipped += 1;
                 continue;
             }
             let backend = self.backend(&tid)?;
@@ -198,7 +205,9 @@ impl ReplicatedBlobStore {
             }
             found.push((tid, backend, seen));
         }
-        let Some(expected) = replicas.checksum.or_else(|| self.adopt(&found, replicas.size)) else {
+        let every_replica_read = report.skipped == 0;
+        let adopted = || every_replica_read.then(|| self.adopt(&found, replicas.size)).flatten();
+        let Some(expected) = replicas.checksum.or_else(adopted) else {
             report.unverifiable += 1;
             let sums: BTreeSet<u64> =
                 found.iter().filter_map(|(_, _, f)| if let Found::Read(c, _) = f { Some(*c) } else { None }).collect();
@@ -242,8 +251,8 @@ impl ReplicatedBlobStore {
         Ok(report)
     }
 
-    /// A blob recorded without a checksum: the one all its readable
-    /// replicas share, if they do.
+    /// A blob recorded without a checksum: the one all its replicas share,
+    /// if they were all read and agree (one down might be the only good one).
     fn adopt(&self, found: &[(TargetId, Arc<dyn Backend>, Found)], size: u64) -> Option<u64> {
         let sums: BTreeSet<u64> = found
             .iter()
