@@ -2,7 +2,7 @@
 //!
 //! The canonical form is compact JSON (no spaces, no trailing newline) with
 //! the fields in the order of [`Event`]'s declaration, absent values written
-//! as `null`, integers in decimal, and strings escaped as `serde_json` does:
+//! as `null` (except `claimed`, left out when absent), integers in decimal, and strings escaped as `serde_json` does:
 //! `"` and `\` backslashed, control characters as `\n`, `\t`... or `\u00XX`,
 //! everything else as raw UTF-8. `time` is RFC 3339 in UTC with exactly three
 //! fraction digits, so that string order is time order. The same event always
@@ -29,9 +29,15 @@ pub struct Event {
     /// The node that served the request.
     pub node: String,
     pub request_id: String,
-    /// The access key id the request was signed with (or claimed, when the
-    /// signature did not match); `null` for anonymous requests.
+    /// The access key id whose signature was verified; `null` for anonymous
+    /// requests and for those whose signature was not verified.
     pub principal: Option<String>,
+    /// The access key id a request named without its signature being
+    /// verified (a bad signature, an unknown key, a request refused before
+    /// verification). Written only when set: logs from before this field
+    /// read, re-serialize and verify unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<String>,
     pub tenant: Option<String>,
     /// Client address, `ip:port`.
     pub source: Option<String>,
@@ -60,6 +66,7 @@ impl Event {
             node: node.to_owned(),
             request_id: String::new(),
             principal: None,
+            claimed: None,
             tenant: None,
             source: None,
             operation: operation.to_owned(),
@@ -124,6 +131,20 @@ mod tests {
         assert!(Event::from_canonical(reordered.as_bytes()).is_err());
         let extra = text.replacen('}', ",\"x\":1}", 1);
         assert!(Event::from_canonical(extra.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn claimed_is_written_only_when_set() {
+        let mut event = Event::now("node-1", "PutObject");
+        let without = String::from_utf8(event.canonical()).unwrap();
+        assert!(!without.contains("claimed"), "{without}");
+        event.claimed = Some("AKIDCLAIMED".into());
+        let with = event.canonical();
+        let text = String::from_utf8(with.clone()).unwrap();
+        assert!(text.contains(r#""principal":null,"claimed":"AKIDCLAIMED","tenant""#), "{text}");
+        assert_eq!(Event::from_canonical(&with).unwrap(), event);
+        let null = text.replacen(r#""claimed":"AKIDCLAIMED""#, r#""claimed":null"#, 1);
+        assert!(Event::from_canonical(null.as_bytes()).is_err(), "an absent claim is left out, not null");
     }
 
     #[test]

@@ -139,11 +139,15 @@ impl Front {
         let expects_continue =
             req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let empty_body = req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
-        let asked = Asked::of(&req, &self.domains);
+        let mut asked = Asked::of(&req, &self.domains);
 
         let response = match precheck(&self.config, &req) {
-            Err(rejection) => rejection,
-            Ok(()) => {
+            Err(rejected) => {
+                asked.claims(None, rejected.claimed);
+                rejected.response
+            }
+            Ok(claim) => {
+                asked.claims(Some(claim.method), claim.access_key().map(str::to_owned));
                 let (mut parts, body) = req.into_parts();
                 let body = GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled);
                 parts.extensions.insert(slot.clone());

@@ -1,9 +1,18 @@
-//! The guards s3s does not provide, in request order: header size, presigned
-//! `X-Amz-Expires` at most 7 days, SigV2 refused, the credential scope's region
-//! and the body size by `Content-Length` (before s3s sees the request); then,
+//! The guards s3s does not provide, in request order: header size, HTML
+//! form uploads refused before their body is read, the authentication claim
+//! ([`claim`](crate::claim): presigned `X-Amz-Expires` at most 7 days, SigV2
+//! refused, one mechanism, the credential scope's region and service) and
+//! the body size by `Content-Length` (before s3s sees the request); then,
 //! while the body streams, an idle timeout and a cap on each aws-chunked chunk
 //! (s3s 0.14 buffers a whole chunk of whatever size the client declares).
 //! Header size and header read timeout are also enforced by hyper (`conn`).
+//!
+//! Bodies read before authentication: none. A request refused here is
+//! answered without its body being read; s3s reads a body only once the
+//! signature is verified and [`Access`](crate::record::Access) has let the
+//! request through (XML bodies, at most `max_xml_bytes`), or as the
+//! operation streams it. The one body s3s would read before verification,
+//! an `sts` request's (up to 8 KiB), is refused here by its scope.
 
 use std::io;
 use std::pin::Pin;
@@ -18,11 +27,9 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::claim::{self, Claim};
 use crate::error::error_response;
 use crate::front::FrontConfig;
-
-/// The longest presigned URL lifetime S3 allows.
-const MAX_PRESIGN_SECS: u64 = 7 * 24 * 3600;
 
 /// A guard's verdict on a body, reported instead of whatever s3s makes of the broken stream.
 #[derive(Clone, Default)]
@@ -35,9 +42,25 @@ impl BodyVerdict {
     }
 }
 
-/// Checks what s3s would let through: presign lifetime, region, body size.
+/// A request refused before s3s sees it: the answer, and the access key it
+/// named when it named one clearly (never verified).
+pub(crate) struct Rejected {
+    pub response: Response<s3s::Body>,
+    pub claimed: Option<String>,
+}
+
+impl From<Response<s3s::Body>> for Rejected {
+    fn from(response: Response<s3s::Body>) -> Self {
+        Self { response, claimed: None }
+    }
+}
+
+/// Checks what s3s would let through: header size, form uploads, the
+/// authentication claim (read once, as s3s reads it), body size. Returns the
+/// claim the request makes.
+// The error is the answer itself, built once per refused request: boxing it gains nothing.
 #[allow(clippy::result_large_err)]
-pub(crate) fn precheck(config: &FrontConfig, req: &Request<Incoming>) -> Result<(), Response<s3s::Body>> {
+pub(crate) fn precheck(config: &FrontConfig, req: &Request<Incoming>) -> Result<Claim, Rejected> {
     let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if header_bytes + req.uri().to_string().len() > config.max_header_bytes {
         return Err(error_response(
@@ -47,96 +70,40 @@ pub(crate) fn precheck(config: &FrontConfig, req: &Request<Incoming>) -> Result<
                 "Your request header section exceeds the maximum allowed size of {} bytes",
                 config.max_header_bytes
             ),
-        ));
+        )
+        .into());
     }
-    let query = req.uri().query().unwrap_or("");
-    let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| urlencoding::decode(v).map(|c| c.into_owned()).unwrap_or_default())
-    };
-    if let Some(expires) = param("X-Amz-Expires") {
-        match expires.parse::<u64>() {
-            Ok(secs) if secs <= MAX_PRESIGN_SECS => {}
-            _ => {
-                return Err(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "AuthorizationQueryParametersError",
-                    "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-                ));
-            }
-        }
-    }
-    // Signature V2 (HMAC-SHA1, deprecated by AWS) is refused outright rather
-    // than left to a code path nothing here tests.
-    let v2_header = req.headers().get(http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "));
-    if v2_header || (param("AWSAccessKeyId").is_some() && param("Signature").is_some()) {
+    if claim::is_form_upload(req.method(), req.headers()) {
         return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequest",
-            "Signature Version 2 is not supported; sign requests with AWS Signature Version 4 (AWS4-HMAC-SHA256).",
-        ));
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "POST uploads from HTML forms (multipart/form-data) are not supported; upload with PUT, or a \
+             presigned PUT URL.",
+        )
+        .into());
     }
-    if let Some(auth) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Some(fields) = auth.strip_prefix("AWS4-HMAC-SHA256")
-    {
-        let has = |name: &str| fields.split(',').any(|f| f.trim().starts_with(name));
-        if !(has("Credential=") && has("SignedHeaders=") && has("Signature=")) {
-            return Err(error_response(
-                StatusCode::BAD_REQUEST,
-                "AuthorizationHeaderMalformed",
-                "The authorization header is malformed; it must contain Credential, SignedHeaders and Signature.",
-            ));
-        }
-    }
-    let (scope, in_query) = match param("X-Amz-Credential") {
-        Some(c) => (Some(c), true),
-        None => (authorization_credential(req.headers()), false),
-    };
-    if let Some(region) = scope.as_deref().and_then(scope_region)
-        && region != config.region
-    {
-        let (code, what) = if in_query {
-            ("AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter")
-        } else {
-            ("AuthorizationHeaderMalformed", "The authorization header is malformed")
-        };
-        let message = format!("{what}; the region '{region}' is wrong; expecting '{}'", config.region);
-        return Err(error_response(StatusCode::BAD_REQUEST, code, &message));
-    }
+    let claim = claim::read(req.uri(), req.headers(), &config.region)
+        .map_err(|r| Rejected { response: error_response(r.status, r.code, &r.message), claimed: r.claimed })?;
     let header_u64 =
         |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let decoded = header_u64("x-amz-decoded-content-length");
     // aws-chunked framing adds well under 2% to the payload.
     let raw_limit = MAX_OBJECT_SIZE + MAX_OBJECT_SIZE / 50;
     if decoded.is_some_and(|n| n > MAX_OBJECT_SIZE) || header_u64("content-length").is_some_and(|n| n > raw_limit) {
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "EntityTooLarge",
-            "Your proposed upload exceeds the maximum allowed object size of 5 GiB; use a multipart upload.",
-        ));
+        return Err(Rejected {
+            response: error_response(
+                StatusCode::BAD_REQUEST,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed object size of 5 GiB; use a multipart upload.",
+            ),
+            claimed: claim.access_key().map(str::to_owned),
+        });
     }
-    Ok(())
+    Ok(claim)
 }
 
 fn is_aws_chunked(headers: &HeaderMap) -> bool {
     headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("STREAMING-"))
-}
-
-/// The `Credential=` value of a SigV4 Authorization header.
-pub(crate) fn authorization_credential(headers: &HeaderMap) -> Option<String> {
-    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let rest = auth.strip_prefix("AWS4-HMAC-SHA256")?;
-    let cred = rest.split(',').map(str::trim).find_map(|p| p.strip_prefix("Credential="))?;
-    Some(cred.to_owned())
-}
-
-/// `AKID/date/region/service/aws4_request` → region.
-fn scope_region(credential: &str) -> Option<&str> {
-    let parts: Vec<&str> = credential.rsplitn(4, '/').collect();
-    (parts.len() == 4 && parts[0] == "aws4_request").then(|| parts[2])
 }
 
 /// Follows aws-chunked framing (`hex-size;chunk-signature=...\r\n<data>\r\n`)
@@ -291,13 +258,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scope_region_is_the_third_field_from_the_end() {
-        assert_eq!(scope_region("AKID/20250101/eu-west-3/s3/aws4_request"), Some("eu-west-3"));
-        assert_eq!(scope_region("AK/ID/20250101/us-east-1/s3/aws4_request"), Some("us-east-1"));
-        assert_eq!(scope_region("garbage"), None);
-    }
-
-    #[test]
     fn chunk_scanner_follows_framing_across_splits() {
         let mut body = Vec::new();
         for size in [5usize, 3] {
@@ -316,5 +276,52 @@ mod tests {
         assert!(s.scan(&body).is_err(), "a 5-byte chunk is over a 4-byte cap");
         let mut s = ChunkScanner::new(1 << 20);
         assert!(s.scan(b"ffffffffff;chunk-signature=x\r\n").is_err());
+    }
+
+    fn framed(sizes: &[usize]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for &size in sizes.iter().chain(&[0]) {
+            body.extend_from_slice(format!("{size:x};chunk-signature={}\r\n", "0".repeat(64)).as_bytes());
+            body.extend(std::iter::repeat_n(b'x', size));
+            body.extend_from_slice(b"\r\n");
+        }
+        body
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, ..Default::default() })]
+
+        /// However the body is cut into frames, the scanner refuses it exactly
+        /// when a chunk is over the cap, and otherwise follows it to its end.
+        #[test]
+        fn chunk_scanner_refuses_exactly_the_oversized_chunks(
+            sizes in proptest::collection::vec(1usize..300, 0..8),
+            max in 0u64..300,
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..6),
+        ) {
+            let body = framed(&sizes);
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(body.len() + 1)).collect();
+            at.extend([0, body.len()]);
+            at.sort_unstable();
+            let mut scanner = ChunkScanner::new(max);
+            let refused = at.windows(2).any(|w| scanner.scan(&body[w[0]..w[1]]).is_err());
+            let oversized = sizes.iter().any(|&s| s as u64 > max);
+            proptest::prop_assert_eq!(refused, oversized);
+            if !refused {
+                proptest::prop_assert!(matches!(scanner.state, ChunkState::Done));
+            }
+        }
+
+        /// Any bytes at all: an answer, no panic, and a header line kept
+        /// (waiting for its end) is never longer than its bound.
+        #[test]
+        fn chunk_scanner_survives_any_bytes(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10_000)) {
+            let mut scanner = ChunkScanner::new(1024);
+            if scanner.scan(&data).is_ok()
+                && let ChunkState::Header(line) = &scanner.state
+            {
+                proptest::prop_assert!(line.len() <= MAX_CHUNK_HEADER, "{} bytes kept", line.len());
+            }
+        }
     }
 }

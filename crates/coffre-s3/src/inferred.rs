@@ -64,6 +64,8 @@ fn bucket_op(method: &Method, has: &dyn Fn(&str) -> bool) -> &'static str {
         Method::PUT => "CreateBucket",
         Method::DELETE => "DeleteBucket",
         Method::POST if has("delete") => "DeleteObjects",
+        // An HTML form upload, refused before routing (guards).
+        Method::POST => "PostObject",
         _ => "Unknown",
     }
 }
@@ -107,6 +109,7 @@ mod tests {
         assert_eq!(op(Method::PUT, "/b/a%20b/c", ""), ("PutObject".into(), Some("b".into()), Some("a b/c".into())));
         assert_eq!(op(Method::GET, "/b", "list-type=2&prefix=x").0, "ListObjectsV2");
         assert_eq!(op(Method::POST, "/b", "delete").0, "DeleteObjects");
+        assert_eq!(op(Method::POST, "/b", "").0, "PostObject");
         assert_eq!(op(Method::PUT, "/b/k", "partNumber=1&uploadId=u").0, "UploadPart");
         assert_eq!(op(Method::PUT, "/b", "versioning").0, "PutBucketVersioning");
         assert_eq!(infer(&Method::PUT, "/b/k", "", true, None).0, "CopyObject");

@@ -5,11 +5,13 @@
 //! no protection of its own, so [`front`] guards every request before it gets
 //! there (sizes, presign lifetime, region, chunk sizes, idle bodies).
 //!
-//! Map: [`front`] serves; `guards`, `record`, `vhost` and `s3s_fixes` are its
+//! Map: [`front`] serves; `guards` (with `claim`, the one reading of a
+//! request's authentication), `record`, `vhost` and `s3s_fixes` are its
 //! parts; `ops` holds one file per S3 feature, which read requests through
 //! `request` and fill answers through `response`; `error` maps errors.
 
 mod auth;
+mod claim;
 pub mod conn;
 mod error;
 pub mod front;
@@ -23,4 +25,6 @@ mod s3s_fixes;
 mod vhost;
 
 pub use auth::{Credential, KeyStore};
+pub use claim::AuthMethod;
 pub use front::{Front, FrontConfig, RequestObserver, RequestRecord};
+pub use s3s_fixes::may_log;

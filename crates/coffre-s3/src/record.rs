@@ -17,7 +17,7 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::host::S3Host as _;
 use s3s::{S3Result, s3_error};
 
-use crate::guards::authorization_credential;
+use crate::claim::AuthMethod;
 use crate::vhost::Domains;
 
 /// One request, as logs, metrics and the audit trail see it. Never holds a
@@ -32,8 +32,17 @@ pub struct RequestRecord {
     pub bucket: Option<String>,
     pub key: Option<String>,
     pub version: Option<String>,
-    /// The access key id the request was signed with, or claims to be.
+    /// The access key id whose signature s3s verified; `None` for an
+    /// anonymous request and for one whose signature was not verified.
     pub principal: Option<String>,
+    /// The access key id a request named but that was not verified (a bad
+    /// signature, an unknown key, a request refused before verification).
+    /// Never set together with `principal`.
+    pub claimed: Option<String>,
+    /// How the request said it was authenticated; `None` when it was
+    /// refused before that was read (header size, form uploads) or could not
+    /// be read unambiguously.
+    pub auth: Option<AuthMethod>,
     pub source: SocketAddr,
     /// PUT, POST and DELETE: the request may change what is stored.
     pub mutating: bool,
@@ -63,13 +72,15 @@ pub trait RequestObserver: Send + Sync + 'static {
 #[derive(Clone)]
 pub(crate) struct ErrorCode(pub(crate) String);
 
-/// What s3s learned about a request (operation, bucket, key), passed back
-/// out through the request's extensions.
+/// What s3s learned about a request (operation, bucket, key, and the access
+/// key whose signature it verified), passed back out through the request's
+/// extensions.
 #[derive(Default)]
 pub(crate) struct RouteInfo {
     operation: Option<String>,
     bucket: Option<String>,
     key: Option<String>,
+    principal: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -82,8 +93,10 @@ impl RouteSlot {
     }
 }
 
-/// Records the route and refuses anonymous requests: no policy grants
-/// anonymous access yet, so every request must be signed.
+/// Records the route and the verified principal, and refuses anonymous
+/// requests: no policy grants anonymous access yet, so every request must be
+/// signed. s3s calls it once the signature is verified (`cx.credentials()`
+/// is what the verifier accepted) and the operation resolved.
 pub(crate) struct Access;
 
 #[async_trait::async_trait]
@@ -95,10 +108,11 @@ impl S3Access for Access {
             s3s::path::S3Path::Object { bucket, key } => (Some(bucket.to_string()), Some(key.to_string())),
         };
         let operation = cx.s3_op().name().to_owned();
+        let principal = cx.credentials().map(|c| c.access_key.clone());
         if let Some(slot) = cx.extensions_mut().get::<RouteSlot>()
             && let Ok(mut info) = slot.0.lock()
         {
-            *info = RouteInfo { operation: Some(operation), bucket, key };
+            *info = RouteInfo { operation: Some(operation), bucket, key, principal };
         }
         match cx.credentials() {
             Some(_) => Ok(()),
@@ -108,14 +122,16 @@ impl S3Access for Access {
 }
 
 /// What a request asks for, read before s3s takes it: enough to name one
-/// that s3s refuses before routing, and who signed it.
+/// that s3s refuses before routing. Who it claims to be is set by the front
+/// from the guards' one reading of its authentication ([`Asked::claims`]).
 pub(crate) struct Asked {
     method: http::Method,
     path: String,
     query: String,
     copy: bool,
     host_bucket: Option<String>,
-    principal: Option<String>,
+    claimed: Option<String>,
+    auth: Option<AuthMethod>,
     version: Option<String>,
 }
 
@@ -129,8 +145,6 @@ impl Asked {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| urlencoding::decode(v).map(|c| c.into_owned()).unwrap_or_else(|_| v.to_owned()))
         };
-        let credential = param("X-Amz-Credential").or_else(|| authorization_credential(req.headers()));
-        let principal = credential.and_then(|c| c.split('/').next().map(str::to_owned)).filter(|p| !p.is_empty());
         let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         let host_bucket = domains.parse_host_header(host).ok().and_then(|v| v.bucket().map(str::to_owned));
         Self {
@@ -138,10 +152,18 @@ impl Asked {
             path: req.uri().path().to_owned(),
             copy: req.headers().contains_key("x-amz-copy-source"),
             host_bucket,
-            principal,
+            claimed: None,
+            auth: None,
             version: param("versionId"),
             query,
         }
+    }
+
+    /// Notes how the request says it is authenticated and the access key it
+    /// names (unverified), as the guards read them.
+    pub(crate) fn claims(&mut self, auth: Option<AuthMethod>, claimed: Option<String>) {
+        self.auth = auth;
+        self.claimed = claimed;
     }
 
     pub(crate) fn record(
@@ -173,7 +195,9 @@ impl Asked {
             bucket,
             key,
             version: version.or(self.version),
-            principal: self.principal,
+            claimed: if info.principal.is_some() { None } else { self.claimed },
+            principal: info.principal,
+            auth: self.auth,
             source,
             mutating,
             status: parts.status.as_u16(),
@@ -246,7 +270,11 @@ impl Drop for LoggedBody {
             op = %record.operation,
             bucket = record.bucket.as_deref().unwrap_or("-"),
             key = record.key.as_deref().unwrap_or("-"),
+            auth = record.auth.map_or("-", AuthMethod::as_str),
+            principal = record.principal.as_deref().unwrap_or("-"),
+            claimed = record.claimed.as_deref().unwrap_or("-"),
             status = record.status,
+            error = record.error.as_deref().unwrap_or("-"),
             bytes_in = record.bytes_in,
             bytes_out = record.bytes_out,
             duration_ms = record.duration.as_secs_f64() * 1000.0,

@@ -4,6 +4,8 @@
 //! - [`with_versions_in_order`]: ListObjectVersions lists all `<Version>`s,
 //!   then all `<DeleteMarker>`s; S3 interleaves them in listing order.
 //! - [`with_error_message`]: errors s3s raises itself carry no `<Message>`.
+//! - [`may_log`]: s3s logs secrets at debug level and every client error at
+//!   error level; its events are not logged at all.
 //!
 //! Gaps in s3s 0.14.1 worked around where they bite, not here: host parsing
 //! (`vhost`), unbounded aws-chunked chunks (`guards`), payload errors told
@@ -130,9 +132,34 @@ fn default_message(code: &str) -> &'static str {
     }
 }
 
+/// Whether an event or span of `target` may be logged, whatever the
+/// operator's filter (`COFFRE_LOG=trace` included). The binary applies it to
+/// every log output.
+///
+/// s3s 0.14 logs, under target `s3s`: at debug, each whole request
+/// (`Authorization`, presigned query signatures, SSE-C key headers), the
+/// signature it computed when the client's does not match (a valid
+/// signature for the forged request), POST form fields; at error, every
+/// S3 error a client causes (`NoSuchKey`, `SignatureDoesNotMatch`...) and
+/// the bodies of malformed XML. None of it is needed: the front logs every
+/// request once (`coffre::request`: operation, principal, status, S3 error
+/// code) and the operations log their own server-side failures. So nothing
+/// of s3s is logged, events or spans.
+pub fn may_log(target: &str) -> bool {
+    !(target == "s3s" || target.starts_with("s3s::"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_of_s3s_is_logged() {
+        assert!(!may_log("s3s::ops::signature"));
+        assert!(!may_log("s3s"));
+        assert!(may_log("s3s_other"));
+        assert!(may_log("coffre::request"));
+    }
 
     #[test]
     fn versions_and_markers_are_interleaved_in_listing_order() {

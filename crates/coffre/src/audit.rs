@@ -201,6 +201,15 @@ fn verify_proof(file: &Path, key: &PublicKey) -> anyhow::Result<()> {
     }
 }
 
+/// The verified principal, else the unverified claim marked `?`, else `-`.
+fn principal_column(event: &coffre_audit::Event) -> String {
+    match (&event.principal, &event.claimed) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => format!("{c}?"),
+        (None, None) => "-".into(),
+    }
+}
+
 fn run_query(dir: &LogDir, args: QueryArgs) -> anyhow::Result<()> {
     let time = |t: &Option<String>, name: &str| -> anyhow::Result<_> {
         t.as_deref()
@@ -244,7 +253,7 @@ fn run_query(dir: &LogDir, args: QueryArgs) -> anyhow::Result<()> {
                 "{:>6}  {:24}  {:20}  {:28}  {:40}  {:>6}  {}",
                 event.seq,
                 event.time,
-                event.principal.as_deref().unwrap_or("-"),
+                principal_column(&event),
                 event.operation,
                 target,
                 event.status,

@@ -45,6 +45,7 @@ impl Trail {
         Event {
             request_id: r.request_id.clone(),
             principal: r.principal.clone(),
+            claimed: r.claimed.clone(),
             source: Some(r.source.to_string()),
             bucket: r.bucket.clone(),
             key: r.key.clone(),
