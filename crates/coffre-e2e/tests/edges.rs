@@ -92,3 +92,34 @@ fn the_data_directory_is_private() {
         assert!(!meta.exists(), "with PostgreSQL no metadata is kept on the gateway's disk");
     }
 }
+
+/// An answer given before the body is read (here, AccessDenied to an
+/// anonymous PUT) must reach a client that sends its whole body before
+/// reading: the server reads and discards a bounded rest of the body
+/// (1 MiB) instead of closing the connection under the client, which would
+/// then see a reset socket and no answer at all.
+#[test]
+fn an_answer_given_before_the_body_is_read_reaches_a_client_still_sending() {
+    const BODY: usize = 512 * 1024;
+    let server = Server::start();
+    for attempt in 0..3 {
+        let mut stream = TcpStream::connect(server.s3).expect("connect");
+        let head = format!("PUT /anybucket/k HTTP/1.1\r\nHost: {}\r\nContent-Length: {BODY}\r\n\r\n", server.s3);
+        stream.write_all(head.as_bytes()).expect("head");
+        // The body comes as over a slow link; the server answers at once.
+        let piece = vec![0x42u8; BODY / 8];
+        let sent: std::io::Result<()> = (0..8).try_for_each(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            stream.write_all(&piece)
+        });
+        assert!(sent.is_ok(), "attempt {attempt}: the server closed the connection under the body: {sent:?}");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 403") && text.contains("<Code>AccessDenied</Code>"),
+            "attempt {attempt}: {read:?} {text}"
+        );
+    }
+}

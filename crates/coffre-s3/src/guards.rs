@@ -171,8 +171,14 @@ impl ChunkScanner {
     }
 }
 
+/// The most of an unread body read and discarded after an early answer.
+const MAX_DRAIN_BYTES: u64 = 1 << 20;
+
 pub(crate) struct GuardedBody {
-    inner: Incoming,
+    /// Taken by [`Drop`] to drain what the service left unread.
+    inner: Option<Incoming>,
+    /// The client waits for `100 Continue` before sending its body.
+    expects_continue: bool,
     /// Set once the service asks for the body (hyper then sends `100 Continue`).
     polled: Arc<AtomicBool>,
     chunked: Option<ChunkScanner>,
@@ -194,7 +200,10 @@ impl GuardedBody {
         polled: &Arc<AtomicBool>,
     ) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
+            expects_continue: headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
             chunked: is_aws_chunked(headers).then(|| ChunkScanner::new(config.max_chunk_bytes)),
             idle: config.body_idle_timeout,
             sleep: Box::pin(tokio::time::sleep(config.body_idle_timeout)),
@@ -218,7 +227,8 @@ impl HttpBody for GuardedBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
         this.polled.store(true, Ordering::Relaxed);
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let deadline = tokio::time::Instant::now() + this.idle;
                 this.sleep.as_mut().reset(deadline);
@@ -245,12 +255,46 @@ impl HttpBody for GuardedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map(Incoming::size_hint).unwrap_or_default()
     }
+}
+
+/// A body left unread after an early answer (an access refusal, a missing
+/// bucket, a database outage) is read and discarded up to
+/// [`MAX_DRAIN_BYTES`] within the idle timeout. hyper closes a connection
+/// whose body is unread, and a client still sending then meets a reset
+/// socket instead of the answer. A client waiting for `100 Continue` has
+/// sent nothing and is not asked to.
+impl Drop for GuardedBody {
+    fn drop(&mut self) {
+        let Some(body) = self.inner.take() else { return };
+        let never_asked = self.expects_continue && !self.polled.load(Ordering::Relaxed);
+        if body.is_end_stream() || never_asked {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(drain(body, self.idle));
+        }
+    }
+}
+
+async fn drain(mut body: Incoming, within: Duration) {
+    use http_body_util::BodyExt as _;
+    let mut left = MAX_DRAIN_BYTES;
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let read = frame.data_ref().map_or(0, |d| d.len() as u64);
+            left = left.saturating_sub(read);
+            if left == 0 {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
