@@ -25,7 +25,7 @@ use crate::conn::{self, ConnLimits, Handshake};
 use crate::error::error_response;
 use crate::guards::{BodyVerdict, GuardedBody, precheck};
 use crate::ops::CoffreS3;
-use crate::record::{Access, Asked, LoggedBody, RouteSlot, request_id};
+use crate::record::{Access, Asked, BodyLimit, LoggedBody, RouteSlot, request_id};
 pub use crate::record::{RequestObserver, RequestRecord, Settled};
 use crate::s3s_fixes::{with_error_message, with_versions_in_order};
 use crate::vhost::Domains;
@@ -89,7 +89,7 @@ impl Front {
             customer_keys_allowed: config.customer_keys_allowed,
         });
         builder.set_auth(keys);
-        builder.set_access(Access);
+        builder.set_access(Access { max_document_bytes: config.max_xml_bytes as u64 });
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
         let domains = Domains::new(&config.domains)?;
         builder.set_host(domains.clone());
@@ -149,8 +149,10 @@ impl Front {
             Ok(claim) => {
                 asked.claims(Some(claim.method), claim.access_key().map(str::to_owned));
                 let (mut parts, body) = req.into_parts();
-                let body = GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled);
+                let limit = BodyLimit::default();
+                let body = GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled, &limit);
                 parts.extensions.insert(slot.clone());
+                parts.extensions.insert(limit);
                 let mut s3 = self.s3.clone();
                 match tower::Service::call(&mut s3, Request::from_parts(parts, body)).await {
                     Ok(resp) => match verdict.get() {

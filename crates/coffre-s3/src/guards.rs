@@ -30,6 +30,7 @@ use hyper::body::Incoming;
 use crate::claim::{self, Claim};
 use crate::error::error_response;
 use crate::front::FrontConfig;
+use crate::record::BodyLimit;
 
 /// A guard's verdict on a body, reported instead of whatever s3s makes of the broken stream.
 #[derive(Clone, Default)]
@@ -186,6 +187,7 @@ pub(crate) struct GuardedBody {
     sleep: Pin<Box<tokio::time::Sleep>>,
     verdict: BodyVerdict,
     bytes: Arc<AtomicU64>,
+    limit: BodyLimit,
 }
 
 impl GuardedBody {
@@ -198,6 +200,7 @@ impl GuardedBody {
         verdict: &BodyVerdict,
         bytes: &Arc<AtomicU64>,
         polled: &Arc<AtomicBool>,
+        limit: &BodyLimit,
     ) -> Self {
         Self {
             inner: Some(inner),
@@ -210,6 +213,7 @@ impl GuardedBody {
             verdict: verdict.clone(),
             bytes: bytes.clone(),
             polled: polled.clone(),
+            limit: limit.clone(),
         }
     }
 
@@ -233,7 +237,16 @@ impl HttpBody for GuardedBody {
                 let deadline = tokio::time::Instant::now() + this.idle;
                 this.sleep.as_mut().reset(deadline);
                 if let Some(data) = frame.data_ref() {
-                    this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    let read = this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                    let limit = this.limit.0.load(Ordering::Relaxed);
+                    if read > limit {
+                        let why = format!("Your request was too big: this operation's body is at most {limit} bytes");
+                        return Poll::Ready(Some(Err(this.refuse(
+                            StatusCode::BAD_REQUEST,
+                            "MaxMessageLengthExceeded",
+                            why,
+                        ))));
+                    }
                     if let Some(scanner) = &mut this.chunked
                         && let Err(why) = scanner.scan(data)
                     {
