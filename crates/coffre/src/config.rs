@@ -466,7 +466,9 @@ fn audit_settings(file: AuditFile, data_dir: &Path) -> anyhow::Result<Option<Aud
         log.head_interval = Duration::from_secs(secs);
     }
     if let Some(days) = file.retention_days {
-        log.retention = Duration::from_secs(days * 24 * 3600);
+        let secs =
+            days.checked_mul(24 * 3600).with_context(|| format!("audit.retention_days: {days} days is too long"))?;
+        log.retention = Duration::from_secs(secs);
     }
     if let Some(bytes) = file.segment_bytes {
         if bytes < 4096 {
@@ -542,5 +544,124 @@ mod tests {
         let tls = Config::load(&args).expect("flag completes the file").tls.expect("TLS on");
         assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("/etc/coffre/cert.pem"), Some("/run/key.pem")));
         assert!(Config::load(&ServeArgs::default()).expect("defaults").tls.is_none(), "plain HTTP by default");
+    }
+
+    /// Structured random configuration files: the documented example and the
+    /// label example, cut, spliced and seeded with hostile values, must load
+    /// or fail with an error naming where; never panic (an overflow included).
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        const HOSTILE: [&str; 16] = [
+            "[kms]\ncustody = \"pkcs11\"\n",
+            "[[targets]]\nid = \"t\"\nkind = \"node\"\ncountry = \"XX\"\ncapacity = \"-1TiB\"\n",
+            "[residency]\nreplicas = 4294967296\ndistinct_sites = 0\n",
+            "[metadata]\nengine = \"postgres\"\nurl = \"postgres://\\u0000\"\n",
+            "[audit]\nretention_days = 9223372036854775807\n",
+            "[cluster]\nidentity = \"../../../../etc\"\n",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e309",
+            "nan",
+            "= \"",
+            "\"\\uD800\"",
+            "[[operators]]\nid = \"o\"\nownership = [{ holder = \"x\", capital = 150.0 }]\n",
+            "inline_threshold = 18446744073709551615\n",
+            "{ a = { b = { c = { d = [[[[[[[[1]]]]]]]] } } } }",
+            "\u{0}\u{feff}\u{202e}",
+        ];
+
+        fn seeds() -> [String; 2] {
+            let docs = include_str!("../../../docs/configuration.md");
+            let example = docs.split("```toml").nth(1).and_then(|b| b.split("```").next()).unwrap_or_default();
+            [example.to_owned(), include_str!("../../coffre-label/example.toml").to_owned()]
+        }
+
+        #[derive(Debug, Clone)]
+        enum Edit {
+            Cut(usize),
+            Remove(usize, usize),
+            Insert(usize, usize),
+            Repeat(usize, usize, usize),
+            Flip(usize, u8),
+        }
+
+        fn edit() -> impl Strategy<Value = Edit> {
+            let at = any::<usize>();
+            prop_oneof![
+                at.prop_map(Edit::Cut),
+                (any::<usize>(), 0usize..400).prop_map(|(a, n)| Edit::Remove(a, n)),
+                (any::<usize>(), 0..HOSTILE.len()).prop_map(|(a, h)| Edit::Insert(a, h)),
+                (any::<usize>(), 1usize..200, 2usize..50).prop_map(|(a, n, k)| Edit::Repeat(a, n, k)),
+                (any::<usize>(), any::<u8>()).prop_map(|(a, b)| Edit::Flip(a, b)),
+            ]
+        }
+
+        fn apply(text: &mut Vec<u8>, edit: &Edit) {
+            let at = |a: usize, text: &Vec<u8>| if text.is_empty() { 0 } else { a % (text.len() + 1) };
+            match *edit {
+                Edit::Cut(a) => text.truncate(at(a, text)),
+                Edit::Remove(a, n) => {
+                    let from = at(a, text);
+                    let to = (from + n).min(text.len());
+                    text.drain(from..to);
+                }
+                Edit::Insert(a, h) => {
+                    let i = at(a, text);
+                    text.splice(i..i, HOSTILE[h].bytes());
+                }
+                Edit::Repeat(a, n, k) => {
+                    let from = at(a, text);
+                    let piece = text[from..(from + n).min(text.len())].repeat(k);
+                    text.splice(from..from, piece);
+                }
+                Edit::Flip(a, b) if !text.is_empty() => {
+                    let i = a % text.len();
+                    text[i] ^= b;
+                }
+                Edit::Flip(..) => {}
+            }
+        }
+
+        #[test]
+        fn the_seeds_are_the_documented_examples() {
+            let [docs, label] = seeds();
+            assert!(docs.contains("[metadata]") && docs.contains("[kms]"), "{docs}");
+            assert!(label.contains("[[targets]]"), "{label}");
+        }
+
+        #[test]
+        fn each_hostile_fragment_alone_loads_or_fails_with_an_error() {
+            for fragment in HOSTILE {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("coffre.toml");
+                std::fs::write(&path, fragment).expect("write");
+                let args =
+                    ServeArgs { config: Some(path), data_dir: Some(dir.path().join("data")), ..Default::default() };
+                if let Err(e) = Config::load(&args) {
+                    assert!(!format!("{e:#}").is_empty());
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+            #[test]
+            fn any_config_file_loads_or_fails_with_an_error(seed in 0usize..2, edits in proptest::collection::vec(edit(), 1..5)) {
+                let mut text = seeds()[seed].clone().into_bytes();
+                for e in &edits {
+                    apply(&mut text, e);
+                }
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("coffre.toml");
+                std::fs::write(&path, &text).expect("write");
+                let args = ServeArgs { config: Some(path), data_dir: Some(dir.path().join("data")), ..Default::default() };
+                if let Err(e) = Config::load(&args) {
+                    let told = format!("{e:#}");
+                    prop_assert!(!told.is_empty());
+                }
+            }
+        }
     }
 }
