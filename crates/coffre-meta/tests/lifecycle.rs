@@ -28,7 +28,8 @@ async fn world() -> World {
     let (meta, held) = common::engine().await;
     let blobs = Arc::new(DiskBlobStore::open(dir.path().join("blobs")).expect("blobs"));
     let kms = coffre_kms::embedded::EmbeddedKms::open(&dir.path().join("kms"), None).expect("kms");
-    let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default());
+    let service =
+        ObjectService::new(meta, blobs, kms, ServiceConfig::default(), Arc::new(coffre_core::witness::NoAuditLog));
     let root = Principal { access_key: AccessKeyId::parse("root").expect("id"), is_root: true };
     World { service, root, _dir: dir, _held: held }
 }

@@ -152,7 +152,9 @@ impl Front {
                 let body = GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled);
                 parts.extensions.insert(slot.clone());
                 let mut s3 = self.s3.clone();
-                match tower::Service::call(&mut s3, Request::from_parts(parts, body)).await {
+                // The changes the request makes carry its id into the audit log.
+                let call = tower::Service::call(&mut s3, Request::from_parts(parts, body));
+                match coffre_core::witness::in_request(request_id.clone(), call).await {
                     Ok(resp) => match verdict.get() {
                         // The body broke a guard: say so, whatever s3s made of it.
                         Some((status, code, message)) if !resp.status().is_success() => {

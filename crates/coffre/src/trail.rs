@@ -1,10 +1,13 @@
-//! This server's audit trail: S3 requests and administrative acts become
-//! audit events, each with the durability it needs (mutations and admin acts
-//! on disk before they are answered; reads batched, unless configured sync).
+//! This server's audit trail: S3 requests, administrative acts and every
+//! change the object service is about to commit become audit events, each
+//! with the durability it needs (changes before they commit, mutations and
+//! admin acts before they are answered; reads batched, unless configured
+//! sync).
 
 use std::sync::Arc;
 
 use coffre_audit::{AuditTrail, Durability, Event};
+use coffre_core::witness::{Actor, Change, ChangeWitness};
 use coffre_s3::front::Settled;
 use coffre_s3::{RequestObserver, RequestRecord};
 
@@ -57,6 +60,35 @@ impl Trail {
             detail: r.inferred.then(|| "operation read from the request: refused before routing".to_owned()),
             ..self.event(&r.operation)
         }
+    }
+}
+
+/// The object service's changes, written ahead of their commit and synced
+/// (the log's group commit makes concurrent changes share one fsync).
+#[async_trait::async_trait]
+impl ChangeWitness for Trail {
+    async fn witness(&self, change: Change) -> Result<(), coffre_core::Error> {
+        let (principal, detail) = match change.actor {
+            Actor::Principal(key) => (Some(key), change.detail),
+            Actor::Job { name, on } => {
+                let job = format!("job={name} {on}");
+                let detail = match change.detail {
+                    Some(d) => format!("{job} {d}"),
+                    None => job,
+                };
+                (None, Some(detail))
+            }
+        };
+        let event = Event {
+            request_id: change.request_id.unwrap_or_default(),
+            principal,
+            bucket: change.bucket,
+            key: change.key,
+            version: change.version,
+            detail,
+            ..self.event(&change.operation)
+        };
+        self.log.append(event, Durability::Sync).await.map_err(|e| coffre_core::Error::AuditUnavailable(e.to_string()))
     }
 }
 
