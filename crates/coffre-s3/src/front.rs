@@ -190,7 +190,12 @@ impl Front {
         record.bytes_in = counter.load(Ordering::Relaxed);
         record.bytes_out = body.size_hint().exact().unwrap_or(0);
         if let Err(why) = self.observer.before_response(&record).await {
-            return self.unrecorded(record, why, &parts, started, counter);
+            tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
+            // An error answer acknowledges nothing, and says why better than
+            // a generic 503 would (the audit log refusing a change, say).
+            if parts.status.as_u16() < 400 {
+                return self.unrecorded(record, &parts, started, counter);
+            }
         }
         record.bytes_out = 0;
         Response::from_parts(parts, LoggedBody::new(body, record, started, counter, self.observer.clone()))
@@ -201,12 +206,10 @@ impl Front {
     fn unrecorded(
         &self,
         mut record: RequestRecord,
-        why: String,
         answered: &http::response::Parts,
         started: Instant,
         bytes_in: Arc<AtomicU64>,
     ) -> Response<LoggedBody> {
-        tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
         let refused = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",

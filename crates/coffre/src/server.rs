@@ -176,6 +176,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move { trail.log().run(Box::pin(stop)).await })
     });
+    let refusals_task = trail.clone().zip(config.audit.as_ref()).map(|(trail, audit)| {
+        let (stop, window) = (stopped(stop_rx.clone()), audit.refusal_window);
+        tokio::spawn(async move { trail.tally_refusals(window, stop).await })
+    });
     let lifecycle_task = tokio::spawn(lifecycle::worker(
         service,
         shared.clone(),
@@ -198,8 +202,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = reload_task.await;
     let _ = lifecycle_task.await;
+    if let Some(task) = refusals_task {
+        let _ = task.await;
+    }
     if let (Some(trail), Some(task)) = (trail, audit_task) {
         let _ = task.await;
+        // Refusals answered while the front drained; synced with the stop.
+        trail.flush_refusals();
         trail.act(trail.event("server:Stop")).await.context("recording the stop in the audit log")?;
         let head = trail.log().close().await.context("signing the last audit tree head")?;
         if let Some(head) = head {
