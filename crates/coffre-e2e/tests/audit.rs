@@ -104,7 +104,10 @@ async fn every_request_and_admin_act_is_in_the_verified_log() {
     assert!(forged["detail"].as_str().is_some_and(|d| d.starts_with("refused unauthenticated count=1 ")), "{forged}");
     find(&all, &[("operation", s("DeleteObject")), ("status", Value::from(204))]);
     find(&all, &[("operation", s("ListObjectsV2")), ("bucket", s("ledger"))]);
-    find(&all, &[("operation", s("admin:CreateKey")), ("status", Value::from(201))]);
+    let created = find(&all, &[("operation", s("admin:CreateKey")), ("status", Value::from(201))]);
+    let change = find(&all, &[("operation", s("change:CreateKey"))]);
+    assert_eq!(change["detail"], s(&format!("access_key={alice_id}")), "{change}");
+    assert!(change["seq"].as_u64() < created["seq"].as_u64(), "recorded before it was made");
     find(&all, &[("operation", s("admin:RotateBucketKey")), ("bucket", s("ledger"))]);
     let rotated = find(&all, &[("operation", s("kms:RotateKey"))]);
     assert!(rotated["detail"].as_str().is_some_and(|d| d.contains("new_kek=")), "{rotated}");
