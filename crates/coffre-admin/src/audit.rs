@@ -107,6 +107,23 @@ fn unauthorized(message: String) -> Response {
     ApiError(StatusCode::UNAUTHORIZED, "Unauthorized", message).into_response()
 }
 
+/// Records a change to the access keys before it is made (as the object
+/// service does for its own changes): if the log cannot record it, it is
+/// not made.
+pub(crate) async fn record_key_change(state: &AdminState, operation: &str, access_key: &str) -> Result<(), ApiError> {
+    let Some(trail) = &state.audit else { return Ok(()) };
+    let mut event = trail.event(operation);
+    event.principal = Some(state.root.access_key.to_string());
+    event.detail = Some(format!("access_key={access_key}"));
+    trail.act(event).await.map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "AuditUnavailable",
+            "The audit log cannot record this change; nothing was changed".into(),
+        )
+    })
+}
+
 /// Records what an act did to keys in the custodian.
 pub(crate) async fn audit_keys(
     state: &AdminState,

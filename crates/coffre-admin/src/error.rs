@@ -33,6 +33,11 @@ pub(crate) fn service_error(e: coffre_core::Error) -> ApiError {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "StorageUnavailable", e.to_string())
         }
         coffre_core::Error::NoSuchBucket => ApiError(StatusCode::NOT_FOUND, "NoSuchBucket", e.to_string()),
+        coffre_core::Error::AuditUnavailable(_) => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "AuditUnavailable",
+            "The audit log cannot record this change; nothing was changed".into(),
+        ),
         coffre_core::Error::KmsUnavailable(_) => {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "KmsUnavailable", e.to_string())
         }

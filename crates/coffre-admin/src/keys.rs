@@ -77,6 +77,7 @@ pub(crate) async fn create_key(
     }
     let (access, secret) = generate_key_pair();
     let id = AccessKeyId::parse(&access).map_err(internal)?;
+    crate::audit::record_key_change(&state, "change:CreateKey", &access).await?;
     let record = state.access_keys.create(id, &secret, name).await.map_err(service_error)?;
     tracing::info!(access_key = %record.id, name = %record.name, "access key created");
     // The only time the secret leaves the server.
@@ -130,6 +131,7 @@ pub(crate) async fn delete_key(
         audit_erasure(&state, &outcome).await?;
         erased.push(outcome);
     }
+    crate::audit::record_key_change(&state, "change:DeleteKey", &id).await?;
     if !state.access_keys.delete(&parsed).await.map_err(internal)? {
         return Err(not_found());
     }

@@ -87,6 +87,9 @@ pub enum Error {
     /// The key custodian cannot be reached: nothing was changed, retry later.
     #[error("the key custodian is unavailable: {0}")]
     KmsUnavailable(String),
+    /// The audit log cannot record the change: it was not made.
+    #[error("the audit log cannot record this change: {0}")]
+    AuditUnavailable(String),
     /// Stored bytes or a wrapped key failed authentication: answered with an
     /// error, never with data.
     #[error("stored data failed its integrity check: {0}")]

@@ -17,5 +17,6 @@ pub mod placement;
 pub mod service;
 pub mod types;
 pub mod versions;
+pub mod witness;
 
 pub use error::{Error, Result};

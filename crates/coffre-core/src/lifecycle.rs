@@ -3,7 +3,8 @@
 //! The pass takes the time as an argument, so tests drive it with any clock;
 //! the server's worker passes the wall clock. It deletes through the same
 //! metadata calls as clients do, so Object Lock holds against it too: a
-//! locked version is skipped and counted, never removed.
+//! locked version is skipped and counted, never removed. Each removal is
+//! recorded in the audit log before it is made, as `lifecycle:*` by its rule.
 
 use std::ops::Bound;
 
@@ -11,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::meta::{DeleteGuard, MetaStore, VersionCursor};
-use crate::types::{BucketName, UnixNanos};
+use crate::types::{BucketName, ObjectKey, UnixNanos, VersionId};
+use crate::witness::{Actor, Change, ChangeWitness};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 pub const MAX_RULES: usize = 1000;
@@ -108,25 +110,38 @@ fn tags_match(filter: &Filter, tags: &[(String, String)]) -> bool {
 }
 
 /// Applies every enabled rule of every bucket as of `now`.
-pub async fn run(meta: &dyn MetaStore, now: UnixNanos) -> Result<Report> {
+pub async fn run(meta: &dyn MetaStore, witness: &dyn ChangeWitness, now: UnixNanos) -> Result<Report> {
     let mut report = Report::default();
     for bucket in meta.buckets().await? {
         let Some(config) = bucket.lifecycle.clone() else { continue };
         report.buckets += 1;
         for rule in config.rules.iter().filter(|r| r.enabled) {
-            apply_rule(meta, &bucket.name, rule, now, &mut report).await?;
+            let pass = Pass { meta, witness, bucket: &bucket.name, rule };
+            apply_rule(&pass, now, &mut report).await?;
         }
     }
     Ok(report)
 }
 
-async fn apply_rule(
-    meta: &dyn MetaStore,
-    bucket: &BucketName,
-    rule: &Rule,
-    now: UnixNanos,
-    report: &mut Report,
-) -> Result<()> {
+/// One rule applied to one bucket.
+struct Pass<'a> {
+    meta: &'a dyn MetaStore,
+    witness: &'a dyn ChangeWitness,
+    bucket: &'a BucketName,
+    rule: &'a Rule,
+}
+
+impl Pass<'_> {
+    /// Records the removal of a version (the current one: `None`), then makes it.
+    async fn remove(&self, operation: &str, key: &ObjectKey, version: Option<&VersionId>) -> Result<()> {
+        let actor = Actor::Job { name: "lifecycle", on: format!("rule={}", self.rule.id) };
+        self.witness.witness(Change::new(operation, actor, self.bucket).key(key).version(version)).await?;
+        self.meta.delete_object(self.bucket, key, version, &DeleteGuard::default()).await.map(drop)
+    }
+}
+
+async fn apply_rule(pass: &Pass<'_>, now: UnixNanos, report: &mut Report) -> Result<()> {
+    let Pass { meta, bucket, rule, .. } = *pass;
     const PAGE: usize = 1000;
     let prefix = rule.filter.prefix.as_bytes();
     let mut from: Bound<VersionCursor> = Bound::Unbounded;
@@ -158,7 +173,7 @@ async fn apply_rule(
                     continue;
                 }
                 // Like a client DELETE: a marker in versioned buckets, removal otherwise.
-                meta.delete_object(bucket, &v.key, None, &DeleteGuard::default()).await.map(|_| &mut report.expired)
+                pass.remove("lifecycle:Expire", &v.key, None).await.map(|()| &mut report.expired)
             } else if v.is_latest && m.delete_marker {
                 let alone = meta
                     .list_versions(
@@ -172,9 +187,9 @@ async fn apply_rule(
                 if !(rule.expired_object_delete_marker && only_marker) {
                     continue;
                 }
-                meta.delete_object(bucket, &v.key, Some(&m.version_id), &DeleteGuard::default())
+                pass.remove("lifecycle:RemoveDeleteMarker", &v.key, Some(&m.version_id))
                     .await
-                    .map(|_| &mut report.markers_removed)
+                    .map(|()| &mut report.markers_removed)
             } else {
                 let due = match (rule.noncurrent_days, became_noncurrent) {
                     (Some(d), Some(since)) => older_than(since, d, now),
@@ -183,9 +198,15 @@ async fn apply_rule(
                 if !(due && tags_match(&rule.filter, &m.tags)) {
                     continue;
                 }
-                meta.delete_object(bucket, &v.key, Some(&m.version_id), &DeleteGuard::default())
+                // Checked before the event is written: a locked version would
+                // otherwise leave an event for a removal refused at every pass.
+                if m.lock.check_delete(now, false).is_err() {
+                    report.kept_by_lock += 1;
+                    continue;
+                }
+                pass.remove("lifecycle:ExpireNoncurrent", &v.key, Some(&m.version_id))
                     .await
-                    .map(|_| &mut report.noncurrent_removed)
+                    .map(|()| &mut report.noncurrent_removed)
             };
             match outcome {
                 Ok(counter) => *counter += 1,
@@ -198,21 +219,26 @@ async fn apply_rule(
         }
     }
     if let Some(days) = rule.abort_incomplete_days {
-        abort_stale_uploads(meta, bucket, prefix, days, now, report).await?;
+        abort_stale_uploads(pass, prefix, days, now, report).await?;
     }
     Ok(())
 }
 
 async fn abort_stale_uploads(
-    meta: &dyn MetaStore,
-    bucket: &BucketName,
+    pass: &Pass<'_>,
     prefix: &[u8],
     days: u32,
     now: UnixNanos,
     report: &mut Report,
 ) -> Result<()> {
+    let Pass { meta, witness, bucket, rule } = *pass;
     let uploads = meta.uploads(bucket, prefix, None, usize::MAX).await?;
     for u in uploads.iter().filter(|u| older_than(u.initiated, days, now)) {
+        let actor = Actor::Job { name: "lifecycle", on: format!("rule={}", rule.id) };
+        let change = Change::new("lifecycle:AbortUpload", actor, bucket)
+            .key(&u.key)
+            .detail(format!("upload_id={}", u.upload_id.as_str()));
+        witness.witness(change).await?;
         match meta.abort_upload(bucket, &u.key, &u.upload_id).await {
             Ok(()) => report.uploads_aborted += 1,
             Err(Error::NoSuchUpload) => {}

@@ -2,7 +2,10 @@
 //! admin acts, then the offline tools on the log the server left: every
 //! request is found with its principal, operation and result, the log
 //! verifies, proofs verify, no secret is written, and kill -9 loses no
-//! acknowledged mutation's event.
+//! acknowledged mutation's event. Every change has its own event written
+//! before it commits (every key of a batch delete, a copy's source), a log
+//! that cannot record refuses the change, and strangers' refused requests
+//! are tallied, not written one by one.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -10,7 +13,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use coffre_e2e::audit::{self, events};
 use coffre_e2e::files::files_under;
 use coffre_e2e::pg::skip_unless_embedded;
@@ -89,15 +94,20 @@ async fn every_request_and_admin_act_is_in_the_verified_log() {
     assert_eq!(get["bytes_out"], Value::from(9), "{get}");
     let refused = find(&all, &[("operation", s("GetObject")), ("principal", s(&alice_id))]);
     assert_eq!((refused["status"].clone(), refused["error"].clone()), (Value::from(403), s("AccessDenied")));
-    // A forged signature names alice's key but is not alice: claimed, not principal.
+    // A forged signature names alice's key but is not alice: claimed, not
+    // principal; unauthenticated, it is tallied (one refusal of its kind).
     let forged = find(&all, &[("error", s("SignatureDoesNotMatch"))]);
     assert_eq!(
-        (forged["operation"].clone(), forged["principal"].clone(), forged["claimed"].clone(), forged["key"].clone()),
-        (s("PutObject"), Value::Null, s(&alice_id), s("q1/forged"))
+        (forged["operation"].clone(), forged["principal"].clone(), forged["claimed"].clone(), forged["bucket"].clone()),
+        (s("PutObject"), Value::Null, s(&alice_id), s("ledger"))
     );
+    assert!(forged["detail"].as_str().is_some_and(|d| d.starts_with("refused unauthenticated count=1 ")), "{forged}");
     find(&all, &[("operation", s("DeleteObject")), ("status", Value::from(204))]);
     find(&all, &[("operation", s("ListObjectsV2")), ("bucket", s("ledger"))]);
-    find(&all, &[("operation", s("admin:CreateKey")), ("status", Value::from(201))]);
+    let created = find(&all, &[("operation", s("admin:CreateKey")), ("status", Value::from(201))]);
+    let change = find(&all, &[("operation", s("change:CreateKey"))]);
+    assert_eq!(change["detail"], s(&format!("access_key={alice_id}")), "{change}");
+    assert!(change["seq"].as_u64() < created["seq"].as_u64(), "recorded before it was made");
     find(&all, &[("operation", s("admin:RotateBucketKey")), ("bucket", s("ledger"))]);
     let rotated = find(&all, &[("operation", s("kms:RotateKey"))]);
     assert!(rotated["detail"].as_str().is_some_and(|d| d.contains("new_kek=")), "{rotated}");
@@ -185,6 +195,7 @@ async fn kill_9_keeps_the_event_of_every_acknowledged_write() {
 
     // Restart (the torn tail is repaired), stop gracefully (a head is signed).
     let mut server = Server::start_in(&dir);
+    let stored = stored_keys(&server.client(), "burst").await;
     assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
     let (ok, out, err) = audit::run(&dir, &["verify"]);
     assert!(ok, "verify after kill -9: {out}{err}");
@@ -194,13 +205,119 @@ async fn kill_9_keeps_the_event_of_every_acknowledged_write() {
         .collect();
     let missing: Vec<&String> = acked.difference(&logged).collect();
     assert!(missing.is_empty(), "{} acknowledged PUTs have no audit event: {missing:?}", missing.len());
+    // Stored but never acknowledged (the kill came between commit and
+    // answer) is a change too: its event was written before the commit.
+    let changed: HashSet<String> = events(&dir, &["--operation", "change:PutObject", "--bucket", "burst"])
+        .iter()
+        .filter_map(|e| e["key"].as_str().map(str::to_owned))
+        .collect();
+    let unrecorded: Vec<&String> = stored.difference(&changed).collect();
+    assert!(unrecorded.is_empty(), "{} stored objects have no change event: {unrecorded:?}", unrecorded.len());
+}
+
+/// Every key a DeleteObjects names, and the source of a copy, are in the
+/// log as changes of the request that made them, before its own event.
+#[tokio::test]
+async fn batch_deletes_and_copies_name_every_key_and_the_source() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_in(&dir);
+    let c = server.client();
+    c.create_bucket().bucket("shelf").send().await.expect("create");
+    for key in ["a", "b", "c"] {
+        c.put_object().bucket("shelf").key(key).body(ByteStream::from_static(b"x")).send().await.expect("put");
+    }
+    let ids = ["a", "b", "never-was"].map(|k| ObjectIdentifier::builder().key(k).build().expect("id"));
+    let delete = Delete::builder().set_objects(Some(ids.to_vec())).build().expect("delete");
+    let out = c.delete_objects().bucket("shelf").delete(delete).send().await.expect("batch delete");
+    assert_eq!(out.deleted().len(), 3);
+    c.copy_object().bucket("shelf").key("d").copy_source("shelf/c").send().await.expect("copy");
+    assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
+
+    let all = events(&dir, &[]);
+    let s = |v: &str| Value::from(v);
+    let batch = find(&all, &[("operation", s("DeleteObjects")), ("status", Value::from(200))]);
+    let deleted: Vec<&Value> = all.iter().filter(|e| e["operation"] == "change:DeleteObject").collect();
+    let mut keys: Vec<&str> = deleted.iter().filter_map(|e| e["key"].as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["a", "b", "never-was"], "{deleted:#?}");
+    for e in &deleted {
+        assert_eq!((&e["request_id"], &e["principal"]), (&batch["request_id"], &s(ROOT_ACCESS)), "{e}");
+        assert!(e["seq"].as_u64() < batch["seq"].as_u64(), "the change is written before the answer: {e}");
+    }
+    let copy = find(&all, &[("operation", s("CopyObject"))]);
+    let copied = find(&all, &[("operation", s("change:PutObject")), ("key", s("d"))]);
+    assert_eq!(copied["detail"], s("copy_source=shelf/c"), "{copied}");
+    assert_eq!(copied["request_id"], copy["request_id"], "{copied}");
+    find(&all, &[("operation", s("change:CreateBucket")), ("bucket", s("shelf"))]);
+}
+
+/// Ten thousand unsigned requests from a stranger, over three thousand
+/// bucket names: the log grows by at most one tally per kind (1024 kinds
+/// and one overflow per window), and the tallies count every request.
+#[tokio::test]
+async fn a_strangers_flood_is_tallied_not_written_request_by_request() {
+    const REQUESTS: usize = 10_000;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("coffre.toml");
+    // One window for the whole flood, so the bound is exactly one window's.
+    std::fs::write(&config, "[audit]\nrefusal_window_secs = 3600\n").expect("config");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_with_config(&dir, &config, &[]);
+    let addr = server.s3;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                for i in (t..REQUESTS).step_by(8) {
+                    let bucket = format!("flood-{}", i % 3000);
+                    let request = if i % 2 == 0 {
+                        format!("PUT /{bucket}/k HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx")
+                    } else {
+                        format!("GET /{bucket}/k HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    };
+                    if let Some((status, _)) = coffre_e2e::raw_request(addr, request.as_bytes()) {
+                        assert_eq!(status, 403);
+                        answered += 1;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let answered: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    assert_eq!(answered, REQUESTS, "every request is answered");
+    assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
+
+    let (ok, out, err) = audit::run(&dir, &["verify"]);
+    assert!(ok, "{out}{err}");
+    let all = events(&dir, &[]);
+    let anonymous: Vec<&Value> = all.iter().filter(|e| e["principal"].is_null() && e["status"] == 403).collect();
+    assert!(anonymous.len() <= 1025, "{} events for the flood", anonymous.len());
+    let counted: u64 = anonymous
+        .iter()
+        .map(|e| {
+            let detail = e["detail"].as_str().unwrap_or_default();
+            assert!(detail.starts_with("refused unauthenticated count="), "not a tally: {e}");
+            detail.split(' ').find_map(|w| w.strip_prefix("count=")).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+        })
+        .sum();
+    let overflow: u64 = all
+        .iter()
+        .filter(|e| e["operation"] == "refused:Overflow")
+        .filter_map(|e| e["detail"].as_str()?.split(' ').find_map(|w| w.strip_prefix("count="))?.parse::<u64>().ok())
+        .sum();
+    assert!(overflow > 0, "three thousand buckets overflow the 1024 kinds");
+    assert_eq!(counted + overflow, REQUESTS as u64, "the tallies count every request");
+    assert!(all.len() < 1100, "the whole log holds {} events", all.len());
 }
 
 /// A log the server cannot write (its segment made immutable: the same
-/// refusal as a full disk) answers writes with 503 instead of acknowledging
-/// them unrecorded, keeps their events in order, and writes them once it can.
+/// refusal as a full disk) refuses changes with 503 and makes none: no
+/// object stored, no bucket erased (its keys kept); it keeps the events it
+/// took in order and writes them once it can.
 #[tokio::test]
-async fn an_unwritable_log_refuses_writes_then_catches_up() {
+async fn an_unwritable_log_refuses_changes_then_catches_up() {
     // The shared log's store is the database: its outage is pg_outage.rs.
     if skip_unless_embedded("the log is not a file of this server") {
         return;
@@ -210,6 +327,14 @@ async fn an_unwritable_log_refuses_writes_then_catches_up() {
     let mut server = Server::start_in(&dir);
     let client = server.client();
     client.create_bucket().bucket("jammed").send().await.expect("create");
+    client
+        .put_object()
+        .bucket("jammed")
+        .key("before")
+        .body(ByteStream::from_static(b"kept"))
+        .send()
+        .await
+        .expect("put");
     let segment = files_under(&dir.join("audit/segments")).pop().expect("a segment");
     let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&segment).status().is_ok_and(|s| s.success());
     if !chattr("+i") {
@@ -219,21 +344,44 @@ async fn an_unwritable_log_refuses_writes_then_catches_up() {
     let put =
         |key: &'static str| client.put_object().bucket("jammed").key(key).body(ByteStream::from_static(b"x")).send();
     let refused = put("during").await;
+    let message = refused.as_ref().err().and_then(|e| e.as_service_error()).and_then(|e| e.message());
+    let message = message.unwrap_or_default().to_owned();
+    let erase = server.cli(&["bucket", "erase", "jammed", "--confirm"]);
     let unfrozen = chattr("-i");
     assert_eq!(error_code(refused), ("ServiceUnavailable".into(), 503));
+    assert!(message.contains("audit log") && message.contains("nothing was changed"), "{message}");
+    assert!(!erase.status.success(), "an erasure the log cannot record is not made");
     assert!(unfrozen, "chattr -i");
+    let missing = client.head_object().bucket("jammed").key("during").send().await;
+    assert_eq!(error_code(missing).1, 404, "the refused PUT stored nothing");
+    let kept = client.get_object().bucket("jammed").key("before").send().await.expect("the keys are still there");
+    assert_eq!(kept.body.collect().await.expect("body").into_bytes().as_ref(), b"kept");
     put("after").await.expect("the log writes again");
     assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
 
     let (ok, out, err) = audit::run(&dir, &["verify"]);
     assert!(ok, "{out}{err}");
     let puts = events(&dir, &["--operation", "PutObject", "--bucket", "jammed"]);
-    let keys: Vec<&str> = puts.iter().filter_map(|e| e["key"].as_str()).collect();
-    // The SDK retried the refused PUT; each attempt was applied and recorded
-    // (the event records the operation's outcome, the client saw 503).
-    assert!(keys.len() >= 2 && keys.iter().all(|k| *k == "during" || *k == "after"), "{keys:?}");
-    assert_eq!(keys.last(), Some(&"after"), "events stay in order: {keys:?}");
-    assert!(keys.contains(&"during"));
+    let answers: Vec<(&str, u64)> =
+        puts.iter().filter_map(|e| Some((e["key"].as_str()?, e["status"].as_u64()?))).collect();
+    // The SDK retried the refused PUT; every attempt was answered 503.
+    assert_eq!(answers.first(), Some(&("before", 200)), "{answers:?}");
+    assert_eq!(answers.last(), Some(&("after", 200)), "events stay in order: {answers:?}");
+    let during: Vec<u64> = answers.iter().filter(|(k, _)| *k == "during").map(|(_, s)| *s).collect();
+    assert!(!during.is_empty() && during.iter().all(|s| *s == 503), "{answers:?}");
+}
+
+async fn stored_keys(client: &aws_sdk_s3::Client, bucket: &str) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    let mut token = None;
+    loop {
+        let page = client.list_objects_v2().bucket(bucket).set_continuation_token(token).send().await.expect("list");
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            return keys;
+        }
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

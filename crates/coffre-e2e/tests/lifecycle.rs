@@ -1,6 +1,6 @@
 //! Lifecycle configuration through the SDK, and the server's worker applying
 //! a rule for real (an expiration date already past), seen in the admin API
-//! and the metrics.
+//! and the metrics; each removal is in the audit log, by its rule.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ async fn the_worker_expires_what_the_rules_say() {
     let tmp = tempfile::tempdir().expect("tmp");
     let config = tmp.path().join("coffre.toml");
     std::fs::write(&config, "lifecycle_interval_secs = 1\n").expect("config");
-    let server = Server::start_with_config(&tmp.path().join("data"), &config, &[]);
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_with_config(&dir, &config, &[]);
     let c = server.client();
     c.create_bucket().bucket("life").send().await.expect("create");
     let err = c.get_bucket_lifecycle_configuration().bucket("life").send().await.expect_err("none yet");
@@ -69,4 +70,17 @@ async fn the_worker_expires_what_the_rules_say() {
     c.delete_bucket_lifecycle().bucket("life").send().await.expect("delete rules");
     let err = c.get_bucket_lifecycle_configuration().bucket("life").send().await.expect_err("gone");
     assert_eq!(err.code(), Some("NoSuchLifecycleConfiguration"));
+
+    assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
+    let expired = coffre_e2e::audit::events(&dir, &["--operation", "lifecycle:Expire", "--bucket", "life"]);
+    let mut keys: Vec<&str> = expired.iter().filter_map(|e| e["key"].as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["tmp/a", "tmp/b"], "{expired:#?}");
+    for e in &expired {
+        assert_eq!(e["detail"], "job=lifecycle rule=purge-tmp", "{e}");
+        assert!(e["principal"].is_null(), "a job, not a client: {e}");
+    }
+    let rules = coffre_e2e::audit::events(&dir, &["--operation", "change:PutBucketConfig", "--bucket", "life"]);
+    let kinds: Vec<&str> = rules.iter().filter_map(|e| e["detail"].as_str()).collect();
+    assert_eq!(kinds, ["kind=lifecycle", "kind=lifecycle"], "set, then deleted");
 }

@@ -1,8 +1,10 @@
 //! Lifecycle rules through the object service, a metadata engine (embedded,
 //! or PostgreSQL under `COFFRE_TEST_PG`) and the disk blob store, with the
-//! clock injected: exactly the objects due go.
+//! clock injected: exactly the objects due go, each recorded before it goes,
+//! and none when it cannot be recorded.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use coffre_blob::DiskBlobStore;
@@ -11,13 +13,45 @@ use coffre_core::lock::{LockState, Retention, RetentionMode};
 use coffre_core::meta::{BucketChange, ContentHeaders, Versioning, WriteCondition};
 use coffre_core::service::{BodyClaims, NewUpload, ObjectService, PutRequest, ServiceConfig};
 use coffre_core::types::{AccessKeyId, BucketName, ObjectKey, Principal, UnixNanos, VersionId};
+use coffre_core::witness::{Actor, Change, ChangeWitness};
 
 mod common;
 
 const DAY: i64 = 86_400 * 1_000_000_000;
 
+/// The changes the service announced, in order; refuses them when told to
+/// (as the audit log does when its disk cannot be written).
+#[derive(Default)]
+struct Changes {
+    seen: Mutex<Vec<Change>>,
+    refuse: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ChangeWitness for Changes {
+    async fn witness(&self, change: Change) -> coffre_core::Result<()> {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(coffre_core::Error::AuditUnavailable("the test refuses".into()));
+        }
+        self.seen.lock().expect("lock").push(change);
+        Ok(())
+    }
+}
+
+impl Changes {
+    /// The keys of the changes named `operation`, with the actor each had.
+    fn of(&self, operation: &str) -> Vec<(String, Actor)> {
+        let seen = self.seen.lock().expect("lock");
+        seen.iter()
+            .filter(|c| c.operation == operation)
+            .map(|c| (c.key.clone().unwrap_or_default(), c.actor.clone()))
+            .collect()
+    }
+}
+
 struct World {
     service: ObjectService,
+    changes: Arc<Changes>,
     root: Principal,
     _dir: tempfile::TempDir,
     _held: common::Held,
@@ -28,9 +62,10 @@ async fn world() -> World {
     let (meta, held) = common::engine().await;
     let blobs = Arc::new(DiskBlobStore::open(dir.path().join("blobs")).expect("blobs"));
     let kms = coffre_kms::embedded::EmbeddedKms::open(&dir.path().join("kms"), None).expect("kms");
-    let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default());
+    let changes = Arc::new(Changes::default());
+    let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default(), changes.clone());
     let root = Principal { access_key: AccessKeyId::parse("root").expect("id"), is_root: true };
-    World { service, root, _dir: dir, _held: held }
+    World { service, changes, root, _dir: dir, _held: held }
 }
 
 impl World {
@@ -105,6 +140,38 @@ async fn expiration_by_days_prefix_and_tags() {
         ["docs/c", "tmp/e"],
         "logs/* and the tagged tmp/d expired; tags filter, disabled rules idle"
     );
+    let job = |rule: &str| Actor::Job { name: "lifecycle", on: format!("rule={rule}") };
+    let expired = w.changes.of("lifecycle:Expire");
+    assert_eq!(
+        expired,
+        [("logs/a".into(), job("logs")), ("logs/b".into(), job("logs")), ("tmp/d".into(), job("scratch"))]
+    );
+}
+
+#[tokio::test]
+async fn a_removal_that_cannot_be_recorded_is_not_made() {
+    let w = world().await;
+    let b = BucketName::parse("life-jammed").expect("name");
+    w.service.create_bucket(&w.root, b.clone(), false).await.expect("bucket");
+    w.put(&b, "logs/a", &[], None).await;
+    let mut logs = rule("logs", "logs/");
+    logs.expiration = Some(Expiration::Days(1));
+    let config = LifecycleConfig { rules: vec![logs] };
+    w.service.change_bucket(&w.root, &b, BucketChange::Lifecycle(Some(config))).await.expect("lifecycle");
+
+    w.changes.refuse.store(true, Ordering::SeqCst);
+    let later = UnixNanos(UnixNanos::now().0 + 2 * DAY);
+    let refused = w.service.apply_lifecycle(later).await;
+    assert!(matches!(refused, Err(coffre_core::Error::AuditUnavailable(_))), "{refused:?}");
+    assert_eq!(w.keys(&b).await, ["logs/a"], "nothing removed unrecorded");
+    let key = ObjectKey::parse("logs/a").expect("key");
+    let deleted = w.service.delete_object(&w.root, &b, &key, None, &Default::default()).await;
+    assert!(matches!(deleted, Err(coffre_core::Error::AuditUnavailable(_))), "{deleted:?}");
+    assert_eq!(w.keys(&b).await, ["logs/a"], "nor deleted by a client");
+
+    w.changes.refuse.store(false, Ordering::SeqCst);
+    assert_eq!(w.service.apply_lifecycle(later).await.expect("pass").expired, 1);
+    assert!(w.keys(&b).await.is_empty());
 }
 
 #[tokio::test]
@@ -148,9 +215,13 @@ async fn versions_markers_uploads_and_locks() {
     // Day 2: noncurrent versions go, except the one Object Lock keeps.
     let r = w.service.apply_lifecycle(UnixNanos(now + 2 * DAY)).await.expect("pass");
     assert_eq!((r.noncurrent_removed, r.kept_by_lock, r.uploads_aborted), (1, 1, 0));
+    // The locked version was skipped before any event was written for it.
+    let removed: Vec<String> = w.changes.of("lifecycle:ExpireNoncurrent").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(removed, ["k"]);
     // Day 4: the incomplete upload is aborted.
     let r = w.service.apply_lifecycle(UnixNanos(now + 4 * DAY)).await.expect("pass");
     assert_eq!(r.uploads_aborted, 1);
+    assert_eq!(w.changes.of("lifecycle:AbortUpload").len(), 1);
     // Day 11: current versions expire behind delete markers; the locked one stays readable by id.
     let r = w.service.apply_lifecycle(UnixNanos(now + 11 * DAY)).await.expect("pass");
     assert_eq!(r.expired, 2);
@@ -161,6 +232,7 @@ async fn versions_markers_uploads_and_locks() {
     // Day 14: the marker of "k" stands alone and goes; the one of "vault" still hides the locked version.
     let r = w.service.apply_lifecycle(UnixNanos(now + 14 * DAY)).await.expect("pass");
     assert_eq!(r.markers_removed, 1);
+    assert_eq!(w.changes.of("lifecycle:RemoveDeleteMarker").len(), 1);
     assert_eq!(w.versions(&b).await, 2, "vault's marker and its locked version");
     let key = ObjectKey::parse("vault").expect("key");
     let versions = w

@@ -92,6 +92,10 @@ pub fn s3_err(e: Error) -> S3Error {
                 "Storage nodes needed for this request are unavailable. Please try again."
             );
         }
+        Error::AuditUnavailable(_) => {
+            tracing::error!(error = %e, "audit log unavailable");
+            return s3_error!(ServiceUnavailable, "The audit log cannot record this change; nothing was changed");
+        }
         Error::KmsUnavailable(_) => {
             tracing::error!(error = %e, "key custodian unavailable");
             return s3_error!(

@@ -154,7 +154,9 @@ impl Front {
                 parts.extensions.insert(slot.clone());
                 parts.extensions.insert(limit);
                 let mut s3 = self.s3.clone();
-                match tower::Service::call(&mut s3, Request::from_parts(parts, body)).await {
+                // The changes the request makes carry its id into the audit log.
+                let call = tower::Service::call(&mut s3, Request::from_parts(parts, body));
+                match coffre_core::witness::in_request(request_id.clone(), call).await {
                     Ok(resp) => match verdict.get() {
                         // The body broke a guard: say so, whatever s3s made of it.
                         Some((status, code, message)) if !resp.status().is_success() => {
@@ -190,7 +192,12 @@ impl Front {
         record.bytes_in = counter.load(Ordering::Relaxed);
         record.bytes_out = body.size_hint().exact().unwrap_or(0);
         if let Err(why) = self.observer.before_response(&record).await {
-            return self.unrecorded(record, why, &parts, started, counter);
+            tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
+            // An error answer acknowledges nothing, and says why better than
+            // a generic 503 would (the audit log refusing a change, say).
+            if parts.status.as_u16() < 400 {
+                return self.unrecorded(record, &parts, started, counter);
+            }
         }
         record.bytes_out = 0;
         Response::from_parts(parts, LoggedBody::new(body, record, started, counter, self.observer.clone()))
@@ -201,12 +208,10 @@ impl Front {
     fn unrecorded(
         &self,
         mut record: RequestRecord,
-        why: String,
         answered: &http::response::Parts,
         started: Instant,
         bytes_in: Arc<AtomicU64>,
     ) -> Response<LoggedBody> {
-        tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
         let refused = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",

@@ -240,6 +240,9 @@ pub struct AuditFile {
     pub retention_days: Option<u64>,
     /// Size at which a segment is closed (default 64 MiB).
     pub segment_bytes: Option<u64>,
+    /// Seconds over which refused unauthenticated requests are counted into
+    /// tallies before the tallies are written (default 60).
+    pub refusal_window_secs: Option<u64>,
 }
 
 /// Values given on the command line or in the environment (clap reads both).
@@ -327,6 +330,8 @@ pub struct Config {
 pub struct AuditSettings {
     pub log: coffre_audit::AuditConfig,
     pub reads: coffre_audit::Durability,
+    /// How long refused unauthenticated requests are tallied before written.
+    pub refusal_window: Duration,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./coffre-data";
@@ -476,7 +481,12 @@ fn audit_settings(file: AuditFile, data_dir: &Path) -> anyhow::Result<Option<Aud
         }
         log.segment_bytes = bytes;
     }
-    Ok(Some(AuditSettings { log, reads }))
+    let refusal_window = match file.refusal_window_secs {
+        None => Duration::from_secs(60),
+        Some(secs @ 1..=3600) => Duration::from_secs(secs),
+        Some(secs) => bail!("audit.refusal_window_secs: {secs} is outside 1..=3600"),
+    };
+    Ok(Some(AuditSettings { log, reads, refusal_window }))
 }
 
 /// The built-in trust profiles and the files named, each checked; an id

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use coffre_blob::DiskBlobStore;
 use coffre_core::service::{ObjectRead, ObjectService, ServiceConfig};
 use coffre_core::types::{AccessKeyId, BucketName, ObjectKey, Principal};
+use coffre_core::witness::NoAuditLog;
 use coffre_meta::EmbeddedMeta;
 use futures::TryStreamExt as _;
 
@@ -41,7 +42,7 @@ pub async fn read(args: ReadArgs) -> anyhow::Result<()> {
     let meta = Arc::new(EmbeddedMeta::open(&meta_path).with_context(|| format!("opening {}", meta_path.display()))?);
     let blobs = Arc::new(DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blobs")?);
     let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
-    let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default());
+    let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default(), Arc::new(NoAuditLog));
     let root = Principal { access_key: AccessKeyId::parse("inspect").map_err(anyhow::Error::msg)?, is_root: true };
     let bucket = BucketName::parse(&args.bucket).map_err(anyhow::Error::msg)?;
     let key = ObjectKey::parse(&args.key).map_err(anyhow::Error::msg)?;

@@ -14,6 +14,7 @@ mod label;
 mod lifecycle;
 mod metadata;
 mod metrics;
+mod refusals;
 mod server;
 mod tls;
 mod trail;

@@ -13,6 +13,7 @@ use coffre_core::meta::MetaStore;
 use coffre_core::placement::PlacementStore;
 use coffre_core::service::{ObjectService, ServiceConfig};
 use coffre_core::types::Principal;
+use coffre_core::witness::{ChangeWitness, NoAuditLog};
 use coffre_meta::{EmbeddedMeta, PgMeta, PgOptions};
 use coffre_node::FilePlacement;
 use coffre_node::{ClusterTls, Identity, NodeClient, NodeServer, ReplicatedBlobStore};
@@ -60,7 +61,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let inline_threshold = if cluster.is_some() { 0 } else { config.inline_threshold };
     let service_config = ServiceConfig { inline_threshold, gc_grace: config.gc_grace };
     let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
-    let service = Arc::new(ObjectService::new(meta.clone(), blobs, kms, service_config));
+    let trail = open_trail(&config, shared.as_ref())?;
+    let witness: Arc<dyn ChangeWitness> = match &trail {
+        Some(trail) => trail.clone(),
+        None => Arc::new(NoAuditLog),
+    };
+    let service = Arc::new(ObjectService::new(meta.clone(), blobs, kms, service_config, witness));
     let recovered = service.recover().await.context("collecting blobs of interrupted writes")?;
     if recovered > 0 {
         tracing::info!(blobs = recovered, "collected blobs left by interrupted writes");
@@ -71,7 +77,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("opening the access keys (their secrets are wrapped by the key custodian)")?;
     let keys = KeyStore::new(root.clone(), access_keys.clone());
     let metrics = Arc::new(Metrics::new());
-    let trail = open_trail(&config, shared.as_ref())?;
     if let (Some(cluster), Some(trail)) = (&cluster, &trail) {
         record_target_health(cluster, trail.clone());
     }
@@ -171,6 +176,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move { trail.log().run(Box::pin(stop)).await })
     });
+    let refusals_task = trail.clone().zip(config.audit.as_ref()).map(|(trail, audit)| {
+        let (stop, window) = (stopped(stop_rx.clone()), audit.refusal_window);
+        tokio::spawn(async move { trail.tally_refusals(window, stop).await })
+    });
     let lifecycle_task = tokio::spawn(lifecycle::worker(
         service,
         shared.clone(),
@@ -193,8 +202,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = reload_task.await;
     let _ = lifecycle_task.await;
+    if let Some(task) = refusals_task {
+        let _ = task.await;
+    }
     if let (Some(trail), Some(task)) = (trail, audit_task) {
         let _ = task.await;
+        // Refusals answered while the front drained; synced with the stop.
+        trail.flush_refusals();
         trail.act(trail.event("server:Stop")).await.context("recording the stop in the audit log")?;
         let head = trail.log().close().await.context("signing the last audit tree head")?;
         if let Some(head) = head {

@@ -1,25 +1,55 @@
-//! This server's audit trail: S3 requests and administrative acts become
-//! audit events, each with the durability it needs (mutations and admin acts
-//! on disk before they are answered; reads batched, unless configured sync).
+//! This server's audit trail: S3 requests, administrative acts and every
+//! change the object service is about to commit become audit events, each
+//! with the durability it needs (changes before they commit, mutations and
+//! admin acts before they are answered; reads batched, unless configured
+//! sync).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use coffre_audit::{AuditTrail, Durability, Event};
+use coffre_core::witness::{Actor, Change, ChangeWitness};
 use coffre_s3::front::Settled;
 use coffre_s3::{RequestObserver, RequestRecord};
 
 use crate::metrics::Metrics;
+use crate::refusals::{Refusals, is_unauthenticated_refusal};
 
 pub struct Trail {
     /// This server's own log, or the one the gateways of a database share.
     log: Arc<dyn AuditTrail>,
     node: String,
     reads: Durability,
+    /// Refused unauthenticated requests of the current window.
+    refusals: Refusals,
 }
 
 impl Trail {
     pub fn new(log: Arc<dyn AuditTrail>, node: String, reads: Durability) -> Self {
-        Self { log, node, reads }
+        Self { log, node, reads, refusals: Refusals::default() }
+    }
+
+    /// Writes the refusal tallies every `window` until `stop` (the server
+    /// flushes the last window itself, once the front has drained).
+    pub async fn tally_refusals(&self, window: Duration, stop: impl Future<Output = ()>) {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + window, window);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.flush_refusals(),
+                () = &mut stop => return,
+            }
+        }
+    }
+
+    /// One event per tally, batched: a window's worth is one group of appends.
+    pub fn flush_refusals(&self) {
+        for event in self.refusals.drain(&self.node) {
+            if let Err(e) = self.log.append_batched(event) {
+                tracing::error!(error = %e, "refusal tallies could not be recorded in the audit log");
+                return;
+            }
+        }
     }
 
     pub fn log(&self) -> &Arc<dyn AuditTrail> {
@@ -60,6 +90,35 @@ impl Trail {
     }
 }
 
+/// The object service's changes, written ahead of their commit and synced
+/// (the log's group commit makes concurrent changes share one fsync).
+#[async_trait::async_trait]
+impl ChangeWitness for Trail {
+    async fn witness(&self, change: Change) -> Result<(), coffre_core::Error> {
+        let (principal, detail) = match change.actor {
+            Actor::Principal(key) => (Some(key), change.detail),
+            Actor::Job { name, on } => {
+                let job = format!("job={name} {on}");
+                let detail = match change.detail {
+                    Some(d) => format!("{job} {d}"),
+                    None => job,
+                };
+                (None, Some(detail))
+            }
+        };
+        let event = Event {
+            request_id: change.request_id.unwrap_or_default(),
+            principal,
+            bucket: change.bucket,
+            key: change.key,
+            version: change.version,
+            detail,
+            ..self.event(&change.operation)
+        };
+        self.log.append(event, Durability::Sync).await.map_err(|e| coffre_core::Error::AuditUnavailable(e.to_string()))
+    }
+}
+
 /// The admin API records its acts and reads the log through the same trail.
 #[async_trait::async_trait]
 impl coffre_admin::Audit for Trail {
@@ -87,6 +146,8 @@ impl RequestObserver for Observers {
     fn before_response<'a>(&'a self, record: &'a RequestRecord) -> Settled<'a> {
         Box::pin(async move {
             match &self.trail {
+                // Counted once answered (`observe`): a refusal never waits on the log.
+                Some(_) if is_unauthenticated_refusal(record) => Ok(()),
                 Some(trail) if trail.before_answer(record) => trail
                     .log
                     .append(trail.request_event(record), Durability::Sync)
@@ -101,6 +162,10 @@ impl RequestObserver for Observers {
     fn observe(&self, record: &RequestRecord) {
         self.metrics.observe(record);
         if let Some(trail) = &self.trail
+            && is_unauthenticated_refusal(record)
+        {
+            trail.refusals.count(record);
+        } else if let Some(trail) = &self.trail
             && !trail.before_answer(record)
             && let Err(e) = trail.log.append_batched(trail.request_event(record))
         {

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::lock::LockConfig;
 use crate::meta::{BucketChange, BucketKek, BucketRecord, EraseReport, Versioning};
 use crate::types::{BucketName, Principal, UnixNanos};
+use crate::witness::Change;
 
 use super::ObjectService;
 use super::keys::kms_error;
@@ -66,6 +67,8 @@ impl ObjectService {
                 Error::BucketAlreadyExists
             });
         }
+        let detail = format!("object_lock={object_lock} residency={}", residency.is_some());
+        self.witness(Change::new("change:CreateBucket", who.into(), &name).detail(detail)).await?;
         let kek = self.new_kek(&name, 1).await?;
         let mut record = BucketRecord::new(name, who.access_key.clone());
         record.keks.push(kek.clone());
@@ -109,6 +112,7 @@ impl ObjectService {
     /// Deletes an empty bucket and destroys its KEKs.
     pub async fn delete_bucket(&self, who: &Principal, name: &BucketName) -> Result<()> {
         let record = self.bucket(who, name).await?;
+        self.witness(Change::new("change:DeleteBucket", who.into(), name)).await?;
         self.meta.delete_bucket(name).await?;
         let destroyed = self.destroy_keks(&record.keks).await;
         tracing::info!(bucket = %name, keks_destroyed = destroyed.len(), "bucket deleted, its keys destroyed");
@@ -124,6 +128,9 @@ impl ObjectService {
             return Err(Error::AccessDenied);
         }
         let record = self.bucket(who, name).await?;
+        // Recorded before the first key goes: the erasure cannot be undone.
+        let detail = format!("keks={}", record.keks.len());
+        self.witness(Change::new("change:EraseBucket", who.into(), name).detail(detail)).await?;
         let mut destroyed = Vec::new();
         for kek in &record.keks {
             self.keyring.kms().destroy_kek(&KekId(kek.id.clone())).await.map_err(kms_error)?;
@@ -140,6 +147,8 @@ impl ObjectService {
     pub async fn rotate_bucket_key(&self, who: &Principal, name: &BucketName) -> Result<RotateOutcome> {
         let record = self.bucket(who, name).await?;
         let generation = record.keks.iter().map(|k| k.generation).max().unwrap_or(0) + 1;
+        let detail = format!("new_generation={generation}");
+        self.witness(Change::new("change:RotateBucketKey", who.into(), name).detail(detail)).await?;
         let kek = self.new_kek(name, generation).await?;
         self.meta.update_bucket(name, BucketChange::AddKek(kek.clone())).await?;
         let old: Vec<BucketKek> = record.keks.clone();

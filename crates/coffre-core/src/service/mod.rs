@@ -20,6 +20,7 @@ use crate::meta::{
     MetaStore, ObjectVersion, PutObject, Sse, VersionChange, VersionMeta, Versioning, WriteCondition,
 };
 use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, VersionId};
+use crate::witness::{Change, ChangeWitness};
 
 /// The largest single PUT, part, or copy S3 accepts.
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -205,6 +206,16 @@ pub struct CopySource {
     pub customer_key: Option<CustomerKey>,
 }
 
+impl CopySource {
+    /// The source as a change event names it: `copy_source=BUCKET/KEY[?versionId=V]`.
+    pub(crate) fn describe(&self) -> String {
+        match &self.version {
+            Some(v) => format!("copy_source={}/{}?versionId={}", self.bucket, self.key.as_str(), v.as_str()),
+            None => format!("copy_source={}/{}", self.bucket, self.key.as_str()),
+        }
+    }
+}
+
 mod body;
 mod buckets;
 pub(crate) mod keys;
@@ -222,6 +233,8 @@ pub struct ObjectService {
     blobs: Arc<dyn BlobStore>,
     keyring: Keyring,
     config: ServiceConfig,
+    /// The audit log: every change is recorded there before it commits.
+    witness: Arc<dyn ChangeWitness>,
 }
 
 pub(crate) fn unquote(etag: &str) -> &str {
@@ -277,8 +290,14 @@ impl ObjectService {
         blobs: Arc<dyn BlobStore>,
         kms: Arc<dyn coffre_crypto::Kms>,
         config: ServiceConfig,
+        witness: Arc<dyn ChangeWitness>,
     ) -> Self {
-        Self { meta, blobs, keyring: Keyring::new(kms), config }
+        Self { meta, blobs, keyring: Keyring::new(kms), config, witness }
+    }
+
+    /// Records `change` durably; the caller commits it only if this succeeds.
+    pub(crate) async fn witness(&self, change: Change) -> Result<()> {
+        self.witness.witness(change).await
     }
 
     pub fn kms(&self) -> &Arc<dyn coffre_crypto::Kms> {
@@ -299,6 +318,7 @@ impl ObjectService {
             _ => {}
         }
         self.bucket(who, name).await?;
+        self.witness(Change::new("change:PutBucketConfig", who.into(), name).detail(change_kind(&change))).await?;
         self.meta.update_bucket(name, change).await
     }
 
@@ -316,6 +336,16 @@ impl ObjectService {
             check_tags(tags, MAX_OBJECT_TAGS)?;
         }
         self.bucket(who, bucket).await?;
+        let kind = match &change {
+            VersionChange::Tags(_) => "kind=tags",
+            VersionChange::Retention(_) => "kind=retention",
+            VersionChange::LegalHold(_) => "kind=legal-hold",
+        };
+        let detail = if bypass_governance { format!("{kind} bypass_governance=true") } else { kind.to_owned() };
+        self.witness(
+            Change::new("change:PutObjectConfig", who.into(), bucket).key(key).version(version).detail(detail),
+        )
+        .await?;
         self.meta.update_version(bucket, key, version, change, bypass_governance).await
     }
 
@@ -352,6 +382,17 @@ impl ObjectService {
     // ----- objects -----
 
     pub async fn put_object(&self, who: &Principal, req: PutRequest, body: ByteStream) -> Result<PutResult> {
+        self.put_recorded(who, req, body, None).await
+    }
+
+    /// A PUT whose change event carries `detail` (the source of a copy).
+    async fn put_recorded(
+        &self,
+        who: &Principal,
+        req: PutRequest,
+        body: ByteStream,
+        detail: Option<String>,
+    ) -> Result<PutResult> {
         let bucket = self.bucket(who, &req.bucket).await?;
         check_tags(&req.tags, MAX_OBJECT_TAGS)?;
         let lock = initial_lock(&bucket, req.lock)?;
@@ -382,6 +423,11 @@ impl ObjectService {
                 data,
             };
             let result = PutResult::of(&bucket, &version.meta);
+            let mut change = Change::new("change:PutObject", who.into(), &req.bucket)
+                .key(&req.key)
+                .version(Some(&version.meta.version_id));
+            change.detail = detail;
+            self.witness(change).await?;
             let put = PutObject {
                 bucket: req.bucket,
                 key: req.key,
@@ -521,6 +567,11 @@ impl ObjectService {
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
         self.bucket(who, bucket).await?;
+        let mut change = Change::new("change:DeleteObject", who.into(), bucket).key(key).version(version);
+        if guard.bypass_governance {
+            change = change.detail("bypass_governance=true");
+        }
+        self.witness(change).await?;
         self.meta.delete_object(bucket, key, version, guard).await
     }
 
@@ -563,7 +614,7 @@ impl ObjectService {
         };
         let size = src.meta.size;
         let body = self.read_data(src.data, size, 0..size, src_keys);
-        self.put_object(who, req, body).await
+        self.put_recorded(who, req, body, Some(source.describe())).await
     }
 
     /// The version a copy reads, its conditions checked, and its keys.
@@ -615,7 +666,7 @@ impl ObjectService {
 
     /// Applies the buckets' lifecycle rules as of `now`.
     pub async fn apply_lifecycle(&self, now: UnixNanos) -> Result<crate::lifecycle::Report> {
-        crate::lifecycle::run(self.meta.as_ref(), now).await
+        crate::lifecycle::run(self.meta.as_ref(), self.witness.as_ref(), now).await
     }
 
     // ----- collection of unreferenced blobs -----
@@ -708,6 +759,22 @@ impl PutResult {
             last_modified: meta.last_modified,
         }
     }
+}
+
+/// What a bucket change is, for its audit event (never its content: tags and
+/// policies are the owner's business, the event says that they changed).
+fn change_kind(change: &BucketChange) -> String {
+    let kind = match change {
+        BucketChange::Versioning(v) => return format!("kind=versioning state={v:?}"),
+        BucketChange::Tags(_) => "tags",
+        BucketChange::DefaultRetention(_) => "default-retention",
+        BucketChange::Lifecycle(_) => "lifecycle",
+        BucketChange::Encryption(_) => "encryption",
+        BucketChange::Residency(_) => "residency",
+        BucketChange::AddKek(k) => return format!("kind=add-kek generation={}", k.generation),
+        BucketChange::DropKeksBefore(g) => return format!("kind=drop-keks before={g}"),
+    };
+    format!("kind={kind}")
 }
 
 fn reported_version(bucket: &BucketRecord, id: &VersionId) -> Option<VersionId> {

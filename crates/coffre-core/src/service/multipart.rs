@@ -11,6 +11,7 @@ use crate::meta::{
     WriteCondition,
 };
 use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, UploadId};
+use crate::witness::Change;
 
 use super::{
     BodyClaims, ByteRange, CopySource, ExpectedChecksum, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectService, PutResult,
@@ -82,6 +83,10 @@ impl ObjectService {
             lock: new.lock.unwrap_or_default(),
             sse,
         };
+        let change = Change::new("change:CreateMultipartUpload", who.into(), &upload.bucket)
+            .key(&upload.key)
+            .detail(format!("upload_id={}", upload.upload_id.as_str()));
+        self.witness(change).await?;
         self.meta.create_upload(upload.clone()).await?;
         Ok(upload)
     }
@@ -127,7 +132,8 @@ impl ObjectService {
         }
         let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
         let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false, sealing).await?;
-        self.record_part(&upload, part.part_number, data, digest, claims).await
+        let change = part_change(who, &upload, part.part_number, None);
+        self.record_part(&upload, part.part_number, data, digest, claims, change).await
     }
 
     async fn record_part(
@@ -137,6 +143,7 @@ impl ObjectService {
         data: DataLocation,
         digest: BodyDigest,
         claims: BodyClaims,
+        change: Change,
     ) -> Result<PartResult> {
         let pending = data.blobs();
         let outcome = async {
@@ -154,6 +161,7 @@ impl ObjectService {
                 checksums: checksums.clone(),
             };
             let last_modified = record.last_modified;
+            self.witness(change).await?;
             self.meta.put_part(upload, record).await?;
             Ok(PartResult { etag: hex(&digest.md5), sse: upload.sse.clone(), checksums, last_modified })
         }
@@ -189,7 +197,8 @@ impl ObjectService {
         let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
         let body = self.read_data(src.data, size, range, src_keys);
         let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false, sealing).await?;
-        self.record_part(&upload, part.part_number, data, digest, claims).await
+        let change = part_change(who, &upload, part.part_number, Some(source.describe()));
+        self.record_part(&upload, part.part_number, data, digest, claims, change).await
     }
 
     pub async fn complete_upload(
@@ -261,6 +270,11 @@ impl ObjectService {
         };
         let result = PutResult::of(&bucket_record, &version.meta);
         let keep = chosen.iter().map(|p| p.number).collect();
+        let change = Change::new("change:CompleteMultipartUpload", who.into(), bucket)
+            .key(key)
+            .version(Some(&version.meta.version_id))
+            .detail(format!("upload_id={} parts={}", upload_id.as_str(), chosen.len()));
+        self.witness(change).await?;
         self.meta.complete_upload(CompleteUpload { upload, version, keep, condition }).await?;
         Ok(result)
     }
@@ -273,6 +287,10 @@ impl ObjectService {
         id: &UploadId,
     ) -> Result<()> {
         self.upload(who, bucket, key, id).await?;
+        let change = Change::new("change:AbortMultipartUpload", who.into(), bucket)
+            .key(key)
+            .detail(format!("upload_id={}", id.as_str()));
+        self.witness(change).await?;
         self.meta.abort_upload(bucket, key, id).await
     }
 
@@ -348,4 +366,14 @@ fn composite_checksums(alg: Option<ChecksumAlgorithm>, parts: &[PartRecord]) -> 
         out.set(alg, format!("{v}-{}", parts.len()));
     }
     out
+}
+
+/// The change event of a part: which upload, which part, and a copy's source.
+fn part_change(who: &Principal, upload: &UploadRecord, number: u32, source: Option<String>) -> Change {
+    let mut detail = format!("upload_id={} part={number}", upload.upload_id.as_str());
+    if let Some(source) = source {
+        detail.push(' ');
+        detail.push_str(&source);
+    }
+    Change::new("change:UploadPart", who.into(), &upload.bucket).key(&upload.key).detail(detail)
 }
