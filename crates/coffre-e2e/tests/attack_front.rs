@@ -232,7 +232,10 @@ fn answered_before_body(addr: SocketAddr, head: &str, declared: u64, sent: &[u8]
     answer
 }
 
-/// The audit events of `server` (stopped) whose request id is `id`.
+/// The audit event that records `answer`: its own (a request with a
+/// verified principal), or the tally of refused unauthenticated requests of
+/// its kind (same status and error code), which carries the request id of
+/// the first of its kind only.
 fn event_of(all: &[Value], answer: &Answer) -> Value {
     let id = answer
         .head
@@ -240,9 +243,17 @@ fn event_of(all: &[Value], answer: &Answer) -> Value {
         .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("x-amz-request-id")))
         .map(|(_, v)| v.trim().to_owned())
         .expect("x-amz-request-id");
-    let found: Vec<&Value> = all.iter().filter(|e| e["request_id"] == id.as_str()).collect();
-    assert_eq!(found.len(), 1, "one event for request {id}: {found:#?}");
-    found[0].clone()
+    let own: Vec<&Value> = all.iter().filter(|e| e["request_id"] == id.as_str()).collect();
+    if let [event] = own.as_slice() {
+        return (*event).clone();
+    }
+    assert!(own.is_empty(), "several events for request {id}: {own:#?}");
+    let tally = all.iter().find(|e| {
+        e["detail"].as_str().is_some_and(|d| d.starts_with("refused unauthenticated"))
+            && e["status"] == answer.status
+            && e["error"] == answer.code()
+    });
+    tally.unwrap_or_else(|| panic!("no event or tally for request {id} ({} {})", answer.status, answer.code())).clone()
 }
 
 // --- 1. Memory before authentication -------------------------------------
