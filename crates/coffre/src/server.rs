@@ -43,18 +43,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.role == Role::Storage {
         return run_storage_node(config).await;
     }
-    let (root, created) = credentials::load_or_create(&config.data_dir)?;
-    if created {
-        // Printed once, on the terminal only: never through the logger.
-        println!(
-            "Root credentials (kept in {}, mode 0600):\n  access key: {}\n  secret key: {}",
-            credentials::root_file(&config.data_dir).display(),
-            root.access_key,
-            root.secret
-        );
-    }
-
     let (meta, shared) = open_meta(&config).await?;
+    let (root, root_created) = match credentials::from_env_or_file(&config.data_dir)? {
+        Some(root) => (root, false),
+        None => (credentials::create_root(&config.data_dir)?, true),
+    };
+    let (admin_token, token_created) = credentials::admin_token_or_create(&config.data_dir)?;
+    credentials::announce(
+        &config.data_dir,
+        root_created.then_some(&root),
+        token_created.then_some(admin_token.as_str()),
+    );
     let (blobs, cluster) = open_blobs(&config, shared.as_ref()).await?;
     // With storage targets, every byte goes to them: none inline on this disk.
     let inline_threshold = if cluster.is_some() { 0 } else { config.inline_threshold };
@@ -107,11 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         service: service.clone(),
         access_keys,
         root: Principal { access_key: root.access_key.clone(), is_root: true },
-        auth: Arc::new(BearerToken::new(
-            std::env::var("COFFRE_ADMIN_TOKEN").ok(),
-            &root.access_key.to_string(),
-            &root.secret,
-        )),
+        auth: Arc::new(BearerToken::new(admin_token)),
         audit: trail.clone().map(|t| t as Arc<dyn coffre_admin::Audit>),
         metrics: Arc::new(move || metrics.render()),
         tls: {

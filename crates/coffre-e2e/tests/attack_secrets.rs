@@ -1,0 +1,146 @@
+//! Attacks on the server's own secrets and on a deployment's coherence, each
+//! against a running `coffre`: a generated root secret looked for in its log,
+//! root's S3 secret tried on the admin API, short secrets given at startup,
+//! gateways joining a shared database with what they should share missing,
+//! and what a client is told while a component is down.
+//! The shared-database attacks need PostgreSQL (`COFFRE_TEST_PG`).
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use coffre_e2e::{ADMIN_TOKEN, ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, raw_request};
+
+/// The harness's own secrets withdrawn, so that the server makes its own.
+const NO_GIVEN_SECRETS: [(&str, &str); 3] =
+    [("COFFRE_ROOT_ACCESS_KEY", ""), ("COFFRE_ROOT_SECRET_KEY", ""), ("COFFRE_ADMIN_TOKEN", "")];
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+/// The secret in the generated `root.credentials`.
+fn stored_root_secret(data_dir: &Path) -> String {
+    let text = std::fs::read_to_string(data_dir.join("root.credentials")).expect("root.credentials");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["secret_access_key"].as_str().expect("secret").to_owned()
+}
+
+fn stored_admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.token")).expect("admin.token").trim().to_owned()
+}
+
+/// A server whose stdout is not a terminal (the harness sends it to a file,
+/// as journald or a container runtime would) never writes a generated secret
+/// there: the log names the 0600 files instead.
+#[test]
+fn a_generated_root_secret_reaches_no_log_and_no_pipe() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_with(&dir, &NO_GIVEN_SECRETS);
+    server.stop();
+    let log = server.log();
+    assert!(!log.contains(&stored_root_secret(&dir)), "the root secret is in the server's output:\n{log}");
+    assert!(!log.contains(&stored_admin_token(&dir)), "the admin token is in the server's output:\n{log}");
+    assert_eq!((mode(&dir.join("root.credentials")), mode(&dir.join("admin.token"))), (0o600, 0o600));
+    for file in ["root.credentials", "admin.token"] {
+        assert!(
+            log.lines().any(|l| l.contains(file) && l.contains("not shown because stdout is not a terminal")),
+            "the log does not say where the {file} went:\n{log}"
+        );
+    }
+}
+
+/// On a terminal (a pseudo-terminal from `script`), the first start shows
+/// the generated credentials, so `coffre serve` on a fresh machine still
+/// tells its operator how to connect.
+#[test]
+fn on_a_terminal_the_generated_credentials_are_shown() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let serve = format!(
+        "exec timeout -s TERM 5 {} serve --data-dir {} --s3-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0",
+        coffre_bin().display(),
+        dir.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &serve, "/dev/null"])
+        .envs(NO_GIVEN_SECRETS)
+        .env("COFFRE_LOG", "info")
+        .env_remove("COFFRE_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) from util-linux");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(&format!("secret key: {}", stored_root_secret(&dir))), "{shown}");
+    assert!(shown.contains(&stored_admin_token(&dir)), "{shown}");
+}
+
+fn admin_status(server: &Server, token: &str) -> u16 {
+    let request = format!(
+        "GET /admin/v1/keys HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        server.admin
+    );
+    raw_request(server.admin, request.as_bytes()).expect("admin answer").0
+}
+
+/// `coffre key list` against `server`, with only `env` as its credentials.
+fn key_list(server: &Server, data_dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(coffre_bin())
+        .args(["key", "list", "--endpoint", &format!("http://{}", server.admin), "--data-dir"])
+        .arg(data_dir)
+        .env_remove("COFFRE_ADMIN_TOKEN")
+        .env_remove("COFFRE_ROOT_ACCESS_KEY")
+        .env_remove("COFFRE_ROOT_SECRET_KEY")
+        .envs(env.iter().copied())
+        .output()
+        .expect("coffre key list")
+}
+
+/// Root's S3 secret (in every S3 client's configuration) does not open the
+/// admin API; the admin token does, from the environment or from its file.
+#[test]
+fn the_root_secret_does_not_open_the_admin_api() {
+    let server = Server::start();
+    assert_eq!(admin_status(&server, &format!("{ROOT_ACCESS}:{ROOT_SECRET}")), 401, "root's pair opened the admin API");
+    assert_eq!(admin_status(&server, ROOT_SECRET), 401);
+    assert_eq!(admin_status(&server, ADMIN_TOKEN), 200);
+
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let root_only = [("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS), ("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)];
+    let refused = key_list(&server, elsewhere.path(), &root_only);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("COFFRE_ADMIN_TOKEN"), "{stderr}");
+    assert!(key_list(&server, elsewhere.path(), &[("COFFRE_ADMIN_TOKEN", ADMIN_TOKEN)]).status.success());
+
+    // A server given no token makes one; the CLI beside its data dir reads it.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let own = Server::start_with(&dir, &[("COFFRE_ADMIN_TOKEN", "")]);
+    assert_eq!(admin_status(&own, ADMIN_TOKEN), 401, "the harness's token opened a server that has its own");
+    assert_eq!(admin_status(&own, &stored_admin_token(&dir)), 200);
+    let listed = key_list(&own, &dir, &[]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+}
+
+/// Every secret given at startup under 32 characters stops the server with
+/// an error naming the setting, never the secret.
+#[test]
+fn secrets_under_32_characters_are_refused_at_startup() {
+    let short = "thirty-one-characters-long-0000";
+    assert_eq!(short.len(), 31);
+    let mut settings = vec!["COFFRE_ROOT_SECRET_KEY", "COFFRE_ADMIN_TOKEN"];
+    if coffre_e2e::custody() == "embedded" {
+        settings.push("COFFRE_KMS_PASSPHRASE");
+    }
+    for setting in settings {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let started = Server::try_start_with(&tmp.path().join("data"), &[(setting, short)]);
+        let log = match started {
+            Ok(_) => panic!("a {} character {setting} was accepted", short.len()),
+            Err(log) => log,
+        };
+        assert!(log.contains(&format!("{setting}: a secret must be at least 32 characters")), "{log}");
+        assert!(!log.contains(short), "the refused secret is in the log:\n{log}");
+    }
+}
