@@ -9,6 +9,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use coffre_e2e::deployment::Deployment;
+use coffre_e2e::node::ClusterCa;
+use coffre_e2e::objects::{get, put};
 use coffre_e2e::{ADMIN_TOKEN, ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, raw_request};
 
 /// The harness's own secrets withdrawn, so that the server makes its own.
@@ -143,4 +146,76 @@ fn secrets_under_32_characters_are_refused_at_startup() {
         assert!(log.contains(&format!("{setting}: a secret must be at least 32 characters")), "{log}");
         assert!(!log.contains(short), "the refused secret is in the log:\n{log}");
     }
+}
+
+/// Starts a gateway named `name` on the deployment's database with the
+/// config `text` and the environment `env` over the harness's own: its log,
+/// or the server when it came up.
+fn join(d: &Deployment, name: &str, identity: &Path, text: &str, env: &[(&str, &str)]) -> Result<Server, String> {
+    let dir = d.config().parent().expect("the deployment's directory").join(name);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.with_extension("toml");
+    std::fs::write(&config, text).expect("config");
+    let config = config.to_str().expect("utf-8");
+    let identity = identity.to_str().expect("utf-8");
+    let mut all = vec![
+        ("COFFRE_CONFIG", config),
+        ("COFFRE_ROLE", "gateway"),
+        ("COFFRE_NODE_ID", name),
+        ("COFFRE_CLUSTER_IDENTITY", identity),
+    ];
+    all.extend_from_slice(env);
+    Server::try_start_with(&dir.join("data"), &all)
+}
+
+/// What a refused start said, or a panic naming the attack that got in.
+fn refused(attack: &str, started: Result<Server, String>) -> String {
+    match started {
+        Ok(_) => panic!("{attack}: the gateway started on the shared database"),
+        Err(log) => log,
+    }
+}
+
+/// A gateway that does not share the deployment's custodian, audit signing
+/// key, root credential or cluster CA does not start on its database, and
+/// says what differs and what to copy; one that shares all of them joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_does_not_share_the_deployment_refuses_to_start() {
+    let Some(d) = Deployment::start(1) else { return };
+    let shared_dir = d.config().parent().expect("dir").to_path_buf();
+    let text = std::fs::read_to_string(d.config()).expect("config");
+    let identity = d.ca.gateway("gw-new");
+
+    let kms = format!("dir = \"{}\"", shared_dir.join("kms").display());
+    assert!(text.contains(&kms), "{text}");
+    let own_kms = text.replace(&kms, &format!("dir = \"{}\"", shared_dir.join("own-kms").display()));
+    let log = refused("its own key directory", join(&d, "gw-kms", &identity, &own_kms, &[]));
+    assert!(
+        log.contains("key custodian (embedded) does not hold the deployment's keys") && log.contains("[kms] dir"),
+        "{log}"
+    );
+
+    let key = d.audit_key().display().to_string();
+    let own_key = text.replace(&key, &shared_dir.join("own-audit").join("key.pk8").display().to_string());
+    let log = refused("its own audit signing key", join(&d, "gw-audit", &identity, &own_key, &[]));
+    assert!(log.contains("the audit signing key") && log.contains("copy the deployment's signing key file"), "{log}");
+
+    let no_root = [("COFFRE_ROOT_ACCESS_KEY", ""), ("COFFRE_ROOT_SECRET_KEY", "")];
+    let log = refused("no root credential", join(&d, "gw-noroot", &identity, &text, &no_root));
+    assert!(log.contains("a gateway never makes a second root"), "{log}");
+
+    let other_root = [("COFFRE_ROOT_SECRET_KEY", "another-root-secret-of-40-characters-000")];
+    let log = refused("another root secret", join(&d, "gw-root", &identity, &text, &other_root));
+    assert!(log.contains("the root credential") && log.contains("differs from the deployment's"), "{log}");
+    assert!(!log.contains("another-root-secret"), "{log}");
+
+    let stranger = ClusterCa::new(&shared_dir.join("other-ca")).gateway("gw-ca");
+    let log = refused("another cluster CA", join(&d, "gw-ca", &stranger, &text, &[]));
+    assert!(log.contains("the cluster CA") && log.contains("coffre cluster issue"), "{log}");
+
+    // Sharing everything, a gateway joins, its writes readable by the first.
+    let joined = join(&d, "gw-ok", &identity, &text, &[]).unwrap_or_else(|log| panic!("{log}"));
+    joined.client().create_bucket().bucket("joined").send().await.expect("bucket");
+    put(&joined.client(), "joined", "k", b"shared".to_vec()).await;
+    assert_eq!(get(&d.gateways[0].client(), "joined", "k").await, b"shared");
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod config;
 mod credentials;
 mod inspect;
+mod joining;
 mod kms;
 mod label;
 mod lifecycle;

@@ -26,6 +26,7 @@ use crate::admin;
 use crate::cluster::Cluster;
 use crate::config::{Config, Metadata, Role};
 use crate::credentials;
+use crate::joining;
 use crate::lifecycle;
 use crate::metrics::Metrics;
 use crate::tls::Tls;
@@ -46,7 +47,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (meta, shared) = open_meta(&config).await?;
     let (root, root_created) = match credentials::from_env_or_file(&config.data_dir)? {
         Some(root) => (root, false),
-        None => (credentials::create_root(&config.data_dir)?, true),
+        None => {
+            if let Some(pg) = &shared {
+                joining::refuse_new_root(pg).await?;
+            }
+            (credentials::create_root(&config.data_dir)?, true)
+        }
     };
     let (admin_token, token_created) = credentials::admin_token_or_create(&config.data_dir)?;
     credentials::announce(
@@ -71,6 +77,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let keys = KeyStore::new(root.clone(), access_keys.clone());
     let metrics = Arc::new(Metrics::new());
     let trail = open_trail(&config, shared.as_ref())?;
+    if let Some(pg) = &shared {
+        let joining = joining::Joining {
+            root: &root,
+            kms: service.kms(),
+            audit_key: trail
+                .as_ref()
+                .zip(config.audit.as_ref())
+                .map(|(trail, settings)| (trail.log().public_key().to_string(), settings.log.key_path.as_path())),
+            cluster_ca: config
+                .cluster
+                .identity
+                .is_some()
+                .then(|| cluster_tls(&config))
+                .transpose()?
+                .map(|t| t.ca_file()),
+        };
+        joining::check(pg, joining).await?;
+    }
     if let (Some(cluster), Some(trail)) = (&cluster, &trail) {
         record_target_health(cluster, trail.clone());
     }
