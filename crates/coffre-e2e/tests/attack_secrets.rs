@@ -8,11 +8,14 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use tokio::sync::{RwLock, RwLockReadGuard};
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use coffre_e2e::deployment::Deployment;
 use coffre_e2e::node::ClusterCa;
 use coffre_e2e::objects::{get, put};
-use coffre_e2e::{ADMIN_TOKEN, ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, raw_request};
+use coffre_e2e::{ADMIN_TOKEN, ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, pg_start, pg_stop, raw_request};
 
 /// The harness's own secrets withdrawn, so that the server makes its own.
 const NO_GIVEN_SECRETS: [(&str, &str); 3] =
@@ -38,6 +41,7 @@ fn stored_admin_token(data_dir: &Path) -> String {
 /// there: the log names the 0600 files instead.
 #[test]
 fn a_generated_root_secret_reaches_no_log_and_no_pipe() {
+    let _shared = sharing_the_cluster();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
     let mut server = Server::start_with(&dir, &NO_GIVEN_SECRETS);
@@ -59,6 +63,7 @@ fn a_generated_root_secret_reaches_no_log_and_no_pipe() {
 /// tells its operator how to connect.
 #[test]
 fn on_a_terminal_the_generated_credentials_are_shown() {
+    let _shared = sharing_the_cluster();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
     let serve = format!(
@@ -104,6 +109,7 @@ fn key_list(server: &Server, data_dir: &Path, env: &[(&str, &str)]) -> std::proc
 /// admin API; the admin token does, from the environment or from its file.
 #[test]
 fn the_root_secret_does_not_open_the_admin_api() {
+    let _shared = sharing_the_cluster();
     let server = Server::start();
     assert_eq!(admin_status(&server, &format!("{ROOT_ACCESS}:{ROOT_SECRET}")), 401, "root's pair opened the admin API");
     assert_eq!(admin_status(&server, ROOT_SECRET), 401);
@@ -130,6 +136,7 @@ fn the_root_secret_does_not_open_the_admin_api() {
 /// an error naming the setting, never the secret.
 #[test]
 fn secrets_under_32_characters_are_refused_at_startup() {
+    let _shared = sharing_the_cluster();
     let short = "thirty-one-characters-long-0000";
     assert_eq!(short.len(), 31);
     let mut settings = vec!["COFFRE_ROOT_SECRET_KEY", "COFFRE_ADMIN_TOKEN"];
@@ -181,6 +188,7 @@ fn refused(attack: &str, started: Result<Server, String>) -> String {
 /// says what differs and what to copy; one that shares all of them joins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_does_not_share_the_deployment_refuses_to_start() {
+    let _shared = PG_CLUSTER.read().await;
     let Some(d) = Deployment::start(1) else { return };
     let shared_dir = d.config().parent().expect("dir").to_path_buf();
     let text = std::fs::read_to_string(d.config()).expect("config");
@@ -218,4 +226,106 @@ async fn a_gateway_that_does_not_share_the_deployment_refuses_to_start() {
     joined.client().create_bucket().bucket("joined").send().await.expect("bucket");
     put(&joined.client(), "joined", "k", b"shared".to_vec()).await;
     assert_eq!(get(&d.gateways[0].client(), "joined", "k").await, b"shared");
+}
+
+/// Under `COFFRE_TEST_PG` every server of this file keeps its metadata on
+/// the test cluster, which the outage test stops: it runs alone, the others
+/// together.
+static PG_CLUSTER: RwLock<()> = RwLock::const_new(());
+
+/// For a test outside a runtime; async ones await `PG_CLUSTER.read()`.
+fn sharing_the_cluster() -> RwLockReadGuard<'static, ()> {
+    PG_CLUSTER.blocking_read()
+}
+
+/// Status and message of a refused request.
+fn refusal<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, SdkError<E, HttpResponse>>,
+) -> (u16, String) {
+    match r {
+        Ok(v) => panic!("expected a refusal, got {v:?}"),
+        Err(e) => (e.raw_response().map_or(0, |r| r.status().as_u16()), e.message().unwrap_or_default().to_owned()),
+    }
+}
+
+/// With the metadata database down, a GET and a PUT are 503s that name the
+/// database (not storage nodes, not the audit log: nothing was stored); the
+/// refused PUT's event, which the database-held audit log could not take, is
+/// kept and written once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_database_outage_503s_name_the_database_and_refusals_are_recorded_after() {
+    if std::env::var_os("COFFRE_TEST_PG").is_none() {
+        eprintln!("skipped: COFFRE_TEST_PG is unset (scripts/test.sh starts a PostgreSQL cluster)");
+        return;
+    }
+    let _alone = PG_CLUSTER.write().await;
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("outage").send().await.expect("bucket");
+    put(&c, "outage", "before", b"stored".to_vec()).await;
+
+    pg_stop("fast");
+    let got = refusal(c.get_object().bucket("outage").key("before").send().await);
+    let put_refused = c.put_object().bucket("outage").key("during").body(b"lost?".to_vec().into()).send().await;
+    let put_refused = refusal(put_refused);
+    pg_start();
+
+    for (what, (status, message)) in [("GET", got), ("PUT", put_refused)] {
+        assert_eq!(status, 503, "{what}: {message}");
+        assert!(message.contains("metadata database is unavailable"), "{what}: {message}");
+        assert!(!message.contains("Storage nodes") && !message.contains("processed"), "{what}: {message}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, body) = server.admin_get("/admin/v1/audit/events?limit=1000").expect("admin");
+        let events: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let found = events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["operation"] == "PutObject" && e["key"] == "during" && e["status"] == 503);
+        if found.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the refused PUT was never recorded: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    put(&c, "outage", "after", b"stored".to_vec()).await;
+    assert!(c.head_object().bucket("outage").key("during").send().await.is_err(), "the refused PUT stored something");
+}
+
+fn files_in(dir: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(dir).expect("kms dir").map(|e| e.expect("entry").path()).collect()
+}
+
+/// A bucket key that vanished from the custodian (its file lost, as with a
+/// gateway on the wrong key directory) was not destroyed, and a GET says
+/// so: the custodian lacks it, not "destroyed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_missing_from_the_custodian_is_not_called_destroyed() {
+    if coffre_e2e::custody() != "embedded" {
+        eprintln!("skipped: the key files are the embedded custodian's");
+        return;
+    }
+    let _shared = PG_CLUSTER.read().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_in(&dir);
+    let kms = dir.join("kms").join("keks");
+    let before = files_in(&kms);
+    let c = server.client();
+    c.create_bucket().bucket("keyed").send().await.expect("bucket");
+    put(&c, "keyed", "k", b"sealed".to_vec()).await;
+    server.stop();
+    let bucket_keys: Vec<_> = files_in(&kms).difference(&before).cloned().collect();
+    assert!(!bucket_keys.is_empty(), "no key file appeared for the bucket");
+    for file in &bucket_keys {
+        std::fs::remove_file(file).expect("lose the bucket's key file");
+    }
+
+    let server = Server::start_in(&dir);
+    let (status, message) = refusal(server.client().get_object().bucket("keyed").key("k").send().await);
+    assert_eq!(status, 500, "{message}");
+    assert!(!message.contains("destroyed") || message.contains("was not destroyed"), "{message}");
+    assert!(message.contains("key custodian does not hold the key"), "{message}");
 }
