@@ -45,21 +45,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         return run_storage_node(config).await;
     }
     let (meta, shared) = open_meta(&config).await?;
-    let (root, root_created) = match credentials::from_env_or_file(&config.data_dir)? {
-        Some(root) => (root, false),
-        None => {
-            if let Some(pg) = &shared {
-                joining::refuse_new_root(pg).await?;
-            }
-            (credentials::create_root(&config.data_dir)?, true)
-        }
-    };
-    let (admin_token, token_created) = credentials::admin_token_or_create(&config.data_dir)?;
-    credentials::announce(
-        &config.data_dir,
-        root_created.then_some(&root),
-        token_created.then_some(admin_token.as_str()),
-    );
+    let (root, admin_token) = secrets(&config, shared.as_ref()).await?;
     let (blobs, cluster) = open_blobs(&config, shared.as_ref()).await?;
     // With storage targets, every byte goes to them: none inline on this disk.
     let inline_threshold = if cluster.is_some() { 0 } else { config.inline_threshold };
@@ -78,22 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let trail = open_trail(&config, shared.as_ref())?;
     if let Some(pg) = &shared {
-        let joining = joining::Joining {
-            root: &root,
-            kms: service.kms(),
-            audit_key: trail
-                .as_ref()
-                .zip(config.audit.as_ref())
-                .map(|(trail, settings)| (trail.log().public_key().to_string(), settings.log.key_path.as_path())),
-            cluster_ca: config
-                .cluster
-                .identity
-                .is_some()
-                .then(|| cluster_tls(&config))
-                .transpose()?
-                .map(|t| t.ca_file()),
-        };
-        joining::check(pg, joining).await?;
+        check_joining(&config, pg, &root, service.kms(), trail.as_deref()).await?;
     }
     if let (Some(cluster), Some(trail)) = (&cluster, &trail) {
         record_target_health(cluster, trail.clone());
@@ -278,6 +249,39 @@ async fn open_meta(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Optio
             Ok((meta, None))
         }
     }
+}
+
+/// Root's credential and the admin token, each generated (and announced) on
+/// first start; never a second root beside a shared database's.
+async fn secrets(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Result<(coffre_s3::Credential, String)> {
+    let (root, root_created) = match credentials::from_env_or_file(&config.data_dir)? {
+        Some(root) => (root, false),
+        None => {
+            if let Some(pg) = shared {
+                joining::refuse_new_root(pg).await?;
+            }
+            (credentials::create_root(&config.data_dir)?, true)
+        }
+    };
+    let (admin_token, token_created) = credentials::admin_token_or_create(&config.data_dir)?;
+    let (new_root, new_token) = (root_created.then_some(&root), token_created.then_some(admin_token.as_str()));
+    credentials::announce(&config.data_dir, new_root, new_token);
+    Ok((root, admin_token))
+}
+
+/// Proves this gateway shares what the deployment on `pg` shares ([`joining`]).
+async fn check_joining(
+    config: &Config,
+    pg: &PgMeta,
+    root: &coffre_s3::Credential,
+    kms: &Arc<dyn coffre_crypto::Kms>,
+    trail: Option<&Trail>,
+) -> anyhow::Result<()> {
+    let audit_key = trail
+        .zip(config.audit.as_ref())
+        .map(|(trail, settings)| (trail.log().public_key().to_string(), settings.log.key_path.as_path()));
+    let cluster_ca = config.cluster.identity.is_some().then(|| cluster_tls(config)).transpose()?.map(|t| t.ca_file());
+    joining::check(pg, joining::Joining { root, kms, audit_key, cluster_ca }).await
 }
 
 /// This gateway's identity in the shared database, made on its first start
