@@ -11,7 +11,7 @@ work="$(mktemp -d "${BENCH_DIR:-$PWD}/coffre-bench.XXXXXX")"
 unset AWS_CA_BUNDLE REQUESTS_CA_BUNDLE SSL_CERT_FILE
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-export AWS_ACCESS_KEY_ID=benchroot AWS_SECRET_ACCESS_KEY=bench-secret-key-0123456789
+export AWS_ACCESS_KEY_ID=benchroot AWS_SECRET_ACCESS_KEY=bench-secret-key-0123456789abcdefgh
 start_server() {  # $1: extra flags
   COFFRE_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID COFFRE_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY COFFRE_LOG=warn \
     "$bin" serve --data-dir "$work/data" --s3-listen 127.0.0.1:19100 --admin-listen 127.0.0.1:19101 $1 &

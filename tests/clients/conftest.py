@@ -38,6 +38,7 @@ DEFAULT_BIN = "/root/.cache/coffre/target/debug/coffre"
 REGION = "us-east-1"
 ROOT_ACCESS_KEY = "COFFREROOTTESTKEY0001"
 ROOT_SECRET_KEY = "coffre-root-test-secret-0123456789abcdefABCDEF"
+ADMIN_TOKEN = "coffre-admin-test-token-0123456789abcdefABCDEF"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 MiB = 1024 * 1024
@@ -284,6 +285,7 @@ class CoffreServer:
             None,
             COFFRE_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY,
             COFFRE_ROOT_SECRET_KEY=ROOT_SECRET_KEY,
+            COFFRE_ADMIN_TOKEN=ADMIN_TOKEN,
             RUST_BACKTRACE="1",
         )
         self.proc = subprocess.Popen(
@@ -402,13 +404,10 @@ class CoffreServer:
         root: bool = True,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess:
-        """Run `coffre <args> --endpoint <admin>` with the root credentials."""
+        """Run `coffre <args> --endpoint <admin>` with the admin token."""
         extra = {}
         if root:
-            extra = dict(
-                COFFRE_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY,
-                COFFRE_ROOT_SECRET_KEY=ROOT_SECRET_KEY,
-            )
+            extra = dict(COFFRE_ADMIN_TOKEN=ADMIN_TOKEN)
         home = self.work_dir / "cli-home"
         env = clean_env(home, **extra)
         cmd = [str(coffre_bin()), *args, "--endpoint", self.admin_endpoint]

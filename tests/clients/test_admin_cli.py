@@ -53,7 +53,7 @@ def test_key_create_list_delete(server):
     assert res.stderr.strip(), "a failing CLI command should explain itself on stderr"
 
 
-def test_cli_requires_root_credentials(server):
+def test_cli_requires_the_admin_token(server):
     res = server.cli("key", "list", "--json", check=False, root=False)
     assert res.returncode != 0
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
+    ADMIN_TOKEN,
     REGION,
     ROOT_ACCESS_KEY,
     ROOT_SECRET_KEY,
@@ -172,7 +173,7 @@ def s_client(port: int, *args: str, ca: Path) -> subprocess.CompletedProcess:
     )
 
 
-def admin_get(srv: CoffreServer, path: str, token: str | None = f"{ROOT_ACCESS_KEY}:{ROOT_SECRET_KEY}"):
+def admin_get(srv: CoffreServer, path: str, token: str | None = ADMIN_TOKEN):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return http_get(srv.admin_endpoint + path, headers=headers, context=srv.ssl_context())
 
@@ -268,7 +269,7 @@ def test_cli_over_https(tls_server):
     assert created["access_key_id"] in {k["access_key_id"] for k in tls_server.cli_json("key", "list")}
     tls_server.cli("key", "delete", created["access_key_id"])
     # Trusting only the system's CAs, the CLI refuses the test certificate.
-    env = clean_env(None, COFFRE_ROOT_ACCESS_KEY=ROOT_ACCESS_KEY, COFFRE_ROOT_SECRET_KEY=ROOT_SECRET_KEY)
+    env = clean_env(None, COFFRE_ADMIN_TOKEN=ADMIN_TOKEN)
     res = subprocess.run([str(coffre_bin()), "key", "list", "--endpoint", tls_server.admin_endpoint],
                          capture_output=True, env=env, timeout=30)  # fmt: skip
     assert res.returncode != 0
@@ -379,7 +380,7 @@ def test_admin_tls_report(tls_server, leaf):
 def test_plain_server_reports_tls_off_and_warns(fresh_server):
     status, _, body = http_get(
         fresh_server.admin_endpoint + "/admin/v1/tls",
-        headers={"Authorization": f"Bearer {ROOT_ACCESS_KEY}:{ROOT_SECRET_KEY}"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
     )
     assert status == 200, body
     report = json.loads(body)

@@ -31,20 +31,18 @@ pub trait AdminAuth: Send + Sync {
     async fn authenticate(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<Principal, Refusal>;
 }
 
-/// `Authorization: Bearer TOKEN`, where TOKEN is the admin token (when one is
-/// set) or the root `ACCESS_KEY:SECRET`, each compared in constant time.
+/// `Authorization: Bearer TOKEN`, TOKEN being the admin token, compared in
+/// constant time. Root's S3 secret is not an admin credential: a leaked S3
+/// client configuration does not open the admin API.
 pub struct BearerToken {
-    admin_token: Option<String>,
-    root_token: String,
+    admin_token: String,
 }
 
 impl BearerToken {
-    /// An empty admin token is none: only root's pair is accepted then.
-    pub fn new(admin_token: Option<String>, root_access_key: &str, root_secret: &str) -> Self {
-        Self {
-            admin_token: admin_token.filter(|t| !t.is_empty()),
-            root_token: format!("{root_access_key}:{root_secret}"),
-        }
+    /// The caller has checked the token's strength (`coffre` refuses one
+    /// under 32 characters at startup); an empty one accepts nothing.
+    pub fn new(admin_token: String) -> Self {
+        Self { admin_token }
     }
 }
 
@@ -53,13 +51,13 @@ impl AdminAuth for BearerToken {
     async fn authenticate(&self, headers: &HeaderMap, _peer: Option<SocketAddr>) -> Result<Principal, Refusal> {
         let token = bearer(headers);
         let presented = token.unwrap_or("");
-        let admin_ok =
-            self.admin_token.as_deref().is_some_and(|t| bool::from(t.as_bytes().ct_eq(presented.as_bytes())));
-        let root_ok = bool::from(self.root_token.as_bytes().ct_eq(presented.as_bytes()));
-        let claimed = token.map(claimed_name);
-        match (admin_ok || root_ok, claimed) {
-            (true, Some(name)) => Ok(Principal { name }),
-            (_, claimed) => Err(Refusal { claimed, message: "a valid bearer token is required".into() }),
+        let ok = !self.admin_token.is_empty() && bool::from(self.admin_token.as_bytes().ct_eq(presented.as_bytes()));
+        match (ok, token) {
+            (true, Some(_)) => Ok(Principal { name: "admin-token".into() }),
+            (_, claimed) => Err(Refusal {
+                claimed: claimed.map(claimed_name),
+                message: "a valid bearer token (the admin token) is required".into(),
+            }),
         }
     }
 }
@@ -87,22 +85,24 @@ mod tests {
         h
     }
 
+    const TOKEN: &str = "an-admin-token-of-forty-characters-000000";
+
     #[tokio::test]
-    async fn root_pair_and_admin_token_pass_others_are_refused() {
-        let auth = BearerToken::new(Some("s3cr3t-token".into()), "ROOTKEY", "rootsecret");
-        let root = auth.authenticate(&headers("Bearer ROOTKEY:rootsecret"), None).await;
-        assert_eq!(root, Ok(Principal { name: "ROOTKEY".into() }));
-        let admin = auth.authenticate(&headers("Bearer s3cr3t-token"), None).await;
+    async fn only_the_admin_token_passes() {
+        let auth = BearerToken::new(TOKEN.into());
+        let admin = auth.authenticate(&headers(&format!("Bearer {TOKEN}")), None).await;
         assert_eq!(admin, Ok(Principal { name: "admin-token".into() }));
-        let wrong = auth.authenticate(&headers("Bearer ROOTKEY:guess"), None).await;
-        assert_eq!(wrong.map_err(|r| r.claimed), Err(Some("ROOTKEY".into())));
+        let root = auth.authenticate(&headers("Bearer ROOTKEY:rootsecret"), None).await;
+        assert_eq!(root.map_err(|r| r.claimed), Err(Some("ROOTKEY".into())));
+        let prefix = auth.authenticate(&headers(&format!("Bearer {}", &TOKEN[..20])), None).await;
+        assert!(prefix.is_err());
         let missing = auth.authenticate(&HeaderMap::new(), None).await;
         assert_eq!(missing.map_err(|r| r.claimed), Err(None));
     }
 
     #[tokio::test]
     async fn an_empty_admin_token_accepts_nothing() {
-        let auth = BearerToken::new(Some(String::new()), "ROOTKEY", "rootsecret");
+        let auth = BearerToken::new(String::new());
         assert!(auth.authenticate(&headers("Bearer "), None).await.is_err());
         assert!(auth.authenticate(&HeaderMap::new(), None).await.is_err());
     }

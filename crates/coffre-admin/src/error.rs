@@ -41,6 +41,9 @@ pub(crate) fn service_error(e: coffre_core::Error) -> ApiError {
         coffre_core::Error::KmsUnavailable(_) => {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "KmsUnavailable", e.to_string())
         }
+        coffre_core::Error::MetaUnavailable(_) => {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "MetadataUnavailable", e.to_string())
+        }
         other => internal(other),
     }
 }

@@ -48,6 +48,11 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
 const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/// A fresh admin bearer token: 43 letters and digits, about 256 bits.
+pub fn generate_admin_token() -> String {
+    random_string(43, &SECRET_ALPHABET[..62])
+}
+
 /// A fresh access key pair, in the shape AWS uses (20-char id, 40-char secret).
 pub fn generate_key_pair() -> (String, String) {
     (format!("CF{}", random_string(18, KEY_ALPHABET)), random_string(40, SECRET_ALPHABET))

@@ -7,7 +7,7 @@
 //! request's headers and the client's address, and answers with the admin
 //! [`Principal`] it authenticated or a [`Refusal`] (a 401). Today's one
 //! implementation is [`BearerToken`] (`Authorization: Bearer TOKEN`, TOKEN
-//! being `COFFRE_ADMIN_TOKEN` or the root `ACCESS_KEY:SECRET`); the console's
+//! being the admin token, never root's S3 secret); the console's
 //! sessions and IAM plug in here as other implementations.
 //!
 //! Every request under `/admin/`, refused ones included, is an audit event
@@ -46,7 +46,7 @@ pub use audit::Audit;
 pub use auth::{AdminAuth, BearerToken, Principal, Refusal};
 pub use buckets::{BucketView, KekView, KmsView};
 pub use error::ApiError;
-pub use keys::{KeyDeletion, KeyView, generate_key_pair};
+pub use keys::{KeyDeletion, KeyView, generate_admin_token, generate_key_pair};
 pub use label::{LabelError, Labels};
 pub use residency::{Offender, Placement, RepairStatus, ScrubStatus};
 pub use status::{CertInfo, Gateways, LifecycleStatus, ListenerTls, ReloadOutcome, TlsReport};

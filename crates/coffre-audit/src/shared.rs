@@ -50,6 +50,11 @@ pub trait LogStore: Send + Sync + 'static {
 
 /// How many recent events of this gateway the admin API can show.
 const RECENT: usize = 1000;
+/// Events the database refused, kept to be stored when it is back: about
+/// 10 MiB of typical events; beyond it the oldest are let go, and logged.
+const REFUSED_LIMIT: usize = 10_000;
+/// How often refused events are offered to the database again.
+const REFUSED_RETRY: Duration = Duration::from_secs(1);
 /// Leaves read per step when catching the tree up.
 const LEAF_PAGE: usize = 10_000;
 
@@ -69,6 +74,8 @@ pub struct SharedLog {
     known: AtomicU64,
     latest: tokio::sync::Mutex<Option<SignedHead>>,
     recent: Mutex<VecDeque<Event>>,
+    /// Events of flushes the database refused, oldest first (see [`REFUSED_LIMIT`]).
+    refused: Mutex<VecDeque<Event>>,
     closed: Mutex<bool>,
 }
 
@@ -85,6 +92,7 @@ impl SharedLog {
             known: AtomicU64::new(0),
             latest: tokio::sync::Mutex::new(None),
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
+            refused: Mutex::new(VecDeque::new()),
             closed: Mutex::new(false),
         }
     }
@@ -105,24 +113,45 @@ impl SharedLog {
         Ok(())
     }
 
-    /// Stores every queued event in one transaction and answers its waiters.
+    /// Stores every queued event in one transaction, after those refused
+    /// before, and answers its waiters. Refused events are kept: their
+    /// requests were answered 503 or were reads, and happened all the same.
     async fn flush(&self) {
         let _turn = self.flushing.lock().await;
         let batch = std::mem::take(&mut *lock(&self.queue));
-        if batch.is_empty() {
+        let earlier = std::mem::take(&mut *lock(&self.refused));
+        if batch.is_empty() && earlier.is_empty() {
             return;
         }
         let (events, waiters): (Vec<Event>, Vec<Option<Waiter>>) = batch.into_iter().unzip();
-        let count = events.len();
-        let outcome = self.store.append(events).await;
+        let events: Vec<Event> = earlier.into_iter().chain(events).collect();
+        let outcome = self.store.append(events.clone()).await;
         if let Err(e) = &outcome {
-            tracing::error!(error = %e, events = count, "audit events could not be stored");
+            tracing::error!(error = %e, events = events.len(), "audit events could not be stored yet: kept to be retried");
+            self.keep_refused(events);
         }
         for waiter in waiters.into_iter().flatten() {
             let _ = waiter.send(match &outcome {
                 Ok(()) => Ok(()),
                 Err(e) => Err(AuditError::Invalid(format!("the shared audit log did not take the event: {e}"))),
             });
+        }
+    }
+
+    /// Puts refused events back before any refused meanwhile, within the bound.
+    fn keep_refused(&self, events: Vec<Event>) {
+        let mut refused = lock(&self.refused);
+        let meanwhile = std::mem::take(&mut *refused);
+        refused.extend(events);
+        refused.extend(meanwhile);
+        let over = refused.len().saturating_sub(REFUSED_LIMIT);
+        if over > 0 {
+            refused.drain(..over);
+            tracing::error!(
+                events = over,
+                bound = REFUSED_LIMIT,
+                "audit events the database refused were let go: more were waiting than the bound"
+            );
         }
     }
 
@@ -203,10 +232,17 @@ impl crate::AuditTrail for SharedLog {
         let mut stop = stop;
         let mut head_tick = tokio::time::interval(self.head_interval);
         head_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry_tick = tokio::time::interval(REFUSED_RETRY);
+        retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = &mut stop => break,
                 () = self.queued.notified() => self.flush().await,
+                _ = retry_tick.tick() => {
+                    if !lock(&self.refused).is_empty() {
+                        self.flush().await;
+                    }
+                }
                 _ = head_tick.tick() => {
                     if let Err(e) = self.sign_head().await {
                         tracing::error!(error = %e, "signing a shared audit tree head failed");

@@ -84,6 +84,10 @@ pub enum Error {
     /// Storage targets needed for the request cannot be reached: retry later.
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// The metadata database cannot be reached, or did not confirm a commit:
+    /// retry later (the message says whether a change may have been applied).
+    #[error("the metadata database is unavailable: {0}")]
+    MetaUnavailable(String),
     /// The key custodian cannot be reached: nothing was changed, retry later.
     #[error("the key custodian is unavailable: {0}")]
     KmsUnavailable(String),
@@ -94,6 +98,11 @@ pub enum Error {
     /// error, never with data.
     #[error("stored data failed its integrity check: {0}")]
     Integrity(String),
+    /// The custodian does not hold a key the metadata names: not destroyed by
+    /// Coffre (a destroyed key leaves the metadata with it), but missing, as
+    /// from a custodian that is not the deployment's or lost key files.
+    #[error("the key custodian does not hold this key: {0}")]
+    KeyMissing(String),
     /// The key that sealed the data no longer exists (crypto-erased).
     #[error("the data key of this object is gone: {0}")]
     KeyDestroyed(String),

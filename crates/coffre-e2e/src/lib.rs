@@ -31,4 +31,4 @@ pub use objects::{md5_hex, pattern};
 pub use pg::{
     PG_DB_FILE, PgOverTls, fresh_pg_database, fresh_pg_database_over_tls, metadata_engine, pg_start, pg_stop,
 };
-pub use server::{ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin};
+pub use server::{ADMIN_TOKEN, ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin};

@@ -11,7 +11,9 @@ use crate::http::{http_get, raw_request};
 use crate::pki;
 
 pub const ROOT_ACCESS: &str = "e2eroot";
-pub const ROOT_SECRET: &str = "e2e-root-secret-key";
+pub const ROOT_SECRET: &str = "e2e-root-secret-key-0123456789abcdef";
+/// The admin API's bearer token every harness server is given (and its CLI uses).
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdefghijklmn";
 
 /// The `coffre` binary under test: `COFFRE_BIN`, else the workspace's debug build.
 pub fn coffre_bin() -> PathBuf {
@@ -123,6 +125,7 @@ impl Server {
         cmd.args(["--s3-listen", &s3.to_string(), "--admin-listen", &admin.to_string()])
             .env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
             .env("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)
+            .env("COFFRE_ADMIN_TOKEN", ADMIN_TOKEN)
             .args(args)
             .env("COFFRE_LOG", "info")
             .stdin(Stdio::null())
@@ -184,17 +187,14 @@ impl Server {
         if self.ca_cert.is_some() { "https" } else { "http" }
     }
 
-    /// Runs `coffre ARGS` against this server's admin API as root.
+    /// Runs `coffre ARGS` against this server's admin API with the admin token.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(coffre_bin());
         cmd.args(args).args(["--endpoint", &format!("{}://{}", self.scheme(), self.admin)]);
         if let Some(ca) = &self.ca_cert {
             cmd.arg("--ca-cert").arg(ca);
         }
-        cmd.env("COFFRE_ROOT_ACCESS_KEY", ROOT_ACCESS)
-            .env("COFFRE_ROOT_SECRET_KEY", ROOT_SECRET)
-            .output()
-            .expect("running coffre CLI")
+        cmd.env("COFFRE_ADMIN_TOKEN", ADMIN_TOKEN).output().expect("running coffre CLI")
     }
 
     /// [`Server::cli`] that must succeed; its output.
@@ -218,10 +218,10 @@ impl Server {
         (field("access_key_id"), field("secret_access_key"))
     }
 
-    /// A GET of `path` on the admin listener with root's bearer token; status and body.
+    /// A GET of `path` on the admin listener with the admin token; status and body.
     pub fn admin_get(&self, path: &str) -> Option<(u16, String)> {
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ROOT_ACCESS}:{ROOT_SECRET}\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
              Connection: close\r\n\r\n",
             self.admin
         );

@@ -213,7 +213,7 @@ async fn a_gateway_presumed_dead_loses_its_pending_blobs_and_cannot_commit_them(
     assert_eq!(other.collectable(UnixNanos(i64::MAX), 10).await.expect("gc"), [BlobId(7)], "collected");
 
     let late = slow.put_object(put(&bucket, "k", BlobId(7))).await.expect_err("its commit must fail");
-    assert!(matches!(late, coffre_core::Error::Unavailable(_)), "{late:?}");
+    assert!(matches!(late, coffre_core::Error::MetaUnavailable(_)), "{late:?}");
     assert!(other.object(&bucket, &ObjectKey::parse("k").expect("k"), None).await.expect("read").is_none());
 }
 

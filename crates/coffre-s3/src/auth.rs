@@ -67,6 +67,10 @@ impl S3Auth for KeyStore {
                 tracing::error!(error = %e, "cannot unwrap an access-key secret");
                 Err(s3_error!(ServiceUnavailable, "The key management service is unavailable. Please try again."))
             }
+            Err(e @ coffre_core::Error::MetaUnavailable(_)) => {
+                tracing::error!(error = %e, "cannot read an access key");
+                Err(s3_error!(ServiceUnavailable, "The metadata database is unavailable. Please try again."))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read an access key");
                 Err(s3_error!(InternalError, "We encountered an internal error. Please try again."))

@@ -96,6 +96,10 @@ pub fn s3_err(e: Error) -> S3Error {
             tracing::error!(error = %e, "audit log unavailable");
             return s3_error!(ServiceUnavailable, "The audit log cannot record this change; nothing was changed");
         }
+        Error::MetaUnavailable(_) => {
+            tracing::error!(error = %e, "metadata database unavailable");
+            return s3_error!(ServiceUnavailable, "The metadata database is unavailable. Please try again.");
+        }
         Error::KmsUnavailable(_) => {
             tracing::error!(error = %e, "key custodian unavailable");
             return s3_error!(
@@ -106,6 +110,14 @@ pub fn s3_err(e: Error) -> S3Error {
         Error::Integrity(_) => {
             tracing::error!(error = %e, "stored data failed authentication");
             return s3_error!(InternalError, "The stored object failed its integrity check and was not returned.");
+        }
+        Error::KeyMissing(_) => {
+            tracing::error!(error = %e, "the key custodian lacks a key the metadata names");
+            return s3_error!(
+                InternalError,
+                "The key custodian does not hold the key of this data, which was not destroyed: check that this \
+                 server uses the deployment's key custodian. Nothing was returned or changed."
+            );
         }
         Error::KeyDestroyed(_) => {
             tracing::error!(error = %e, "stored data has no key");

@@ -192,31 +192,34 @@ impl Front {
         record.bytes_in = counter.load(Ordering::Relaxed);
         record.bytes_out = body.size_hint().exact().unwrap_or(0);
         if let Err(why) = self.observer.before_response(&record).await {
-            tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
-            // An error answer acknowledges nothing, and says why better than
-            // a generic 503 would (the audit log refusing a change, say).
-            if parts.status.as_u16() < 400 {
-                return self.unrecorded(record, &parts, started, counter);
+            if !parts.status.is_server_error() {
+                return self.unrecorded(record, why, &parts, started, counter);
             }
+            // A 5xx acknowledges nothing and names what is down: it stands.
+            tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this refusal");
         }
         record.bytes_out = 0;
         Response::from_parts(parts, LoggedBody::new(body, record, started, counter, self.observer.clone()))
     }
 
     /// The answer to a request the audit trail could not record: a 503, so
-    /// that nothing is acknowledged without its event.
+    /// that nothing is acknowledged without its event (a 5xx, which
+    /// acknowledges nothing, is answered as it was instead).
     fn unrecorded(
         &self,
         mut record: RequestRecord,
+        why: String,
         answered: &http::response::Parts,
         started: Instant,
         bytes_in: Arc<AtomicU64>,
     ) -> Response<LoggedBody> {
-        let refused = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "The request was processed but could not be recorded in the audit log; retry later.",
-        );
+        tracing::error!(request_id = %record.request_id, error = %why, "the audit trail cannot record this request");
+        let message = if answered.status.is_client_error() {
+            "The audit log is unavailable: the answer to this request is withheld until it can be recorded; retry later."
+        } else {
+            "The request was processed but could not be recorded in the audit log; retry later."
+        };
+        let refused = error_response(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message);
         let (mut parts, body) = refused.into_parts();
         if let Some(id) = answered.headers.get("x-amz-request-id") {
             parts.headers.insert("x-amz-request-id", id.clone());

@@ -26,18 +26,16 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// Authenticates with `COFFRE_ADMIN_TOKEN`, else root credentials from the
-    /// environment, else those stored in the local data dir.
+    /// Authenticates with the admin token: `COFFRE_ADMIN_TOKEN`, else the
+    /// server's `admin.token` in the local data dir. Root's S3 secret is not
+    /// an admin credential.
     pub fn new(endpoint: &str, data_dir: &Path, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
-        let token = match std::env::var("COFFRE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
-            Some(t) => t,
-            None => match credentials::from_env_or_file(data_dir)? {
-                Some(c) => format!("{}:{}", c.access_key, c.secret),
-                None => bail!(
-                    "no admin credentials: set COFFRE_ADMIN_TOKEN, or COFFRE_ROOT_ACCESS_KEY and COFFRE_ROOT_SECRET_KEY, or run \
-                     next to the server's data dir (--data-dir)"
-                ),
-            },
+        let Some(token) = credentials::admin_token(data_dir)? else {
+            bail!(
+                "no admin token: set COFFRE_ADMIN_TOKEN, or run next to the server's data dir (--data-dir) where \
+                 it keeps {}",
+                credentials::ADMIN_TOKEN_FILE
+            )
         };
         let endpoint = endpoint.trim_end_matches('/').to_owned();
         let url = url::Url::parse(&endpoint).with_context(|| format!("admin endpoint {endpoint:?} is not a URL"))?;

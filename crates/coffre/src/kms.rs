@@ -87,6 +87,9 @@ pub async fn open(config: &KmsConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn
         }
         KmsConfig::Embedded { dir } => {
             let passphrase = std::env::var("COFFRE_KMS_PASSPHRASE").ok().filter(|p| !p.is_empty());
+            if let Some(passphrase) = &passphrase {
+                crate::credentials::check_strength("COFFRE_KMS_PASSPHRASE", passphrase)?;
+            }
             if passphrase.is_none() {
                 tracing::warn!(
                     "the embedded master key is kept in clear on disk: set COFFRE_KMS_PASSPHRASE, or \

@@ -9,6 +9,7 @@ mod cluster;
 mod config;
 mod credentials;
 mod inspect;
+mod joining;
 mod kms;
 mod label;
 mod lifecycle;
@@ -224,7 +225,7 @@ struct AdminArgs {
     /// Admin API of the server to manage.
     #[arg(long, global = true, env = "COFFRE_ADMIN_ENDPOINT", default_value = "http://127.0.0.1:9001")]
     endpoint: String,
-    /// Where to find root credentials when none are in the environment.
+    /// Where to find the admin token when `COFFRE_ADMIN_TOKEN` is not set.
     #[arg(long, global = true, env = "COFFRE_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// CA certificate(s), PEM, to trust for an https endpoint (default: the system's).

@@ -27,6 +27,7 @@ use crate::admin;
 use crate::cluster::Cluster;
 use crate::config::{Config, Metadata, Role};
 use crate::credentials;
+use crate::joining;
 use crate::lifecycle;
 use crate::metrics::Metrics;
 use crate::tls::Tls;
@@ -44,24 +45,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.role == Role::Storage {
         return run_storage_node(config).await;
     }
-    let (root, created) = credentials::load_or_create(&config.data_dir)?;
-    if created {
-        // Printed once, on the terminal only: never through the logger.
-        println!(
-            "Root credentials (kept in {}, mode 0600):\n  access key: {}\n  secret key: {}",
-            credentials::root_file(&config.data_dir).display(),
-            root.access_key,
-            root.secret
-        );
-    }
-
     let (meta, shared) = open_meta(&config).await?;
+    let (root, admin_token) = secrets(&config, shared.as_ref()).await?;
     let (blobs, cluster) = open_blobs(&config, shared.as_ref()).await?;
     // With storage targets, every byte goes to them: none inline on this disk.
     let inline_threshold = if cluster.is_some() { 0 } else { config.inline_threshold };
     let service_config = ServiceConfig { inline_threshold, gc_grace: config.gc_grace };
     let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
     let trail = open_trail(&config, shared.as_ref())?;
+    if let Some(pg) = &shared {
+        check_joining(&config, pg, &root, &kms, trail.as_deref()).await?;
+    }
     let witness: Arc<dyn ChangeWitness> = match &trail {
         Some(trail) => trail.clone(),
         None => Arc::new(NoAuditLog),
@@ -112,11 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         service: service.clone(),
         access_keys,
         root: Principal { access_key: root.access_key.clone(), is_root: true },
-        auth: Arc::new(BearerToken::new(
-            std::env::var("COFFRE_ADMIN_TOKEN").ok(),
-            &root.access_key.to_string(),
-            &root.secret,
-        )),
+        auth: Arc::new(BearerToken::new(admin_token)),
         audit: trail.clone().map(|t| t as Arc<dyn coffre_admin::Audit>),
         metrics: Arc::new(move || metrics.render()),
         tls: {
@@ -273,6 +263,39 @@ async fn open_meta(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Optio
             Ok((meta, None))
         }
     }
+}
+
+/// Root's credential and the admin token, each generated (and announced) on
+/// first start; never a second root beside a shared database's.
+async fn secrets(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Result<(coffre_s3::Credential, String)> {
+    let (root, root_created) = match credentials::from_env_or_file(&config.data_dir)? {
+        Some(root) => (root, false),
+        None => {
+            if let Some(pg) = shared {
+                joining::refuse_new_root(pg).await?;
+            }
+            (credentials::create_root(&config.data_dir)?, true)
+        }
+    };
+    let (admin_token, token_created) = credentials::admin_token_or_create(&config.data_dir)?;
+    let (new_root, new_token) = (root_created.then_some(&root), token_created.then_some(admin_token.as_str()));
+    credentials::announce(&config.data_dir, new_root, new_token);
+    Ok((root, admin_token))
+}
+
+/// Proves this gateway shares what the deployment on `pg` shares ([`joining`]).
+async fn check_joining(
+    config: &Config,
+    pg: &PgMeta,
+    root: &coffre_s3::Credential,
+    kms: &Arc<dyn coffre_crypto::Kms>,
+    trail: Option<&Trail>,
+) -> anyhow::Result<()> {
+    let audit_key = trail
+        .zip(config.audit.as_ref())
+        .map(|(trail, settings)| (trail.log().public_key().to_string(), settings.log.key_path.as_path()));
+    let cluster_ca = config.cluster.identity.is_some().then(|| cluster_tls(config)).transpose()?.map(|t| t.ca_file());
+    joining::check(pg, joining::Joining { root, kms, audit_key, cluster_ca }).await
 }
 
 /// This gateway's identity in the shared database, made on its first start

@@ -92,7 +92,7 @@ fn wrap_context(bucket: &BucketName, key_id: &[u8; 16]) -> Vec<u8> {
 pub(crate) fn kms_error(e: KmsError) -> Error {
     match e {
         KmsError::Unavailable(why) => Error::KmsUnavailable(why),
-        KmsError::NoSuchKey(id) => Error::KeyDestroyed(format!("key {id} is not in the key custodian")),
+        KmsError::NoSuchKey(id) => Error::KeyMissing(format!("key {id} is not in the key custodian")),
         KmsError::Integrity => Error::Integrity("a wrapped data key failed authentication".into()),
         KmsError::Other(why) => Error::KmsUnavailable(why),
     }

@@ -174,5 +174,7 @@ impl PgMeta {
 }
 
 pub(crate) fn not_ours() -> Error {
-    Error::Unavailable("this write outlived its gateway's membership; its blobs were let go, retry the request".into())
+    Error::MetaUnavailable(
+        "this write outlived its gateway's membership; its blobs were let go, retry the request".into(),
+    )
 }

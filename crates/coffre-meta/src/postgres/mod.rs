@@ -177,7 +177,7 @@ impl PgMeta {
                 TxError::App(e) => return Err(e),
                 TxError::Db(e) if !retryable(&e) => return Err(db_err(e)),
                 _ if attempt >= MAX_ATTEMPTS => {
-                    return Err(Error::Unavailable(format!("metadata transaction conflicted {attempt} times")));
+                    return Err(Error::MetaUnavailable(format!("metadata transaction conflicted {attempt} times")));
                 }
                 _ => tokio::time::sleep(backoff(attempt)).await,
             }
@@ -255,7 +255,7 @@ fn pool(options: &PgOptions) -> Result<Pool> {
 }
 
 async fn get(pool: &Pool) -> Result<Client> {
-    pool.get().await.map_err(|e| Error::Unavailable(format!("metadata database unreachable: {}", error_chain(&e))))
+    pool.get().await.map_err(|e| Error::MetaUnavailable(format!("metadata database unreachable: {}", error_chain(&e))))
 }
 
 fn retryable(e: &tokio_postgres::Error) -> bool {
@@ -271,7 +271,7 @@ fn backoff(attempt: u32) -> Duration {
 /// A COMMIT that got no answer may or may not have applied.
 fn ambiguous(e: tokio_postgres::Error) -> Error {
     tracing::warn!(error = %e, "metadata commit outcome unknown");
-    Error::Unavailable(format!("the metadata commit's outcome is unknown ({e}); retry the request"))
+    Error::MetaUnavailable(format!("the metadata commit's outcome is unknown ({e}); retry the request"))
 }
 
 /// A database error: unavailable (503) when the connection or server is the
@@ -292,9 +292,9 @@ pub(crate) fn db_err(e: tokio_postgres::Error) -> Error {
     };
     match e.as_db_error() {
         Some(db) if !lost => Error::Meta(format!("database: {} ({})", db.message(), db.code().code())),
-        Some(db) => Error::Unavailable(format!("metadata database: {}", db.message())),
+        Some(db) => Error::MetaUnavailable(format!("metadata database: {}", db.message())),
         // No server error at all: the connection itself failed.
-        None => Error::Unavailable(format!("metadata database: {}", error_chain(&e))),
+        None => Error::MetaUnavailable(format!("metadata database: {}", error_chain(&e))),
     }
 }
 
@@ -302,6 +302,6 @@ pub(crate) fn tx_err(e: TxError) -> Error {
     match e {
         TxError::Db(e) => db_err(e),
         TxError::App(e) => e,
-        TxError::Retry => Error::Unavailable("metadata row changed meanwhile".into()),
+        TxError::Retry => Error::MetaUnavailable("metadata row changed meanwhile".into()),
     }
 }
