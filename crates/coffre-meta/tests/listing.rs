@@ -72,9 +72,13 @@ async fn listing_matches_the_model() {
     let bucket = BucketName::parse("list-test").expect("name");
     let other = BucketName::parse("list-test-2").expect("name");
     for b in [&bucket, &other] {
-        meta.create_bucket(BucketRecord { keks: vec![common::kek(1)], ..BucketRecord::new(b.clone(), owner.clone()) })
-            .await
-            .expect("bucket");
+        meta.create_bucket(BucketRecord {
+            id: common::BUCKET_ID,
+            keks: vec![common::kek(1)],
+            ..BucketRecord::new(b.clone(), owner.clone())
+        })
+        .await
+        .expect("bucket");
     }
     let parts = ["a", "b", "a/", "/", "é", "x.y", "-", "~", "zz/", "a/b/"];
     let mut rng = Rng(0x1234_5678_9abc_def1);
@@ -87,6 +91,7 @@ async fn listing_matches_the_model() {
     for k in &keys {
         let put = PutObject {
             bucket: bucket.clone(),
+            bucket_id: common::BUCKET_ID,
             key: ObjectKey::parse(k).expect("key"),
             version: version(&owner, 1),
             condition: WriteCondition::None,
@@ -98,6 +103,7 @@ async fn listing_matches_the_model() {
     for k in ["a", "zz/top"] {
         let put = PutObject {
             bucket: other.clone(),
+            bucket_id: common::BUCKET_ID,
             key: ObjectKey::parse(k).expect("key"),
             version: version(&owner, 1),
             condition: WriteCondition::None,

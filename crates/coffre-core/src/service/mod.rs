@@ -384,6 +384,7 @@ impl ObjectService {
             let result = PutResult::of(&bucket, &version.meta);
             let put = PutObject {
                 bucket: req.bucket,
+                bucket_id: bucket.id,
                 key: req.key,
                 version,
                 condition: req.condition,
