@@ -3,6 +3,9 @@
 //!
 //! - bucket identity: a write that began in a bucket never commits into
 //!   another bucket created later under the same name;
+//! - residency: the operator's `[residency]` bounds every bucket's policy; a
+//!   tenant's header (or the admin API) may narrow it, never widen it, and
+//!   nothing lands outside it;
 //!
 //! Slow bodies go over raw sockets, signed by hand (`coffre_e2e::signed`),
 //! so that the test, not an SDK, decides when each byte is sent.
@@ -10,9 +13,12 @@
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use coffre_e2e::objects::{pattern, upload_part};
+use aws_sdk_s3::error::ProvideErrorMetadata as _;
+use coffre_e2e::deployment::node_target;
+use coffre_e2e::node::ClusterCa;
+use coffre_e2e::objects::{pattern, put, upload_part};
 use coffre_e2e::signed::{RawConn, Signer};
-use coffre_e2e::{Server, error_code};
+use coffre_e2e::{Node, Server, error_code, free_addr};
 
 /// Long enough for the server to have looked the bucket up and be waiting
 /// for the rest of a body it has begun to read.
@@ -96,4 +102,91 @@ async fn multipart_uploads_do_not_cross_a_bucket_recreated_under_its_name() {
     // The name is bob's now: alice is refused before her upload is even looked for.
     assert_eq!(error_code(completed), ("AccessDenied".to_owned(), 403));
     assert_empty(&bob, "reused").await;
+}
+
+// --- Residency ------------------------------------------------------------
+
+/// (id, country, site, operator): two French sites, one American.
+const NODES: [(&str, &str, &str, &str); 3] =
+    [("par-1", "FR", "par-a", "op-fr"), ("par-2", "FR", "par-b", "op-fr"), ("nyc-1", "US", "nyc-a", "op-us")];
+
+/// A gateway over the three nodes whose operator allows two replicas on two
+/// sites in France, and nothing less.
+fn bounded_cluster(dir: &std::path::Path) -> (Vec<Node>, Server) {
+    let addrs: Vec<_> = NODES.iter().map(|_| free_addr()).collect();
+    let ca = ClusterCa::new(dir);
+    let mut toml = format!(
+        "{}\n[residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+         [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\nownership = {{ FR = 100.0 }}\n\n\
+         [[operators]]\nid = \"op-us\"\nname = \"Example Inc\"\ncountry = \"US\"\nownership = {{ US = 100.0 }}\n",
+        ca.config_section()
+    );
+    for ((id, country, site, operator), addr) in NODES.iter().zip(&addrs) {
+        toml.push_str(&node_target(id, *addr, (*country, "r", *site), operator));
+    }
+    let config = dir.join("coffre.toml");
+    std::fs::write(&config, toml).expect("config");
+    let nodes = NODES.iter().zip(&addrs).map(|((id, ..), a)| Node::start(id, &ca, &config, dir.join(id), *a)).collect();
+    (nodes, Server::start_with_config(&dir.join("gateway"), &config, &["--role", "gateway"]))
+}
+
+/// CreateBucket with `x-coffre-residency-policy: policy`.
+async fn create_with_policy(c: &Client, bucket: &str, policy: &'static str) -> Result<(), (String, u16, String)> {
+    let sent = c
+        .create_bucket()
+        .bucket(bucket)
+        .customize()
+        .mutate_request(move |r| {
+            r.headers_mut().insert("x-coffre-residency-policy", policy);
+        })
+        .send()
+        .await;
+    sent.map(drop).map_err(|e| {
+        let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+        (e.code().unwrap_or_default().to_owned(), status, e.message().unwrap_or_default().to_owned())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_widen_the_operators_residency() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (nodes, gateway) = bounded_cluster(tmp.path());
+    let (id, secret) = gateway.create_key("tenant");
+    let tenant = gateway.client_as(&id, &secret);
+
+    let widenings = [
+        ("allow=US", "allow: US reaches beyond the operator's FR (US)"),
+        ("allow=FR,US; replicas=2; distinct-sites=2", "allow: US reaches beyond the operator's FR (US)"),
+        ("allow=", "allow: anywhere reaches beyond the operator's FR"),
+        ("replicas=1; distinct-sites=1", "replicas: 1 is fewer than the operator's 2"),
+        ("replicas=3; distinct-sites=1", "distinct_sites: 1 is fewer than the operator's 2"),
+    ];
+    for (policy, why) in widenings {
+        let refused = create_with_policy(&tenant, "wide", policy).await.expect_err(policy);
+        assert_eq!((refused.0.as_str(), refused.1), ("ResidencyPolicyNotAllowed", 403), "{policy}: {refused:?}");
+        assert!(refused.2.contains(why), "{policy}: {refused:?}");
+        let head = tenant.head_bucket().bucket("wide").send().await;
+        assert_eq!(error_code(head).1, 404, "{policy}: no bucket was created");
+    }
+
+    // Narrowing is the tenant's right; what is not named comes from the operator.
+    create_with_policy(&tenant, "narrow", "operator=op-fr; replicas=2").await.expect("a narrower policy");
+    tenant.create_bucket().bucket("plain").send().await.expect("the operator's policy");
+    let shown = gateway.cli_json(&["bucket", "residency", "narrow"]);
+    assert_eq!(shown["effective"]["allow"], serde_json::json!(["FR"]), "{shown}");
+    assert_eq!(shown["effective"]["distinct_sites"], 2, "{shown}");
+
+    // The admin API is bounded too.
+    let out =
+        gateway.cli(&["bucket", "residency", "plain", "--allow", "US", "--replicas", "2", "--distinct-sites", "2"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("allow: US reaches beyond the operator's FR"), "{said}");
+
+    for bucket in ["narrow", "plain"] {
+        for i in 0..4 {
+            put(&tenant, bucket, &format!("k{i}"), pattern(10_000, i)).await;
+        }
+    }
+    let held: Vec<usize> = nodes.iter().map(|n| n.blobs().len()).collect();
+    assert_eq!(held, [8, 8, 0], "every object on both French nodes, nothing in the US (par-1, par-2, nyc-1)");
 }
