@@ -97,6 +97,30 @@ impl RawConn {
         Ok(Self { stream: TcpStream::connect(addr).await?, got: Vec::new() })
     }
 
+    /// A connection whose receive buffer is `bytes` (as the kernel rounds
+    /// it): a client that reads little, or nothing, fills it at once.
+    pub async fn open_with_receive_buffer(addr: SocketAddr, bytes: u32) -> std::io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(bytes)?;
+        Ok(Self { stream: socket.connect(addr).await?, got: Vec::new() })
+    }
+
+    /// Reads until the peer ends the connection or `wait` passes; how many
+    /// bytes came, and whether it ended.
+    pub async fn drain(&mut self, wait: Duration) -> (usize, bool) {
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = std::mem::take(&mut self.got).len();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (total, true),
+                Ok(Ok(n)) => total += n,
+                Err(_) => return (total, false),
+            }
+        }
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await?;
         self.stream.flush().await

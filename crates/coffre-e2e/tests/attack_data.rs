@@ -6,6 +6,12 @@
 //! - residency: the operator's `[residency]` bounds every bucket's policy; a
 //!   tenant's header (or the admin API) may narrow it, never widen it, and
 //!   nothing lands outside it;
+//! - connections: each listener serves at most `max_connections` at once
+//!   (more wait in the kernel's backlog), and a client that stops reading an
+//!   answer loses its connection after `write_timeout_secs`;
+//! - listing: a delimiter listing reads a bounded number of rows per request
+//!   (`list_max_rows`) and ends its page early, truncated with where to
+//!   resume, as S3 may;
 //!
 //! Slow bodies go over raw sockets, signed by hand (`coffre_e2e::signed`),
 //! so that the test, not an SDK, decides when each byte is sent.
@@ -16,9 +22,9 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use coffre_e2e::deployment::node_target;
 use coffre_e2e::node::ClusterCa;
-use coffre_e2e::objects::{pattern, put, upload_part};
+use coffre_e2e::objects::{pattern, put, put_many, upload_part};
 use coffre_e2e::signed::{RawConn, Signer};
-use coffre_e2e::{Node, Server, error_code, free_addr};
+use coffre_e2e::{Node, ROOT_ACCESS, ROOT_SECRET, Server, error_code, free_addr};
 
 /// Long enough for the server to have looked the bucket up and be waiting
 /// for the rest of a body it has begun to read.
@@ -189,4 +195,101 @@ async fn a_tenant_cannot_widen_the_operators_residency() {
     }
     let held: Vec<usize> = nodes.iter().map(|n| n.blobs().len()).collect();
     assert_eq!(held, [8, 8, 0], "every object on both French nodes, nothing in the US (par-1, par-2, nyc-1)");
+}
+
+// --- Listing --------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_many_keys_under_one_prefix_stops_early_and_completes_when_followed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("coffre.toml");
+    std::fs::write(&config, "list_max_rows = 200\n").expect("config");
+    let server = Server::start_with_config(&tmp.path().join("data"), &config, &[]);
+    let c = server.client();
+    c.create_bucket().bucket("deep").send().await.expect("bucket");
+    let keys = (0..1500).map(|i| format!("logs/{i:05}")).chain(["a".to_owned(), "z".to_owned()]);
+    put_many(&[c.clone()], "deep", keys, 32).await;
+
+    // ListObjectsV2: the first page ends once 200 rows were read, under `logs/`.
+    let (mut objects, mut prefixes, mut pages, mut token) = (Vec::new(), Vec::new(), Vec::new(), None);
+    loop {
+        let page = c
+            .list_objects_v2()
+            .bucket("deep")
+            .delimiter("/")
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .expect("list");
+        objects.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        prefixes.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+        pages.push(page.is_truncated() == Some(true));
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+            _ => break,
+        }
+        assert!(pages.len() < 10, "the pages never end");
+    }
+    assert_eq!(pages.first(), Some(&true), "the first page is cut short by the row bound: {pages:?}");
+    assert_eq!((objects, prefixes), (vec!["a".to_owned(), "z".to_owned()], vec!["logs/".to_owned()]));
+
+    // ListObjects (V1) resumes from NextMarker the same way.
+    let first = c.list_objects().bucket("deep").delimiter("/").send().await.expect("list v1");
+    assert_eq!(first.is_truncated(), Some(true));
+    let marker = first.next_marker().expect("NextMarker on a truncated page").to_owned();
+    let rest = c.list_objects().bucket("deep").delimiter("/").marker(marker).send().await.expect("list v1");
+    assert_eq!(rest.is_truncated(), Some(false));
+    let keys: Vec<&str> = first.contents().iter().chain(rest.contents()).filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["a", "z"]);
+}
+
+// --- Connections ----------------------------------------------------------
+
+/// A server started with `toml` as its config file (kept in `dir`).
+fn server_with(dir: &std::path::Path, toml: &str) -> Server {
+    let config = dir.join("coffre.toml");
+    std::fs::write(&config, toml).expect("config");
+    Server::start_with_config(&dir.join("data"), &config, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_above_the_cap_wait_until_one_ends() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = server_with(tmp.path(), "max_connections = 4\n");
+    let request = format!("GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.s3);
+
+    // Four clients take every slot and say nothing.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(RawConn::open(server.s3).await.expect("connect"));
+    }
+    tokio::time::sleep(SETTLE).await;
+    let mut fifth = RawConn::open(server.s3).await.expect("the kernel's backlog takes the fifth");
+    fifth.send(request.as_bytes()).await.expect("send");
+    assert!(fifth.answer(Duration::from_secs(2)).await.is_none(), "a fifth connection was served above the cap of 4");
+
+    // One ends: the fifth is accepted and answered (anonymous: refused, but served).
+    drop(held.pop());
+    let answer = fifth.answer(Duration::from_secs(10)).await.expect("served once a slot is free");
+    assert_eq!(answer.status, 403, "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_connection() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = server_with(tmp.path(), "write_timeout_secs = 2\n");
+    let c = server.client();
+    c.create_bucket().bucket("big").send().await.expect("bucket");
+    let size = 32 << 20;
+    put(&c, "big", "object", pattern(size, 3)).await;
+
+    let root = Signer::new(server.s3, ROOT_ACCESS, ROOT_SECRET);
+    let mut reader = RawConn::open_with_receive_buffer(server.s3, 4096).await.expect("connect");
+    reader.send(root.head("GET", "/big/object", "", &[]).as_bytes()).await.expect("send");
+    // The answer starts, fills the buffers, and nothing more is read for a while.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (received, ended) = reader.drain(Duration::from_secs(20)).await;
+    assert!(ended && received < size, "the server kept the stalled answer going: {received} of {size} bytes");
+    // The server is fine for everyone else.
+    assert_eq!(coffre_e2e::objects::get(&c, "big", "object").await.len(), size);
 }
