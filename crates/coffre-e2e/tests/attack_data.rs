@@ -271,7 +271,7 @@ async fn connections_above_the_cap_wait_until_one_ends() {
     // One ends: the fifth is accepted and answered (anonymous: refused, but served).
     drop(held.pop());
     let answer = fifth.answer(Duration::from_secs(10)).await.expect("served once a slot is free");
-    assert_eq!(answer.status, 403, "{answer:?}");
+    assert!((400..500).contains(&answer.status), "{answer:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
