@@ -208,7 +208,7 @@ async fn a_listing_of_many_keys_under_one_prefix_stops_early_and_completes_when_
     let c = server.client();
     c.create_bucket().bucket("deep").send().await.expect("bucket");
     let keys = (0..1500).map(|i| format!("logs/{i:05}")).chain(["a".to_owned(), "z".to_owned()]);
-    put_many(&[c.clone()], "deep", keys, 32).await;
+    put_many(std::slice::from_ref(&c), "deep", keys, 32).await;
 
     // ListObjectsV2: the first page ends once 200 rows were read, under `logs/`.
     let (mut objects, mut prefixes, mut pages, mut token) = (Vec::new(), Vec::new(), Vec::new(), None);
