@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use coffre_core::meta::BucketChange;
 use coffre_core::types::{BlobId, ObjectKey, VersionId};
-use coffre_topology::{ResidencyPolicy, TargetId, Topology};
+use coffre_topology::{PolicyError, ResidencyPolicy, TargetId, Topology};
 use serde::{Deserialize, Serialize};
 
 use crate::AdminState;
@@ -122,8 +122,9 @@ pub(crate) async fn get_residency(
     Ok(Json(ResidencyView { bucket: name, policy: record.residency, effective }))
 }
 
-/// Sets a bucket's policy. Refused, naming the objects, if any replica
-/// stored so far would break it: tightening never strands data.
+/// Sets a bucket's policy. Refused if it is wider than the operator's
+/// `[residency]` (403, every way named), and, naming the objects, if any
+/// replica stored so far would break it: tightening never strands data.
 pub(crate) async fn put_residency(
     State(state): State<AdminState>,
     Path(name): Path<String>,
@@ -132,10 +133,10 @@ pub(crate) async fn put_residency(
     let placement = placement(&state)?;
     let bucket = bucket_name(&name)?;
     state.service.bucket(&state.root, &bucket).await.map_err(service_error)?;
-    placement
-        .topology()
-        .check_policy(&policy)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "InvalidPolicy", e.to_string()))?;
+    placement.topology().check_bounded(&policy, placement.default_policy()).map_err(|e| match e {
+        PolicyError::Wider(_) => ApiError(StatusCode::FORBIDDEN, "ResidencyPolicyNotAllowed", e.to_string()),
+        other => ApiError(StatusCode::BAD_REQUEST, "InvalidPolicy", other.to_string()),
+    })?;
     let offenders = placement.offenders(&name, &policy).await.map_err(service_error)?;
     if !offenders.is_empty() {
         let shown: Vec<String> =

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
-use coffre_topology::ResidencyPolicy;
+use coffre_topology::{PolicyRequest, ResidencyPolicy};
 
 use crate::error::Result;
 use crate::types::BlobId;
@@ -57,9 +57,11 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn locations(&self, _id: BlobId) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
-    /// Whether `policy` can be stated here: a store without a topology has
+    /// The policy a bucket gets for what was asked: completed from the
+    /// operator's `[residency]`, valid for the topology and no wider than
+    /// `[residency]` (`ResidencyNotAllowed`). A store without a topology has
     /// nowhere to apply one.
-    fn check_residency(&self, _policy: &ResidencyPolicy) -> Result<()> {
+    fn bucket_policy(&self, _asked: &PolicyRequest) -> Result<ResidencyPolicy> {
         Err(crate::Error::InvalidRequest(
             "this deployment declares no storage targets: a residency policy needs [[targets]] in its config".into(),
         ))

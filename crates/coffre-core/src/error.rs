@@ -81,6 +81,10 @@ pub enum Error {
     /// up now: nothing was stored anywhere.
     #[error("the residency policy cannot be met: {0}")]
     Residency(String),
+    /// A residency policy wider than the operator's `[residency]`: what a
+    /// tenant (or the admin API) may only narrow. Says every way it widens.
+    #[error("{0}")]
+    ResidencyNotAllowed(String),
     /// Storage targets needed for the request cannot be reached: retry later.
     #[error("storage is unavailable: {0}")]
     Unavailable(String),

@@ -2,7 +2,9 @@
 //!
 //! Keys under one common prefix are skipped with a single jump past the
 //! prefix, so a listing costs one scan per page plus one seek per common
-//! prefix, not one step per key under it.
+//! prefix, not one step per key under it. A page also stops once `max_scan`
+//! rows were read for it (after returning at least one entry), truncated
+//! with its resume point, as S3 may end a page early.
 
 use std::ops::Bound;
 
@@ -17,6 +19,34 @@ pub struct ListQuery {
     /// Resume strictly after this key (start-after, marker, or continuation).
     pub after: Option<String>,
     pub max_keys: usize,
+    /// Rows a page may read before it ends truncated; 0: [`DEFAULT_MAX_SCAN`].
+    pub max_scan: usize,
+}
+
+/// Rows one listing request reads at most (plus one batch), unless configured.
+pub const DEFAULT_MAX_SCAN: usize = 100_000;
+/// Rows read after a jump past a common prefix: the next ones are often
+/// more of the same kind, and a small read keeps each prefix cheap.
+const AFTER_JUMP_BATCH: usize = 64;
+
+/// Whether a page that read `scanned` rows and holds `entries` ends here:
+/// never before its first entry, so that every page moves the listing on.
+fn out_of_scan(scanned: usize, max_scan: usize, entries: usize) -> bool {
+    let max = if max_scan == 0 { DEFAULT_MAX_SCAN } else { max_scan };
+    scanned >= max && entries > 0
+}
+
+/// Where a listing resumes after `after`: past the whole common prefix that
+/// holds it (already returned), else just after it.
+fn resume_after(after: &str, prefix: &str, delimiter: Option<&str>) -> Bound<Vec<u8>> {
+    let rolled_up = delimiter.and_then(|d| {
+        let rest = after.strip_prefix(prefix)?;
+        rest.find(d).map(|i| &after[..prefix.len() + i + d.len()])
+    });
+    match rolled_up.and_then(|cp| prefix_successor(cp.as_bytes())) {
+        Some(next) => Bound::Included(next),
+        None => Bound::Excluded(after.as_bytes().to_vec()),
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,14 +100,21 @@ pub async fn list(meta: &dyn MetaStore, bucket: &BucketName, q: &ListQuery) -> R
     let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty());
     // A resume point inside a common prefix that was already returned must skip it whole.
     let mut cursor: Bound<Vec<u8>> = match &q.after {
-        Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
+        Some(a) => resume_after(a, &q.prefix, delimiter),
         None => Bound::Unbounded,
     };
-    let batch = (q.max_keys + 1).clamp(64, 1001);
+    let full_batch = (q.max_keys + 1).clamp(64, 1001);
+    let (mut batch, mut scanned) = (full_batch, 0);
 
     'scan: loop {
+        if out_of_scan(scanned, q.max_scan, page.objects.len() + page.common_prefixes.len()) {
+            page.is_truncated = true;
+            break;
+        }
         let entries = meta.list_objects(bucket, prefix, bound_ref(&cursor), batch).await?;
         let exhausted = entries.len() < batch;
+        scanned += entries.len();
+        batch = full_batch;
         for entry in entries {
             let key = entry.key.as_str();
             let common =
@@ -98,6 +135,7 @@ pub async fn list(meta: &dyn MetaStore, bucket: &BucketName, q: &ListQuery) -> R
                         Some(next) => cursor = Bound::Included(next),
                         None => break 'scan,
                     }
+                    batch = AFTER_JUMP_BATCH;
                     continue 'scan;
                 }
                 None => {

@@ -16,7 +16,7 @@ use crate::checksum::{ChecksumAlgorithm, Checksums};
 use crate::error::Result;
 use crate::lifecycle::LifecycleConfig;
 use crate::lock::{DefaultRetention, LockConfig, LockState, Retention};
-use crate::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
+use crate::types::{AccessKeyId, BlobId, BucketId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Versioning {
@@ -28,6 +28,8 @@ pub enum Versioning {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
     pub name: BucketName,
+    /// Which bucket of that name this is; writes carry it to their commit.
+    pub id: BucketId,
     pub owner: AccessKeyId,
     pub created: UnixNanos,
     pub versioning: Versioning,
@@ -86,6 +88,7 @@ impl BucketRecord {
     pub fn new(name: BucketName, owner: AccessKeyId) -> Self {
         Self {
             name,
+            id: BucketId::generate(),
             owner,
             created: UnixNanos::now(),
             versioning: Versioning::Unversioned,
@@ -109,13 +112,24 @@ impl BucketRecord {
 
     /// Refuses data keys wrapped by a KEK the bucket no longer has: a write
     /// that began before a key rotation and ends after it must not commit
-    /// keys that are about to be destroyed. Engines call this inside the
-    /// transaction that would record the keys.
-    pub fn check_sealed(&self, keys: &[&SealedKey]) -> crate::error::Result<()> {
+    /// keys that are about to be destroyed. Part of [`Self::check_write`].
+    fn check_sealed(&self, keys: &[&SealedKey]) -> crate::error::Result<()> {
         match keys.iter().find(|k| self.kek(k.kek_generation).is_none()) {
             Some(k) => Err(crate::error::Error::KeyRotated { generation: k.kek_generation }),
             None => Ok(()),
         }
+    }
+
+    /// What every commit of new data checks inside its transaction, against
+    /// the bucket record read there: the bucket is still the one the write
+    /// was authorised in (`began_in`), not another created since under the
+    /// same name, answered as S3 answers a bucket gone (`NoSuchBucket`); and
+    /// its data keys are wrapped by KEKs the bucket still has.
+    pub fn check_write(&self, began_in: BucketId, keys: &[&SealedKey]) -> crate::error::Result<()> {
+        if self.id != began_in {
+            return Err(crate::error::Error::NoSuchBucket);
+        }
+        self.check_sealed(keys)
     }
 
     /// Applies a configuration change, refusing the ones S3 forbids.
@@ -312,6 +326,8 @@ pub enum WriteCondition {
 #[derive(Debug, Clone)]
 pub struct PutObject {
     pub bucket: BucketName,
+    /// The bucket the write was authorised in ([`BucketRecord::check_write`]).
+    pub bucket_id: BucketId,
     pub key: ObjectKey,
     pub version: ObjectVersion,
     pub condition: WriteCondition,
@@ -330,6 +346,9 @@ pub struct DeleteOutcome {
 pub struct UploadRecord {
     pub upload_id: UploadId,
     pub bucket: BucketName,
+    /// The bucket the upload was created in: its parts and its completion
+    /// commit only there ([`BucketRecord::check_write`]).
+    pub bucket_id: BucketId,
     pub key: ObjectKey,
     pub initiated: UnixNanos,
     pub owner: AccessKeyId,

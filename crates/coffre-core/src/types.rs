@@ -152,6 +152,24 @@ impl UploadId {
     }
 }
 
+/// One bucket among all those that ever bore its name: drawn at random when
+/// the bucket is created, so a bucket deleted and created again (by anyone)
+/// is another bucket, and a write begun in the first never lands in the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BucketId(pub u128);
+
+impl BucketId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().as_u128())
+    }
+}
+
+impl fmt::Display for BucketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
 /// Where an object's bytes live in a blob store: a random identifier that
 /// never derives from a key, so no key can steer a write on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -23,6 +23,12 @@ impl Deployment {
     /// `gateways` gateways and three nodes on a fresh database; `None`, and
     /// the test says it skipped, without a PostgreSQL cluster (`COFFRE_TEST_PG`).
     pub fn start(gateways: usize) -> Option<Self> {
+        Self::start_with_replicas(gateways, 2)
+    }
+
+    /// [`Deployment::start`] whose `[residency]` asks `replicas` replicas on as
+    /// many sites (a bucket may ask for more, never fewer).
+    pub fn start_with_replicas(gateways: usize, replicas: u8) -> Option<Self> {
         let Some(url) = crate::fresh_pg_database() else {
             eprintln!("skipped: COFFRE_TEST_PG is unset (scripts/test.sh starts a PostgreSQL cluster)");
             return None;
@@ -30,7 +36,7 @@ impl Deployment {
         let tmp = tempfile::tempdir().expect("tempdir");
         let addrs = NODES.map(|_| free_addr());
         let config = tmp.path().join("coffre.toml");
-        std::fs::write(&config, config_text(&url, tmp.path(), &addrs)).expect("config");
+        std::fs::write(&config, config_text(&url, tmp.path(), &addrs, replicas)).expect("config");
         let ca = ClusterCa::new(tmp.path());
         let nodes =
             NODES.iter().zip(addrs).map(|((id, _), addr)| Node::start(id, &ca, &config, tmp.path().join(id), addr));
@@ -76,16 +82,16 @@ impl Deployment {
 
 /// Every process reads the same file (each names its own cluster identity on
 /// its command line): one database, one key directory (the
-/// custodian must be shared by the gateways), one audit signing key, two
-/// replicas on two FR sites, a short collection grace so tests see blobs go,
-/// and a signed audit head every second.
-fn config_text(url: &str, shared: &Path, addrs: &[std::net::SocketAddr]) -> String {
+/// custodian must be shared by the gateways), one audit signing key,
+/// `replicas` replicas on as many FR sites, a short collection grace so tests
+/// see blobs go, and a signed audit head every second.
+fn config_text(url: &str, shared: &Path, addrs: &[std::net::SocketAddr], replicas: u8) -> String {
     let mut toml = format!(
         "gc_grace_secs = 1\n\n\
          [metadata]\nengine = \"postgres\"\nurl = \"{url}\"\n\n\
          [kms]\ncustody = \"embedded\"\ndir = \"{}\"\n\n\
          [audit]\nsigning_key = \"{}\"\nhead_interval_secs = 1\n\n\
-         [residency]\nallow = [\"FR\"]\nreplicas = 2\ndistinct_sites = 2\n\n\
+         [residency]\nallow = [\"FR\"]\nreplicas = {replicas}\ndistinct_sites = {replicas}\n\n\
          [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\nownership = {{ FR = 100.0 }}\n",
         shared.join("kms").display(),
         shared.join("audit-keys").join("audit-ed25519.pk8").display()

@@ -21,6 +21,7 @@ pub mod objects;
 pub mod pg;
 pub mod pki;
 pub mod server;
+pub mod signed;
 
 pub use audit::audit_log_dir;
 pub use client::error_code;

@@ -116,18 +116,12 @@ async fn a_create_only_put_raced_across_gateways_has_one_winner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_of_100k_keys_paged_across_gateways_sees_each_once_in_order() {
-    let Some(d) = Deployment::start(3) else { return };
+    // One replica: the listing is the database's work; two would only double
+    // the writes to the nodes. The operator's `[residency]` says so, since a
+    // bucket may not ask for fewer replicas than it.
+    let Some(d) = Deployment::start_with_replicas(3, 1) else { return };
     let c = d.clients();
-    // One replica: the listing is the database's work; two would only double the writes to the nodes.
-    c[0].create_bucket()
-        .bucket("many")
-        .customize()
-        .mutate_request(|r| {
-            r.headers_mut().insert("x-coffre-residency-policy", "allow=FR; replicas=1; distinct-sites=1");
-        })
-        .send()
-        .await
-        .expect("bucket");
+    c[0].create_bucket().bucket("many").send().await.expect("bucket");
     let keys = (0..100_000usize).map(|i| format!("k/{:03}/{i:06}", i % 997));
     put_many(&c, "many", keys, 48).await;
     // Each page from the next gateway: a continuation token is not tied to the gateway that made it.

@@ -205,6 +205,7 @@ async fn apply(meta: &EmbeddedMeta, key: u64, put: Option<u64>, size: u64) -> Re
         Some(tag) => {
             let put = PutObject {
                 bucket: bucket(),
+                bucket_id: common::BUCKET_ID,
                 key: object_key(key),
                 version: version(tag, size),
                 condition: WriteCondition::None,
@@ -371,7 +372,8 @@ impl Run {
     }
 
     async fn create_bucket(&mut self) -> std::result::Result<(), String> {
-        let record = BucketRecord { keks: vec![common::kek(1)], ..BucketRecord::new(bucket(), owner()) };
+        let record =
+            BucketRecord { id: common::BUCKET_ID, keks: vec![common::kek(1)], ..BucketRecord::new(bucket(), owner()) };
         self.meta.create_bucket(record).await.map_err(|e| self.fail(&format!("create bucket: {e}")))?;
         self.history.bucket_acked = Some(self.fs.ops());
         self.note("bucket created".into());
@@ -678,7 +680,8 @@ async fn after_a_failed_sync_redb_refuses_writes_until_reopened() {
     fs.create_file(Path::new(DB)).expect("create");
     fs.sync_dir(Path::new("/")).expect("sync");
     let (meta, _gate) = open_meta(&fs, true).expect("open");
-    let record = BucketRecord { keks: vec![common::kek(1)], ..BucketRecord::new(bucket(), owner()) };
+    let record =
+        BucketRecord { id: common::BUCKET_ID, keks: vec![common::kek(1)], ..BucketRecord::new(bucket(), owner()) };
     meta.create_bucket(record).await.expect("bucket");
     apply(&meta, 1, Some(1), 10).await.expect("first put");
     fs.fail_next_syncs(1);

@@ -72,9 +72,13 @@ async fn listing_matches_the_model() {
     let bucket = BucketName::parse("list-test").expect("name");
     let other = BucketName::parse("list-test-2").expect("name");
     for b in [&bucket, &other] {
-        meta.create_bucket(BucketRecord { keks: vec![common::kek(1)], ..BucketRecord::new(b.clone(), owner.clone()) })
-            .await
-            .expect("bucket");
+        meta.create_bucket(BucketRecord {
+            id: common::BUCKET_ID,
+            keks: vec![common::kek(1)],
+            ..BucketRecord::new(b.clone(), owner.clone())
+        })
+        .await
+        .expect("bucket");
     }
     let parts = ["a", "b", "a/", "/", "é", "x.y", "-", "~", "zz/", "a/b/"];
     let mut rng = Rng(0x1234_5678_9abc_def1);
@@ -87,6 +91,7 @@ async fn listing_matches_the_model() {
     for k in &keys {
         let put = PutObject {
             bucket: bucket.clone(),
+            bucket_id: common::BUCKET_ID,
             key: ObjectKey::parse(k).expect("key"),
             version: version(&owner, 1),
             condition: WriteCondition::None,
@@ -98,6 +103,7 @@ async fn listing_matches_the_model() {
     for k in ["a", "zz/top"] {
         let put = PutObject {
             bucket: other.clone(),
+            bucket_id: common::BUCKET_ID,
             key: ObjectKey::parse(k).expect("key"),
             version: version(&owner, 1),
             condition: WriteCondition::None,
@@ -114,6 +120,7 @@ async fn listing_matches_the_model() {
             delimiter: delimiters[rng.below(delimiters.len())].map(str::to_owned),
             after: None,
             max_keys: 1 + rng.below(40),
+            max_scan: 0,
         };
         if rng.below(3) == 0 {
             q.after = Some(keys.iter().nth(rng.below(keys.len())).cloned().unwrap_or_default());
@@ -131,6 +138,34 @@ async fn listing_matches_the_model() {
             }
             q.after = page.last;
         }
+    }
+
+    // A page may also end once it has read `max_scan` rows: followed to the
+    // end, the pages still list everything the model lists, once each.
+    for case in 0..200 {
+        let base = ListQuery {
+            prefix: rng.pick(&prefixes).to_owned(),
+            delimiter: delimiters[rng.below(delimiters.len())].map(str::to_owned),
+            after: None,
+            max_keys: 1 + rng.below(40),
+            max_scan: 1 + rng.below(5),
+        };
+        let (want_objects, want_prefixes, _) = model(&keys, &ListQuery { max_keys: usize::MAX, ..base.clone() });
+        let (mut objects, mut common, mut q) = (Vec::new(), Vec::new(), base.clone());
+        for page_no in 0.. {
+            assert!(page_no < 2000, "case {case}: the pages never end: {base:?}");
+            let page = list(meta.as_ref(), &bucket, &q).await.expect("list");
+            assert!(page.objects.len() + page.common_prefixes.len() <= q.max_keys, "case {case}");
+            objects.extend(page.objects.iter().map(|o| o.key.to_string()));
+            common.extend(page.common_prefixes.iter().cloned());
+            if !page.is_truncated {
+                break;
+            }
+            assert!(page.last.is_some(), "case {case}: a truncated page says where to resume");
+            q.after = page.last;
+        }
+        assert_eq!(objects, want_objects, "case {case}: {base:?}");
+        assert_eq!(common, want_prefixes, "case {case}: {base:?}");
     }
 
     let usage = meta.bucket_usage(&bucket).await.expect("usage");

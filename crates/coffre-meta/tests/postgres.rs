@@ -46,7 +46,8 @@ async fn gateway(url: &str) -> Arc<PgMeta> {
 async fn bucket(meta: &PgMeta, name: &str) -> BucketName {
     let name = BucketName::parse(name).expect("name");
     let owner = AccessKeyId::parse("owner").expect("owner");
-    let record = BucketRecord { keks: vec![common::kek(1)], ..BucketRecord::new(name.clone(), owner) };
+    let record =
+        BucketRecord { id: common::BUCKET_ID, keks: vec![common::kek(1)], ..BucketRecord::new(name.clone(), owner) };
     meta.create_bucket(record).await.expect("bucket");
     name
 }
@@ -55,6 +56,7 @@ fn put(bucket: &BucketName, key: &str, blob: BlobId) -> PutObject {
     let owner = AccessKeyId::parse("owner").expect("owner");
     PutObject {
         bucket: bucket.clone(),
+        bucket_id: common::BUCKET_ID,
         key: ObjectKey::parse(key).expect("key"),
         version: common::version(&owner, VersionId::Null, 1, common::blob(blob)),
         condition: WriteCondition::None,

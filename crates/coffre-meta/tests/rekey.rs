@@ -17,6 +17,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
     let bucket = BucketName::parse("rekey").expect("name");
     let record = BucketRecord {
         versioning: Versioning::Enabled,
+        id: common::BUCKET_ID,
         keks: vec![common::kek(1)],
         ..BucketRecord::new(bucket.clone(), owner.clone())
     };
@@ -31,6 +32,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
             n += 1;
             let put = PutObject {
                 bucket: bucket.clone(),
+                bucket_id: common::BUCKET_ID,
                 key: ObjectKey::parse(&format!("k{k:04}")).expect("key"),
                 version: common::version(&owner, VersionId::generate(), 1, common::blob(BlobId(u128::from(n)))),
                 condition: WriteCondition::None,
@@ -42,6 +44,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
     let upload = UploadRecord {
         upload_id: UploadId::generate(),
         bucket: bucket.clone(),
+        bucket_id: common::BUCKET_ID,
         key: ObjectKey::parse("big").expect("key"),
         initiated: UnixNanos::now(),
         owner: owner.clone(),

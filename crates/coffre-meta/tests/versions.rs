@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use coffre_core::Error;
-use coffre_core::meta::{BucketRecord, MetaStore, ObjectVersion, PutObject, Versioning, WriteCondition};
-use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, VersionId};
+use coffre_core::meta::{
+    BucketRecord, ContentHeaders, MetaStore, ObjectVersion, PutObject, UploadRecord, Versioning, WriteCondition,
+};
+use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 
 mod common;
 
@@ -24,8 +26,12 @@ async fn fixture(versioning: Versioning) -> Fixture {
     let (meta, held) = common::engine().await;
     let owner = AccessKeyId::parse("owner").expect("id");
     let bucket = BucketName::parse("versions").expect("name");
-    let record =
-        BucketRecord { versioning, keks: vec![common::kek(1)], ..BucketRecord::new(bucket.clone(), owner.clone()) };
+    let record = BucketRecord {
+        versioning,
+        id: common::BUCKET_ID,
+        keks: vec![common::kek(1)],
+        ..BucketRecord::new(bucket.clone(), owner.clone())
+    };
     meta.create_bucket(record).await.expect("bucket");
     Fixture { meta, bucket, key: ObjectKey::parse("k").expect("key"), owner, _held: held, claimed: Default::default() }
 }
@@ -42,6 +48,7 @@ impl Fixture {
         self.meta.register_pending(&[blob]).await?;
         let put = PutObject {
             bucket: self.bucket.clone(),
+            bucket_id: common::BUCKET_ID,
             key: self.key.clone(),
             version: self.version(id, blob),
             condition,
@@ -159,4 +166,39 @@ async fn keys_under_a_retired_kek_are_refused_at_commit() {
         Some(common::blob(BlobId(1))),
         "nothing of the late write is visible"
     );
+}
+
+#[tokio::test]
+async fn writes_begun_in_a_bucket_since_recreated_under_its_name_are_refused_at_commit() {
+    let f = fixture(Versioning::Unversioned).await;
+    let upload = UploadRecord {
+        upload_id: UploadId::generate(),
+        bucket: f.bucket.clone(),
+        bucket_id: common::BUCKET_ID,
+        key: f.key.clone(),
+        initiated: UnixNanos::now(),
+        owner: f.owner.clone(),
+        headers: ContentHeaders::default(),
+        user_meta: vec![],
+        checksum_algorithm: None,
+        tags: vec![],
+        lock: Default::default(),
+        sse: Default::default(),
+    };
+    // Writes authorised in the first bucket; meanwhile the name gets another
+    // bucket, with a KEK of the same generation.
+    f.meta.erase_bucket(&f.bucket).await.expect("erase");
+    let other = AccessKeyId::parse("other").expect("id");
+    let second = BucketRecord { keks: vec![common::kek(1)], ..BucketRecord::new(f.bucket.clone(), other) };
+    assert_ne!(second.id, common::BUCKET_ID);
+    f.meta.create_bucket(second.clone()).await.expect("the name taken again");
+
+    let late = f.put(VersionId::Null, BlobId(1), WriteCondition::None).await;
+    assert!(matches!(late, Err(Error::NoSuchBucket)), "{late:?}");
+    let late = f.meta.create_upload(upload.clone()).await;
+    assert!(matches!(late, Err(Error::NoSuchBucket)), "{late:?}");
+    assert_eq!(f.current().await, None, "nothing of the late put is visible");
+    assert!(f.meta.uploads(&f.bucket, b"", None, 10).await.expect("uploads").is_empty());
+    // Writes that began in the second bucket commit.
+    f.meta.create_upload(UploadRecord { bucket_id: second.id, ..upload }).await.expect("an upload of the new bucket");
 }

@@ -98,6 +98,10 @@ impl ReplicatedBlobStore {
         if self.topology().satisfies(&replicas.policy, &live, day).is_ok() {
             return Ok(false);
         }
+        // A policy older than a narrower `[residency]` adds no replica outside it.
+        self.topology()
+            .check_bounded(&replicas.policy, self.default_policy())
+            .map_err(|e| coffre_core::Error::Residency(e.to_string()))?;
         let wanted = self
             .topology()
             .place_more(&replicas.policy, &id.0.to_be_bytes(), day, |t| health.is_up(&t.id), &live)

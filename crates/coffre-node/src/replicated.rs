@@ -14,7 +14,7 @@ use bytes::Bytes;
 use coffre_core::blob::{BlobStore, BlobWriter, ByteStream, Placement};
 use coffre_core::types::BlobId;
 use coffre_core::{Error, Result};
-use coffre_topology::{ResidencyPolicy, Target, TargetId, Topology};
+use coffre_topology::{PolicyError, PolicyRequest, ResidencyPolicy, Target, TargetId, Topology};
 use futures::{StreamExt as _, stream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -113,6 +113,14 @@ pub struct ReplicatedBlobStore {
 
 pub(crate) fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
+}
+
+/// A policy refused: wider than the operator's `[residency]`, or invalid.
+fn policy_error(e: PolicyError) -> Error {
+    match e {
+        PolicyError::Wider(_) => Error::ResidencyNotAllowed(e.to_string()),
+        other => Error::InvalidArgument(other.to_string()),
+    }
 }
 
 /// The write cannot meet its residency policy with the targets up now.
@@ -255,6 +263,8 @@ impl ReplicatedBlobStore {
 impl BlobStore for ReplicatedBlobStore {
     async fn create(&self, id: BlobId, placement: &Placement) -> Result<Box<dyn BlobWriter>> {
         let policy = placement.residency.clone().unwrap_or_else(|| self.default_policy.clone());
+        // A bucket's policy older than a narrower `[residency]` places nothing outside it.
+        self.topology.check_bounded(&policy, &self.default_policy).map_err(policy_error)?;
         let chosen = self
             .topology
             .place(&policy, &id.0.to_be_bytes(), today(), |t| self.health.is_up(&t.id))
@@ -336,8 +346,8 @@ impl BlobStore for ReplicatedBlobStore {
         self.suspects.add(id);
     }
 
-    fn check_residency(&self, policy: &ResidencyPolicy) -> Result<()> {
-        self.topology.check_policy(policy).map_err(|e| Error::InvalidArgument(e.to_string()))
+    fn bucket_policy(&self, asked: &PolicyRequest) -> Result<ResidencyPolicy> {
+        self.topology.bucket_policy(asked, &self.default_policy).map_err(policy_error)
     }
 
     async fn locations(&self, id: BlobId) -> Result<Vec<String>> {

@@ -1,16 +1,19 @@
-//! The accept loop shared by Coffre's HTTP/1.1 listeners (S3 and admin): an optional handshake
-//! (TLS) under a deadline, hyper's request-head guards on whatever stream results, graceful drain.
+//! The accept loop shared by Coffre's HTTP/1.1 listeners (S3 and admin): a cap on connections,
+//! an optional handshake (TLS) under a deadline, hyper's request-head guards and a write deadline
+//! on whatever stream results, graceful drain.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 /// A byte stream HTTP can be spoken on: a TCP connection or a session over one.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -32,6 +35,73 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// Largest request head hyper buffers.
     pub max_header_bytes: usize,
+    /// Connections served at once. Above it, new ones are not accepted: they
+    /// wait in the kernel's accept backlog (bounded by the kernel) until one
+    /// ends, rather than being closed, so a burst is slowed, not failed.
+    pub max_connections: usize,
+    /// Longest a write to the peer may stay blocked: a client that stops
+    /// reading an answer loses its connection (and the buffers behind it).
+    pub write_timeout: Duration,
+}
+
+/// A stream whose writes must make progress: one that stays pending for
+/// longer than `limit` fails with `TimedOut`, which ends the connection.
+struct WriteDeadline {
+    inner: Box<dyn Io>,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WriteDeadline {
+    /// Passes a write's outcome on, arming the deadline while it is pending.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let deadline = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for WriteDeadline {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteDeadline {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, polled)
+    }
 }
 
 /// Accepts connections until `shutdown` resolves, then lets open connections
@@ -55,7 +125,16 @@ where
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
+        // A free slot first: above the cap, connections stay in the backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -74,6 +153,7 @@ where
         let watcher = graceful.watcher();
         let handshake = handshake.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let io: Box<dyn Io> = match handshake {
                 None => Box::new(stream),
                 // The head timeout bounds the handshake too: a client that
@@ -96,7 +176,10 @@ where
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(io), service);
+                .serve_connection(
+                    TokioIo::new(WriteDeadline { inner: io, limit: limits.write_timeout, stalled: None }),
+                    service,
+                );
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, %peer, listener = listener_name, "connection ended with an error");
             }

@@ -85,6 +85,16 @@ pub fn s3_err(e: Error) -> S3Error {
             err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
             return err;
         }
+        Error::ResidencyNotAllowed(why) => {
+            // No AWS code says this: a tenant asked for more than the
+            // operator allows, which no retry changes.
+            let mut err = S3Error::with_message(
+                S3ErrorCode::Custom("ResidencyPolicyNotAllowed".into()),
+                format!("The residency policy is not allowed; nothing was changed: {why}"),
+            );
+            err.set_status_code(http::StatusCode::FORBIDDEN);
+            return err;
+        }
         Error::Unavailable(_) => {
             tracing::error!(error = %e, "storage targets unavailable");
             return s3_error!(

@@ -41,6 +41,10 @@ pub struct FrontConfig {
     pub header_read_timeout: Duration,
     /// Longest pause allowed between two pieces of a request body.
     pub body_idle_timeout: Duration,
+    /// Connections served at once (see [`ConnLimits`]).
+    pub max_connections: usize,
+    /// Longest a write to a client may stay blocked.
+    pub write_timeout: Duration,
     /// Largest aws-chunked chunk accepted.
     pub max_chunk_bytes: u64,
     /// Largest XML request body (DeleteObjects, CompleteMultipartUpload...).
@@ -58,6 +62,8 @@ impl Default for FrontConfig {
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            write_timeout: Duration::from_secs(60),
             max_chunk_bytes: 16 * 1024 * 1024,
             max_xml_bytes: 8 * 1024 * 1024,
             customer_keys_allowed: false,
@@ -109,6 +115,8 @@ impl Front {
         let limits = ConnLimits {
             header_read_timeout: self.config.header_read_timeout,
             max_header_bytes: self.config.max_header_bytes,
+            max_connections: self.config.max_connections,
+            write_timeout: self.config.write_timeout,
         };
         conn::serve(listener, handshake, limits, |peer| self.connection_service(peer), shutdown, drain, "s3").await
     }

@@ -352,23 +352,24 @@ pub fn is_url_encoding(e: Option<&dto::EncodingType>) -> bool {
 
 /// CreateBucket's `x-coffre-residency-policy: allow=FR,DE; replicas=2;
 /// distinct-sites=2; operator=op-fr; require-qualification=secnumcloud`: the
-/// CLI's flags, as `name=value[,value]` pairs separated by `;`.
+/// CLI's flags, as `name=value[,value]` pairs separated by `;`. What it does
+/// not name comes from the operator's `[residency]`, which it may only narrow.
 pub const RESIDENCY_POLICY_HEADER: &str = "x-coffre-residency-policy";
 
-pub fn residency_policy(value: &http::HeaderValue) -> s3s::S3Result<coffre_topology::ResidencyPolicy> {
+pub fn residency_policy(value: &http::HeaderValue) -> s3s::S3Result<coffre_topology::PolicyRequest> {
     let invalid =
         |why: String| S3Error::with_message(S3ErrorCode::InvalidArgument, format!("{RESIDENCY_POLICY_HEADER}: {why}"));
     let text = value.to_str().map_err(|_| invalid("not ASCII".into()))?;
-    let mut policy = coffre_topology::ResidencyPolicy::single();
+    let mut policy = coffre_topology::PolicyRequest::default();
     for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, values) = pair.split_once('=').ok_or_else(|| invalid(format!("{pair:?} is not name=value")))?;
         let list = || values.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
         let count = || values.trim().parse::<u8>().map_err(|_| invalid(format!("{name}: {values:?} is not a count")));
         match name.trim() {
-            "allow" => policy.allow = list(),
-            "replicas" => policy.replicas = count()?,
-            "distinct-sites" => policy.distinct_sites = count()?,
-            "operator" => policy.operators = list(),
+            "allow" => policy.allow = Some(list()),
+            "replicas" => policy.replicas = Some(count()?),
+            "distinct-sites" => policy.distinct_sites = Some(count()?),
+            "operator" => policy.operators = Some(list()),
             "require-qualification" => policy.require_qualifications = list(),
             other => return Err(invalid(format!("unknown field {other:?}"))),
         }

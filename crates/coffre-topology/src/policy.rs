@@ -58,6 +58,9 @@ pub enum PolicyError {
     UnknownJurisdiction(String),
     #[error("operators: unknown operator {0:?} (not declared in [[operators]])")]
     UnknownOperator(String),
+    /// Wider than the operator's `[residency]` (`bound.rs`): every way, one sentence each.
+    #[error("wider than the operator's [residency]: {}", .0.join("; "))]
+    Wider(Vec<String>),
 }
 
 impl Topology {

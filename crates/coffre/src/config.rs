@@ -24,8 +24,14 @@ pub struct FileConfig {
     pub inline_threshold: Option<usize>,
     /// Seconds a replaced blob stays readable before it is deleted.
     pub gc_grace_secs: Option<u64>,
+    /// Rows one listing request may read before its page ends truncated.
+    pub list_max_rows: Option<usize>,
     pub header_read_timeout_secs: Option<u64>,
     pub body_idle_timeout_secs: Option<u64>,
+    /// Connections each listener serves at once; more wait in the backlog.
+    pub max_connections: Option<usize>,
+    /// Seconds a write to a client may stay blocked before the connection is closed.
+    pub write_timeout_secs: Option<u64>,
     pub max_header_bytes: Option<usize>,
     pub max_chunk_bytes: Option<u64>,
     /// Seconds in-flight requests get to finish after SIGTERM.
@@ -296,8 +302,11 @@ pub struct Config {
     pub domains: Vec<String>,
     pub inline_threshold: usize,
     pub gc_grace: Duration,
+    pub list_max_rows: usize,
     pub header_read_timeout: Duration,
     pub body_idle_timeout: Duration,
+    pub max_connections: usize,
+    pub write_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_chunk_bytes: u64,
     pub shutdown_grace: Duration,
@@ -337,6 +346,16 @@ pub struct AuditSettings {
 pub const DEFAULT_DATA_DIR: &str = "./coffre-data";
 
 impl Config {
+    /// The guards of every listener's connections (S3, admin, node API).
+    pub fn conn_limits(&self) -> coffre_s3::conn::ConnLimits {
+        coffre_s3::conn::ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            max_connections: self.max_connections,
+            write_timeout: self.write_timeout,
+        }
+    }
+
     pub fn load(args: &ServeArgs) -> anyhow::Result<Self> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
@@ -362,8 +381,11 @@ impl Config {
             domains: file.domains.unwrap_or_else(|| vec!["localhost".into()]),
             inline_threshold: args.inline_threshold.or(file.inline_threshold).unwrap_or(4096),
             gc_grace: secs(file.gc_grace_secs, 60),
+            list_max_rows: file.list_max_rows.unwrap_or(coffre_core::list::DEFAULT_MAX_SCAN).max(1),
             header_read_timeout: secs(file.header_read_timeout_secs, 30),
             body_idle_timeout: secs(file.body_idle_timeout_secs, 60),
+            max_connections: file.max_connections.unwrap_or(1024).max(1),
+            write_timeout: secs(file.write_timeout_secs, 60).max(Duration::from_secs(1)),
             max_header_bytes: file.max_header_bytes.unwrap_or(64 * 1024),
             max_chunk_bytes: file.max_chunk_bytes.unwrap_or(16 * 1024 * 1024),
             shutdown_grace: secs(file.shutdown_grace_secs, 30),

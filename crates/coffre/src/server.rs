@@ -17,7 +17,6 @@ use coffre_core::witness::{ChangeWitness, NoAuditLog};
 use coffre_meta::{EmbeddedMeta, PgMeta, PgOptions};
 use coffre_node::FilePlacement;
 use coffre_node::{ClusterTls, Identity, NodeClient, NodeServer, ReplicatedBlobStore};
-use coffre_s3::conn::ConnLimits;
 use coffre_s3::{Front, FrontConfig, KeyStore};
 use coffre_topology::TargetId;
 use tokio::net::TcpListener;
@@ -50,7 +49,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (blobs, cluster) = open_blobs(&config, shared.as_ref()).await?;
     // With storage targets, every byte goes to them: none inline on this disk.
     let inline_threshold = if cluster.is_some() { 0 } else { config.inline_threshold };
-    let service_config = ServiceConfig { inline_threshold, gc_grace: config.gc_grace };
+    let service_config =
+        ServiceConfig { inline_threshold, gc_grace: config.gc_grace, list_max_rows: config.list_max_rows };
     let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
     let trail = open_trail(&config, shared.as_ref())?;
     if let Some(pg) = &shared {
@@ -81,6 +81,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_header_bytes: config.max_header_bytes,
         header_read_timeout: config.header_read_timeout,
         body_idle_timeout: config.body_idle_timeout,
+        max_connections: config.max_connections,
+        write_timeout: config.write_timeout,
         max_chunk_bytes: config.max_chunk_bytes,
         customer_keys_allowed: front_customer_keys,
         ..FrontConfig::default()
@@ -152,7 +154,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         admin_listener,
         coffre_admin::router(admin_state),
         tls.handshake(),
-        ConnLimits { header_read_timeout: config.header_read_timeout, max_header_bytes: config.max_header_bytes },
+        config.conn_limits(),
         stopped(stop_rx.clone()),
         config.shutdown_grace,
     ));
@@ -414,8 +416,7 @@ async fn run_storage_node(config: Config) -> anyhow::Result<()> {
     // The S3 front's connection loop: header guards against slow or huge heads,
     // TCP_NODELAY (a 4 KiB GET otherwise waits out the gateway's delayed ACK),
     // and in-flight requests finishing on SIGTERM.
-    let limits =
-        ConnLimits { header_read_timeout: config.header_read_timeout, max_header_bytes: config.max_header_bytes };
+    let limits = config.conn_limits();
     admin::serve("node", listener, router, Some(handshake), limits, wait_for_signal(), config.shutdown_grace)
         .await
         .context("node API")?;

@@ -3,7 +3,7 @@
 //! destruction when the bucket is deleted or erased.
 
 use coffre_crypto::KekId;
-use coffre_topology::ResidencyPolicy;
+use coffre_topology::PolicyRequest;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -47,18 +47,17 @@ impl ObjectService {
         self.create_bucket_with(who, name, object_lock, None).await
     }
 
-    /// Creates a bucket with a residency policy (checked against the blob
-    /// store's topology first); `None`: the deployment's default.
+    /// Creates a bucket with the residency policy it asks for (completed from
+    /// the operator's `[residency]`, checked by the blob store, never wider);
+    /// `None`: the deployment's default.
     pub async fn create_bucket_with(
         &self,
         who: &Principal,
         name: BucketName,
         object_lock: bool,
-        residency: Option<ResidencyPolicy>,
+        asked: Option<PolicyRequest>,
     ) -> Result<()> {
-        if let Some(policy) = &residency {
-            self.blobs.check_residency(policy)?;
-        }
+        let residency = asked.map(|asked| self.blobs.bucket_policy(&asked)).transpose()?;
         // An existing bucket is refused before the custodian is asked for a key.
         if let Some(existing) = self.meta.bucket(&name).await? {
             return Err(if existing.owner == who.access_key {

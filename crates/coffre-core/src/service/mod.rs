@@ -34,11 +34,13 @@ pub struct ServiceConfig {
     pub inline_threshold: usize,
     /// How long a replaced blob stays readable for GETs already under way.
     pub gc_grace: Duration,
+    /// Rows one ListObjects request reads before its page ends truncated.
+    pub list_max_rows: usize,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { inline_threshold: 4096, gc_grace: Duration::from_secs(60) }
+        Self { inline_threshold: 4096, gc_grace: Duration::from_secs(60), list_max_rows: list::DEFAULT_MAX_SCAN }
     }
 }
 
@@ -430,6 +432,7 @@ impl ObjectService {
             self.witness(change).await?;
             let put = PutObject {
                 bucket: req.bucket,
+                bucket_id: bucket.id,
                 key: req.key,
                 version,
                 condition: req.condition,
@@ -661,7 +664,8 @@ impl ObjectService {
 
     pub async fn list_objects(&self, who: &Principal, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
         self.bucket(who, bucket).await?;
-        list::list(self.meta.as_ref(), bucket, query).await
+        let query = ListQuery { max_scan: self.config.list_max_rows, ..query.clone() };
+        list::list(self.meta.as_ref(), bucket, &query).await
     }
 
     /// Applies the buckets' lifecycle rules as of `now`.

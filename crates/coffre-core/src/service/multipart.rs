@@ -73,6 +73,7 @@ impl ObjectService {
         let upload = UploadRecord {
             upload_id: UploadId::generate(),
             bucket: new.bucket,
+            bucket_id: record.id,
             key: new.key,
             initiated: UnixNanos::now(),
             owner: who.access_key.clone(),

@@ -16,7 +16,7 @@ use crate::meta::{
     BucketRecord, DataLocation, DeleteGuard, DeleteOutcome, ObjectVersion, VersionChange, VersionMeta, Versioning,
     WriteCondition,
 };
-use crate::types::{BlobId, UnixNanos, VersionId};
+use crate::types::{BlobId, BucketId, UnixNanos, VersionId};
 
 #[cfg(test)]
 mod model_tests;
@@ -160,14 +160,16 @@ pub fn check_condition(cond: &WriteCondition, current: Option<&ObjectVersion>) -
 }
 
 /// Makes `version` the key's current version, keeping or dropping the old
-/// current one as the bucket's versioning says. Every check comes first.
+/// current one as the bucket's versioning says. Every check comes first,
+/// the first that `bucket` is the one the write began in (`began_in`).
 pub fn plan_put(
     bucket: &BucketRecord,
+    began_in: BucketId,
     rows: &KeyRows,
     version: ObjectVersion,
     cond: &WriteCondition,
 ) -> Result<KeyWrites> {
-    bucket.check_sealed(&version.data.keys())?;
+    bucket.check_write(began_in, &version.data.keys())?;
     check_condition(cond, rows.current.as_ref().map(|c| &c.version))?;
     let mut writes = KeyWrites::default();
     if let Some(old) = &rows.current {
@@ -216,7 +218,7 @@ pub fn plan_delete(bucket: &BucketRecord, rows: &KeyRows, req: &DeleteRequest) -
         (None, versioning) => {
             let id = if versioning == Versioning::Enabled { req.marker_id.clone() } else { VersionId::Null };
             let marker = delete_marker(bucket, id.clone(), req.now);
-            let writes = plan_put(bucket, rows, marker, &WriteCondition::None)?;
+            let writes = plan_put(bucket, bucket.id, rows, marker, &WriteCondition::None)?;
             Ok((writes, DeleteOutcome { version_id: Some(id), delete_marker: true }))
         }
         (Some(wanted), _) => plan_delete_version(rows, wanted, req),

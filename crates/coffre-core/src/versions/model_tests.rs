@@ -272,8 +272,13 @@ impl Run {
             Cond::Absent => WriteCondition::KeyAbsent,
             Cond::Match(e) => WriteCondition::EtagMatches(e.to_string()),
         };
-        let planned =
-            plan_put(&self.bucket, &self.rows.read(&Reads::for_put(&self.bucket, &version)), version, &condition);
+        let planned = plan_put(
+            &self.bucket,
+            self.bucket.id,
+            &self.rows.read(&Reads::for_put(&self.bucket, &version)),
+            version,
+            &condition,
+        );
         let modelled = if stale { Err(Error::KeyRotated { generation: 0 }) } else { self.model.check(&cond) };
         if let (Ok(writes), Ok(())) = (&planned, &modelled) {
             self.written.extend(new.blob);

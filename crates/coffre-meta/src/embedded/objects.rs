@@ -10,7 +10,7 @@ use coffre_core::meta::{
     DeleteGuard, DeleteOutcome, ListedObject, ListedVersion, ObjectMeta, ObjectVersion, PutObject, VersionChange,
     VersionCursor, WriteCondition,
 };
-use coffre_core::types::{BucketName, ObjectKey, VersionId};
+use coffre_core::types::{BucketId, BucketName, ObjectKey, VersionId};
 use coffre_core::versions::{self, CurrentRow, DeleteRequest, KeyRows, KeyWrites, Reads, StoredVersion, UpdateRequest};
 use redb::{ReadableTable, WriteTransaction};
 
@@ -80,6 +80,7 @@ pub(super) fn write_key(txn: &WriteTransaction, b: &str, k: &[u8], writes: KeyWr
 pub(super) fn plan_put(
     txn: &WriteTransaction,
     bucket: &BucketName,
+    began_in: BucketId,
     key: &ObjectKey,
     version: ObjectVersion,
     cond: &WriteCondition,
@@ -87,7 +88,7 @@ pub(super) fn plan_put(
     let record = get_bucket(txn, bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
     let (b, k) = (bucket.as_str(), key.as_bytes());
     let rows = key_rows(txn, b, k, current(txn, b, k)?, &Reads::for_put(&record, &version))?;
-    versions::plan_put(&record, &rows, version, cond)
+    versions::plan_put(&record, began_in, &rows, version, cond)
 }
 
 pub(super) fn delete(
@@ -230,7 +231,7 @@ impl ObjectMeta for EmbeddedMeta {
 
     async fn put_object(&self, put: PutObject) -> Result<()> {
         self.write(move |txn| {
-            let writes = plan_put(txn, &put.bucket, &put.key, put.version, &put.condition)?;
+            let writes = plan_put(txn, &put.bucket, put.bucket_id, &put.key, put.version, &put.condition)?;
             write_key(txn, put.bucket.as_str(), put.key.as_bytes(), writes)?;
             clear_pending(txn, &put.pending)
         })

@@ -43,7 +43,7 @@ pub(super) fn upload_exists(txn: &WriteTransaction, upload: (&str, &[u8], &str))
 impl UploadMeta for EmbeddedMeta {
     async fn create_upload(&self, upload: UploadRecord) -> Result<()> {
         self.write(move |txn| {
-            get_bucket(txn, upload.bucket.as_str())?.ok_or(Error::NoSuchBucket)?;
+            get_bucket(txn, upload.bucket.as_str())?.ok_or(Error::NoSuchBucket)?.check_write(upload.bucket_id, &[])?;
             let mut t = txn.open_table(UPLOADS).map_err(meta_err)?;
             let key = (upload.bucket.as_str(), upload.key.as_bytes(), upload.upload_id.as_str());
             t.insert(key, encode(&upload)?.as_slice()).map_err(meta_err)?;
@@ -71,7 +71,9 @@ impl UploadMeta for EmbeddedMeta {
             if !upload_exists(txn, (upload.bucket.as_str(), upload.key.as_bytes(), id))? {
                 return Err(Error::NoSuchUpload);
             }
-            get_bucket(txn, upload.bucket.as_str())?.ok_or(Error::NoSuchBucket)?.check_sealed(&[&part.key])?;
+            get_bucket(txn, upload.bucket.as_str())?
+                .ok_or(Error::NoSuchBucket)?
+                .check_write(upload.bucket_id, &[&part.key])?;
             let mut t = txn.open_table(PARTS).map_err(meta_err)?;
             let replaced: Option<PartRecord> =
                 t.get((id, part.number)).map_err(meta_err)?.map(|v| decode(v.value())).transpose()?;
@@ -146,7 +148,7 @@ impl UploadMeta for EmbeddedMeta {
                 return Err(Error::NoSuchUpload);
             }
             // Every check before the first write: the transaction is shared.
-            let writes = plan_put(txn, &u.bucket, &u.key, complete.version, &complete.condition)?;
+            let writes = plan_put(txn, &u.bucket, u.bucket_id, &u.key, complete.version, &complete.condition)?;
             let parts = remove_upload(txn, key)?;
             let unused: Vec<BlobId> =
                 parts.iter().filter(|p| !complete.keep.contains(&p.number)).map(|p| p.blob).collect();

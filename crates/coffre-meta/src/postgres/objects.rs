@@ -11,7 +11,7 @@ use coffre_core::meta::{
     DeleteGuard, DeleteOutcome, ListedObject, ListedVersion, ObjectMeta, ObjectVersion, PutObject, VersionChange,
     VersionCursor, VersionMeta, WriteCondition,
 };
-use coffre_core::types::{BucketName, ObjectKey, VersionId};
+use coffre_core::types::{BucketId, BucketName, ObjectKey, VersionId};
 use coffre_core::versions::{self, CurrentRow, DeleteRequest, KeyRows, KeyWrites, Reads, StoredVersion, UpdateRequest};
 use futures::FutureExt as _;
 
@@ -134,6 +134,7 @@ pub(super) async fn write_key(tx: &Tx<'_>, b: &str, k: &[u8], existed: bool, wri
 pub(super) async fn plan_put(
     tx: &Tx<'_>,
     bucket: &BucketName,
+    began_in: BucketId,
     key: &ObjectKey,
     version: &ObjectVersion,
     cond: &WriteCondition,
@@ -143,11 +144,11 @@ pub(super) async fn plan_put(
     let cur = current(tx, b, k).await?;
     let existed = cur.is_some();
     let rows = key_rows(tx, b, k, cur, &Reads::for_put(&record, version)).await?;
-    Ok((versions::plan_put(&record, &rows, version.clone(), cond)?, existed))
+    Ok((versions::plan_put(&record, began_in, &rows, version.clone(), cond)?, existed))
 }
 
 pub(super) async fn put_object_tx(tx: &Tx<'_>, put: &PutObject) -> TxResult<()> {
-    let (writes, existed) = plan_put(tx, &put.bucket, &put.key, &put.version, &put.condition).await?;
+    let (writes, existed) = plan_put(tx, &put.bucket, put.bucket_id, &put.key, &put.version, &put.condition).await?;
     write_key(tx, put.bucket.as_str(), put.key.as_bytes(), existed, writes).await?;
     clear_pending(tx, &put.pending).await
 }

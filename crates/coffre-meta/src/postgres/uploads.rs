@@ -21,7 +21,7 @@ pub(super) fn upload_pk(u: &UploadRecord) -> UploadPk {
 }
 
 pub(super) async fn create_upload_tx(tx: &Tx<'_>, upload: &UploadRecord) -> TxResult<()> {
-    bucket_shared(tx, &upload.bucket).await?;
+    bucket_shared(tx, &upload.bucket).await?.check_write(upload.bucket_id, &[])?;
     let (b, k, id) = (upload.bucket.as_str(), upload.key.as_bytes(), upload.upload_id.as_str().as_bytes());
     let sql = "INSERT INTO multipart_uploads (bucket, key, upload_id, record) VALUES ($1, $2, $3, $4)";
     execute(tx, sql, &[&b, &k, &id, &encode(upload)?]).await.map(drop)
@@ -39,7 +39,7 @@ pub(super) async fn lock_upload(tx: &Tx<'_>, upload: &UploadPk, mode: &str) -> T
 pub(super) async fn put_part_tx(tx: &Tx<'_>, input: &(UploadRecord, PartRecord)) -> TxResult<()> {
     let (upload, part) = input;
     lock_upload(tx, &upload_pk(upload), "FOR SHARE").await?;
-    bucket_shared(tx, &upload.bucket).await?.check_sealed(&[&part.key])?;
+    bucket_shared(tx, &upload.bucket).await?.check_write(upload.bucket_id, &[&part.key])?;
     let id = upload.upload_id.as_str().as_bytes();
     let number = i32::try_from(part.number).map_err(|_| Error::InvalidArgument("part number".into()))?;
     let sql = "SELECT record FROM multipart_parts WHERE upload_id = $1 AND part_no = $2 FOR UPDATE";
@@ -81,7 +81,8 @@ pub(super) async fn complete_upload_tx(tx: &Tx<'_>, complete: &CompleteUpload) -
     let pk = upload_pk(u);
     lock_upload(tx, &pk, "FOR UPDATE").await?;
     // Every check before the first write.
-    let (writes, existed) = plan_put(tx, &u.bucket, &u.key, &complete.version, &complete.condition).await?;
+    let (writes, existed) =
+        plan_put(tx, &u.bucket, u.bucket_id, &u.key, &complete.version, &complete.condition).await?;
     let parts = remove_upload(tx, &pk).await?;
     let unused: Vec<BlobId> = parts.iter().filter(|p| !complete.keep.contains(&p.number)).map(|p| p.blob).collect();
     enqueue_blobs(tx, &unused).await?;

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use coffre_core::meta::{BucketKek, ContentHeaders, DataLocation, MetaStore, ObjectVersion, SealedKey, VersionMeta};
-use coffre_core::types::{AccessKeyId, BlobId, UnixNanos, VersionId};
+use coffre_core::types::{AccessKeyId, BlobId, BucketId, UnixNanos, VersionId};
+
+/// The identity the tests give their buckets, and that their writes name.
+pub const BUCKET_ID: BucketId = BucketId(0xb0c4e7);
 
 /// What keeps an engine's storage alive for a test.
 pub enum Held {

@@ -65,6 +65,8 @@ impl CoffreS3 {
             delimiter: input.delimiter.clone(),
             after,
             max_keys: page_size(input.max_keys)?,
+            // The service's own bound applies.
+            max_scan: 0,
         };
         let page = self.service.list_objects(&who, &bucket, &query).await.map_err(s3_err)?;
         let url = request::is_url_encoding(input.encoding_type.as_ref());
