@@ -2,13 +2,15 @@
 //! rotation (rewrapping data keys, never rewriting data), and their
 //! destruction when the bucket is deleted or erased.
 
+use std::ops::Bound;
+
 use coffre_crypto::KekId;
 use coffre_topology::ResidencyPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::lock::LockConfig;
-use crate::meta::{BucketChange, BucketKek, BucketRecord, EraseReport, Versioning};
+use crate::lock::{ComplianceLocks, LockConfig};
+use crate::meta::{BucketChange, BucketKek, BucketRecord, EraseReport, VersionCursor, Versioning};
 use crate::types::{BucketName, Principal, UnixNanos};
 
 use super::ObjectService;
@@ -115,23 +117,47 @@ impl ObjectService {
         Ok(())
     }
 
-    /// Crypto-erasure: destroys every KEK of the bucket first, so that from
-    /// that moment no copy of its data anywhere can be read, then removes its
-    /// records and queues its blobs for deletion. Object Lock does not stop
-    /// it: erasure is the owner's last word, and only root may do it.
+    /// Crypto-erasure: removes the bucket's records and queues its blobs,
+    /// then destroys every KEK of the bucket, so that no copy of its data
+    /// anywhere (a blob, a backup of the metadata) can be read. Only root may
+    /// do it, and not while a version is under an unexpired COMPLIANCE
+    /// retention: the engine checks that in the erasing transaction, so a
+    /// refused erasure destroys nothing.
     pub async fn erase_bucket(&self, who: &Principal, name: &BucketName) -> Result<EraseOutcome> {
         if !who.is_root {
             return Err(Error::AccessDenied);
         }
         let record = self.bucket(who, name).await?;
+        let removed = self.meta.erase_bucket(name).await?;
         let mut destroyed = Vec::new();
         for kek in &record.keks {
             self.keyring.kms().destroy_kek(&KekId(kek.id.clone())).await.map_err(kms_error)?;
             destroyed.push(kek.id.clone());
         }
-        let removed = self.meta.erase_bucket(name).await?;
         tracing::warn!(bucket = %name, keks = destroyed.len(), versions = removed.versions, "bucket crypto-erased");
         Ok(EraseOutcome { bucket: name.to_string(), keks_destroyed: destroyed, removed })
+    }
+
+    /// Refuses, before anything changes, what [`Self::erase_bucket`] would
+    /// refuse for its COMPLIANCE-locked versions: for callers erasing several
+    /// buckets, so that one locked bucket stops them all before the first.
+    pub async fn check_erasable(&self, who: &Principal, name: &BucketName) -> Result<()> {
+        const PAGE: usize = 1000;
+        self.bucket(who, name).await?;
+        let now = UnixNanos::now();
+        let mut locks = ComplianceLocks::default();
+        let mut from = Bound::Unbounded;
+        loop {
+            let page = self.meta.list_versions(name, b"", from, PAGE).await?;
+            page.iter().for_each(|v| locks.note(&v.meta.lock, now));
+            match page.last() {
+                Some(last) if page.len() == PAGE => {
+                    let key = last.key.as_str().as_bytes().to_vec();
+                    from = Bound::Excluded(VersionCursor { key, after_version: Some(last.meta.version_id.clone()) });
+                }
+                _ => return locks.check_erase(),
+            }
+        }
     }
 
     /// Key rotation: a new KEK wraps new data keys at once; every existing

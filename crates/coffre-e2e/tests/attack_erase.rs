@@ -1,0 +1,99 @@
+//! Crypto-erasure attacked: an operator holding the admin token tries to erase
+//! data under COMPLIANCE retention, directly or through its tenant's key.
+//! The erasure is refused with the count and date that block it, and nothing
+//! (records, data, keys) is destroyed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
+use aws_sdk_s3::types::ObjectLockMode;
+use coffre_e2e::objects::try_get;
+use coffre_e2e::{Server, custody};
+
+/// A retain-until date `days` from now, in whole seconds (as it comes back).
+fn in_days(days: u64) -> DateTime {
+    let at = SystemTime::now() + Duration::from_secs(days * 86_400);
+    DateTime::from_secs(at.duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64)
+}
+
+async fn put_locked(c: &Client, bucket: &str, key: &str, mode: ObjectLockMode, until: DateTime) {
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(format!("{bucket}/{key}").into_bytes()))
+        .object_lock_mode(mode)
+        .object_lock_retain_until_date(until)
+        .send()
+        .await
+        .expect("locked put");
+}
+
+/// The bucket is still whole: its KEK listed (and on disk, embedded), every object readable.
+async fn assert_intact(server: &Server, c: &Client, bucket: &str, keys: &[&str], kek: &str) {
+    let info = server.cli_json(&["bucket", "info", bucket, "--json"]);
+    assert_eq!(info["keks"][0]["id"], kek, "the KEK is still the bucket's: {info}");
+    if custody() == "embedded" {
+        let file = server.data_dir.join("kms/keks").join(format!("{kek}.kek"));
+        assert!(file.exists(), "the KEK file {} must not be destroyed", file.display());
+    }
+    for key in keys {
+        let got = try_get(c, bucket, key).await.unwrap_or_else(|e| panic!("{bucket}/{key} unreadable: {e}"));
+        assert_eq!(got, format!("{bucket}/{key}").into_bytes());
+    }
+}
+
+fn kek_of(server: &Server, bucket: &str) -> String {
+    let info = server.cli_json(&["bucket", "info", bucket, "--json"]);
+    info["keks"][0]["id"].as_str().expect("kek id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_locked_buckets_cannot_be_erased() {
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("vault").object_lock_enabled_for_bucket(true).send().await.expect("create");
+    let latest = in_days(60);
+    put_locked(&c, "vault", "ledger", ObjectLockMode::Compliance, in_days(30)).await;
+    put_locked(&c, "vault", "ledger", ObjectLockMode::Compliance, latest).await; // a second version
+    put_locked(&c, "vault", "draft", ObjectLockMode::Governance, in_days(90)).await;
+    let kek = kek_of(&server, "vault");
+
+    let refused = server.cli(&["bucket", "erase", "vault", "--confirm"]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "erasing COMPLIANCE-locked versions must be refused");
+    assert!(why.contains("409"), "a conflict, not a failure: {why}");
+    assert!(why.contains("2 object version(s) under COMPLIANCE retention"), "the count of locked versions: {why}");
+    let until = latest.fmt(DateTimeFormat::DateTime).expect("format");
+    assert!(why.contains(&until), "the latest retain-until date {until}: {why}");
+    assert_intact(&server, &c, "vault", &["ledger", "draft"], &kek).await;
+    let versions = c.list_object_versions().bucket("vault").send().await.expect("versions");
+    assert_eq!(versions.versions().len(), 3, "no version removed");
+
+    // GOVERNANCE alone does not stop root's erasure.
+    c.create_bucket().bucket("governed").object_lock_enabled_for_bucket(true).send().await.expect("create");
+    put_locked(&c, "governed", "memo", ObjectLockMode::Governance, in_days(90)).await;
+    let erased = server.cli_json(&["bucket", "erase", "governed", "--confirm", "--json"]);
+    assert_eq!(erased["versions"], 1, "{erased}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_key_deletion_erases_nothing_while_one_bucket_is_locked() {
+    let server = Server::start();
+    let (access, secret) = server.create_key("tenant");
+    let tenant = server.client_as(&access, &secret);
+    // "a-free" comes before "z-vault" in every listing: erased first if not checked first.
+    tenant.create_bucket().bucket("a-free").send().await.expect("create");
+    tenant.put_object().bucket("a-free").key("k").body(ByteStream::from_static(b"a-free/k")).send().await.expect("put");
+    tenant.create_bucket().bucket("z-vault").object_lock_enabled_for_bucket(true).send().await.expect("create");
+    put_locked(&tenant, "z-vault", "k", ObjectLockMode::Compliance, in_days(10)).await;
+    let (free_kek, vault_kek) = (kek_of(&server, "a-free"), kek_of(&server, "z-vault"));
+
+    let refused = server.cli(&["key", "delete", &access, "--erase-buckets"]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "the key's deletion must be refused");
+    assert!(why.contains("1 object version(s) under COMPLIANCE retention"), "{why}");
+    assert_intact(&server, &tenant, "a-free", &["k"], &free_kek).await;
+    assert_intact(&server, &tenant, "z-vault", &["k"], &vault_kek).await;
+    tenant.list_buckets().send().await.expect("the tenant's key still works");
+}
