@@ -70,8 +70,23 @@ pub enum Sse {
     S3,
     /// `aws:kms`, with the key id the client named, if any.
     Kms { key_id: Option<String> },
-    /// SSE-C: only a salted HMAC of the customer's key is kept, to recognise it.
+    /// SSE-C: only a salted HMAC of the customer's key is kept, to recognise
+    /// it. Versions written before checksums were sealed have this form.
     Customer(CustomerKeyCheck),
+    /// SSE-C with the checksums the client asked for sealed under the
+    /// object's keys (`VersionMeta::checksums` stays empty): only a request
+    /// bringing the customer's key opens them. Empty when none was asked for.
+    CustomerSealed { check: CustomerKeyCheck, checksums: Vec<u8> },
+}
+
+impl Sse {
+    /// The customer's key check, for SSE-C versions of either form.
+    pub fn customer(&self) -> Option<&CustomerKeyCheck> {
+        match self {
+            Self::Customer(check) | Self::CustomerSealed { check, .. } => Some(check),
+            Self::S3 | Self::Kms { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

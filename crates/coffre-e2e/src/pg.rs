@@ -213,3 +213,16 @@ mod tests {
         assert_eq!(with_dbname("postgres://u@h/old?sslmode=disable", "c_1"), "postgres://u@h/c_1?sslmode=disable");
     }
 }
+
+/// The rows of the database of the server on `data_dir`, as `pg_dump
+/// --data-only` writes them (bytea in hex), or `None` with embedded metadata.
+pub fn pg_dump_for(data_dir: &Path) -> Option<Vec<u8>> {
+    let cluster = test_pg()?;
+    let url = pg_database_for(&cluster, data_dir).unwrap_or_else(|e| panic!("the server's database: {e}"));
+    let out = std::process::Command::new(pg_tool("pg_dump"))
+        .args(["--data-only", "-d", &url])
+        .output()
+        .unwrap_or_else(|e| panic!("running pg_dump: {e}"));
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    Some(out.stdout)
+}
