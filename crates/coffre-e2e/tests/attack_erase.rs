@@ -97,3 +97,93 @@ async fn a_tenants_key_deletion_erases_nothing_while_one_bucket_is_locked() {
     assert_intact(&server, &tenant, "z-vault", &["k"], &vault_kek).await;
     tenant.list_buckets().send().await.expect("the tenant's key still works");
 }
+
+/// A KMIP custodian configuration reaching the server at `addr`.
+fn kmip_config(path: &std::path::Path, addr: &str) -> Option<std::path::PathBuf> {
+    let var = |name: &str| std::env::var(name).ok();
+    let (ca, cert, key) = (var("COFFRE_TEST_KMIP_CA")?, var("COFFRE_TEST_KMIP_CERT")?, var("COFFRE_TEST_KMIP_KEY")?);
+    let toml = format!(
+        "[kms]\ncustody = \"kmip\"\naddr = \"{addr}\"\nserver_name = \"localhost\"\nca_cert = \"{ca}\"\n\
+         client_cert = \"{cert}\"\nclient_key = \"{key}\"\n"
+    );
+    std::fs::write(path, toml).expect("config");
+    Some(path.to_path_buf())
+}
+
+/// `coffre inspect read` of `bucket/obj` from `dir` with the metadata `meta`, server stopped.
+fn offline_read(dir: &std::path::Path, meta: &std::path::Path, config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(coffre_e2e::coffre_bin())
+        .args(["inspect", "read", "--data-dir"])
+        .arg(dir)
+        .arg("--meta")
+        .arg(meta)
+        .arg("--config")
+        .arg(config)
+        .args(["doomed", "obj"])
+        .output()
+        .expect("run inspect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_key_destruction_is_recorded_shown_and_retried_until_done() {
+    let Some(upstream) = std::env::var("COFFRE_TEST_KMIP_ADDR").ok() else {
+        eprintln!("skipped: COFFRE_TEST_KMIP_ADDR unset (scripts/test.sh starts a KMIP server and sets it)");
+        return;
+    };
+    if coffre_e2e::pg::skip_unless_embedded("the offline reader opens a copy of meta.redb") {
+        return;
+    }
+    let relay = coffre_e2e::relay::Relay::start(upstream.clone()).await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let Some(through_relay) = kmip_config(&tmp.path().join("relay.toml"), &relay.addr.to_string()) else {
+        eprintln!("skipped: COFFRE_TEST_KMIP_CA/CERT/KEY unset");
+        return;
+    };
+    let direct = kmip_config(&tmp.path().join("direct.toml"), &upstream).expect("config");
+    let mut server = Server::start_with_config(&dir, &through_relay, &[]);
+    let c = server.client();
+    c.create_bucket().bucket("doomed").send().await.expect("bucket");
+    c.put_object().bucket("doomed").key("obj").body(ByteStream::from_static(b"doomed/obj")).send().await.expect("put");
+    let kek = kek_of(&server, "doomed");
+    // What a thief keeps: the metadata as it was before the erasure.
+    server.stop();
+    let old_meta = tmp.path().join("meta-before.redb");
+    std::fs::copy(dir.join("meta.redb"), &old_meta).expect("copy");
+    let server = Server::start_with_config(&dir, &through_relay, &[]);
+
+    relay.cut();
+    let erased = server.cli_json(&["bucket", "erase", "doomed", "--confirm", "--json"]);
+    assert_eq!(erased["keks_pending"][0], kek.as_str(), "the KEK could not be destroyed: {erased}");
+    assert_eq!(erased["keks_destroyed"].as_array().map(Vec::len), Some(0), "{erased}");
+    let status = server.cli(&["kms", "status"]);
+    let why = String::from_utf8_lossy(&status.stderr);
+    assert!(!status.status.success(), "the custodian is down");
+    assert!(why.contains("1 key destruction(s) pending"), "kms status names what is owed: {why}");
+    // The failure is real: with the custodian reached directly, the old metadata still opens.
+    let before = offline_read(&dir, &old_meta, &direct);
+    assert_eq!(before.stdout, b"doomed/obj", "still readable: {}", String::from_utf8_lossy(&before.stderr));
+
+    relay.restore();
+    let mut owed = serde_json::Value::Null;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let out = server.cli(&["kms", "status", "--json"]);
+        if !out.status.success() {
+            continue;
+        }
+        owed = serde_json::from_slice(&out.stdout).expect("json");
+        let pending = owed["pending_destroys"].as_array().expect("pending_destroys");
+        if pending.is_empty() {
+            break;
+        }
+        assert_eq!(pending[0]["kek"], kek.as_str(), "{owed}");
+        assert_eq!(pending[0]["bucket"], "doomed", "{owed}");
+        assert!(pending[0]["attempts"].as_u64() >= Some(1) && pending[0]["last_error"].is_string(), "{owed}");
+    }
+    assert_eq!(owed["pending_destroys"].as_array().map(Vec::len), Some(0), "retried until done: {owed}");
+    drop(server);
+    let after = offline_read(&dir, &old_meta, &direct);
+    assert!(!after.status.success() && after.stdout.is_empty(), "the KEK must be gone: {} bytes", after.stdout.len());
+    assert!(String::from_utf8_lossy(&after.stderr).contains("not in the key custodian"));
+}

@@ -21,6 +21,7 @@ use crate::codec::meta_err;
 mod access_keys;
 mod blobs;
 mod buckets;
+mod keks;
 mod objects;
 mod rekey;
 mod settings;
@@ -45,6 +46,8 @@ const PENDING: TableDefinition<u128, i64> = TableDefinition::new("pending_blobs"
 const GC_QUEUE: TableDefinition<u128, i64> = TableDefinition::new("gc_queue");
 const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+/// KEK destructions owed, by KEK id (`keks.rs`).
+const KEK_DESTROYS: TableDefinition<&str, &[u8]> = TableDefinition::new("kek_destroys");
 
 /// Jobs a single commit may carry: enough to amortise the sync, few enough
 /// that one slow batch does not hold many callers.
@@ -105,6 +108,7 @@ impl EmbeddedMeta {
             txn.open_table(GC_QUEUE).map_err(meta_err)?;
             txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
             txn.open_table(SETTINGS).map_err(meta_err)?;
+            txn.open_table(KEK_DESTROYS).map_err(meta_err)?;
         }
         txn.commit().map_err(meta_err)?;
 

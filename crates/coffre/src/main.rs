@@ -561,6 +561,11 @@ async fn kms_status(admin: &AdminArgs) -> anyhow::Result<()> {
             "custody:  {}\nlocation: {}\ndetail:   {}\nstatus:   working",
             status.custody, status.location, status.detail
         );
+        println!("pending key destructions: {}", status.pending_destroys.len());
+        for d in &status.pending_destroys {
+            let error = d.last_error.as_deref().unwrap_or("not tried yet");
+            println!("  {} (bucket {}, since {}, {} attempts): {error}", d.kek, d.bucket, d.since, d.attempts);
+        }
     }
     Ok(())
 }

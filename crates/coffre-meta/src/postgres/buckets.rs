@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
 use coffre_core::lock::ComplianceLocks;
-use coffre_core::meta::{BucketChange, BucketMeta, BucketRecord, BucketUsage, EraseReport, PartRecord, VersionMeta};
+use coffre_core::meta::{
+    BucketChange, BucketMeta, BucketRecord, BucketUsage, EraseReport, KekDestroy, PartRecord, VersionMeta,
+};
 use coffre_core::types::{BucketName, UnixNanos};
 use futures::FutureExt as _;
 
@@ -59,7 +61,8 @@ async fn check_no_compliance_lock(tx: &Tx<'_>, bucket: &str) -> TxResult<()> {
     Ok(locks.check_erase()?)
 }
 
-pub(super) async fn erase_bucket_tx(tx: &Tx<'_>, name: &BucketName) -> TxResult<EraseReport> {
+pub(super) async fn erase_bucket_tx(tx: &Tx<'_>, input: &(BucketName, Vec<KekDestroy>)) -> TxResult<EraseReport> {
+    let (name, destroys) = input;
     bucket_row(tx, name, "SELECT record FROM buckets WHERE name = $1 FOR UPDATE").await?;
     let b = name.as_str();
     check_no_compliance_lock(tx, b).await?;
@@ -87,6 +90,7 @@ pub(super) async fn erase_bucket_tx(tx: &Tx<'_>, name: &BucketName) -> TxResult<
     }
     report.blobs = garbage.len() as u64;
     enqueue_blobs(tx, &garbage).await?;
+    super::keks::queue_tx(tx, destroys).await?;
     Ok(report)
 }
 
@@ -126,7 +130,7 @@ impl BucketMeta for PgMeta {
         self.txn(&(name.clone(), change), |tx, i| update_bucket_tx(tx, i).boxed()).await
     }
 
-    async fn erase_bucket(&self, name: &BucketName) -> Result<EraseReport> {
-        self.txn(name, |tx, n| erase_bucket_tx(tx, n).boxed()).await
+    async fn erase_bucket(&self, name: &BucketName, destroys: Vec<KekDestroy>) -> Result<EraseReport> {
+        self.txn(&(name.clone(), destroys), |tx, i| erase_bucket_tx(tx, i).boxed()).await
     }
 }
