@@ -226,3 +226,14 @@ pub fn pg_dump_for(data_dir: &Path) -> Option<Vec<u8>> {
     assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
     Some(out.stdout)
 }
+
+/// Runs `sql` with `psql` on the database `url` (as its superuser: a test
+/// playing the database administrator); its output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new(pg_tool("psql"))
+        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("running psql: {e}"));
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -187,3 +187,46 @@ async fn a_failed_key_destruction_is_recorded_shown_and_retried_until_done() {
     assert!(!after.status.success() && after.stdout.is_empty(), "the KEK must be gone: {} bytes", after.stdout.len());
     assert!(String::from_utf8_lossy(&after.stderr).contains("not in the key custodian"));
 }
+
+/// How long a gateway may keep serving a KEK another gateway destroyed: the
+/// embedded custodian's cache lifetime (`coffre_kms::embedded::KEK_CACHE_TTL`).
+const KEK_CACHE_TTL: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_on_one_gateway_stops_the_others_within_the_cache_bound() {
+    let Some(d) = coffre_e2e::deployment::Deployment::start(2) else { return };
+    let c = d.clients();
+    c[0].create_bucket().bucket("doomed").send().await.expect("bucket");
+    let body = coffre_e2e::pattern(100_000, 5);
+    c[0].put_object().bucket("doomed").key("obj").body(ByteStream::from(body.clone())).send().await.expect("put");
+    // Gateway 1 reads it: the bucket's KEK is now in its memory.
+    assert_eq!(try_get(&c[1], "doomed", "obj").await.expect("read through gateway 1"), body);
+    // The database administrator keeps the bucket's rows, to put them back after the erasure.
+    let psql = |sql: &str| coffre_e2e::pg::psql(&d.db, sql);
+    psql("CREATE TABLE stash_b AS SELECT * FROM buckets WHERE name = 'doomed'");
+    psql("CREATE TABLE stash_o AS SELECT * FROM objects WHERE bucket = 'doomed'");
+
+    let erased_at = std::time::Instant::now();
+    let erased = d.gateways[0].cli_json(&["bucket", "erase", "doomed", "--confirm", "--json"]);
+    assert_eq!(erased["keks_destroyed"].as_array().map(Vec::len), Some(1), "{erased}");
+    // ...and takes the blob off the collection queue (its grace is 1 s here),
+    // so that only the destroyed KEK stands between the rows and the data.
+    psql("DELETE FROM gc_queue");
+    psql("INSERT INTO buckets SELECT * FROM stash_b");
+    psql("INSERT INTO objects SELECT * FROM stash_o");
+    assert!(try_get(&c[0], "doomed", "obj").await.is_err(), "the erasing gateway serves nothing");
+
+    // Gateway 1 stops serving the restored rows within the bound, never later.
+    let deadline = KEK_CACHE_TTL + Duration::from_secs(5);
+    let refused = loop {
+        match try_get(&c[1], "doomed", "obj").await {
+            Err(e) => break e,
+            Ok(_) if erased_at.elapsed() > deadline => {
+                panic!("gateway 1 still serves the erased bucket {:?} after the erasure", erased_at.elapsed())
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
+    eprintln!("gateway 1 stopped serving {:?} after the erasure: {refused}", erased_at.elapsed());
+    assert!(try_get(&c[1], "doomed", "obj").await.is_err(), "and keeps refusing");
+}
