@@ -196,24 +196,6 @@ fn pg_ctl<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_database_name_goes_where_each_connection_string_form_keeps_it() {
-        assert_eq!(
-            with_dbname("host=/tmp/pg port=5432 user=postgres", "c_1"),
-            "host=/tmp/pg port=5432 user=postgres dbname=c_1"
-        );
-        assert_eq!(
-            with_dbname("postgresql://postgres@%2Ftmp%2Fpg:5432", "c_1"),
-            "postgresql://postgres@%2Ftmp%2Fpg:5432/c_1"
-        );
-        assert_eq!(with_dbname("postgres://u@h/old?sslmode=disable", "c_1"), "postgres://u@h/c_1?sslmode=disable");
-    }
-}
-
 /// The rows of the database of the server on `data_dir`, as `pg_dump
 /// --data-only` writes them (bytea in hex), or `None` with embedded metadata.
 pub fn pg_dump_for(data_dir: &Path) -> Option<Vec<u8>> {
@@ -236,4 +218,22 @@ pub fn psql(url: &str, sql: &str) -> String {
         .unwrap_or_else(|e| panic!("running psql: {e}"));
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_name_goes_where_each_connection_string_form_keeps_it() {
+        assert_eq!(
+            with_dbname("host=/tmp/pg port=5432 user=postgres", "c_1"),
+            "host=/tmp/pg port=5432 user=postgres dbname=c_1"
+        );
+        assert_eq!(
+            with_dbname("postgresql://postgres@%2Ftmp%2Fpg:5432", "c_1"),
+            "postgresql://postgres@%2Ftmp%2Fpg:5432/c_1"
+        );
+        assert_eq!(with_dbname("postgres://u@h/old?sslmode=disable", "c_1"), "postgres://u@h/c_1?sslmode=disable");
+    }
 }

@@ -61,6 +61,19 @@ fn decode_meta(bytes: &[u8]) -> Result<VersionMeta> {
     Ok(meta)
 }
 
+/// Compacts a metadata file no server has open: live pages move to the front
+/// and the file is cut after them, so freed pages (an erased bucket's names,
+/// tags and metadata among them) past the cut leave the file. Returns its
+/// sizes before and after, in bytes.
+pub fn compact_file(path: &Path) -> Result<(u64, u64)> {
+    let size = || std::fs::metadata(path).map(|m| m.len()).map_err(meta_err);
+    let before = size()?;
+    let mut db = coffre_disk::open_database(path).map_err(meta_err)?;
+    while db.compact().map_err(meta_err)? {}
+    drop(db);
+    Ok((before, size()?))
+}
+
 pub struct EmbeddedMeta {
     db: Arc<Database>,
     writer: GroupCommit,

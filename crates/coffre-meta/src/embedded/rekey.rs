@@ -152,8 +152,11 @@ fn replace_in_part(txn: &WriteTransaction, upload: &UploadId, number: u32, new: 
 }
 
 /// Removes the bucket and every version and upload in it; queues the blobs.
-/// Every noncurrent version of the bucket, with its (key, rev).
-fn noncurrent_of(txn: &WriteTransaction, bucket: &str) -> Result<Vec<((Vec<u8>, u64), ObjectVersion)>> {
+/// A noncurrent version with its (key, rev).
+type Noncurrent = ((Vec<u8>, u64), ObjectVersion);
+
+/// Every noncurrent version of the bucket.
+fn noncurrent_of(txn: &WriteTransaction, bucket: &str) -> Result<Vec<Noncurrent>> {
     txn.open_table(VERSIONS)
         .map_err(meta_err)?
         .range((bucket, NO_KEY, 0u64)..)
