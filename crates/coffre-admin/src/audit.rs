@@ -149,7 +149,8 @@ pub(crate) async fn audit_erasure(
     state: &AdminState,
     outcome: &coffre_core::service::EraseOutcome,
 ) -> Result<(), ApiError> {
-    audit_keys(state, "kms:DestroyKey", &outcome.bucket, format!("keks={}", outcome.keks_destroyed.join(","))).await
+    let detail = format!("keks={} pending={}", outcome.keks_destroyed.join(","), outcome.keks_pending.join(","));
+    audit_keys(state, "kms:DestroyKey", &outcome.bucket, detail).await
 }
 
 #[derive(Deserialize)]

@@ -17,18 +17,63 @@ pub struct KmsView {
     pub custody: String,
     pub location: String,
     pub detail: String,
+    /// Key destructions owed and not done yet, oldest first.
+    #[serde(default)]
+    pub pending_destroys: Vec<PendingDestroyView>,
 }
 
-/// Which custodian holds the keys, after checking it works end to end.
+/// A KEK the custodian has not destroyed yet, retried in the background.
+#[derive(Serialize, Deserialize)]
+pub struct PendingDestroyView {
+    pub kek: String,
+    pub bucket: String,
+    pub since: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub last_attempt: Option<String>,
+}
+
+/// Which custodian holds the keys, after checking it works end to end, and
+/// the key destructions still owed (named in the error too when it fails).
 pub(crate) async fn kms_status(State(state): State<AdminState>) -> Result<Json<KmsView>, ApiError> {
     let kms = state.service.kms();
+    let pending: Vec<PendingDestroyView> = state
+        .service
+        .kek_destroys()
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|d| PendingDestroyView {
+            kek: d.kek,
+            bucket: d.bucket,
+            since: rfc3339(d.since),
+            attempts: d.attempts,
+            last_error: d.last_error,
+            last_attempt: d.last_attempt.map(rfc3339),
+        })
+        .collect();
     match kms.status().await {
-        Ok(s) => Ok(Json(KmsView { custody: s.custody.to_string(), location: s.location, detail: s.detail })),
-        Err(e) => Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "KmsUnavailable",
-            format!("{} custodian does not work: {e}", kms.custody()),
-        )),
+        Ok(s) => Ok(Json(KmsView {
+            custody: s.custody.to_string(),
+            location: s.location,
+            detail: s.detail,
+            pending_destroys: pending,
+        })),
+        Err(e) => {
+            let owed = match pending.last() {
+                None => String::new(),
+                Some(last) => format!(
+                    "; {} key destruction(s) pending, the latest failed with: {}",
+                    pending.len(),
+                    last.last_error.as_deref().unwrap_or("not tried yet")
+                ),
+            };
+            Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "KmsUnavailable",
+                format!("{} custodian does not work: {e}{owed}", kms.custody()),
+            ))
+        }
     }
 }
 
@@ -40,11 +85,12 @@ pub(crate) async fn rotate_key(
     let outcome = state.service.rotate_bucket_key(&state.root, &bucket).await.map_err(service_error)?;
     tracing::info!(bucket = %name, generation = outcome.new_generation, rewrapped = outcome.rewrapped, "bucket key rotated");
     let detail = format!(
-        "new_kek={} generation={} rewrapped={} destroyed={}",
+        "new_kek={} generation={} rewrapped={} destroyed={} pending={}",
         outcome.new_kek,
         outcome.new_generation,
         outcome.rewrapped,
-        outcome.keks_destroyed.join(",")
+        outcome.keks_destroyed.join(","),
+        outcome.keks_pending.join(",")
     );
     audit_keys(&state, "kms:RotateKey", &outcome.bucket, detail).await?;
     Ok(Json(outcome))

@@ -32,6 +32,9 @@ pub(crate) fn service_error(e: coffre_core::Error) -> ApiError {
         coffre_core::Error::Residency(_) | coffre_core::Error::Unavailable(_) => {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "StorageUnavailable", e.to_string())
         }
+        coffre_core::Error::ErasureLocked { .. } => {
+            ApiError(StatusCode::CONFLICT, "ComplianceRetention", e.to_string())
+        }
         coffre_core::Error::NoSuchBucket => ApiError(StatusCode::NOT_FOUND, "NoSuchBucket", e.to_string()),
         coffre_core::Error::AuditUnavailable(_) => ApiError(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -130,6 +130,9 @@ pub(crate) async fn delete_key(
             format!("access key {id} owns buckets {names:?}: delete them first, or erase them with the key"),
         ));
     }
+    for bucket in &owned {
+        state.service.check_erasable(&state.root, &bucket.name).await.map_err(service_error)?;
+    }
     let mut erased = Vec::new();
     for bucket in &owned {
         let outcome = state.service.erase_bucket(&state.root, &bucket.name).await.map_err(service_error)?;

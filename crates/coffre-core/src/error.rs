@@ -32,6 +32,12 @@ pub enum Error {
     /// Object Lock forbids the change (retention or legal hold).
     #[error("{0}")]
     Locked(String),
+    /// An erasure refused: versions under a COMPLIANCE retention not yet ended.
+    #[error(
+        "the bucket holds {versions} object version(s) under COMPLIANCE retention, the latest retained until \
+         {until}: it cannot be erased before then"
+    )]
+    ErasureLocked { versions: u64, until: String },
     #[error("{0}")]
     InvalidTag(String),
     #[error("tags cannot be more than {max}")]

@@ -122,6 +122,40 @@ impl LockState {
     }
 }
 
+/// The versions of a bucket that forbid its erasure: those under a
+/// COMPLIANCE retention that has not ended. Engines note every version inside
+/// the erasing transaction, so no version can slip in between check and erase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ComplianceLocks {
+    pub versions: u64,
+    /// The latest retain-until date among them.
+    pub latest: Option<UnixNanos>,
+}
+
+impl ComplianceLocks {
+    pub fn note(&mut self, lock: &LockState, now: UnixNanos) {
+        if let Some(r) = lock.retention.filter(|r| r.mode == RetentionMode::Compliance && r.until > now) {
+            self.versions += 1;
+            self.latest = self.latest.max(Some(r.until));
+        }
+    }
+
+    /// `ErasureLocked`, naming how many versions and until when, if any was noted.
+    pub fn check_erase(self) -> Result<()> {
+        match self.latest {
+            None => Ok(()),
+            Some(until) => Err(Error::ErasureLocked { versions: self.versions, until: rfc3339(until) }),
+        }
+    }
+}
+
+fn rfc3339(t: UnixNanos) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t.as_secs())
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{} seconds after the epoch", t.as_secs()))
+}
+
 /// At most this many tags on an object (S3's limit); buckets take 50.
 pub const MAX_OBJECT_TAGS: usize = 10;
 pub const MAX_BUCKET_TAGS: usize = 50;
@@ -156,6 +190,25 @@ mod tests {
 
     fn state(mode: RetentionMode, until_days: i64) -> LockState {
         LockState { retention: Some(Retention { mode, until: UnixNanos(until_days * DAY) }), legal_hold: false }
+    }
+
+    #[test]
+    fn only_unexpired_compliance_blocks_an_erasure() {
+        let now = UnixNanos(DAY);
+        let mut locks = ComplianceLocks::default();
+        locks.note(&state(RetentionMode::Governance, 30), now);
+        locks.note(&state(RetentionMode::Compliance, 1), now);
+        locks.note(&LockState { retention: None, legal_hold: true }, now);
+        assert!(locks.check_erase().is_ok(), "governance, expired compliance and holds do not block");
+        locks.note(&state(RetentionMode::Compliance, 10), now);
+        locks.note(&state(RetentionMode::Compliance, 40), now);
+        match locks.check_erase() {
+            Err(Error::ErasureLocked { versions, until }) => {
+                assert_eq!(versions, 2);
+                assert_eq!(until, "1970-02-10T00:00:00Z");
+            }
+            other => panic!("expected ErasureLocked, got {other:?}"),
+        }
     }
 
     #[test]

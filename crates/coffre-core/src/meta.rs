@@ -72,8 +72,23 @@ pub enum Sse {
     S3,
     /// `aws:kms`, with the key id the client named, if any.
     Kms { key_id: Option<String> },
-    /// SSE-C: only a salted HMAC of the customer's key is kept, to recognise it.
+    /// SSE-C: only a salted HMAC of the customer's key is kept, to recognise
+    /// it. Versions written before checksums were sealed have this form.
     Customer(CustomerKeyCheck),
+    /// SSE-C with the checksums the client asked for sealed under the
+    /// object's keys (`VersionMeta::checksums` stays empty): only a request
+    /// bringing the customer's key opens them. Empty when none was asked for.
+    CustomerSealed { check: CustomerKeyCheck, checksums: Vec<u8> },
+}
+
+impl Sse {
+    /// The customer's key check, for SSE-C versions of either form.
+    pub fn customer(&self) -> Option<&CustomerKeyCheck> {
+        match self {
+            Self::Customer(check) | Self::CustomerSealed { check, .. } => Some(check),
+            Self::S3 | Self::Kms { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -472,16 +487,44 @@ pub struct EraseReport {
     pub blobs: u64,
 }
 
+/// A KEK to destroy in the custodian: recorded before it is tried (in the
+/// erasing transaction for an erasure), kept until the custodian confirms,
+/// retried meanwhile by every gateway's background job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KekDestroy {
+    /// The custodian's id of the KEK.
+    pub kek: String,
+    /// The bucket it belonged to, for the operator.
+    pub bucket: String,
+    pub since: UnixNanos,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub last_attempt: Option<UnixNanos>,
+}
+
+impl KekDestroy {
+    pub fn new(kek: &BucketKek, bucket: &BucketName) -> Self {
+        Self {
+            kek: kek.id.clone(),
+            bucket: bucket.to_string(),
+            since: UnixNanos::now(),
+            attempts: 0,
+            last_error: None,
+            last_attempt: None,
+        }
+    }
+}
+
 /// Everything a metadata engine stores, as one trait object for the object
 /// service. Each role below is its own trait, implemented in its own file of
 /// each engine; a component that needs one role names only that one.
 pub trait MetaStore:
-    BucketMeta + DataKeyMeta + ObjectMeta + UploadMeta + BlobLedger + AccessKeyMeta + SettingMeta
+    BucketMeta + DataKeyMeta + ObjectMeta + UploadMeta + BlobLedger + AccessKeyMeta + SettingMeta + KekLedger
 {
 }
 
 impl<T> MetaStore for T where
-    T: BucketMeta + DataKeyMeta + ObjectMeta + UploadMeta + BlobLedger + AccessKeyMeta + SettingMeta
+    T: BucketMeta + DataKeyMeta + ObjectMeta + UploadMeta + BlobLedger + AccessKeyMeta + SettingMeta + KekLedger
 {
 }
 
@@ -497,8 +540,11 @@ pub trait BucketMeta: Send + Sync + 'static {
     async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage>;
     async fn update_bucket(&self, name: &BucketName, change: BucketChange) -> Result<()>;
     /// Removes the bucket with everything in it, queueing its blobs for
-    /// collection (crypto-erasure: its KEKs are destroyed by the caller).
-    async fn erase_bucket(&self, name: &BucketName) -> Result<EraseReport>;
+    /// collection and recording `destroys` in the same transaction
+    /// (crypto-erasure: the caller then destroys its KEKs). Fails with
+    /// `ErasureLocked`, changing nothing, while a version is under an
+    /// unexpired COMPLIANCE retention.
+    async fn erase_bucket(&self, name: &BucketName, destroys: Vec<KekDestroy>) -> Result<EraseReport>;
 }
 
 /// Data keys wrapped by a bucket's KEKs, found and rewrapped for key rotation.
@@ -632,4 +678,17 @@ pub trait SettingMeta: Send + Sync + 'static {
     async fn setting(&self, name: &str) -> Result<Option<String>>;
     /// Sets `name` unless it is set already; returns the value in force.
     async fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<String>;
+}
+
+/// KEKs whose destruction is owed: recorded first, forgotten once done.
+#[async_trait]
+pub trait KekLedger: Send + Sync + 'static {
+    /// Records KEKs to destroy; one already recorded keeps its record.
+    async fn queue_kek_destroys(&self, destroys: Vec<KekDestroy>) -> Result<()>;
+    /// Every destruction still owed, oldest first.
+    async fn kek_destroys(&self) -> Result<Vec<KekDestroy>>;
+    /// The custodian destroyed it: forgotten.
+    async fn kek_destroyed(&self, kek: &str) -> Result<()>;
+    /// One more attempt failed, with why.
+    async fn kek_destroy_failed(&self, kek: &str, error: &str) -> Result<()>;
 }

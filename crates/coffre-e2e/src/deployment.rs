@@ -16,6 +16,8 @@ pub struct Deployment {
     /// The CA every node's and gateway's identity comes from.
     pub ca: ClusterCa,
     config: PathBuf,
+    /// The connection string of the database the gateways share.
+    pub db: String,
     tmp: tempfile::TempDir,
 }
 
@@ -40,7 +42,7 @@ impl Deployment {
         let ca = ClusterCa::new(tmp.path());
         let nodes =
             NODES.iter().zip(addrs).map(|((id, _), addr)| Node::start(id, &ca, &config, tmp.path().join(id), addr));
-        let mut deployment = Self { nodes: nodes.collect(), gateways: Vec::new(), ca, config, tmp };
+        let mut deployment = Self { nodes: nodes.collect(), gateways: Vec::new(), ca, config, db: url, tmp };
         for i in 0..gateways {
             let gateway = deployment.start_gateway(i);
             deployment.gateways.push(gateway);

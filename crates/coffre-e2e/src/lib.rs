@@ -20,6 +20,7 @@ pub mod node;
 pub mod objects;
 pub mod pg;
 pub mod pki;
+pub mod relay;
 pub mod server;
 pub mod signed;
 

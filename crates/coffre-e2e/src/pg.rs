@@ -196,6 +196,30 @@ fn pg_ctl<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
     );
 }
 
+/// The rows of the database of the server on `data_dir`, as `pg_dump
+/// --data-only` writes them (bytea in hex), or `None` with embedded metadata.
+pub fn pg_dump_for(data_dir: &Path) -> Option<Vec<u8>> {
+    let cluster = test_pg()?;
+    let url = pg_database_for(&cluster, data_dir).unwrap_or_else(|e| panic!("the server's database: {e}"));
+    let out = std::process::Command::new(pg_tool("pg_dump"))
+        .args(["--data-only", "-d", &url])
+        .output()
+        .unwrap_or_else(|e| panic!("running pg_dump: {e}"));
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    Some(out.stdout)
+}
+
+/// Runs `sql` with `psql` on the database `url` (as its superuser: a test
+/// playing the database administrator); its output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new(pg_tool("psql"))
+        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("running psql: {e}"));
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

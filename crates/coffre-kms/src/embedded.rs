@@ -20,6 +20,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use zeroize::Zeroizing;
@@ -48,9 +49,16 @@ struct Inner {
     dir: PathBuf,
     master: Secret,
     sealed_by_passphrase: bool,
-    /// Unsealed KEKs, in memory only, so a read does not reopen a file.
-    cache: Mutex<HashMap<String, Secret>>,
+    /// Unsealed KEKs, in memory only, so a read does not reopen a file; each
+    /// for at most [`KEK_CACHE_TTL`], so that a KEK another gateway sharing
+    /// the key directory destroyed stops serving here within that bound.
+    cache: Mutex<HashMap<String, (Instant, Secret)>>,
 }
+
+/// How long an unsealed KEK is used from memory before its file is read
+/// again: the bound on how long a gateway keeps serving a KEK that another
+/// gateway destroyed (the PKCS#11 and KMIP custodians keep no cache at all).
+pub const KEK_CACHE_TTL: Duration = Duration::from_secs(10);
 
 impl EmbeddedKms {
     /// Opens (or creates) the custodian under `dir`. With a passphrase, a new
@@ -98,7 +106,20 @@ impl EmbeddedKms {
 
 impl Inner {
     fn cached(&self, id: &KekId) -> KmsResult<Option<Secret>> {
-        Ok(self.cache.lock().map_err(|_| poisoned())?.get(&id.0).cloned())
+        let mut cache = self.cache.lock().map_err(|_| poisoned())?;
+        match cache.get(&id.0) {
+            Some((at, kek)) if at.elapsed() < KEK_CACHE_TTL => Ok(Some(kek.clone())),
+            Some(_) => {
+                cache.remove(&id.0);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn remember(&self, id: &KekId, kek: Secret) -> KmsResult<()> {
+        self.cache.lock().map_err(|_| poisoned())?.insert(id.0.clone(), (Instant::now(), kek));
+        Ok(())
     }
 
     fn kek_path(&self, id: &KekId) -> KmsResult<PathBuf> {
@@ -123,7 +144,7 @@ impl Inner {
             .ok_or_else(|| KmsError::Other(format!("{} is not a KEK file of format {FILE_VERSION}", path.display())))?;
         let plain = wrap::open(&self.master, body, &kek_context(id)).map_err(|_| KmsError::Integrity)?;
         let kek = to_secret(&plain)?;
-        self.cache.lock().map_err(|_| poisoned())?.insert(id.0.clone(), kek.clone());
+        self.remember(id, kek.clone())?;
         Ok(kek)
     }
 
@@ -135,7 +156,7 @@ impl Inner {
             wrap::seal(&self.master, kek.as_ref(), &kek_context(&id)).map_err(|e| KmsError::Other(e.to_string()))?;
         let path = self.kek_path(&id)?;
         write_private(&path, &[KEK_MAGIC.as_slice(), &[FILE_VERSION], &sealed].concat())?;
-        self.cache.lock().map_err(|_| poisoned())?.insert(id.0.clone(), kek);
+        self.remember(&id, kek)?;
         Ok(id)
     }
 

@@ -21,6 +21,7 @@ use crate::codec::meta_err;
 mod access_keys;
 mod blobs;
 mod buckets;
+mod keks;
 mod objects;
 mod rekey;
 mod settings;
@@ -45,6 +46,8 @@ const PENDING: TableDefinition<u128, i64> = TableDefinition::new("pending_blobs"
 const GC_QUEUE: TableDefinition<u128, i64> = TableDefinition::new("gc_queue");
 const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+/// KEK destructions owed, by KEK id (`keks.rs`).
+const KEK_DESTROYS: TableDefinition<&str, &[u8]> = TableDefinition::new("kek_destroys");
 
 /// Jobs a single commit may carry: enough to amortise the sync, few enough
 /// that one slow batch does not hold many callers.
@@ -56,6 +59,19 @@ fn decode_meta(bytes: &[u8]) -> Result<VersionMeta> {
     let (_seq, rest): (u64, &[u8]) = postcard::take_from_bytes(bytes).map_err(meta_err)?;
     let (meta, _data): (VersionMeta, &[u8]) = postcard::take_from_bytes(rest).map_err(meta_err)?;
     Ok(meta)
+}
+
+/// Compacts a metadata file no server has open: live pages move to the front
+/// and the file is cut after them, so freed pages (an erased bucket's names,
+/// tags and metadata among them) past the cut leave the file. Returns its
+/// sizes before and after, in bytes.
+pub fn compact_file(path: &Path) -> Result<(u64, u64)> {
+    let size = || std::fs::metadata(path).map(|m| m.len()).map_err(meta_err);
+    let before = size()?;
+    let mut db = coffre_disk::open_database(path).map_err(meta_err)?;
+    while db.compact().map_err(meta_err)? {}
+    drop(db);
+    Ok((before, size()?))
 }
 
 pub struct EmbeddedMeta {
@@ -105,6 +121,7 @@ impl EmbeddedMeta {
             txn.open_table(GC_QUEUE).map_err(meta_err)?;
             txn.open_table(ACCESS_KEYS).map_err(meta_err)?;
             txn.open_table(SETTINGS).map_err(meta_err)?;
+            txn.open_table(KEK_DESTROYS).map_err(meta_err)?;
         }
         txn.commit().map_err(meta_err)?;
 

@@ -187,7 +187,7 @@ async fn writes_begun_in_a_bucket_since_recreated_under_its_name_are_refused_at_
     };
     // Writes authorised in the first bucket; meanwhile the name gets another
     // bucket, with a KEK of the same generation.
-    f.meta.erase_bucket(&f.bucket).await.expect("erase");
+    f.meta.erase_bucket(&f.bucket, Vec::new()).await.expect("erase");
     let other = AccessKeyId::parse("other").expect("id");
     let second = BucketRecord { keks: vec![common::kek(1)], ..BucketRecord::new(f.bucket.clone(), other) };
     assert_ne!(second.id, common::BUCKET_ID);

@@ -19,7 +19,7 @@ pub fn s3_err(e: Error) -> S3Error {
         Error::NoSuchVersion => C::NoSuchVersion,
         Error::DeleteMarker { version_id, named } => return delete_marker_error(version_id, *named),
         Error::NoSuchUpload => C::NoSuchUpload,
-        Error::AccessDenied | Error::Locked(_) => C::AccessDenied,
+        Error::AccessDenied | Error::Locked(_) | Error::ErasureLocked { .. } => C::AccessDenied,
         Error::InvalidTag(_) => C::InvalidTag,
         Error::TooManyTags { max } => {
             // AWS answers this one with the generic BadRequest code.

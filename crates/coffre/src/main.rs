@@ -110,7 +110,13 @@ enum Command {
 enum MetaAction {
     /// Apply the schema migrations this coffre knows to the database of
     /// `[metadata]` (servers also apply them at start).
-    Migrate(config::ServeArgs),
+    Migrate(Box<config::ServeArgs>),
+    /// Compact the embedded metadata file (DATA_DIR/meta.redb), server
+    /// stopped: what erased buckets left in its free pages goes with them.
+    Compact {
+        #[arg(long, default_value = config::DEFAULT_DATA_DIR)]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -333,6 +339,7 @@ async fn main() -> std::process::ExitCode {
         Command::Cluster { action } => cluster_command(action),
         Command::Label { action, admin } => label_command(action, &admin).await,
         Command::Meta { action: MetaAction::Migrate(args) } => migrate(&args).await,
+        Command::Meta { action: MetaAction::Compact { data_dir } } => compact(&data_dir),
         Command::Inspect { action: InspectAction::Read(args) } => inspect::read(args).await,
         Command::Audit(args) => match args.export() {
             Some((config, to)) => audit::export(config, to).await,
@@ -563,12 +570,25 @@ async fn kms_status(admin: &AdminArgs) -> anyhow::Result<()> {
             "custody:  {}\nlocation: {}\ndetail:   {}\nstatus:   working",
             status.custody, status.location, status.detail
         );
+        println!("pending key destructions: {}", status.pending_destroys.len());
+        for d in &status.pending_destroys {
+            let error = d.last_error.as_deref().unwrap_or("not tried yet");
+            println!("  {} (bucket {}, since {}, {} attempts): {error}", d.kek, d.bucket, d.since, d.attempts);
+        }
     }
     Ok(())
 }
 
 /// `coffre meta migrate`: brings the configured PostgreSQL database to this
 /// build's schema and says what it did.
+fn compact(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = data_dir.join("meta.redb");
+    let (before, after) = coffre_meta::embedded::compact_file(&path)
+        .map_err(|e| anyhow::anyhow!("compacting {}: {e} (is a server still running on it?)", path.display()))?;
+    println!("{}: {before} bytes before, {after} after", path.display());
+    Ok(())
+}
+
 async fn migrate(args: &config::ServeArgs) -> anyhow::Result<()> {
     let config = config::Config::load(args)?;
     let Some(options) = metadata::pg_options(&config, "migrate")? else {

@@ -473,6 +473,13 @@ async fn collect_garbage(service: Arc<ObjectService>, stop: impl Future<Output =
             Ok(n) => tracing::debug!(blobs = n, "collected unreferenced blobs"),
             Err(e) => tracing::warn!(error = %e, "garbage collection failed; will retry"),
         }
+        // Key destructions the custodian refused before: every gateway
+        // retries them (destroying twice is harmless) until one succeeds.
+        match service.retry_kek_destroys().await {
+            Ok((0, _)) => {}
+            Ok((done, owed)) => tracing::info!(destroyed = done, still_owed = owed, "pending key destructions retried"),
+            Err(e) => tracing::warn!(error = %e, "could not read the key destructions owed; will retry"),
+        }
     }
 }
 

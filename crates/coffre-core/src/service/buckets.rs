@@ -2,13 +2,15 @@
 //! rotation (rewrapping data keys, never rewriting data), and their
 //! destruction when the bucket is deleted or erased.
 
+use std::ops::Bound;
+
 use coffre_crypto::KekId;
 use coffre_topology::PolicyRequest;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::lock::LockConfig;
-use crate::meta::{BucketChange, BucketKek, BucketRecord, EraseReport, Versioning};
+use crate::lock::{ComplianceLocks, LockConfig};
+use crate::meta::{BucketChange, BucketKek, BucketRecord, EraseReport, KekDestroy, VersionCursor, Versioning};
 use crate::types::{BucketName, Principal, UnixNanos};
 use crate::witness::Change;
 
@@ -21,6 +23,10 @@ pub struct EraseOutcome {
     pub bucket: String,
     /// The custodian's ids of the KEKs destroyed.
     pub keks_destroyed: Vec<String>,
+    /// KEKs the custodian could not destroy yet: recorded, and retried by a
+    /// background job until done (`coffre kms status` lists them).
+    #[serde(default)]
+    pub keks_pending: Vec<String>,
     #[serde(flatten)]
     pub removed: EraseReport,
 }
@@ -35,6 +41,9 @@ pub struct RotateOutcome {
     pub rewrapped: u64,
     /// Old KEKs destroyed once nothing used them.
     pub keks_destroyed: Vec<String>,
+    /// Old KEKs not destroyed yet: recorded and retried, as for an erasure.
+    #[serde(default)]
+    pub keks_pending: Vec<String>,
 }
 
 /// How many data keys one rotation step rewraps.
@@ -69,7 +78,7 @@ impl ObjectService {
         let detail = format!("object_lock={object_lock} residency={}", residency.is_some());
         self.witness(Change::new("change:CreateBucket", who.into(), &name).detail(detail)).await?;
         let kek = self.new_kek(&name, 1).await?;
-        let mut record = BucketRecord::new(name, who.access_key.clone());
+        let mut record = BucketRecord::new(name.clone(), who.access_key.clone());
         record.keks.push(kek.clone());
         record.residency = residency;
         if object_lock {
@@ -79,7 +88,7 @@ impl ObjectService {
         let created = self.meta.create_bucket(record).await;
         if created.is_err() {
             // Lost a race for the name: the key was never used.
-            self.destroy_keks(std::slice::from_ref(&kek)).await;
+            self.destroy_keks(&name, std::slice::from_ref(&kek)).await;
         }
         created
     }
@@ -90,17 +99,50 @@ impl ObjectService {
         Ok(BucketKek { generation, id: id.0, created: UnixNanos::now() })
     }
 
-    /// Destroys KEKs, returning the ids destroyed; a failure is logged, not
-    /// returned, because the records that used them are already gone.
-    async fn destroy_keks(&self, keks: &[BucketKek]) -> Vec<String> {
-        let mut destroyed = Vec::new();
-        for kek in keks {
-            match self.keyring.kms().destroy_kek(&KekId(kek.id.clone())).await {
-                Ok(()) => destroyed.push(kek.id.clone()),
-                Err(e) => tracing::error!(kek = %kek.id, error = %e, "could not destroy a key-encryption key"),
+    /// Records the destruction of `keks` as owed, then tries it: (destroyed, pending).
+    async fn destroy_keks(&self, bucket: &BucketName, keks: &[BucketKek]) -> (Vec<String>, Vec<String>) {
+        let owed: Vec<KekDestroy> = keks.iter().map(|k| KekDestroy::new(k, bucket)).collect();
+        if let Err(e) = self.meta.queue_kek_destroys(owed.clone()).await {
+            tracing::error!(bucket = %bucket, error = %e, "could not record the key destructions owed; trying them now");
+        }
+        self.destroy_owed(&owed).await
+    }
+
+    /// Tries destructions already recorded: a success is forgotten, a failure
+    /// stays recorded with its error for the background job. (destroyed, pending)
+    async fn destroy_owed(&self, owed: &[KekDestroy]) -> (Vec<String>, Vec<String>) {
+        let (mut destroyed, mut pending) = (Vec::new(), Vec::new());
+        for d in owed {
+            match self.keyring.kms().destroy_kek(&KekId(d.kek.clone())).await {
+                Ok(()) => {
+                    if let Err(e) = self.meta.kek_destroyed(&d.kek).await {
+                        tracing::warn!(kek = %d.kek, error = %e, "key destroyed, but its record stays until the next retry");
+                    }
+                    destroyed.push(d.kek.clone());
+                }
+                Err(e) => {
+                    tracing::error!(kek = %d.kek, bucket = %d.bucket, error = %e, "could not destroy a key-encryption key; recorded, will retry");
+                    if let Err(m) = self.meta.kek_destroy_failed(&d.kek, &e.to_string()).await {
+                        tracing::error!(kek = %d.kek, error = %m, "could not record a failed key destruction");
+                    }
+                    pending.push(d.kek.clone());
+                }
             }
         }
-        destroyed
+        (destroyed, pending)
+    }
+
+    /// The background job: tries again every key destruction still owed.
+    /// Returns how many were done and how many are still owed.
+    pub async fn retry_kek_destroys(&self) -> Result<(usize, usize)> {
+        let owed = self.meta.kek_destroys().await?;
+        let (destroyed, pending) = self.destroy_owed(&owed).await;
+        Ok((destroyed.len(), pending.len()))
+    }
+
+    /// Key destructions still owed, oldest first (`coffre kms status`).
+    pub async fn kek_destroys(&self) -> Result<Vec<KekDestroy>> {
+        self.meta.kek_destroys().await
     }
 
     /// Whether the metadata answers (the readiness probe): it lists the buckets.
@@ -113,31 +155,53 @@ impl ObjectService {
         let record = self.bucket(who, name).await?;
         self.witness(Change::new("change:DeleteBucket", who.into(), name)).await?;
         self.meta.delete_bucket(name).await?;
-        let destroyed = self.destroy_keks(&record.keks).await;
-        tracing::info!(bucket = %name, keks_destroyed = destroyed.len(), "bucket deleted, its keys destroyed");
+        let (destroyed, pending) = self.destroy_keks(name, &record.keks).await;
+        tracing::info!(bucket = %name, keks_destroyed = destroyed.len(), keks_pending = pending.len(), "bucket deleted, its keys destroyed");
         Ok(())
     }
 
-    /// Crypto-erasure: destroys every KEK of the bucket first, so that from
-    /// that moment no copy of its data anywhere can be read, then removes its
-    /// records and queues its blobs for deletion. Object Lock does not stop
-    /// it: erasure is the owner's last word, and only root may do it.
+    /// Crypto-erasure: removes the bucket's records and queues its blobs,
+    /// recording in the same transaction that its KEKs are to be destroyed,
+    /// then destroys them (a failure stays recorded and is retried), so that no copy of its data
+    /// anywhere (a blob, a backup of the metadata) can be read. Only root may
+    /// do it, and not while a version is under an unexpired COMPLIANCE
+    /// retention: the engine checks that in the erasing transaction, so a
+    /// refused erasure destroys nothing.
     pub async fn erase_bucket(&self, who: &Principal, name: &BucketName) -> Result<EraseOutcome> {
         if !who.is_root {
             return Err(Error::AccessDenied);
         }
         let record = self.bucket(who, name).await?;
-        // Recorded before the first key goes: the erasure cannot be undone.
+        // Recorded before anything goes: the erasure cannot be undone.
         let detail = format!("keks={}", record.keks.len());
         self.witness(Change::new("change:EraseBucket", who.into(), name).detail(detail)).await?;
-        let mut destroyed = Vec::new();
-        for kek in &record.keks {
-            self.keyring.kms().destroy_kek(&KekId(kek.id.clone())).await.map_err(kms_error)?;
-            destroyed.push(kek.id.clone());
+        let owed: Vec<KekDestroy> = record.keks.iter().map(|k| KekDestroy::new(k, name)).collect();
+        let removed = self.meta.erase_bucket(name, owed.clone()).await?;
+        let (destroyed, pending) = self.destroy_owed(&owed).await;
+        tracing::warn!(bucket = %name, keks = destroyed.len(), keks_pending = pending.len(), versions = removed.versions, "bucket crypto-erased");
+        Ok(EraseOutcome { bucket: name.to_string(), keks_destroyed: destroyed, keks_pending: pending, removed })
+    }
+
+    /// Refuses, before anything changes, what [`Self::erase_bucket`] would
+    /// refuse for its COMPLIANCE-locked versions: for callers erasing several
+    /// buckets, so that one locked bucket stops them all before the first.
+    pub async fn check_erasable(&self, who: &Principal, name: &BucketName) -> Result<()> {
+        const PAGE: usize = 1000;
+        self.bucket(who, name).await?;
+        let now = UnixNanos::now();
+        let mut locks = ComplianceLocks::default();
+        let mut from = Bound::Unbounded;
+        loop {
+            let page = self.meta.list_versions(name, b"", from, PAGE).await?;
+            page.iter().for_each(|v| locks.note(&v.meta.lock, now));
+            match page.last() {
+                Some(last) if page.len() == PAGE => {
+                    let key = last.key.as_str().as_bytes().to_vec();
+                    from = Bound::Excluded(VersionCursor { key, after_version: Some(last.meta.version_id.clone()) });
+                }
+                _ => return locks.check_erase(),
+            }
         }
-        let removed = self.meta.erase_bucket(name).await?;
-        tracing::warn!(bucket = %name, keks = destroyed.len(), versions = removed.versions, "bucket crypto-erased");
-        Ok(EraseOutcome { bucket: name.to_string(), keks_destroyed: destroyed, removed })
     }
 
     /// Key rotation: a new KEK wraps new data keys at once; every existing
@@ -156,13 +220,14 @@ impl ObjectService {
         // checks); one more pass catches writes that committed meanwhile.
         self.meta.update_bucket(name, BucketChange::DropKeksBefore(generation)).await?;
         rewrapped += self.rewrap_below(name, &kek, &old).await?;
-        let keks_destroyed = self.destroy_keks(&old).await;
+        let (keks_destroyed, keks_pending) = self.destroy_keks(name, &old).await;
         Ok(RotateOutcome {
             bucket: name.to_string(),
             new_generation: generation,
             new_kek: kek.id,
             rewrapped,
             keks_destroyed,
+            keks_pending,
         })
     }
 

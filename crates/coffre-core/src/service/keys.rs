@@ -10,6 +10,7 @@ use std::sync::Arc;
 use coffre_crypto::{DataKey, KekId, Kms, KmsError, SegmentContext};
 use zeroize::Zeroizing;
 
+use crate::checksum::{ChecksumAlgorithm, Checksums};
 use crate::error::{Error, Result};
 use crate::meta::{BucketKek, CustomerKeyCheck, SealedKey, Sse};
 use crate::types::{BucketName, ObjectKey};
@@ -68,13 +69,66 @@ impl SseChoice {
 
 /// Checks the customer key a read brings against how the version was stored.
 pub(crate) fn check_customer_key(sse: &Sse, given: Option<&CustomerKey>) -> Result<()> {
-    match (sse, given) {
-        (Sse::Customer(check), Some(key)) if key.matches(check) => Ok(()),
-        (Sse::Customer(_), Some(_)) => Err(Error::CustomerKeyMismatch),
-        (Sse::Customer(_), None) => Err(Error::CustomerKeyRequired),
-        (_, Some(_)) => Err(Error::CustomerKeyNotApplicable),
-        (_, None) => Ok(()),
+    match (sse.customer(), given) {
+        (Some(check), Some(key)) if key.matches(check) => Ok(()),
+        (Some(_), Some(_)) => Err(Error::CustomerKeyMismatch),
+        (Some(_), None) => Err(Error::CustomerKeyRequired),
+        (None, Some(_)) => Err(Error::CustomerKeyNotApplicable),
+        (None, None) => Ok(()),
     }
+}
+
+/// The key that seals an SSE-C version's checksums: derived from its data
+/// key (the customer's key mixed in), never the data key itself, whose
+/// nonces belong to the segments.
+pub(crate) struct ChecksumKey(Zeroizing<[u8; 32]>);
+
+impl ChecksumKey {
+    pub(crate) fn of(data_key: &DataKey) -> Self {
+        let mac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, data_key.secret());
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(aws_lc_rs::hmac::sign(&mac, b"coffre-sse-c-checksums-v1").as_ref());
+        Self(key)
+    }
+
+    /// The checksums sealed, bound to the version they describe.
+    pub(crate) fn seal(&self, checksums: &Checksums, context: &[u8]) -> Result<Vec<u8>> {
+        let plain: String =
+            checksums.algorithms().map(|a| format!("{a}:{}\n", checksums.get(a).unwrap_or(""))).collect();
+        coffre_crypto::wrap::seal(&self.0, plain.as_bytes(), context).map_err(|e| Error::Integrity(e.to_string()))
+    }
+
+    pub(crate) fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Checksums> {
+        let failed = || Error::Integrity("the sealed checksums failed authentication".into());
+        let plain = coffre_crypto::wrap::open(&self.0, sealed, context).map_err(|_| failed())?;
+        let mut out = Checksums::default();
+        for line in std::str::from_utf8(&plain).map_err(|_| failed())?.lines() {
+            let (alg, value) = line.split_once(':').ok_or_else(failed)?;
+            out.set(ChecksumAlgorithm::parse(alg).map_err(|_| failed())?, value.to_owned());
+        }
+        Ok(out)
+    }
+}
+
+/// What sealed checksums are bound to: the bucket, the object key and the version.
+pub(crate) fn checksum_context(bucket: &BucketName, key: &ObjectKey, version: &str) -> Vec<u8> {
+    let key = key.as_str().as_bytes();
+    [
+        b"coffre-checksums-v1:".as_slice(),
+        bucket.as_str().as_bytes(),
+        b":",
+        &(key.len() as u64).to_be_bytes(),
+        key,
+        version.as_bytes(),
+    ]
+    .concat()
+}
+
+/// A random ETag for an SSE-C version or part: S3 gives no digest of the plaintext for them.
+pub(crate) fn random_etag() -> Result<[u8; 16]> {
+    let mut etag = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut etag).map_err(|_| Error::Integrity("the random generator failed".into()))?;
+    Ok(etag)
 }
 
 /// The custodian, with what the object service needs of it.
@@ -183,6 +237,21 @@ fn mix(key: DataKey, customer: Option<&CustomerKey>) -> DataKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_checksums_open_only_under_their_key_and_version() {
+        let data_key = DataKey::generate().expect("key").with_customer_key(&[5u8; 32]);
+        let mut sums = Checksums::default();
+        sums.set(ChecksumAlgorithm::Sha256, "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=".into());
+        sums.set(ChecksumAlgorithm::Crc32, "AAAAAA==".into());
+        let key = ChecksumKey::of(&data_key);
+        let sealed = key.seal(&sums, b"v1").expect("seal");
+        assert!(!sealed.windows(8).any(|w| w == b"n4bQgYhM"), "sealed, not copied");
+        assert_eq!(key.open(&sealed, b"v1").expect("open"), sums);
+        assert!(key.open(&sealed, b"v2").is_err(), "bound to its version");
+        let other = ChecksumKey::of(&DataKey::generate().expect("key"));
+        assert!(other.open(&sealed, b"v1").is_err(), "another object's key opens nothing");
+    }
 
     #[test]
     fn customer_keys_are_recognised_without_being_stored() {

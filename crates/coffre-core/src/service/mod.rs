@@ -228,7 +228,7 @@ pub use keys::{CustomerKey, SseChoice};
 pub use multipart::{CompletedPart, NewUpload, PartResult, PartUpload, UploadListing};
 
 use body::{ReadKeys, Sealing};
-use keys::Keyring;
+use keys::{ChecksumKey, Keyring};
 
 pub struct ObjectService {
     meta: Arc<dyn MetaStore>,
@@ -401,30 +401,34 @@ impl ObjectService {
         let (sse, customer) = sse_for(&bucket, req.sse)?;
         let version_id = new_version_id(&bucket);
         let sealing = self.sealing(&bucket, &req.key, version_id.as_str(), 0, customer.as_ref()).await?;
+        let checksum_key = customer.is_some().then(|| ChecksumKey::of(&sealing.key));
+        let context = keys::checksum_context(&bucket.name, &req.key, version_id.as_str());
         let algorithms: Vec<_> = req.claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
         let (data, digest) = self.store_body(body, &algorithms, req.claims.content_length, true, sealing).await?;
         let pending = data.blobs();
         let outcome = async {
             let checksums = verify_claims(req.claims, &digest)?;
+            let recorded = Recorded::of(sse, checksum_key.as_ref(), &digest.md5, &checksums, &context)?;
             let version = ObjectVersion {
                 meta: VersionMeta {
                     version_id,
                     delete_marker: false,
                     size: digest.len,
-                    etag: hex(&digest.md5),
+                    etag: recorded.etag,
                     last_modified: UnixNanos::now(),
                     owner: who.access_key.clone(),
                     headers: req.headers,
                     user_meta: req.user_meta,
-                    checksums,
+                    checksums: recorded.checksums,
                     checksum_composite: false,
                     tags: req.tags,
                     lock,
-                    sse,
+                    sse: recorded.sse,
                 },
                 data,
             };
-            let result = PutResult::of(&bucket, &version.meta);
+            // The writer brought the key: it is told the checksums, sealed or not.
+            let result = PutResult { checksums, ..PutResult::of(&bucket, &version.meta) };
             let mut change = Change::new("change:PutObject", who.into(), &req.bucket)
                 .key(&req.key)
                 .version(Some(&version.meta.version_id));
@@ -510,8 +514,23 @@ impl ObjectService {
         version: Option<&VersionId>,
         customer: Option<&CustomerKey>,
     ) -> Result<ObjectVersion> {
-        let object = self.version_of(record, key, version).await?;
+        let mut object = self.version_of(record, key, version).await?;
         keys::check_customer_key(&object.meta.sse, customer)?;
+        if let (Sse::CustomerSealed { checksums: sealed, .. }, Some(customer)) = (&object.meta.sse, customer)
+            && !sealed.is_empty()
+        {
+            // Single-blob versions only: multipart SSE-C versions seal no checksum.
+            let first = object
+                .data
+                .keys()
+                .first()
+                .copied()
+                .cloned()
+                .ok_or_else(|| Error::Integrity("an SSE-C version with sealed checksums has no data key".into()))?;
+            let data_key = self.keyring.open_data_key(&record.name, &record.keks, &first, Some(customer)).await?;
+            let context = keys::checksum_context(&record.name, key, object.meta.version_id.as_str());
+            object.meta.checksums = ChecksumKey::of(&data_key).open(sealed, &context)?;
+        }
         Ok(object)
     }
 
@@ -749,6 +768,31 @@ async fn first_chunk_checked(mut body: ByteStream) -> Result<ByteStream> {
         None => Ok(Box::pin(futures::stream::empty())),
         Some(Err(e)) => Err(e),
         Some(Ok(first)) => Ok(Box::pin(futures::stream::once(async move { Ok(first) }).chain(body))),
+    }
+}
+
+/// What a version records of the digests of its plaintext: in clear, or for
+/// SSE-C a random ETag and the checksums sealed (AWS gives no plaintext MD5
+/// of an SSE-C object either).
+struct Recorded {
+    etag: String,
+    checksums: Checksums,
+    sse: Sse,
+}
+
+impl Recorded {
+    fn of(sse: Sse, key: Option<&ChecksumKey>, md5: &[u8; 16], checksums: &Checksums, context: &[u8]) -> Result<Self> {
+        match (sse, key) {
+            (Sse::Customer(check), Some(key)) => {
+                let sealed = if checksums.is_empty() { Vec::new() } else { key.seal(checksums, context)? };
+                Ok(Self {
+                    etag: hex(&keys::random_etag()?),
+                    checksums: Checksums::default(),
+                    sse: Sse::CustomerSealed { check, checksums: sealed },
+                })
+            }
+            (sse, _) => Ok(Self { etag: hex(md5), checksums: checksums.clone(), sse }),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Multipart uploads: parts stream into blobs of their own; completing one
 //! checks the parts named against those stored and commits the object.
 
-use super::keys::{CustomerKey, SseChoice, check_customer_key};
+use super::keys::{self, CustomerKey, SseChoice, check_customer_key};
 use crate::blob::ByteStream;
 use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, Checksums, hex, multipart_etag};
 use crate::error::{Error, Result};
@@ -152,19 +152,25 @@ impl ObjectService {
             let DataLocation::Blob { id: blob, key } = data else {
                 return Err(Error::Meta("a part must be stored in exactly one blob".into()));
             };
+            // SSE-C parts keep no digest of their plaintext: a random ETag, no
+            // checksum (verified on arrival, told to the writer, not stored).
+            let (md5, stored) = match upload.sse.customer() {
+                Some(_) => (keys::random_etag()?, Checksums::default()),
+                None => (digest.md5, checksums.clone()),
+            };
             let record = PartRecord {
                 number,
                 blob,
                 key,
                 size: digest.len,
-                md5: digest.md5,
+                md5,
                 last_modified: UnixNanos::now(),
-                checksums: checksums.clone(),
+                checksums: stored,
             };
             let last_modified = record.last_modified;
             self.witness(change).await?;
             self.meta.put_part(upload, record).await?;
-            Ok(PartResult { etag: hex(&digest.md5), sse: upload.sse.clone(), checksums, last_modified })
+            Ok(PartResult { etag: hex(&md5), sse: upload.sse.clone(), checksums, last_modified })
         }
         .await;
         self.release_on_error(outcome, &pending).await
@@ -233,7 +239,9 @@ impl ObjectService {
                     want.number
                 ))
             })?;
-            for alg in want.checksums.algorithms() {
+            // An SSE-C part stored no checksum to compare with.
+            let compared = if upload.sse.customer().is_some() { Checksums::default() } else { want.checksums.clone() };
+            for alg in compared.algorithms() {
                 if part.checksums.get(alg) != want.checksums.get(alg) {
                     return Err(Error::InvalidPart(format!("part {} has a different {alg} checksum", want.number)));
                 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
-use coffre_core::meta::{BucketChange, BucketMeta, BucketRecord, BucketUsage, EraseReport};
+use coffre_core::meta::{BucketChange, BucketMeta, BucketRecord, BucketUsage, EraseReport, KekDestroy};
 use coffre_core::types::BucketName;
 use redb::{ReadableTable, WriteTransaction};
 
@@ -96,9 +96,14 @@ impl BucketMeta for EmbeddedMeta {
         .await
     }
 
-    async fn erase_bucket(&self, name: &BucketName) -> Result<EraseReport> {
+    async fn erase_bucket(&self, name: &BucketName, destroys: Vec<KekDestroy>) -> Result<EraseReport> {
         let name = name.clone();
-        self.write(move |txn| super::rekey::erase_bucket(txn, name.as_str())).await
+        self.write(move |txn| {
+            let report = super::rekey::erase_bucket(txn, name.as_str())?;
+            super::keks::queue(txn, &destroys)?;
+            Ok(report)
+        })
+        .await
     }
 
     async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage> {

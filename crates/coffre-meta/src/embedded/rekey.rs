@@ -5,10 +5,11 @@ use std::ops::Bound;
 
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
+use coffre_core::lock::ComplianceLocks;
 use coffre_core::meta::{
     DataKeyMeta, EraseReport, KeyCursor, KeyPlace, KeySlot, ObjectVersion, PartRecord, SealedKey, UploadRecord,
 };
-use coffre_core::types::{BlobId, BucketName, ObjectKey, UploadId};
+use coffre_core::types::{BlobId, BucketName, ObjectKey, UnixNanos, UploadId};
 use redb::{ReadTransaction, ReadableTable as _, WriteTransaction};
 
 use super::{BUCKETS, EmbeddedMeta, OBJECTS, PARTS, UPLOADS, VERSIONS, enqueue_gc, noncurrent_in, remove_upload};
@@ -151,27 +152,13 @@ fn replace_in_part(txn: &WriteTransaction, upload: &UploadId, number: u32, new: 
 }
 
 /// Removes the bucket and every version and upload in it; queues the blobs.
-pub(crate) fn erase_bucket(txn: &WriteTransaction, bucket: &str) -> Result<EraseReport> {
-    let mut report = EraseReport::default();
-    let mut garbage: Vec<BlobId> = Vec::new();
-    if txn.open_table(BUCKETS).map_err(meta_err)?.remove(bucket).map_err(meta_err)?.is_none() {
-        return Err(Error::NoSuchBucket);
-    }
-    let mut objects = txn.open_table(OBJECTS).map_err(meta_err)?;
-    let doomed: Vec<(Vec<u8>, ObjectVersion)> = objects
-        .range((bucket, NO_KEY)..)
+/// A noncurrent version with its (key, rev).
+type Noncurrent = ((Vec<u8>, u64), ObjectVersion);
+
+/// Every noncurrent version of the bucket.
+fn noncurrent_of(txn: &WriteTransaction, bucket: &str) -> Result<Vec<Noncurrent>> {
+    txn.open_table(VERSIONS)
         .map_err(meta_err)?
-        .map(|row| row.map_err(meta_err))
-        .take_while(|row| row.as_ref().map_or(true, |(k, _)| k.value().0 == bucket))
-        .map(|row| row.and_then(|(k, v)| Ok((k.value().1.to_vec(), decode::<(u64, ObjectVersion)>(v.value())?.1))))
-        .collect::<Result<_>>()?;
-    for (key, version) in doomed {
-        garbage.extend(version.data.blobs());
-        objects.remove((bucket, key.as_slice())).map_err(meta_err)?;
-        report.versions += 1;
-    }
-    let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
-    let doomed: Vec<((Vec<u8>, u64), ObjectVersion)> = versions
         .range((bucket, NO_KEY, 0u64)..)
         .map_err(meta_err)?
         .map(|row| row.map_err(meta_err))
@@ -182,8 +169,41 @@ pub(crate) fn erase_bucket(txn: &WriteTransaction, bucket: &str) -> Result<Erase
                 Ok(((key.to_vec(), rev), decode::<(u64, ObjectVersion)>(v.value())?.1))
             })
         })
+        .collect()
+}
+
+pub(crate) fn erase_bucket(txn: &WriteTransaction, bucket: &str) -> Result<EraseReport> {
+    let mut report = EraseReport::default();
+    let mut garbage: Vec<BlobId> = Vec::new();
+    if txn.open_table(BUCKETS).map_err(meta_err)?.get(bucket).map_err(meta_err)?.is_none() {
+        return Err(Error::NoSuchBucket);
+    }
+    let mut objects = txn.open_table(OBJECTS).map_err(meta_err)?;
+    let doomed: Vec<(Vec<u8>, ObjectVersion)> = objects
+        .range((bucket, NO_KEY)..)
+        .map_err(meta_err)?
+        .map(|row| row.map_err(meta_err))
+        .take_while(|row| row.as_ref().map_or(true, |(k, _)| k.value().0 == bucket))
+        .map(|row| row.and_then(|(k, v)| Ok((k.value().1.to_vec(), decode::<(u64, ObjectVersion)>(v.value())?.1))))
         .collect::<Result<_>>()?;
-    for ((key, rev), version) in doomed {
+    let doomed_noncurrent = noncurrent_of(txn, bucket)?;
+    let now = UnixNanos::now();
+    let mut locks = ComplianceLocks::default();
+    doomed
+        .iter()
+        .map(|d| &d.1)
+        .chain(doomed_noncurrent.iter().map(|d| &d.1))
+        .for_each(|v| locks.note(&v.meta.lock, now));
+    // Checked before anything is removed: a refused erasure changes nothing.
+    locks.check_erase()?;
+    txn.open_table(BUCKETS).map_err(meta_err)?.remove(bucket).map_err(meta_err)?;
+    for (key, version) in doomed {
+        garbage.extend(version.data.blobs());
+        objects.remove((bucket, key.as_slice())).map_err(meta_err)?;
+        report.versions += 1;
+    }
+    let mut versions = txn.open_table(VERSIONS).map_err(meta_err)?;
+    for ((key, rev), version) in doomed_noncurrent {
         garbage.extend(version.data.blobs());
         versions.remove((bucket, key.as_slice(), rev)).map_err(meta_err)?;
         report.versions += 1;

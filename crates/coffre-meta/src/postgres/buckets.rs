@@ -2,8 +2,11 @@
 
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
-use coffre_core::meta::{BucketChange, BucketMeta, BucketRecord, BucketUsage, EraseReport, PartRecord};
-use coffre_core::types::BucketName;
+use coffre_core::lock::ComplianceLocks;
+use coffre_core::meta::{
+    BucketChange, BucketMeta, BucketRecord, BucketUsage, EraseReport, KekDestroy, PartRecord, VersionMeta,
+};
+use coffre_core::types::{BucketName, UnixNanos};
 use futures::FutureExt as _;
 
 use super::blobs::enqueue_blobs;
@@ -46,11 +49,24 @@ pub(super) async fn update_bucket_tx(tx: &Tx<'_>, input: &(BucketName, BucketCha
     execute(tx, "UPDATE buckets SET record = $2 WHERE name = $1", &[&name.as_str(), &encode(&record)?]).await.map(drop)
 }
 
-pub(super) async fn erase_bucket_tx(tx: &Tx<'_>, name: &BucketName) -> TxResult<EraseReport> {
-    let b = name.as_str();
-    if execute(tx, "DELETE FROM buckets WHERE name = $1", &[&b]).await? == 0 {
-        return Err(Error::NoSuchBucket.into());
+/// Refuses the erasure of a bucket holding versions under an unexpired
+/// COMPLIANCE retention; with the bucket row locked, no version is added meanwhile.
+async fn check_no_compliance_lock(tx: &Tx<'_>, bucket: &str) -> TxResult<()> {
+    let now = UnixNanos::now();
+    let mut locks = ComplianceLocks::default();
+    let sql = "SELECT meta FROM objects WHERE bucket = $1 UNION ALL SELECT meta FROM object_versions WHERE bucket = $1";
+    for row in query(tx, sql, &[&bucket]).await? {
+        locks.note(&decode::<VersionMeta>(row.get(0))?.lock, now);
     }
+    Ok(locks.check_erase()?)
+}
+
+pub(super) async fn erase_bucket_tx(tx: &Tx<'_>, input: &(BucketName, Vec<KekDestroy>)) -> TxResult<EraseReport> {
+    let (name, destroys) = input;
+    bucket_row(tx, name, "SELECT record FROM buckets WHERE name = $1 FOR UPDATE").await?;
+    let b = name.as_str();
+    check_no_compliance_lock(tx, b).await?;
+    execute(tx, "DELETE FROM buckets WHERE name = $1", &[&b]).await?;
     let mut report = EraseReport::default();
     let mut garbage = Vec::new();
     for sql in [
@@ -74,6 +90,7 @@ pub(super) async fn erase_bucket_tx(tx: &Tx<'_>, name: &BucketName) -> TxResult<
     }
     report.blobs = garbage.len() as u64;
     enqueue_blobs(tx, &garbage).await?;
+    super::keks::queue_tx(tx, destroys).await?;
     Ok(report)
 }
 
@@ -113,7 +130,7 @@ impl BucketMeta for PgMeta {
         self.txn(&(name.clone(), change), |tx, i| update_bucket_tx(tx, i).boxed()).await
     }
 
-    async fn erase_bucket(&self, name: &BucketName) -> Result<EraseReport> {
-        self.txn(name, |tx, n| erase_bucket_tx(tx, n).boxed()).await
+    async fn erase_bucket(&self, name: &BucketName, destroys: Vec<KekDestroy>) -> Result<EraseReport> {
+        self.txn(&(name.clone(), destroys), |tx, i| erase_bucket_tx(tx, i).boxed()).await
     }
 }

@@ -18,6 +18,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("sql/0001_initial.sql") },
     Migration { version: 2, name: "audit", sql: include_str!("sql/0002_audit.sql") },
     Migration { version: 3, name: "jobs", sql: include_str!("sql/0003_jobs.sql") },
+    Migration { version: 4, name: "kek_destroys", sql: include_str!("sql/0004_kek_destroys.sql") },
 ];
 
 struct Migration {

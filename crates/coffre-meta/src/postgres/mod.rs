@@ -22,6 +22,7 @@ mod blobs;
 mod buckets;
 mod cluster;
 mod jobs;
+mod keks;
 mod migrate;
 mod objects;
 mod placement;

@@ -154,7 +154,7 @@ pub fn reported(sse: &Sse, bucket_kms_key: impl FnOnce() -> String) -> Reported 
             sse_customer_algorithm: None,
             sse_customer_key_md5: None,
         },
-        Sse::Customer(check) => Reported {
+        Sse::Customer(check) | Sse::CustomerSealed { check, .. } => Reported {
             server_side_encryption: None,
             ssekms_key_id: None,
             sse_customer_algorithm: Some("AES256".into()),

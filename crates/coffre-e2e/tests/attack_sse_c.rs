@@ -1,0 +1,239 @@
+//! SSE-C objects attacked for digests of their plaintext: a reader without
+//! the customer's key (a client, an operator reading the metadata files or
+//! database rows) learns neither the plaintext's MD5 nor its checksums. The
+//! ETag is random (multipart keeps its `-N` form); checksums are sealed and
+//! come back only to a request bringing the key.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use coffre_e2e::files::files_under;
+use coffre_e2e::pg::pg_dump_for;
+use coffre_e2e::{Server, error_code, md5_hex, pattern};
+use md5::Digest as _;
+
+struct CustomerKey {
+    key: String,
+    md5: String,
+}
+
+fn customer_key(seed: u8) -> CustomerKey {
+    let key = [seed; 32];
+    let md5 = md5::Md5::digest(key);
+    CustomerKey { key: aws_smithy_types::base64::encode(key), md5: aws_smithy_types::base64::encode(md5) }
+}
+
+/// What must not be found in clear anywhere: the digests of one plaintext.
+struct Digests {
+    what: String,
+    md5: [u8; 16],
+    sha256: [u8; 32],
+}
+
+impl Digests {
+    fn of(what: &str, plain: &[u8]) -> Self {
+        Self { what: what.into(), md5: md5::Md5::digest(plain).into(), sha256: sha2::Sha256::digest(plain).into() }
+    }
+
+    fn sha256_b64(&self) -> String {
+        aws_smithy_types::base64::encode(self.sha256)
+    }
+
+    /// Every form the digests could be stored in: raw, hex, base64, and each
+    /// of those again in hex (how `pg_dump` writes a bytea column).
+    fn needles(&self) -> Vec<(String, Vec<u8>)> {
+        let hex = |b: &[u8]| hex_simd::encode_to_string(b, hex_simd::AsciiCase::Lower).into_bytes();
+        let forms = [
+            ("raw MD5", self.md5.to_vec()),
+            ("hex MD5", hex(&self.md5)),
+            ("raw SHA-256", self.sha256.to_vec()),
+            ("hex SHA-256", hex(&self.sha256)),
+            ("base64 SHA-256", self.sha256_b64().into_bytes()),
+        ];
+        forms
+            .into_iter()
+            .flat_map(|(form, bytes)| {
+                let in_bytea = hex(&bytes);
+                [(format!("{}: {form}", self.what), bytes), (format!("{}: {form} in a bytea", self.what), in_bytea)]
+            })
+            .collect()
+    }
+}
+
+async fn put_sse_c(
+    c: &Client,
+    k: &CustomerKey,
+    key: &str,
+    body: Vec<u8>,
+) -> aws_sdk_s3::operation::put_object::PutObjectOutput {
+    c.put_object()
+        .bucket("sealed")
+        .key(key)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.key)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .expect("SSE-C put")
+}
+
+/// A two-part SSE-C upload; the plaintext digests of its parts and the
+/// ETag a plaintext-MD5 server would give, then the ETag it got.
+async fn multipart_sse_c(c: &Client, k: &CustomerKey, parts: &[Vec<u8>]) -> (String, String) {
+    let up = c
+        .create_multipart_upload()
+        .bucket("sealed")
+        .key("multi")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.key)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .expect("create upload");
+    let id = up.upload_id().expect("upload id");
+    let mut done = Vec::new();
+    let mut md5s = Vec::new();
+    for (i, body) in parts.iter().enumerate() {
+        let number = i as i32 + 1;
+        let part = c
+            .upload_part()
+            .bucket("sealed")
+            .key("multi")
+            .upload_id(id)
+            .part_number(number)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&k.key)
+            .sse_customer_key_md5(&k.md5)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .expect("upload part");
+        let etag = part.e_tag().expect("part etag").to_owned();
+        assert_ne!(etag.trim_matches('"'), md5_hex(body), "part {number}'s ETag is its plaintext MD5");
+        md5s.extend_from_slice(&md5::Md5::digest(body));
+        let sha = part.checksum_sha256().map(str::to_owned);
+        done.push(CompletedPart::builder().part_number(number).e_tag(etag).set_checksum_sha256(sha).build());
+    }
+    let completed = c
+        .complete_multipart_upload()
+        .bucket("sealed")
+        .key("multi")
+        .upload_id(id)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.key)
+        .sse_customer_key_md5(&k.md5)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .send()
+        .await
+        .expect("complete");
+    let plain_etag = format!("{}-{}", md5_hex(&md5s), parts.len());
+    (plain_etag, completed.e_tag().expect("etag").trim_matches('"').to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_objects_keep_no_plaintext_digest_in_clear() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_with(&dir, &[("COFFRE_SSE_C_OVER_HTTP", "true")]);
+    let c = server.client();
+    let k = customer_key(42);
+    c.create_bucket().bucket("sealed").send().await.expect("bucket");
+    // One inline (in the metadata record), one in a blob.
+    let objects = [("small", pattern(300, 1)), ("large", pattern(200_000, 2))];
+    let mut digests = Vec::new();
+    for (key, plain) in &objects {
+        let d = Digests::of(key, plain);
+        let put = put_sse_c(&c, &k, key, plain.clone()).await;
+        let etag = put.e_tag().expect("etag").trim_matches('"').to_owned();
+        assert_ne!(etag, md5_hex(plain), "{key}: the ETag is the plaintext MD5");
+        assert_eq!(etag.len(), 32, "{key}: an ETag of the usual shape: {etag}");
+        assert_eq!(put.checksum_sha256(), Some(d.sha256_b64().as_str()), "{key}: the writer is told its checksum");
+
+        // Without the key: HEAD and GET refused, the listings say nothing of the plaintext.
+        assert_eq!(error_code(c.head_object().bucket("sealed").key(*key).send().await).1, 400, "{key}: HEAD");
+        assert_eq!(error_code(c.get_object().bucket("sealed").key(*key).send().await).1, 400, "{key}: GET");
+        let attrs = c.get_object_attributes().bucket("sealed").key(*key).send().await;
+        assert!(attrs.is_err() || attrs.as_ref().is_ok_and(|a| a.checksum().is_none()), "{key}: attributes");
+        // With the key: the sealed checksum opens.
+        let head = c
+            .head_object()
+            .bucket("sealed")
+            .key(*key)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&k.key)
+            .sse_customer_key_md5(&k.md5)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .expect("HEAD with the key");
+        assert_eq!(head.checksum_sha256(), Some(d.sha256_b64().as_str()), "{key}: the checksum for the key holder");
+        assert_eq!(head.e_tag().map(|e| e.trim_matches('"')), Some(etag.as_str()));
+        let got = c
+            .get_object()
+            .bucket("sealed")
+            .key(*key)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&k.key)
+            .sse_customer_key_md5(&k.md5)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .expect("GET with the key");
+        assert_eq!(got.checksum_sha256(), Some(d.sha256_b64().as_str()));
+        assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), plain.as_slice());
+        let other = customer_key(43);
+        let wrong = c
+            .head_object()
+            .bucket("sealed")
+            .key(*key)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&other.key)
+            .sse_customer_key_md5(&other.md5)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        assert_eq!(error_code(wrong).1, 403, "{key}: another key opens nothing");
+        digests.push(d);
+    }
+
+    let parts = [pattern(5 * 1024 * 1024, 3), pattern(1000, 4)];
+    let (plain_etag, etag) = multipart_sse_c(&c, &k, &parts).await;
+    assert!(etag.ends_with("-2"), "a multipart ETag keeps its -N form: {etag}");
+    assert_ne!(etag, plain_etag, "the multipart ETag is made of the parts' plaintext MD5s");
+    digests.extend(parts.iter().enumerate().map(|(i, p)| Digests::of(&format!("part {}", i + 1), p)));
+
+    let listed = c.list_objects_v2().bucket("sealed").send().await.expect("list");
+    let versions = c.list_object_versions().bucket("sealed").send().await.expect("versions");
+    let etags: Vec<&str> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.e_tag())
+        .chain(versions.versions().iter().filter_map(|v| v.e_tag()))
+        .collect();
+    assert_eq!(etags.len(), 6, "three objects in each listing");
+    for (key, plain) in &objects {
+        assert!(!etags.iter().any(|e| e.trim_matches('"') == md5_hex(plain)), "{key}'s plaintext MD5 in a listing");
+    }
+    for o in listed.contents() {
+        assert!(o.checksum_algorithm().is_empty(), "a listing names no checksum of an SSE-C object: {o:?}");
+    }
+
+    // What an operator reads: every file of the data directory, and the database's rows.
+    server.stop();
+    let mut stored: Vec<(String, Vec<u8>)> =
+        files_under(&dir).into_iter().map(|f| (f.display().to_string(), std::fs::read(&f).expect("read"))).collect();
+    if let Some(dump) = pg_dump_for(&dir) {
+        stored.push(("the PostgreSQL database".into(), dump));
+    }
+    for (name, bytes) in &stored {
+        for d in &digests {
+            for (what, needle) in d.needles() {
+                assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_slice()), "{what} found in {name}");
+            }
+        }
+    }
+}
