@@ -416,6 +416,15 @@ impl Config {
         Ok(config)
     }
 
+    /// [`Self::load`], then what serving in its role needs besides (a
+    /// cluster identity, listeners): tools that only read the data directory
+    /// or the database (`audit export`, `inspect`, `label`) do not need them.
+    pub fn load_to_serve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let config = Self::load(args)?;
+        config.validate_cluster()?;
+        Ok(config)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         if self.region.is_empty() || !self.region.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
             bail!("region: {:?} is not a valid region name", self.region);
@@ -429,7 +438,7 @@ impl Config {
         if self.max_header_bytes < 8192 {
             bail!("max_header_bytes: must be at least 8192");
         }
-        self.validate_cluster()
+        Ok(())
     }
 
     /// What each role needs of the topology, the identity and the listeners.

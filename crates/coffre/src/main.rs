@@ -325,7 +325,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             init_logging();
-            match config::Config::load(&args) {
+            match config::Config::load_to_serve(&args) {
                 Ok(config) => server::run(config).await,
                 Err(e) => Err(e),
             }
