@@ -291,7 +291,7 @@ async fn a_silent_or_flooding_node_gets_a_prompt_503_naming_it() {
     node.kill();
 
     for how in [Fake::Silent, Fake::Flood] {
-        let listener = tokio::net::TcpListener::bind(addrs[0]).await.expect("the node's address");
+        let listener = bind_when_free(addrs[0]).await;
         let sent = Arc::new(AtomicU64::new(0));
         let fake = tokio::spawn(fake_node(listener, ca.node("par-1"), how, sent.clone()));
         let before = rss_kib(&gateway_dir.to_string_lossy());
@@ -309,8 +309,24 @@ async fn a_silent_or_flooding_node_gets_a_prompt_503_naming_it() {
         let log = gateway.log();
         assert!(log.contains("par-1") && log.contains(why), "the log does not name par-1 and {why:?}:\n{log}");
         fake.abort();
+        let _ = fake.await; // its listener is closed once the task is gone
         if let Fake::Flood = how {
             eprintln!("the flooding node pushed {} bytes before the gateway hung up", sent.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// A listener on `addr`, once the process or task that held it has let go.
+async fn bind_when_free(addr: SocketAddr) -> tokio::net::TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{addr} not free yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the node's address {addr}: {e}"),
         }
     }
 }
