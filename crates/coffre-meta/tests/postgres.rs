@@ -67,7 +67,7 @@ fn put(bucket: &BucketName, key: &str, blob: BlobId) -> PutObject {
 #[tokio::test]
 async fn migrations_apply_once_and_refuse_an_edited_or_newer_schema() {
     let Some(url) = database().await else { return };
-    assert_eq!(coffre_meta::postgres::migrate(&PgOptions::new(url.as_str())).await.expect("first"), [1, 2, 3]);
+    assert_eq!(coffre_meta::postgres::migrate(&PgOptions::new(url.as_str())).await.expect("first"), [1, 2, 3, 4]);
     assert!(
         coffre_meta::postgres::migrate(&PgOptions::new(url.as_str())).await.expect("again").is_empty(),
         "nothing twice"
