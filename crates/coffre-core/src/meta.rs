@@ -28,8 +28,6 @@ pub enum Versioning {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
     pub name: BucketName,
-    /// Which bucket of that name this is; writes carry it to their commit.
-    pub id: BucketId,
     pub owner: AccessKeyId,
     pub created: UnixNanos,
     pub versioning: Versioning,
@@ -44,6 +42,10 @@ pub struct BucketRecord {
     pub encryption: Option<BucketEncryption>,
     /// Where the bucket's data may live; `None`: the deployment's default.
     pub residency: Option<coffre_topology::ResidencyPolicy>,
+    /// Which bucket of that name this is; writes carry it to their commit.
+    /// Last, so that records written before it read as [`BucketId::LEGACY`].
+    #[serde(default = "crate::types::legacy_bucket_id", deserialize_with = "BucketId::read_or_legacy")]
+    pub id: BucketId,
 }
 
 /// A key-encryption key of a bucket, held by the key custodian.
@@ -361,9 +363,6 @@ pub struct DeleteOutcome {
 pub struct UploadRecord {
     pub upload_id: UploadId,
     pub bucket: BucketName,
-    /// The bucket the upload was created in: its parts and its completion
-    /// commit only there ([`BucketRecord::check_write`]).
-    pub bucket_id: BucketId,
     pub key: ObjectKey,
     pub initiated: UnixNanos,
     pub owner: AccessKeyId,
@@ -374,6 +373,11 @@ pub struct UploadRecord {
     pub lock: LockState,
     /// Fixed at creation: every part must be sealed the same way.
     pub sse: Sse,
+    /// The bucket the upload was created in: its parts and its completion
+    /// commit only there ([`BucketRecord::check_write`]). Last, so that
+    /// records written before it read as [`BucketId::LEGACY`].
+    #[serde(default = "crate::types::legacy_bucket_id", deserialize_with = "BucketId::read_or_legacy")]
+    pub bucket_id: BucketId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -159,9 +159,26 @@ impl UploadId {
 pub struct BucketId(pub u128);
 
 impl BucketId {
+    /// The identity of every bucket recorded before buckets had one; a
+    /// bucket created since has a random one, so the two never meet.
+    pub const LEGACY: Self = Self(0);
+
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().as_u128())
     }
+
+    /// Reads a bucket identity stored as the *last* field of a record, or
+    /// [`Self::LEGACY`] for a record written before the field existed:
+    /// postcard then runs out of bytes where it would be (a u128 has no
+    /// invalid encoding, so running out is the only way to fail).
+    pub fn read_or_legacy<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(Self::deserialize(d).unwrap_or(Self::LEGACY))
+    }
+}
+
+/// For `#[serde(default = ...)]`, beside [`BucketId::read_or_legacy`].
+pub fn legacy_bucket_id() -> BucketId {
+    BucketId::LEGACY
 }
 
 impl fmt::Display for BucketId {

@@ -16,3 +16,28 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(meta_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use coffre_core::meta::BucketRecord;
+    use coffre_core::types::{AccessKeyId, BucketId, BucketName};
+
+    use super::*;
+
+    /// A bucket record written before buckets had an identity is the same
+    /// bytes without the last field (a zero identity is one varint byte).
+    #[test]
+    fn records_from_before_the_bucket_identity_read_as_legacy() {
+        let name = BucketName::parse("old-bucket").expect("name");
+        let mut record = BucketRecord::new(name, AccessKeyId::parse("owner").expect("key"));
+        record.id = BucketId::LEGACY;
+        let mut legacy = encode(&record).expect("encode");
+        assert_eq!(legacy.pop(), Some(0), "the identity is the last byte");
+        let read: BucketRecord = decode(&legacy).expect("a legacy record decodes");
+        assert_eq!(read, record);
+
+        record.id = BucketId::generate();
+        let read: BucketRecord = decode(&encode(&record).expect("encode")).expect("decode");
+        assert_eq!(read.id, record.id, "a new record keeps its identity");
+    }
+}
