@@ -1,6 +1,7 @@
 //! Requests signed by hand (SigV4 in the `Authorization` header, the payload
 //! declared `UNSIGNED-PAYLOAD`) on a raw socket, for attacks whose timing an
-//! SDK hides: a body sent slowly, an answer never read, many idle connections.
+//! SDK hides (a body sent slowly, an answer never read, many idle connections)
+//! or bodies no SDK would send (the XML fuzzer's).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
