@@ -32,6 +32,20 @@ fn hex(bytes: &[u8]) -> String {
     hex_simd::encode_to_string(bytes, hex_simd::AsciiCase::Lower)
 }
 
+/// The SigV4 signature of `canonical_request`, made at `amz_date`
+/// (`YYYYMMDDTHHMMSSZ`) with `secret` for `region` and `service`.
+pub fn sigv4_signature(secret: &str, amz_date: &str, region: &str, service: &str, canonical_request: &str) -> String {
+    let date = &amz_date[..8];
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let digest = hex(&Sha256::digest(canonical_request.as_bytes()));
+    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}");
+    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), date);
+    for part in [region, service, "aws4_request"] {
+        key = hmac_sha256(&key, part);
+    }
+    hex(&hmac_sha256(&key, &to_sign))
+}
+
 impl Signer {
     pub fn new(host: SocketAddr, access: &str, secret: &str) -> Self {
         Self { access: access.to_owned(), secret: secret.to_owned(), host }
@@ -50,12 +64,7 @@ impl Signer {
              host;x-amz-content-sha256;x-amz-date\n{UNSIGNED}"
         );
         let scope = format!("{date}/{REGION}/s3/aws4_request");
-        let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex(&Sha256::digest(canonical.as_bytes())));
-        let mut key = hmac_sha256(format!("AWS4{}", self.secret).as_bytes(), date);
-        for part in [REGION, "s3", "aws4_request"] {
-            key = hmac_sha256(&key, part);
-        }
-        let signature = hex(&hmac_sha256(&key, &to_sign));
+        let signature = sigv4_signature(&self.secret, &amz_date, REGION, "s3", &canonical);
         let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
         let mut head = format!(
             "{method} {target} HTTP/1.1\r\nHost: {host}\r\nx-amz-date: {amz_date}\r\nx-amz-content-sha256: {UNSIGNED}\r\n\
@@ -162,7 +171,7 @@ impl RawConn {
 }
 
 /// An answer at the start of `got`, and how many bytes it took.
-fn parse_answer(got: &[u8]) -> Option<(Answer, usize)> {
+pub fn parse_answer(got: &[u8]) -> Option<(Answer, usize)> {
     let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&got[..end - 4]).into_owned();
     let status = head.split_whitespace().nth(1)?.parse().ok()?;

@@ -20,25 +20,16 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use coffre_e2e::audit::events;
+use coffre_e2e::signed::{Answer, parse_answer, sigv4_signature};
 use coffre_e2e::{ROOT_ACCESS, ROOT_SECRET, Server};
 use hmac::{Hmac, KeyInit, Mac as _};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
+use sha2::Digest as _;
 
 const REGION: &str = "us-east-1";
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 // --- Signing, by hand -----------------------------------------------------
-
-fn hmac_sha256(key: &[u8], data: &str) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data.as_bytes());
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    hex_simd::encode_to_string(bytes, hex_simd::AsciiCase::Lower)
-}
 
 /// RFC 3986 percent-encoding, as SigV4 canonicalises names and values.
 fn aws_encode(s: &str) -> String {
@@ -76,15 +67,8 @@ impl<'a> Key<'a> {
         format!("{}/{date}/{}/{}/aws4_request", self.access, self.region, self.service)
     }
 
-    fn sign(&self, amz_date: &str, date: &str, canonical_request: &str) -> String {
-        let scope = format!("{date}/{}/{}/aws4_request", self.region, self.service);
-        let digest = hex(&Sha256::digest(canonical_request.as_bytes()));
-        let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}");
-        let mut k = hmac_sha256(format!("AWS4{}", self.secret).as_bytes(), date);
-        for part in [self.region, self.service, "aws4_request"] {
-            k = hmac_sha256(&k, part);
-        }
-        hex(&hmac_sha256(&k, &to_sign))
+    fn sign(&self, amz_date: &str, canonical_request: &str) -> String {
+        sigv4_signature(self.secret, amz_date, self.region, self.service, canonical_request)
     }
 }
 
@@ -114,7 +98,7 @@ fn header_signed(
          host;x-amz-content-sha256;x-amz-date\n{EMPTY_SHA256}",
         canonical_query(query)
     );
-    let signature = key.sign(&amz_date, &date, &canonical);
+    let signature = key.sign(&amz_date, &canonical);
     let query = sent_query.map_or_else(|| canonical_query(query), str::to_owned);
     let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
     let head = format!(
@@ -146,7 +130,7 @@ fn presigned(
         ("X-Amz-SignedHeaders".into(), "host".into()),
     ];
     let canonical = format!("{method}\n{path}\n{}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD", canonical_query(&pairs));
-    let signature = key.sign(&amz_date, &date, &canonical);
+    let signature = key.sign(&amz_date, &canonical);
     pairs.push(("X-Amz-Signature".into(), signature.clone()));
     let query: Vec<String> = pairs.iter().map(|(n, v)| format!("{}={}", rename(n), aws_encode(v))).collect();
     (format!("{path}?{}", query.join("&")), signature)
@@ -158,19 +142,6 @@ fn plain(name: &str) -> String {
 
 // --- Raw HTTP -------------------------------------------------------------
 
-/// One answer: status, headers (as sent) and body.
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn code(&self) -> &str {
-        self.body.split("<Code>").nth(1).and_then(|s| s.split("</Code>").next()).unwrap_or("")
-    }
-}
-
 /// Sends `bytes` and reads one answer (its `Content-Length` worth of body),
 /// or `None` if no complete answer came within `wait`.
 fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (Option<Answer>, TcpStream) {
@@ -180,7 +151,7 @@ fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (Option<Answer>, 
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        if let Some(answer) = parse_answer(&got) {
+        if let Some(answer) = parse_answer(&got).map(|(answer, _)| answer) {
             return (Some(answer), stream);
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -189,23 +160,11 @@ fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (Option<Answer>, 
         }
         stream.set_read_timeout(Some(left)).expect("timeout");
         match stream.read(&mut buf) {
-            Ok(0) => return (parse_answer(&got), stream),
+            Ok(0) => return (parse_answer(&got).map(|(answer, _)| answer), stream),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => return (parse_answer(&got), stream),
+            Err(_) => return (parse_answer(&got).map(|(answer, _)| answer), stream),
         }
     }
-}
-
-fn parse_answer(got: &[u8]) -> Option<Answer> {
-    let text = String::from_utf8_lossy(got);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-length")))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
-    (body.len() >= length).then(|| Answer { status, head: head.to_owned(), body: body[..length].to_owned() })
 }
 
 /// A request with an empty body, answered.
