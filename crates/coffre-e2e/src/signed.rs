@@ -1,7 +1,8 @@
-//! Requests signed by hand (SigV4 in the `Authorization` header, the payload
-//! declared `UNSIGNED-PAYLOAD`) on a raw socket, for attacks whose timing an
-//! SDK hides (a body sent slowly, an answer never read, many idle connections)
-//! or bodies no SDK would send (the XML fuzzer's).
+//! Requests signed by hand on a raw socket, for attacks whose timing an SDK
+//! hides (a body sent slowly, an answer never read, many idle connections)
+//! or requests no SDK would send (the fuzzers', the front's attacks): SigV4
+//! in the `Authorization` header, presigned URLs, and aws-chunked bodies
+//! with their chain of chunk signatures.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,8 +12,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-const REGION: &str = "us-east-1";
-const UNSIGNED: &str = "UNSIGNED-PAYLOAD";
+pub const REGION: &str = "us-east-1";
+pub const UNSIGNED: &str = "UNSIGNED-PAYLOAD";
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// An access key signing requests for one server.
 #[derive(Clone)]
@@ -28,8 +30,21 @@ fn hmac_sha256(key: &[u8], data: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     hex_simd::encode_to_string(bytes, hex_simd::AsciiCase::Lower)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// SigV4's signing key of `secret` for a day (`YYYYMMDD`), region and service.
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), date);
+    for part in [region, service, "aws4_request"] {
+        key = hmac_sha256(&key, part);
+    }
+    key
 }
 
 /// The SigV4 signature of `canonical_request`, made at `amz_date`
@@ -37,13 +52,94 @@ fn hex(bytes: &[u8]) -> String {
 pub fn sigv4_signature(secret: &str, amz_date: &str, region: &str, service: &str, canonical_request: &str) -> String {
     let date = &amz_date[..8];
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let digest = hex(&Sha256::digest(canonical_request.as_bytes()));
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}");
-    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), date);
-    for part in [region, service, "aws4_request"] {
-        key = hmac_sha256(&key, part);
+    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()));
+    hex(&hmac_sha256(&signing_key(secret, date, region, service), &to_sign))
+}
+
+/// RFC 3986 percent-encoding, as SigV4 canonicalises names and values.
+pub fn aws_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `YYYYMMDDTHHMMSSZ` and `YYYYMMDD`, now.
+pub fn stamp() -> (String, String) {
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let at = time::OffsetDateTime::now_utc().format(&f).expect("format");
+    let date = at[..8].to_owned();
+    (at, date)
+}
+
+/// The canonical query of decoded pairs: encoded, sorted, joined.
+pub fn canonical_query(pairs: &[(String, String)]) -> String {
+    let mut encoded: Vec<(String, String)> = pairs.iter().map(|(n, v)| (aws_encode(n), aws_encode(v))).collect();
+    encoded.sort();
+    encoded.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
+}
+
+/// An access key and what it signs for.
+#[derive(Clone, Copy)]
+pub struct Key<'a> {
+    pub access: &'a str,
+    pub secret: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+impl<'a> Key<'a> {
+    pub fn new(access: &'a str, secret: &'a str) -> Self {
+        Self { access, secret, region: REGION, service: "s3" }
     }
-    hex(&hmac_sha256(&key, &to_sign))
+
+    /// The credential: access key and scope for `date` (`YYYYMMDD`).
+    pub fn scope(&self, date: &str) -> String {
+        format!("{}/{date}/{}/{}/aws4_request", self.access, self.region, self.service)
+    }
+
+    pub fn sign(&self, amz_date: &str, canonical_request: &str) -> String {
+        sigv4_signature(self.secret, amz_date, self.region, self.service, canonical_request)
+    }
+
+    /// The signature of one chunk of an aws-chunked body
+    /// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`): it chains to `previous`, the
+    /// request's signature for the first chunk.
+    pub fn chunk_signature(&self, amz_date: &str, previous: &str, chunk: &[u8]) -> String {
+        let date = &amz_date[..8];
+        let scope = format!("{date}/{}/{}/aws4_request", self.region, self.service);
+        let to_sign =
+            format!("AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{EMPTY_SHA256}\n{}", sha256_hex(chunk));
+        hex(&hmac_sha256(&signing_key(self.secret, date, self.region, self.service), &to_sign))
+    }
+}
+
+/// A presigned URL's path and query, valid for `expires` seconds. Each
+/// parameter name is written as `rename` says (the signature covers the
+/// decoded names, so renaming by percent-encoding keeps it valid).
+pub fn presigned(
+    key: Key<'_>,
+    method: &str,
+    host: SocketAddr,
+    path: &str,
+    expires: u64,
+    rename: &dyn Fn(&str) -> String,
+) -> (String, String) {
+    let (amz_date, date) = stamp();
+    let mut pairs: Vec<(String, String)> = vec![
+        ("X-Amz-Algorithm".into(), "AWS4-HMAC-SHA256".into()),
+        ("X-Amz-Credential".into(), key.scope(&date)),
+        ("X-Amz-Date".into(), amz_date.clone()),
+        ("X-Amz-Expires".into(), expires.to_string()),
+        ("X-Amz-SignedHeaders".into(), "host".into()),
+    ];
+    let canonical = format!("{method}\n{path}\n{}\nhost:{host}\n\nhost\n{UNSIGNED}", canonical_query(&pairs));
+    let signature = key.sign(&amz_date, &canonical);
+    pairs.push(("X-Amz-Signature".into(), signature.clone()));
+    let query: Vec<String> = pairs.iter().map(|(n, v)| format!("{}={}", rename(n), aws_encode(v))).collect();
+    (format!("{path}?{}", query.join("&")), signature)
 }
 
 impl Signer {
@@ -55,29 +151,77 @@ impl Signer {
     /// `path` and `query` must already be in SigV4's canonical form (names
     /// sorted, RFC 3986 encoding); `headers` are sent but not signed.
     pub fn head(&self, method: &str, path: &str, query: &str, headers: &[(&str, String)]) -> String {
-        let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-        let amz_date = time::OffsetDateTime::now_utc().format(&f).expect("format");
-        let date = &amz_date[..8];
+        self.head_for_payload(method, path, query, UNSIGNED, headers).head
+    }
+
+    /// As [`Signer::head`], with `payload` as `x-amz-content-sha256` (a
+    /// body's SHA-256 in hex, or a `STREAMING-...` token); the signature and
+    /// date come back too, since an aws-chunked body chains from them.
+    pub fn head_for_payload(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        payload: &str,
+        headers: &[(&str, String)],
+    ) -> SignedHead {
+        let (amz_date, date) = stamp();
         let host = self.host;
         let canonical = format!(
-            "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{UNSIGNED}\nx-amz-date:{amz_date}\n\n\
-             host;x-amz-content-sha256;x-amz-date\n{UNSIGNED}"
+            "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz_date}\n\n\
+             host;x-amz-content-sha256;x-amz-date\n{payload}"
         );
-        let scope = format!("{date}/{REGION}/s3/aws4_request");
-        let signature = sigv4_signature(&self.secret, &amz_date, REGION, "s3", &canonical);
+        let key = Key::new(&self.access, &self.secret);
+        let signature = key.sign(&amz_date, &canonical);
         let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
         let mut head = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nx-amz-date: {amz_date}\r\nx-amz-content-sha256: {UNSIGNED}\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, \
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nx-amz-date: {amz_date}\r\nx-amz-content-sha256: {payload}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential={}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, \
              Signature={signature}\r\n",
-            self.access
+            key.scope(&date)
         );
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
-        head
+        SignedHead { head, amz_date, signature }
     }
+}
+
+impl Signer {
+    /// A `PUT` of `body` to `path` as an aws-chunked upload
+    /// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`), in chunks of `chunk` bytes
+    /// and a final empty one, each signed in the chain: its head (with
+    /// `Content-Length` and `Connection: close`) and its framed body.
+    pub fn aws_chunked_put(&self, path: &str, body: &[u8], chunk: usize) -> (String, Vec<u8>) {
+        let chunks: Vec<&[u8]> = body.chunks(chunk).chain(std::iter::once(&[][..])).collect();
+        // `<hex size>;chunk-signature=<64 hex>\r\n<data>\r\n`
+        let framed_len: usize = chunks.iter().map(|c| format!("{:x}", c.len()).len() + 17 + 64 + 4 + c.len()).sum();
+        let headers = [
+            ("Content-Length", framed_len.to_string()),
+            ("Content-Encoding", "aws-chunked".to_owned()),
+            ("x-amz-decoded-content-length", body.len().to_string()),
+            ("Connection", "close".to_owned()),
+        ];
+        let signed = self.head_for_payload("PUT", path, "", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", &headers);
+        let key = Key::new(&self.access, &self.secret);
+        let mut previous = signed.signature;
+        let mut framed = Vec::with_capacity(framed_len);
+        for chunk in chunks {
+            previous = key.chunk_signature(&signed.amz_date, &previous, chunk);
+            framed.extend_from_slice(format!("{:x};chunk-signature={previous}\r\n", chunk.len()).as_bytes());
+            framed.extend_from_slice(chunk);
+            framed.extend_from_slice(b"\r\n");
+        }
+        (signed.head, framed)
+    }
+}
+
+/// A signed request head and what its signature was made of.
+pub struct SignedHead {
+    pub head: String,
+    pub amz_date: String,
+    pub signature: String,
 }
 
 /// One answer: status, head (as sent) and body.

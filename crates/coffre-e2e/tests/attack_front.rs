@@ -7,6 +7,8 @@
 //!   whose signature was verified, never a credential the request merely
 //!   names; encoded, duplicated or mis-cased authentication parameters,
 //!   mixed mechanisms, odd algorithm tokens and SigV2 are refused;
+//! - whole bodies: a signed streaming (aws-chunked) upload cut short stores
+//!   nothing;
 //! - logging: at `COFFRE_LOG=trace`, no secret, SSE-C key or expected
 //!   signature is written, and client errors are not logged as errors.
 //!
@@ -20,64 +22,15 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use coffre_e2e::audit::events;
-use coffre_e2e::signed::{Answer, parse_answer, sigv4_signature};
+use coffre_e2e::signed::{
+    Answer, EMPTY_SHA256, Key, Signer, aws_encode, canonical_query, parse_answer, presigned, stamp,
+};
 use coffre_e2e::{ROOT_ACCESS, ROOT_SECRET, Server};
 use hmac::{Hmac, KeyInit, Mac as _};
 use serde_json::Value;
 use sha2::Digest as _;
 
-const REGION: &str = "us-east-1";
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
 // --- Signing, by hand -----------------------------------------------------
-
-/// RFC 3986 percent-encoding, as SigV4 canonicalises names and values.
-fn aws_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// `YYYYMMDDTHHMMSSZ` and `YYYYMMDD`, now.
-fn stamp() -> (String, String) {
-    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    let at = time::OffsetDateTime::now_utc().format(&f).expect("format");
-    let date = at[..8].to_owned();
-    (at, date)
-}
-
-/// An access key and what it signs for.
-#[derive(Clone, Copy)]
-struct Key<'a> {
-    access: &'a str,
-    secret: &'a str,
-    region: &'a str,
-    service: &'a str,
-}
-
-impl<'a> Key<'a> {
-    fn new(access: &'a str, secret: &'a str) -> Self {
-        Self { access, secret, region: REGION, service: "s3" }
-    }
-
-    fn scope(&self, date: &str) -> String {
-        format!("{}/{date}/{}/{}/aws4_request", self.access, self.region, self.service)
-    }
-
-    fn sign(&self, amz_date: &str, canonical_request: &str) -> String {
-        sigv4_signature(self.secret, amz_date, self.region, self.service, canonical_request)
-    }
-}
-
-/// The canonical query of decoded pairs: encoded, sorted, joined.
-fn canonical_query(pairs: &[(String, String)]) -> String {
-    let mut encoded: Vec<(String, String)> = pairs.iter().map(|(n, v)| (aws_encode(n), aws_encode(v))).collect();
-    encoded.sort();
-    encoded.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
-}
 
 /// A request head signed in its `Authorization` header for an empty body:
 /// `query` (decoded pairs) is part of what is signed and is sent as
@@ -108,32 +61,6 @@ fn header_signed(
         key.scope(&date)
     );
     (head, signature)
-}
-
-/// A presigned URL's path and query, valid for `expires` seconds. Each
-/// parameter name is written as `rename` says (the signature covers the
-/// decoded names, so renaming by percent-encoding keeps it valid).
-fn presigned(
-    key: Key<'_>,
-    method: &str,
-    host: SocketAddr,
-    path: &str,
-    expires: u64,
-    rename: &dyn Fn(&str) -> String,
-) -> (String, String) {
-    let (amz_date, date) = stamp();
-    let mut pairs: Vec<(String, String)> = vec![
-        ("X-Amz-Algorithm".into(), "AWS4-HMAC-SHA256".into()),
-        ("X-Amz-Credential".into(), key.scope(&date)),
-        ("X-Amz-Date".into(), amz_date.clone()),
-        ("X-Amz-Expires".into(), expires.to_string()),
-        ("X-Amz-SignedHeaders".into(), "host".into()),
-    ];
-    let canonical = format!("{method}\n{path}\n{}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD", canonical_query(&pairs));
-    let signature = key.sign(&amz_date, &canonical);
-    pairs.push(("X-Amz-Signature".into(), signature.clone()));
-    let query: Vec<String> = pairs.iter().map(|(n, v)| format!("{}={}", rename(n), aws_encode(v))).collect();
-    (format!("{path}?{}", query.join("&")), signature)
 }
 
 fn plain(name: &str) -> String {
@@ -483,6 +410,52 @@ async fn presigned_urls_are_read_as_the_verifier_reads_them() {
         assert_eq!(event["principal"], Value::Null, "{event}");
         assert_eq!(event["status"], Value::from(400), "{event}");
     }
+}
+
+/// A signed streaming upload (aws-chunked, each chunk signed in a chain)
+/// whose body was cut short, by the network or by someone on the path who
+/// cannot sign, is refused: nothing stored under the signed name. s3s 0.14
+/// alone stored it, cut, even to nothing (found by `fuzz_auth.rs`).
+#[tokio::test]
+async fn a_signed_streaming_upload_cut_short_stores_nothing() {
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("streams").send().await.expect("bucket");
+    let signer = Signer::new(server.s3, ROOT_ACCESS, ROOT_SECRET);
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    // The head with `Content-Length: length`, or none at all (an empty body).
+    let with_length = |head: &str, length: Option<usize>| {
+        let kept: Vec<&str> = head.split("\r\n").filter(|l| !l.starts_with("Content-Length:")).collect();
+        let length = length.map_or(String::new(), |n| format!("\r\nContent-Length: {n}"));
+        kept.join("\r\n").replacen("\r\n\r\n", &format!("{length}\r\n\r\n"), 1)
+    };
+    let final_chunk = format!("0;chunk-signature={}\r\n\r\n", "0".repeat(64)).len();
+    let cuts = [
+        ("no body, no length", 0, false),
+        ("nothing", 0, true),
+        ("no final chunk", usize::MAX, true),
+        ("half the first chunk", 4096 + 87, true),
+    ];
+    for (what, keep, says_length) in cuts {
+        let key = format!("/streams/{}", what.replace(' ', "-"));
+        let (head, framed) = signer.aws_chunked_put(&key, &payload, 8192);
+        let body = &framed[..keep.min(framed.len() - final_chunk)];
+        let mut request = with_length(&head, says_length.then_some(body.len())).into_bytes();
+        request.extend_from_slice(body);
+        let (answer, _) = exchange(server.s3, &request, Duration::from_secs(10));
+        let answer = answer.unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!((answer.status, answer.code()), (400, "IncompleteBody"), "{what}: {}", answer.body);
+        let stored = c.head_object().bucket("streams").key(&key["/streams/".len()..]).send().await;
+        assert!(stored.is_err(), "{what}: a cut upload was stored: {stored:?}");
+    }
+    // The control: the same upload, whole, is stored whole.
+    let (head, framed) = signer.aws_chunked_put("/streams/whole", &payload, 8192);
+    let mut request = head.into_bytes();
+    request.extend_from_slice(&framed);
+    let (answer, _) = exchange(server.s3, &request, Duration::from_secs(10));
+    assert_eq!(answer.map(|a| a.status), Some(200));
+    let got = c.get_object().bucket("streams").key("whole").send().await.expect("whole");
+    assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), payload.as_slice());
 }
 
 /// A SigV2 signature: base64 of HMAC-SHA1.

@@ -3,8 +3,12 @@
 //! ([`claim`](crate::claim): presigned `X-Amz-Expires` at most 7 days, SigV2
 //! refused, one mechanism, the credential scope's region and service) and
 //! the body size by `Content-Length` (before s3s sees the request); then,
-//! while the body streams, an idle timeout and a cap on each aws-chunked chunk
-//! (s3s 0.14 buffers a whole chunk of whatever size the client declares).
+//! while the body streams, an idle timeout, a cap on each aws-chunked chunk
+//! (s3s 0.14 buffers a whole chunk of whatever size the client declares), and
+//! at its end an aws-chunked body that is whole: its final chunk came and its
+//! chunks add up to `x-amz-decoded-content-length` (s3s 0.14 stores a
+//! signed streaming upload whose body was cut off, even to nothing, as
+//! complete: `fuzz_auth.rs` found it).
 //! Header size and header read timeout are also enforced by hyper (`conn`).
 //!
 //! Bodies read before authentication: none. A request refused here is
@@ -108,29 +112,50 @@ fn is_aws_chunked(headers: &HeaderMap) -> bool {
 }
 
 /// Follows aws-chunked framing (`hex-size;chunk-signature=...\r\n<data>\r\n`)
-/// without buffering, to refuse oversized chunks before s3s buffers them.
+/// without buffering, to refuse oversized chunks before s3s buffers them and
+/// a body cut short once it ends.
 struct ChunkScanner {
     max: u64,
     state: ChunkState,
+    /// The payload bytes the chunk headers announced so far.
+    decoded: u64,
 }
 
 enum ChunkState {
     Header(Vec<u8>),
     Data(u64),
+    /// The final, zero-sized chunk came.
     Done,
+    /// Framing we cannot read: s3s's to reject, with its own error.
+    Malformed,
 }
 
 const MAX_CHUNK_HEADER: usize = 4096;
 
 impl ChunkScanner {
     fn new(max: u64) -> Self {
-        Self { max, state: ChunkState::Header(Vec::new()) }
+        Self { max, state: ChunkState::Header(Vec::new()), decoded: 0 }
+    }
+
+    /// At the end of the body: whether it was whole, the final chunk come and
+    /// `declared` (`x-amz-decoded-content-length`) bytes announced.
+    fn finish(&self, declared: Option<u64>) -> Result<(), String> {
+        match self.state {
+            ChunkState::Malformed => Ok(()),
+            ChunkState::Done if declared.is_none_or(|n| n == self.decoded) => Ok(()),
+            ChunkState::Done => Err(format!(
+                "The aws-chunked body carries {} bytes, not the {} of x-amz-decoded-content-length",
+                self.decoded,
+                declared.unwrap_or_default()
+            )),
+            _ => Err("The aws-chunked body ended before its final chunk".into()),
+        }
     }
 
     fn scan(&mut self, mut data: &[u8]) -> Result<(), String> {
         while !data.is_empty() {
             match &mut self.state {
-                ChunkState::Done => return Ok(()),
+                ChunkState::Done | ChunkState::Malformed => return Ok(()),
                 ChunkState::Data(remaining) => {
                     let n = (*remaining).min(data.len() as u64);
                     *remaining -= n;
@@ -154,7 +179,7 @@ impl ChunkScanner {
                         let size_hex = text.trim_end_matches('\r').split(';').next().unwrap_or("").trim();
                         // Malformed framing is s3s's to reject; we only police sizes.
                         let Ok(size) = u64::from_str_radix(size_hex, 16) else {
-                            self.state = ChunkState::Done;
+                            self.state = ChunkState::Malformed;
                             return Ok(());
                         };
                         if size > self.max {
@@ -163,6 +188,7 @@ impl ChunkScanner {
                                 self.max
                             ));
                         }
+                        self.decoded = self.decoded.saturating_add(size);
                         self.state = if size == 0 { ChunkState::Done } else { ChunkState::Data(size + 2) };
                     }
                 },
@@ -183,6 +209,8 @@ pub(crate) struct GuardedBody {
     /// Set once the service asks for the body (hyper then sends `100 Continue`).
     polled: Arc<AtomicBool>,
     chunked: Option<ChunkScanner>,
+    /// `x-amz-decoded-content-length`, which an aws-chunked body must carry.
+    decoded_length: Option<u64>,
     idle: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
     verdict: BodyVerdict,
@@ -208,6 +236,10 @@ impl GuardedBody {
                 .get(http::header::EXPECT)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
             chunked: is_aws_chunked(headers).then(|| ChunkScanner::new(config.max_chunk_bytes)),
+            decoded_length: headers
+                .get("x-amz-decoded-content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
             idle: config.body_idle_timeout,
             sleep: Box::pin(tokio::time::sleep(config.body_idle_timeout)),
             verdict: verdict.clone(),
@@ -256,7 +288,10 @@ impl HttpBody for GuardedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(io::Error::other(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => match this.chunked.as_ref().map(|s| s.finish(this.decoded_length)) {
+                Some(Err(why)) => Poll::Ready(Some(Err(this.refuse(StatusCode::BAD_REQUEST, "IncompleteBody", why)))),
+                _ => Poll::Ready(None),
+            },
             Poll::Pending => match this.sleep.as_mut().poll(cx) {
                 Poll::Ready(()) => {
                     let why = "Your socket connection to the server was not read from or written to within the timeout period.";
@@ -366,7 +401,26 @@ mod tests {
             proptest::prop_assert_eq!(refused, oversized);
             if !refused {
                 proptest::prop_assert!(matches!(scanner.state, ChunkState::Done));
+                let total = sizes.iter().sum::<usize>() as u64;
+                proptest::prop_assert!(scanner.finish(Some(total)).is_ok());
+                proptest::prop_assert!(scanner.finish(None).is_ok());
+                proptest::prop_assert!(scanner.finish(Some(total + 1)).is_err());
             }
+        }
+
+        /// A body cut anywhere before its final chunk is not whole.
+        #[test]
+        fn a_chunked_body_cut_short_is_not_whole(
+            sizes in proptest::collection::vec(1usize..300, 0..8),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let body = framed(&sizes);
+            let final_chunk = format!("0;chunk-signature={}\r\n", "0".repeat(64)).len() + 2;
+            let cut = cut.index(body.len() - final_chunk + 1);
+            let mut scanner = ChunkScanner::new(1 << 20);
+            proptest::prop_assert!(scanner.scan(&body[..cut]).is_ok());
+            let total = sizes.iter().sum::<usize>() as u64;
+            proptest::prop_assert!(scanner.finish(Some(total)).is_err(), "cut at {} of {}", cut, body.len());
         }
 
         /// Any bytes at all: an answer, no panic, and a header line kept
