@@ -585,18 +585,22 @@ pub trait ObjectMeta: Send + Sync + 'static {
     async fn put_object(&self, put: PutObject) -> Result<()>;
     /// Deletes as S3 does for the bucket's versioning state. Removing a
     /// version under Object Lock fails with `Locked` (governance yields to
-    /// `guard.bypass_governance`); a failed `guard.if_match` changes nothing.
+    /// `guard.bypass_governance`); a failed `guard.if_match` changes nothing;
+    /// a bucket that is not `began_in` any more fails with `NoSuchBucket`.
     async fn delete_object(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome>;
     /// Changes the current (or named) version's tags or lock; returns its id.
+    /// A bucket that is not `began_in` any more fails with `NoSuchBucket`.
     async fn update_version(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         change: VersionChange,

@@ -304,11 +304,12 @@ impl ObjectMeta for PgMeta {
     async fn delete_object(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
-        let req = DeleteRequest::now(version, guard);
+        let req = DeleteRequest::now(began_in, version, guard);
         let input = (bucket.clone(), key.clone(), req);
         self.txn(&input, |tx, i| delete_tx(tx, i).boxed()).await
     }
@@ -316,12 +317,13 @@ impl ObjectMeta for PgMeta {
     async fn update_version(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         change: VersionChange,
         bypass_governance: bool,
     ) -> Result<VersionId> {
-        let req = UpdateRequest::now(version, change, bypass_governance);
+        let req = UpdateRequest::now(began_in, version, change, bypass_governance);
         let input = (bucket.clone(), key.clone(), req);
         self.txn(&input, |tx, i| update_version_tx(tx, i).boxed()).await
     }
