@@ -389,6 +389,11 @@ pub struct PartRecord {
     pub last_modified: UnixNanos,
     pub checksums: Checksums,
     pub key: SealedKey,
+    /// An SSE-C part's checksums, sealed under its keys as a PUT's are
+    /// (`checksums` stays empty): only a request bringing the customer's key
+    /// opens them. Last, so that parts recorded before it read as sealing none.
+    #[serde(default, deserialize_with = "crate::types::read_or_empty")]
+    pub sealed_checksums: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]

@@ -520,7 +520,7 @@ impl ObjectService {
         if let (Sse::CustomerSealed { checksums: sealed, .. }, Some(customer)) = (&object.meta.sse, customer)
             && !sealed.is_empty()
         {
-            // Single-blob versions only: multipart SSE-C versions seal no checksum.
+            // Sealed under the first data key: a single PUT's, or a multipart version's first part's.
             let first = object
                 .data
                 .keys()
