@@ -257,7 +257,28 @@ pub async fn list_versions(meta: &dyn MetaStore, bucket: &BucketName, q: &Versio
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_successor;
+    use super::{DEFAULT_MAX_SCAN, next_batch, out_of_scan, prefix_successor};
+
+    /// Read after read, a page never asks for more rows than its bound leaves
+    /// (one at least, while it holds no entry), and ends once they are read.
+    #[test]
+    fn reads_stay_within_the_bound() {
+        for max_scan in [1, 2, 7, 64, 1000] {
+            for wanted in [1, 64, 1001] {
+                let mut scanned = 0;
+                while !out_of_scan(scanned, max_scan, 1) {
+                    let batch = next_batch(wanted, scanned, max_scan);
+                    assert!((1..=wanted).contains(&batch), "{batch} of {wanted} rows");
+                    scanned += batch;
+                }
+                assert_eq!(scanned, max_scan, "bound {max_scan}, batches of {wanted}");
+            }
+        }
+        assert_eq!(next_batch(10, 5, 5), 1, "a page without an entry still moves on");
+        assert!(!out_of_scan(50, 5, 0), "never ends before its first entry");
+        assert_eq!(next_batch(1001, 0, 0), 1001, "0: the default bound");
+        assert_eq!(next_batch(1001, DEFAULT_MAX_SCAN - 3, 0), 3);
+    }
 
     #[test]
     fn successor_of_prefix() {
