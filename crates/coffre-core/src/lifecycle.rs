@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::meta::{DeleteGuard, MetaStore, VersionCursor};
-use crate::types::{BucketName, ObjectKey, UnixNanos, VersionId};
+use crate::types::{BucketId, BucketName, ObjectKey, UnixNanos, VersionId};
 use crate::witness::{Actor, Change, ChangeWitness};
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
@@ -116,7 +116,7 @@ pub async fn run(meta: &dyn MetaStore, witness: &dyn ChangeWitness, now: UnixNan
         let Some(config) = bucket.lifecycle.clone() else { continue };
         report.buckets += 1;
         for rule in config.rules.iter().filter(|r| r.enabled) {
-            let pass = Pass { meta, witness, bucket: &bucket.name, rule };
+            let pass = Pass { meta, witness, bucket: &bucket.name, bucket_id: bucket.id, rule };
             apply_rule(&pass, now, &mut report).await?;
         }
     }
@@ -128,6 +128,8 @@ struct Pass<'a> {
     meta: &'a dyn MetaStore,
     witness: &'a dyn ChangeWitness,
     bucket: &'a BucketName,
+    /// The bucket the rule was read from: a bucket recreated meanwhile is not touched.
+    bucket_id: BucketId,
     rule: &'a Rule,
 }
 
@@ -136,7 +138,7 @@ impl Pass<'_> {
     async fn remove(&self, operation: &str, key: &ObjectKey, version: Option<&VersionId>) -> Result<()> {
         let actor = Actor::Job { name: "lifecycle", on: format!("rule={}", self.rule.id) };
         self.witness.witness(Change::new(operation, actor, self.bucket).key(key).version(version)).await?;
-        self.meta.delete_object(self.bucket, key, version, &DeleteGuard::default()).await.map(drop)
+        self.meta.delete_object(self.bucket, self.bucket_id, key, version, &DeleteGuard::default()).await.map(drop)
     }
 }
 
@@ -231,7 +233,7 @@ async fn abort_stale_uploads(
     now: UnixNanos,
     report: &mut Report,
 ) -> Result<()> {
-    let Pass { meta, witness, bucket, rule } = *pass;
+    let Pass { meta, witness, bucket, rule, .. } = *pass;
     let uploads = meta.uploads(bucket, prefix, None, usize::MAX).await?;
     for u in uploads.iter().filter(|u| older_than(u.initiated, days, now)) {
         let actor = Actor::Job { name: "lifecycle", on: format!("rule={}", rule.id) };

@@ -2,9 +2,10 @@
 //!
 //! Keys under one common prefix are skipped with a single jump past the
 //! prefix, so a listing costs one scan per page plus one seek per common
-//! prefix, not one step per key under it. A page also stops once `max_scan`
-//! rows were read for it (after returning at least one entry), truncated
-//! with its resume point, as S3 may end a page early.
+//! prefix, not one step per key under it. A page of either listing (keys or
+//! versions) also stops once `max_scan` rows were read for it (after
+//! returning at least one entry), truncated with its resume point, as S3 may
+//! end a page early.
 
 use std::ops::Bound;
 
@@ -23,7 +24,7 @@ pub struct ListQuery {
     pub max_scan: usize,
 }
 
-/// Rows one listing request reads at most (plus one batch), unless configured.
+/// Rows one listing request reads at most, unless configured.
 pub const DEFAULT_MAX_SCAN: usize = 100_000;
 /// Rows read after a jump past a common prefix: the next ones are often
 /// more of the same kind, and a small read keeps each prefix cheap.
@@ -32,8 +33,18 @@ const AFTER_JUMP_BATCH: usize = 64;
 /// Whether a page that read `scanned` rows and holds `entries` ends here:
 /// never before its first entry, so that every page moves the listing on.
 fn out_of_scan(scanned: usize, max_scan: usize, entries: usize) -> bool {
-    let max = if max_scan == 0 { DEFAULT_MAX_SCAN } else { max_scan };
-    scanned >= max && entries > 0
+    scanned >= scan_bound(max_scan) && entries > 0
+}
+
+fn scan_bound(max_scan: usize) -> usize {
+    if max_scan == 0 { DEFAULT_MAX_SCAN } else { max_scan }
+}
+
+/// How many rows the next read of a page may ask for: `wanted`, cut to what
+/// is left of the page's bound so that a page never reads past it (at least
+/// one row, for a page still without an entry).
+fn next_batch(wanted: usize, scanned: usize, max_scan: usize) -> usize {
+    wanted.min(scan_bound(max_scan).saturating_sub(scanned)).max(1)
 }
 
 /// Where a listing resumes after `after`: past the whole common prefix that
@@ -104,17 +115,18 @@ pub async fn list(meta: &dyn MetaStore, bucket: &BucketName, q: &ListQuery) -> R
         None => Bound::Unbounded,
     };
     let full_batch = (q.max_keys + 1).clamp(64, 1001);
-    let (mut batch, mut scanned) = (full_batch, 0);
+    let (mut wanted, mut scanned) = (full_batch, 0);
 
     'scan: loop {
         if out_of_scan(scanned, q.max_scan, page.objects.len() + page.common_prefixes.len()) {
             page.is_truncated = true;
             break;
         }
+        let batch = next_batch(wanted, scanned, q.max_scan);
         let entries = meta.list_objects(bucket, prefix, bound_ref(&cursor), batch).await?;
         let exhausted = entries.len() < batch;
         scanned += entries.len();
-        batch = full_batch;
+        wanted = full_batch;
         for entry in entries {
             let key = entry.key.as_str();
             let common =
@@ -135,7 +147,7 @@ pub async fn list(meta: &dyn MetaStore, bucket: &BucketName, q: &ListQuery) -> R
                         Some(next) => cursor = Bound::Included(next),
                         None => break 'scan,
                     }
-                    batch = AFTER_JUMP_BATCH;
+                    wanted = AFTER_JUMP_BATCH;
                     continue 'scan;
                 }
                 None => {
@@ -159,6 +171,8 @@ pub struct VersionQuery {
     pub key_marker: Option<String>,
     pub version_marker: Option<VersionId>,
     pub max_keys: usize,
+    /// Rows a page may read before it ends truncated; 0: [`DEFAULT_MAX_SCAN`].
+    pub max_scan: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -185,10 +199,18 @@ pub async fn list_versions(meta: &dyn MetaStore, bucket: &BucketName, q: &Versio
         }
         None => Bound::Unbounded,
     };
-    let batch = (q.max_keys + 1).clamp(64, 1001);
+    let full_batch = (q.max_keys + 1).clamp(64, 1001);
+    let (mut wanted, mut scanned) = (full_batch, 0);
     'scan: loop {
+        if out_of_scan(scanned, q.max_scan, page.versions.len() + page.common_prefixes.len()) {
+            page.is_truncated = true;
+            break;
+        }
+        let batch = next_batch(wanted, scanned, q.max_scan);
         let entries = meta.list_versions(bucket, q.prefix.as_bytes(), cursor.clone(), batch).await?;
         let exhausted = entries.len() < batch;
+        scanned += entries.len();
+        wanted = full_batch;
         for entry in entries {
             let key = entry.key.as_str();
             let common =
@@ -208,6 +230,7 @@ pub async fn list_versions(meta: &dyn MetaStore, bucket: &BucketName, q: &Versio
                         Some(next) => cursor = Bound::Included(VersionCursor { key: next, after_version: None }),
                         None => break 'scan,
                     }
+                    wanted = AFTER_JUMP_BATCH;
                     continue 'scan;
                 }
                 None => {
@@ -234,7 +257,28 @@ pub async fn list_versions(meta: &dyn MetaStore, bucket: &BucketName, q: &Versio
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_successor;
+    use super::{DEFAULT_MAX_SCAN, next_batch, out_of_scan, prefix_successor};
+
+    /// Read after read, a page never asks for more rows than its bound leaves
+    /// (one at least, while it holds no entry), and ends once they are read.
+    #[test]
+    fn reads_stay_within_the_bound() {
+        for max_scan in [1, 2, 7, 64, 1000] {
+            for wanted in [1, 64, 1001] {
+                let mut scanned = 0;
+                while !out_of_scan(scanned, max_scan, 1) {
+                    let batch = next_batch(wanted, scanned, max_scan);
+                    assert!((1..=wanted).contains(&batch), "{batch} of {wanted} rows");
+                    scanned += batch;
+                }
+                assert_eq!(scanned, max_scan, "bound {max_scan}, batches of {wanted}");
+            }
+        }
+        assert_eq!(next_batch(10, 5, 5), 1, "a page without an entry still moves on");
+        assert!(!out_of_scan(50, 5, 0), "never ends before its first entry");
+        assert_eq!(next_batch(1001, 0, 0), 1001, "0: the default bound");
+        assert_eq!(next_batch(1001, DEFAULT_MAX_SCAN - 3, 0), 3);
+    }
 
     #[test]
     fn successor_of_prefix() {

@@ -389,6 +389,11 @@ pub struct PartRecord {
     pub last_modified: UnixNanos,
     pub checksums: Checksums,
     pub key: SealedKey,
+    /// An SSE-C part's checksums, sealed under its keys as a PUT's are
+    /// (`checksums` stays empty): only a request bringing the customer's key
+    /// opens them. Last, so that parts recorded before it read as sealing none.
+    #[serde(default, deserialize_with = "crate::types::read_or_empty")]
+    pub sealed_checksums: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -585,18 +590,22 @@ pub trait ObjectMeta: Send + Sync + 'static {
     async fn put_object(&self, put: PutObject) -> Result<()>;
     /// Deletes as S3 does for the bucket's versioning state. Removing a
     /// version under Object Lock fails with `Locked` (governance yields to
-    /// `guard.bypass_governance`); a failed `guard.if_match` changes nothing.
+    /// `guard.bypass_governance`); a failed `guard.if_match` changes nothing;
+    /// a bucket that is not `began_in` any more fails with `NoSuchBucket`.
     async fn delete_object(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome>;
     /// Changes the current (or named) version's tags or lock; returns its id.
+    /// A bucket that is not `began_in` any more fails with `NoSuchBucket`.
     async fn update_version(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         change: VersionChange,

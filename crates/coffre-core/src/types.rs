@@ -176,6 +176,12 @@ impl BucketId {
     }
 }
 
+/// Empty bytes for a record written before a trailing byte field existed
+/// (postcard runs out of bytes where it would be).
+pub fn read_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<u8>, D::Error> {
+    Ok(<Vec<u8> as serde::Deserialize>::deserialize(d).unwrap_or_default())
+}
+
 /// For `#[serde(default = ...)]`, beside [`BucketId::read_or_legacy`].
 pub fn legacy_bucket_id() -> BucketId {
     BucketId::LEGACY

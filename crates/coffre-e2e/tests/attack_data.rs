@@ -9,9 +9,9 @@
 //! - connections: each listener serves at most `max_connections` at once
 //!   (more wait in the kernel's backlog), and a client that stops reading an
 //!   answer loses its connection after `write_timeout_secs`;
-//! - listing: a delimiter listing reads a bounded number of rows per request
-//!   (`list_max_rows`) and ends its page early, truncated with where to
-//!   resume, as S3 may;
+//! - listing: a delimiter listing, of keys or of versions, reads a bounded
+//!   number of rows per request (`list_max_rows`) and ends its page early,
+//!   truncated with where to resume, as S3 may;
 //!
 //! Slow bodies go over raw sockets, signed by hand (`coffre_e2e::signed`),
 //! so that the test, not an SDK, decides when each byte is sent.
@@ -241,6 +241,129 @@ async fn a_listing_of_many_keys_under_one_prefix_stops_early_and_completes_when_
     assert_eq!(rest.is_truncated(), Some(false));
     let keys: Vec<&str> = first.contents().iter().chain(rest.contents()).filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["a", "z"]);
+}
+
+/// Writes `versions` versions of `key` (every third one a delete marker);
+/// returns their ids, newest first, as a version listing gives them.
+async fn history(c: &Client, bucket: &str, key: &str, versions: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..versions {
+        let id = if i % 3 == 2 {
+            let out = c.delete_object().bucket(bucket).key(key).send().await.expect("delete marker");
+            assert_eq!(out.delete_marker(), Some(true));
+            out.version_id().map(str::to_owned)
+        } else {
+            put(c, bucket, key, pattern(100, i as u64)).await.version_id().map(str::to_owned)
+        };
+        ids.push(id.expect("a version id"));
+    }
+    ids.reverse();
+    ids
+}
+
+/// One page of a version listing: its versions and its delete markers (two
+/// lists, each in listing order), and its common prefixes.
+struct VersionsPage {
+    versions: Vec<(String, String)>,
+    markers: Vec<(String, String)>,
+    prefixes: Vec<String>,
+}
+
+/// A version listing followed to its end from NextKeyMarker and NextVersionIdMarker.
+async fn versions_followed(c: &Client, bucket: &str, delimiter: Option<&str>) -> Vec<VersionsPage> {
+    let mut pages = Vec::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = c
+            .list_object_versions()
+            .bucket(bucket)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .expect("list versions");
+        let entry =
+            |k: Option<&str>, v: Option<&str>| (k.unwrap_or_default().to_owned(), v.unwrap_or_default().to_owned());
+        pages.push(VersionsPage {
+            versions: page.versions().iter().map(|v| entry(v.key(), v.version_id())).collect(),
+            markers: page.delete_markers().iter().map(|m| entry(m.key(), m.version_id())).collect(),
+            prefixes: page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)).collect(),
+        });
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = Some(page.next_key_marker().expect("NextKeyMarker on a truncated page").to_owned());
+        version_marker = page.next_version_id_marker().map(str::to_owned);
+        assert!(pages.len() < 200, "the pages never end");
+    }
+    pages
+}
+
+/// The pages list every entry of `want` exactly once and in its order (the
+/// SDK splits a page into versions and delete markers: each list is in
+/// order, and every page comes after the one before), each page holding at
+/// most `bound` entries.
+fn assert_listed_once_in_order(pages: &[VersionsPage], want: &[(String, String)], bound: usize) {
+    let sizes: Vec<usize> = pages.iter().map(|p| p.versions.len() + p.markers.len() + p.prefixes.len()).collect();
+    assert!(
+        sizes.iter().all(|&n| n <= bound),
+        "a page holds more entries than the {bound} rows it may read: {sizes:?}"
+    );
+    let place = |e: &(String, String)| want.iter().position(|w| w == e).unwrap_or_else(|| panic!("{e:?} not written"));
+    let mut listed = Vec::new();
+    let mut last_page_end = None;
+    for page in pages {
+        let (versions, markers): (Vec<usize>, Vec<usize>) =
+            (page.versions.iter().map(place).collect(), page.markers.iter().map(place).collect());
+        for list in [&versions, &markers] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "out of order within a page: {list:?}");
+        }
+        let first = versions.iter().chain(&markers).min();
+        assert!(
+            first.is_none() || first > last_page_end.as_ref(),
+            "a page goes back: {first:?} after {last_page_end:?}"
+        );
+        last_page_end = versions.iter().chain(&markers).max().copied().or(last_page_end);
+        listed.extend(versions.into_iter().chain(markers));
+    }
+    listed.sort_unstable();
+    assert_eq!(listed, (0..want.len()).collect::<Vec<_>>(), "not every version exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_listing_reads_a_bounded_number_of_rows_and_gives_every_version_once_when_followed() {
+    const BOUND: usize = 10;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = server_with(tmp.path(), &format!("list_max_rows = {BOUND}\n"));
+    let c = server.client();
+    c.create_bucket().bucket("hist").send().await.expect("bucket");
+    let enabled = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        .build();
+    c.put_bucket_versioning().bucket("hist").versioning_configuration(enabled).send().await.expect("versioning");
+    // Keys in order; `logs/` rolls up under the delimiter `/`.
+    let mut want: Vec<(String, String)> = Vec::new();
+    let mut nested = Vec::new();
+    for (key, versions) in [("a", 4), ("logs/0", 5), ("logs/1", 7), ("m", 26), ("z", 2)] {
+        let ids = history(&c, "hist", key, versions).await;
+        let listed = ids.into_iter().map(|id| (key.to_owned(), id));
+        if key.starts_with("logs/") { nested.extend(listed) } else { want.extend(listed) }
+    }
+
+    // Under the delimiter: every version of a, m and z once, in order, and
+    // logs/ once, on pages that each read at most BOUND rows.
+    let pages = versions_followed(&c, "hist", Some("/")).await;
+    assert_listed_once_in_order(&pages, &want, BOUND);
+    let prefixes: Vec<&String> = pages.iter().flat_map(|p| &p.prefixes).collect();
+    assert_eq!(prefixes, ["logs/"]);
+
+    // Without it, the same for every version of every key.
+    let pages = versions_followed(&c, "hist", None).await;
+    let mut all = want.clone();
+    all.extend(nested);
+    all.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_listed_once_in_order(&pages, &all, BOUND);
 }
 
 // --- Connections ----------------------------------------------------------

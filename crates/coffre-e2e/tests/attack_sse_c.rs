@@ -1,8 +1,9 @@
 //! SSE-C objects attacked for digests of their plaintext: a reader without
 //! the customer's key (a client, an operator reading the metadata files or
 //! database rows) learns neither the plaintext's MD5 nor its checksums. The
-//! ETag is random (multipart keeps its `-N` form); checksums are sealed and
-//! come back only to a request bringing the key.
+//! ETag is random (multipart keeps its `-N` form); checksums, a single PUT's,
+//! each part's and a multipart object's, are sealed and come back only to a
+//! request bringing the key (ListParts leaves them out without it).
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -231,6 +232,159 @@ async fn sse_c_objects_keep_no_plaintext_digest_in_clear() {
     }
     for (name, bytes) in &stored {
         for d in &digests {
+            for (what, needle) in d.needles() {
+                assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_slice()), "{what} found in {name}");
+            }
+        }
+    }
+}
+
+/// ListParts with or without the customer's key: the SHA-256 of each part, as listed.
+async fn listed_part_checksums(c: &Client, id: &str, k: Option<&CustomerKey>) -> Vec<Option<String>> {
+    let listed = c
+        .list_parts()
+        .bucket("sealed")
+        .key("sums")
+        .upload_id(id)
+        .set_sse_customer_algorithm(k.map(|_| "AES256".to_owned()))
+        .set_sse_customer_key(k.map(|k| k.key.clone()))
+        .set_sse_customer_key_md5(k.map(|k| k.md5.clone()))
+        .send()
+        .await
+        .expect("list parts");
+    listed.parts().iter().map(|p| p.checksum_sha256().map(str::to_owned)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_multipart_checksums_are_sealed_and_open_only_with_the_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_with(&dir, &[("COFFRE_SSE_C_OVER_HTTP", "true")]);
+    let c = server.client();
+    let (k, other) = (customer_key(42), customer_key(43));
+    c.create_bucket().bucket("sealed").send().await.expect("bucket");
+    let up = c
+        .create_multipart_upload()
+        .bucket("sealed")
+        .key("sums")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.key)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .expect("create upload");
+    let id = up.upload_id().expect("upload id").to_owned();
+    let parts = [pattern(5 * 1024 * 1024, 5), pattern(1000, 6)];
+    let digests: Vec<Digests> =
+        parts.iter().enumerate().map(|(i, p)| Digests::of(&format!("part {}", i + 1), p)).collect();
+    let mut done = Vec::new();
+    for (i, body) in parts.iter().enumerate() {
+        let number = i as i32 + 1;
+        let part = c
+            .upload_part()
+            .bucket("sealed")
+            .key("sums")
+            .upload_id(&id)
+            .part_number(number)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&k.key)
+            .sse_customer_key_md5(&k.md5)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .expect("upload part");
+        assert_eq!(
+            part.checksum_sha256(),
+            Some(digests[i].sha256_b64().as_str()),
+            "the writer is told part {number}'s"
+        );
+        let etag = part.e_tag().expect("etag").to_owned();
+        done.push(
+            CompletedPart::builder().part_number(number).e_tag(etag).checksum_sha256(digests[i].sha256_b64()).build(),
+        );
+    }
+
+    // ListParts: the checksums for the key holder only; another key is refused.
+    let want: Vec<Option<String>> = digests.iter().map(|d| Some(d.sha256_b64())).collect();
+    assert_eq!(listed_part_checksums(&c, &id, Some(&k)).await, want, "the parts' checksums, opened with the key");
+    assert_eq!(listed_part_checksums(&c, &id, None).await, [None, None], "no checksum without the key");
+    let wrong = c
+        .list_parts()
+        .bucket("sealed")
+        .key("sums")
+        .upload_id(&id)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&other.key)
+        .sse_customer_key_md5(&other.md5)
+        .send()
+        .await;
+    assert_eq!(error_code(wrong).1, 403, "another key opens nothing");
+
+    // CompleteMultipartUpload needs the key to combine the parts' checksums, as on S3.
+    let complete = |key: Option<&CustomerKey>, parts: Vec<CompletedPart>| {
+        c.complete_multipart_upload()
+            .bucket("sealed")
+            .key("sums")
+            .upload_id(&id)
+            .set_sse_customer_algorithm(key.map(|_| "AES256".to_owned()))
+            .set_sse_customer_key(key.map(|k| k.key.clone()))
+            .set_sse_customer_key_md5(key.map(|k| k.md5.clone()))
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+    };
+    assert_eq!(error_code(complete(None, done.clone()).await).1, 400, "completed without the key");
+    let mut forged = done.clone();
+    forged[1] = CompletedPart::builder()
+        .part_number(2)
+        .e_tag(done[1].e_tag().unwrap_or_default())
+        .checksum_sha256(digests[0].sha256_b64())
+        .build();
+    let refused = complete(Some(&k), forged).await;
+    assert_eq!(error_code(refused).0, "InvalidPart", "a part's checksum that is not its own");
+    let completed = complete(Some(&k), done).await.expect("complete with the key");
+    let raw: Vec<u8> = digests.iter().flat_map(|d| d.sha256).collect();
+    let composite = Digests::of("the composite checksum's input", &raw);
+    let want = format!("{}-2", composite.sha256_b64());
+    assert_eq!(completed.checksum_sha256(), Some(want.as_str()), "the completer is told the object's checksum");
+
+    // HEAD and GET with the key and ChecksumMode: the composite checksum.
+    let head = c
+        .head_object()
+        .bucket("sealed")
+        .key("sums")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.key)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("HEAD with the key");
+    assert_eq!(head.checksum_sha256(), Some(want.as_str()));
+    let got = c
+        .get_object()
+        .bucket("sealed")
+        .key("sums")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.key)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("GET with the key");
+    assert_eq!(got.checksum_sha256(), Some(want.as_str()));
+    assert_eq!(got.body.collect().await.expect("body").into_bytes().len(), parts.iter().map(Vec::len).sum::<usize>());
+
+    // Nothing of it in clear where an operator reads.
+    server.stop();
+    let mut stored: Vec<(String, Vec<u8>)> =
+        files_under(&dir).into_iter().map(|f| (f.display().to_string(), std::fs::read(&f).expect("read"))).collect();
+    if let Some(dump) = pg_dump_for(&dir) {
+        stored.push(("the PostgreSQL database".into(), dump));
+    }
+    for (name, bytes) in &stored {
+        for d in digests.iter().chain([&composite]) {
             for (what, needle) in d.needles() {
                 assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_slice()), "{what} found in {name}");
             }

@@ -213,7 +213,10 @@ async fn apply(meta: &EmbeddedMeta, key: u64, put: Option<u64>, size: u64) -> Re
             };
             meta.put_object(put).await
         }
-        None => meta.delete_object(&bucket(), &object_key(key), None, &DeleteGuard::default()).await.map(drop),
+        None => meta
+            .delete_object(&bucket(), common::BUCKET_ID, &object_key(key), None, &DeleteGuard::default())
+            .await
+            .map(drop),
     }
 }
 

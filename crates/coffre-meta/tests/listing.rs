@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
-use coffre_core::list::{ListQuery, list};
-use coffre_core::meta::{BucketRecord, DataLocation, ObjectVersion, PutObject, WriteCondition};
+use coffre_core::list::{ListQuery, VersionQuery, list, list_versions};
+use coffre_core::meta::{BucketRecord, DataLocation, ObjectVersion, PutObject, Versioning, WriteCondition};
 use coffre_core::types::{AccessKeyId, BucketName, ObjectKey, VersionId};
 
 mod common;
@@ -172,4 +172,97 @@ async fn listing_matches_the_model() {
     assert_eq!(usage.objects, keys.len() as u64);
     let all = meta.list_objects(&other, b"", Bound::Unbounded, 100).await.expect("scan");
     assert_eq!(all.len(), 2);
+}
+
+/// Writes versions and delete markers of random keys into a versioned bucket;
+/// returns how many entries a version listing holds.
+async fn versioned_keys(meta: &dyn coffre_core::meta::MetaStore, bucket: &BucketName, rng: &mut Rng) -> usize {
+    let owner = AccessKeyId::parse("owner").expect("id");
+    let record = BucketRecord {
+        id: common::BUCKET_ID,
+        versioning: Versioning::Enabled,
+        keks: vec![common::kek(1)],
+        ..BucketRecord::new(bucket.clone(), owner.clone())
+    };
+    meta.create_bucket(record).await.expect("bucket");
+    let parts = ["a", "b", "a/", "/", "x.y", "zz/", "a/b/"];
+    let mut entries = 0;
+    for _ in 0..150 {
+        let n = 1 + rng.below(4);
+        let key = ObjectKey::parse(&(0..n).map(|_| rng.pick(&parts)).collect::<String>()).expect("key");
+        for _ in 0..1 + rng.below(4) {
+            if rng.below(4) == 0 {
+                meta.delete_object(bucket, common::BUCKET_ID, &key, None, &Default::default()).await.expect("marker");
+            } else {
+                let version = common::version(&owner, VersionId::generate(), 1, version(&owner, 1).data);
+                let put = PutObject {
+                    bucket: bucket.clone(),
+                    bucket_id: common::BUCKET_ID,
+                    key: key.clone(),
+                    version,
+                    condition: WriteCondition::None,
+                    pending: vec![],
+                };
+                meta.put_object(put).await.expect("put");
+            }
+            entries += 1;
+        }
+    }
+    entries
+}
+
+/// A version listing followed from page to page, resuming from NextKeyMarker
+/// and NextVersionIdMarker: (key, version id) of every entry, common prefixes.
+async fn versions_followed(
+    meta: &dyn coffre_core::meta::MetaStore,
+    bucket: &BucketName,
+    base: &VersionQuery,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let (mut versions, mut common, mut q) = (Vec::new(), Vec::new(), base.clone());
+    for page_no in 0.. {
+        assert!(page_no < 5000, "the pages never end: {base:?}");
+        let page = list_versions(meta, bucket, &q).await.expect("list versions");
+        let entries = page.versions.len() + page.common_prefixes.len();
+        assert!(entries <= q.max_keys, "{entries} entries on a page of {}: {q:?}", q.max_keys);
+        if base.max_scan > 0 {
+            // Every entry stands for at least one row read, and no page reads past its bound.
+            assert!(entries <= base.max_scan, "{entries} entries while reading at most {}: {q:?}", base.max_scan);
+        }
+        versions.extend(page.versions.iter().map(|v| (v.key.to_string(), v.meta.version_id.as_str().to_owned())));
+        common.extend(page.common_prefixes.iter().cloned());
+        if !page.is_truncated {
+            break;
+        }
+        assert!(page.next_key_marker.is_some(), "a truncated page says where to resume: {q:?}");
+        q.key_marker = page.next_key_marker;
+        q.version_marker = page.next_version_marker;
+    }
+    (versions, common)
+}
+
+#[tokio::test]
+async fn a_version_listing_bounded_in_rows_lists_every_version_once_in_order() {
+    let (meta, _held) = common::engine().await;
+    let bucket = BucketName::parse("versions-test").expect("name");
+    let mut rng = Rng(0x0bad_cafe_1234_5678);
+    let total = versioned_keys(meta.as_ref(), &bucket, &mut rng).await;
+    let all = VersionQuery { max_keys: 1000, max_scan: usize::MAX, ..Default::default() };
+    let (everything, _) = versions_followed(meta.as_ref(), &bucket, &all).await;
+    assert_eq!(everything.len(), total, "one entry per version and delete marker");
+
+    let prefixes = ["", "a", "a/", "zz/", "q"];
+    let delimiters = [None, Some("/"), Some("a"), Some("b/")];
+    for case in 0..150 {
+        let unbounded = VersionQuery {
+            prefix: rng.pick(&prefixes).to_owned(),
+            delimiter: delimiters[rng.below(delimiters.len())].map(str::to_owned),
+            max_keys: 1000,
+            max_scan: usize::MAX,
+            ..Default::default()
+        };
+        let bounded = VersionQuery { max_keys: 1 + rng.below(40), max_scan: 1 + rng.below(6), ..unbounded.clone() };
+        let want = versions_followed(meta.as_ref(), &bucket, &unbounded).await;
+        let got = versions_followed(meta.as_ref(), &bucket, &bounded).await;
+        assert_eq!(got, want, "case {case}: {bounded:?}");
+    }
 }

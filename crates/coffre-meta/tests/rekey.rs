@@ -66,6 +66,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
             last_modified: UnixNanos::now(),
             checksums: Default::default(),
             key: common::sealed_key(n),
+            sealed_checksums: Vec::new(),
         };
         // As the object service does: the blob is pending until its part commits.
         meta.register_pending(&[part.blob]).await.expect("pending");

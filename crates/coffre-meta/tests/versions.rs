@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use coffre_core::Error;
 use coffre_core::meta::{
-    BucketRecord, ContentHeaders, MetaStore, ObjectVersion, PutObject, UploadRecord, Versioning, WriteCondition,
+    BucketRecord, ContentHeaders, MetaStore, ObjectVersion, PutObject, UploadRecord, VersionChange, Versioning,
+    WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 
@@ -90,7 +91,7 @@ async fn unversioned_overwrite_lets_the_old_blob_go() {
     // Committed writes are no longer pending: a restart must not collect them.
     assert_eq!(f.meta.abandon_pending().await.expect("abandon"), 0);
 
-    f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
+    f.meta.delete_object(&f.bucket, common::BUCKET_ID, &f.key, None, &Default::default()).await.expect("delete");
     assert!(f.current().await.is_none());
     assert_eq!(f.garbage().await, [a, b]);
     f.forget(&[a, b]).await;
@@ -123,7 +124,8 @@ async fn enabled_versioning_keeps_history_and_uses_delete_markers() {
     let old = f.meta.object(&f.bucket, &f.key, Some(&v1)).await.expect("read").expect("v1 kept");
     assert_eq!(old.data, common::blob(BlobId(1)));
 
-    let marker = f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
+    let marker =
+        f.meta.delete_object(&f.bucket, common::BUCKET_ID, &f.key, None, &Default::default()).await.expect("delete");
     assert!(marker.delete_marker);
     assert!(f.current().await.is_some_and(|v| v.meta.delete_marker));
     let listed = f.meta.list_objects(&f.bucket, b"", std::ops::Bound::Unbounded, 10).await.expect("list");
@@ -132,10 +134,16 @@ async fn enabled_versioning_keeps_history_and_uses_delete_markers() {
 
     // Removing the marker brings v2 back as current.
     let marker_id = marker.version_id.expect("marker id");
-    f.meta.delete_object(&f.bucket, &f.key, Some(&marker_id), &Default::default()).await.expect("delete marker");
+    f.meta
+        .delete_object(&f.bucket, common::BUCKET_ID, &f.key, Some(&marker_id), &Default::default())
+        .await
+        .expect("delete marker");
     assert_eq!(f.current().await.map(|v| v.meta.version_id), Some(v2.clone()));
     // Deleting a noncurrent version frees its data only.
-    f.meta.delete_object(&f.bucket, &f.key, Some(&v1), &Default::default()).await.expect("delete v1");
+    f.meta
+        .delete_object(&f.bucket, common::BUCKET_ID, &f.key, Some(&v1), &Default::default())
+        .await
+        .expect("delete v1");
     assert_eq!(f.garbage().await, [BlobId(1)]);
     assert!(f.meta.object(&f.bucket, &f.key, Some(&v1)).await.expect("read").is_none());
 }
@@ -146,7 +154,8 @@ async fn suspended_versioning_keeps_one_null_version() {
     f.put(VersionId::Null, BlobId(1), WriteCondition::None).await.expect("null 1");
     f.put(VersionId::Null, BlobId(2), WriteCondition::None).await.expect("null 2");
     assert_eq!(f.garbage().await, [BlobId(1)], "a null version replaces the previous null version");
-    let marker = f.meta.delete_object(&f.bucket, &f.key, None, &Default::default()).await.expect("delete");
+    let marker =
+        f.meta.delete_object(&f.bucket, common::BUCKET_ID, &f.key, None, &Default::default()).await.expect("delete");
     assert_eq!((marker.delete_marker, marker.version_id), (true, Some(VersionId::Null)));
     assert_eq!(f.garbage().await, [BlobId(1), BlobId(2)], "the null delete marker replaces the null version");
 }
@@ -201,4 +210,36 @@ async fn writes_begun_in_a_bucket_since_recreated_under_its_name_are_refused_at_
     assert!(f.meta.uploads(&f.bucket, b"", None, 10).await.expect("uploads").is_empty());
     // Writes that began in the second bucket commit.
     f.meta.create_upload(UploadRecord { bucket_id: second.id, ..upload }).await.expect("an upload of the new bucket");
+}
+
+#[tokio::test]
+async fn deletes_and_version_changes_begun_in_a_bucket_since_recreated_are_refused_at_commit() {
+    for versioning in [Versioning::Unversioned, Versioning::Enabled] {
+        let f = fixture(Versioning::Unversioned).await;
+        // The name gets another owner's bucket, holding one object.
+        f.meta.erase_bucket(&f.bucket, Vec::new()).await.expect("erase");
+        let other = AccessKeyId::parse("other").expect("id");
+        let second =
+            BucketRecord { versioning, keks: vec![common::kek(1)], ..BucketRecord::new(f.bucket.clone(), other) };
+        f.meta.create_bucket(second.clone()).await.expect("the name taken again");
+        let theirs = PutObject {
+            bucket: f.bucket.clone(),
+            bucket_id: second.id,
+            key: f.key.clone(),
+            version: f.version(VersionId::generate(), BlobId(9)),
+            condition: WriteCondition::None,
+            pending: vec![],
+        };
+        f.meta.put_object(theirs).await.expect("the new owner's object");
+        let before = f.current().await;
+
+        let late = f.meta.delete_object(&f.bucket, common::BUCKET_ID, &f.key, None, &Default::default()).await;
+        assert!(matches!(late, Err(Error::NoSuchBucket)), "{versioning:?}: {late:?}");
+        let tags = VersionChange::Tags(vec![("owned".into(), "by-a-stranger".into())]);
+        let late = f.meta.update_version(&f.bucket, common::BUCKET_ID, &f.key, None, tags, false).await;
+        assert!(matches!(late, Err(Error::NoSuchBucket)), "{versioning:?}: {late:?}");
+        assert_eq!(f.current().await, before, "{versioning:?}: the new owner's object is untouched");
+        // Requests that began in the second bucket apply.
+        f.meta.delete_object(&f.bucket, second.id, &f.key, None, &Default::default()).await.expect("its own delete");
+    }
 }

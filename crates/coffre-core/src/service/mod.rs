@@ -337,7 +337,7 @@ impl ObjectService {
         if let VersionChange::Tags(tags) = &change {
             check_tags(tags, MAX_OBJECT_TAGS)?;
         }
-        self.bucket(who, bucket).await?;
+        let record = self.bucket(who, bucket).await?;
         let kind = match &change {
             VersionChange::Tags(_) => "kind=tags",
             VersionChange::Retention(_) => "kind=retention",
@@ -348,7 +348,7 @@ impl ObjectService {
             Change::new("change:PutObjectConfig", who.into(), bucket).key(key).version(version).detail(detail),
         )
         .await?;
-        self.meta.update_version(bucket, key, version, change, bypass_governance).await
+        self.meta.update_version(bucket, record.id, key, version, change, bypass_governance).await
     }
 
     /// The bucket, if it exists and `who` may use it.
@@ -373,7 +373,8 @@ impl ObjectService {
         query: &list::VersionQuery,
     ) -> Result<list::VersionPage> {
         self.bucket(who, bucket).await?;
-        list::list_versions(self.meta.as_ref(), bucket, query).await
+        let query = list::VersionQuery { max_scan: self.config.list_max_rows, ..query.clone() };
+        list::list_versions(self.meta.as_ref(), bucket, &query).await
     }
 
     pub async fn bucket_usage(&self, who: &Principal, name: &BucketName) -> Result<BucketUsage> {
@@ -519,7 +520,7 @@ impl ObjectService {
         if let (Sse::CustomerSealed { checksums: sealed, .. }, Some(customer)) = (&object.meta.sse, customer)
             && !sealed.is_empty()
         {
-            // Single-blob versions only: multipart SSE-C versions seal no checksum.
+            // Sealed under the first data key: a single PUT's, or a multipart version's first part's.
             let first = object
                 .data
                 .keys()
@@ -588,13 +589,13 @@ impl ObjectService {
         version: Option<&VersionId>,
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
-        self.bucket(who, bucket).await?;
+        let record = self.bucket(who, bucket).await?;
         let mut change = Change::new("change:DeleteObject", who.into(), bucket).key(key).version(version);
         if guard.bypass_governance {
             change = change.detail("bypass_governance=true");
         }
         self.witness(change).await?;
-        self.meta.delete_object(bucket, key, version, guard).await
+        self.meta.delete_object(bucket, record.id, key, version, guard).await
     }
 
     pub async fn copy_object(

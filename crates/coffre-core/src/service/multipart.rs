@@ -1,16 +1,16 @@
 //! Multipart uploads: parts stream into blobs of their own; completing one
 //! checks the parts named against those stored and commits the object.
 
-use super::keys::{self, CustomerKey, SseChoice, check_customer_key};
+use super::keys::{self, ChecksumKey, CustomerKey, SseChoice, check_customer_key};
 use crate::blob::ByteStream;
 use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, Checksums, hex, multipart_etag};
 use crate::error::{Error, Result};
 use crate::lock::{LockState, MAX_OBJECT_TAGS, check_tags};
 use crate::meta::{
-    CompleteUpload, ContentHeaders, DataLocation, ObjectVersion, PartRecord, PartRef, UploadRecord, VersionMeta,
-    WriteCondition,
+    BucketRecord, CompleteUpload, ContentHeaders, DataLocation, ObjectVersion, PartRecord, PartRef, Sse, UploadRecord,
+    VersionMeta, WriteCondition,
 };
-use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, UploadId};
+use crate::types::{BucketName, ObjectKey, Principal, UnixNanos, UploadId, VersionId};
 use crate::witness::Change;
 
 use super::{
@@ -132,31 +132,36 @@ impl ObjectService {
             claims.checksum = Some(ExpectedChecksum::Compute(alg));
         }
         let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
+        let checksum_key = part.customer_key.is_some().then(|| ChecksumKey::of(&sealing.key));
         let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false, sealing).await?;
         let change = part_change(who, &upload, part.part_number, None);
-        self.record_part(&upload, part.part_number, data, digest, claims, change).await
+        let stored = StoredPart { number: part.part_number, data, digest, checksum_key };
+        self.record_part(&upload, stored, claims, change).await
     }
 
     async fn record_part(
         &self,
         upload: &UploadRecord,
-        number: u32,
-        data: DataLocation,
-        digest: BodyDigest,
+        part: StoredPart,
         claims: BodyClaims,
         change: Change,
     ) -> Result<PartResult> {
+        let StoredPart { number, data, digest, checksum_key } = part;
         let pending = data.blobs();
         let outcome = async {
             let checksums = verify_claims(claims, &digest)?;
             let DataLocation::Blob { id: blob, key } = data else {
                 return Err(Error::Meta("a part must be stored in exactly one blob".into()));
             };
-            // SSE-C parts keep no digest of their plaintext: a random ETag, no
-            // checksum (verified on arrival, told to the writer, not stored).
-            let (md5, stored) = match upload.sse.customer() {
-                Some(_) => (keys::random_etag()?, Checksums::default()),
-                None => (digest.md5, checksums.clone()),
+            // SSE-C parts keep no digest of their plaintext in clear: a random
+            // ETag, and the checksums sealed for the holder of the key.
+            let (md5, stored, sealed) = match (upload.sse.customer(), &checksum_key) {
+                (None, _) => (digest.md5, checksums.clone(), Vec::new()),
+                (Some(_), _) if checksums.is_empty() => (keys::random_etag()?, Checksums::default(), Vec::new()),
+                (Some(_), Some(ck)) => {
+                    (keys::random_etag()?, Checksums::default(), ck.seal(&checksums, &part_context(upload, number))?)
+                }
+                (Some(_), None) => return Err(Error::CustomerKeyRequired),
             };
             let record = PartRecord {
                 number,
@@ -166,6 +171,7 @@ impl ObjectService {
                 md5,
                 last_modified: UnixNanos::now(),
                 checksums: stored,
+                sealed_checksums: sealed,
             };
             let last_modified = record.last_modified;
             self.witness(change).await?;
@@ -203,11 +209,14 @@ impl ObjectService {
         };
         let algorithms: Vec<_> = claims.checksum.iter().map(ExpectedChecksum::algorithm).collect();
         let body = self.read_data(src.data, size, range, src_keys);
+        let checksum_key = part.customer_key.is_some().then(|| ChecksumKey::of(&sealing.key));
         let (data, digest) = self.store_body(body, &algorithms, claims.content_length, false, sealing).await?;
         let change = part_change(who, &upload, part.part_number, Some(source.describe()));
-        self.record_part(&upload, part.part_number, data, digest, claims, change).await
+        let stored = StoredPart { number: part.part_number, data, digest, checksum_key };
+        self.record_part(&upload, stored, claims, change).await
     }
 
+    #[expect(clippy::too_many_arguments, reason = "the request's fields, as S3 names them")]
     pub async fn complete_upload(
         &self,
         who: &Principal,
@@ -216,9 +225,15 @@ impl ObjectService {
         upload_id: &UploadId,
         requested: Vec<CompletedPart>,
         condition: WriteCondition,
+        customer: Option<&CustomerKey>,
     ) -> Result<PutResult> {
         let bucket_record = self.bucket(who, bucket).await?;
         let upload = self.upload(who, bucket, key, upload_id).await?;
+        // An SSE-C upload's checksums open only with the key, which S3 asks
+        // for here when the upload has a checksum algorithm.
+        if upload.sse.customer().is_some() && (customer.is_some() || upload.checksum_algorithm.is_some()) {
+            check_customer_key(&upload.sse, customer)?;
+        }
         if requested.is_empty() {
             return Err(Error::InvalidArgument("You must specify at least one part".into()));
         }
@@ -227,6 +242,9 @@ impl ObjectService {
         }
         let stored = self.meta.parts(upload_id, 0, MAX_PART_NUMBER as usize).await?;
         let mut chosen = Vec::with_capacity(requested.len());
+        let mut chosen_checksums = Vec::with_capacity(requested.len());
+        // An SSE-C part completed without its key has no checksum to compare with.
+        let unopened = upload.sse.customer().is_some() && customer.is_none();
         for want in &requested {
             let part = stored
                 .iter()
@@ -239,24 +257,27 @@ impl ObjectService {
                     want.number
                 ))
             })?;
-            // An SSE-C part stored no checksum to compare with.
-            let compared = if upload.sse.customer().is_some() { Checksums::default() } else { want.checksums.clone() };
-            for alg in compared.algorithms() {
-                if part.checksums.get(alg) != want.checksums.get(alg) {
+            let recorded = self.part_checksums(&bucket_record, &upload, part, customer).await?;
+            for alg in want.checksums.algorithms().filter(|_| !unopened) {
+                if recorded.get(alg) != want.checksums.get(alg) {
                     return Err(Error::InvalidPart(format!("part {} has a different {alg} checksum", want.number)));
                 }
             }
             chosen.push(part.clone());
+            chosen_checksums.push(recorded);
         }
         // Sizes are judged once every named part is known to exist, as S3 does.
         if let Some(small) = chosen.iter().rev().skip(1).find(|p| p.size < MIN_PART_SIZE) {
             return Err(Error::EntityTooSmall { part: small.number });
         }
         let md5s: Vec<[u8; 16]> = chosen.iter().map(|p| p.md5).collect();
-        let checksums = composite_checksums(upload.checksum_algorithm, &chosen);
+        let checksums = composite_checksums(upload.checksum_algorithm, &chosen_checksums);
+        let version_id = new_version_id(&bucket_record);
+        let (recorded, sse) =
+            self.seal_composite(&bucket_record, &upload, &version_id, &chosen, &checksums, customer).await?;
         let version = ObjectVersion {
             meta: VersionMeta {
-                version_id: new_version_id(&bucket_record),
+                version_id,
                 delete_marker: false,
                 size: chosen.iter().map(|p| p.size).sum(),
                 etag: multipart_etag(&md5s),
@@ -265,10 +286,10 @@ impl ObjectService {
                 headers: upload.headers.clone(),
                 user_meta: upload.user_meta.clone(),
                 checksum_composite: !checksums.is_empty(),
-                checksums,
+                checksums: recorded,
                 tags: upload.tags.clone(),
                 lock: initial_lock(&bucket_record, Some(upload.lock.clone()))?,
-                sse: upload.sse.clone(),
+                sse,
             },
             data: DataLocation::Parts(
                 chosen
@@ -277,7 +298,8 @@ impl ObjectService {
                     .collect(),
             ),
         };
-        let result = PutResult::of(&bucket_record, &version.meta);
+        // The completer brought the key: it is told the checksum, sealed or not.
+        let result = PutResult { checksums, ..PutResult::of(&bucket_record, &version.meta) };
         let keep = chosen.iter().map(|p| p.number).collect();
         let change = Change::new("change:CompleteMultipartUpload", who.into(), bucket)
             .key(key)
@@ -303,6 +325,9 @@ impl ObjectService {
         self.meta.abort_upload(bucket, key, id).await
     }
 
+    /// The parts of an upload. An SSE-C part's checksums are opened for a
+    /// request bringing the customer's key, and left out without it.
+    #[expect(clippy::too_many_arguments, reason = "the request's fields, as S3 names them")]
     pub async fn list_parts(
         &self,
         who: &Principal,
@@ -311,12 +336,61 @@ impl ObjectService {
         id: &UploadId,
         after: u32,
         max: usize,
+        customer: Option<&CustomerKey>,
     ) -> Result<(UploadRecord, Vec<PartRecord>, bool)> {
-        let upload = self.upload(who, bucket, key, id).await?;
+        let record = self.bucket(who, bucket).await?;
+        let upload = self.meta.upload(bucket, key, id).await?.ok_or(Error::NoSuchUpload)?;
+        if customer.is_some() {
+            check_customer_key(&upload.sse, customer)?;
+        }
         let mut parts = self.meta.parts(id, after, max + 1).await?;
         let truncated = parts.len() > max;
         parts.truncate(max);
+        for part in &mut parts {
+            part.checksums = self.part_checksums(&record, &upload, part, customer).await?;
+        }
         Ok((upload, parts, truncated))
+    }
+
+    /// A part's checksums: in clear, or an SSE-C part's opened with the
+    /// customer's key (already checked), none without it.
+    async fn part_checksums(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+        part: &PartRecord,
+        customer: Option<&CustomerKey>,
+    ) -> Result<Checksums> {
+        let Some(customer) = customer.filter(|_| !part.sealed_checksums.is_empty()) else {
+            return Ok(part.checksums.clone());
+        };
+        let data_key = self.keyring.open_data_key(&bucket.name, &bucket.keks, &part.key, Some(customer)).await?;
+        ChecksumKey::of(&data_key).open(&part.sealed_checksums, &part_context(upload, part.number))
+    }
+
+    /// What a completed version records of `checksums`: in clear, or for
+    /// SSE-C sealed under its first part's data key, where a read with the
+    /// key opens them (as a single PUT's).
+    async fn seal_composite(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+        version_id: &VersionId,
+        parts: &[PartRecord],
+        checksums: &Checksums,
+        customer: Option<&CustomerKey>,
+    ) -> Result<(Checksums, Sse)> {
+        let (Some(check), Some(customer), Some(first)) = (upload.sse.customer(), customer, parts.first()) else {
+            return Ok((checksums.clone(), upload.sse.clone()));
+        };
+        let sealed = if checksums.is_empty() {
+            Vec::new()
+        } else {
+            let data_key = self.keyring.open_data_key(&bucket.name, &bucket.keks, &first.key, Some(customer)).await?;
+            let context = keys::checksum_context(&bucket.name, &upload.key, version_id.as_str());
+            ChecksumKey::of(&data_key).seal(checksums, &context)?
+        };
+        Ok((Checksums::default(), Sse::CustomerSealed { check: check.clone(), checksums: sealed }))
     }
 
     pub async fn list_uploads(
@@ -360,14 +434,29 @@ impl ObjectService {
     }
 }
 
+/// A part as stored, before it is recorded.
+struct StoredPart {
+    number: u32,
+    data: DataLocation,
+    digest: BodyDigest,
+    /// For SSE-C: the key its checksums are sealed with.
+    checksum_key: Option<ChecksumKey>,
+}
+
+/// What an SSE-C part's sealed checksums are bound to: the upload and the part.
+fn part_context(upload: &UploadRecord, number: u32) -> Vec<u8> {
+    let part = format!("upload:{}:part:{number}", upload.upload_id.as_str());
+    keys::checksum_context(&upload.bucket, &upload.key, &part)
+}
+
 /// The checksum of a multipart object: the checksum of the parts' raw
 /// checksums, suffixed with the part count, as S3 computes `COMPOSITE` values.
-fn composite_checksums(alg: Option<ChecksumAlgorithm>, parts: &[PartRecord]) -> Checksums {
+fn composite_checksums(alg: Option<ChecksumAlgorithm>, parts: &[Checksums]) -> Checksums {
     let mut out = Checksums::default();
     let Some(alg) = alg else { return out };
     let mut hasher = BodyHasher::new([alg]);
     for p in parts {
-        let Some(b64) = p.checksums.get(alg) else { return Checksums::default() };
+        let Some(b64) = p.get(alg) else { return Checksums::default() };
         let Ok(raw) = base64_simd::STANDARD.decode_to_vec(b64) else { return Checksums::default() };
         hasher.update(&raw);
     }

@@ -76,6 +76,8 @@ pub struct KeyWrites {
 /// A delete as the object service asks it.
 #[derive(Debug, Clone)]
 pub struct DeleteRequest {
+    /// The bucket the request was authorised in ([`BucketRecord::check_write`]).
+    pub began_in: BucketId,
     /// A named version to remove; `None` deletes the key as its versioning says.
     pub version: Option<VersionId>,
     pub guard: DeleteGuard,
@@ -87,6 +89,8 @@ pub struct DeleteRequest {
 /// A change to one version's metadata as the object service asks it.
 #[derive(Debug, Clone)]
 pub struct UpdateRequest {
+    /// The bucket the request was authorised in ([`BucketRecord::check_write`]).
+    pub began_in: BucketId,
     pub version: Option<VersionId>,
     pub change: VersionChange,
     pub bypass_governance: bool,
@@ -95,16 +99,21 @@ pub struct UpdateRequest {
 
 impl DeleteRequest {
     /// A delete made now; the marker id is fresh in case one is written.
-    pub fn now(version: Option<&VersionId>, guard: &DeleteGuard) -> Self {
+    pub fn now(began_in: BucketId, version: Option<&VersionId>, guard: &DeleteGuard) -> Self {
         let (now, marker_id) = (UnixNanos::now(), VersionId::generate());
-        Self { version: version.cloned(), guard: guard.clone(), now, marker_id }
+        Self { began_in, version: version.cloned(), guard: guard.clone(), now, marker_id }
     }
 }
 
 impl UpdateRequest {
     /// A metadata change made now.
-    pub fn now(version: Option<&VersionId>, change: VersionChange, bypass_governance: bool) -> Self {
-        Self { version: version.cloned(), change, bypass_governance, now: UnixNanos::now() }
+    pub fn now(
+        began_in: BucketId,
+        version: Option<&VersionId>,
+        change: VersionChange,
+        bypass_governance: bool,
+    ) -> Self {
+        Self { began_in, version: version.cloned(), change, bypass_governance, now: UnixNanos::now() }
     }
 }
 
@@ -198,7 +207,9 @@ pub fn plan_put(
 }
 
 /// Deletes a key (a delete marker when versioning was ever on) or one named version.
+/// Refused, changing nothing, in a bucket other than the one it began in.
 pub fn plan_delete(bucket: &BucketRecord, rows: &KeyRows, req: &DeleteRequest) -> Result<(KeyWrites, DeleteOutcome)> {
+    bucket.check_write(req.began_in, &[])?;
     if let Some(etag) = &req.guard.if_match {
         let target = match &req.version {
             None => rows.current.as_ref(),
@@ -218,7 +229,7 @@ pub fn plan_delete(bucket: &BucketRecord, rows: &KeyRows, req: &DeleteRequest) -
         (None, versioning) => {
             let id = if versioning == Versioning::Enabled { req.marker_id.clone() } else { VersionId::Null };
             let marker = delete_marker(bucket, id.clone(), req.now);
-            let writes = plan_put(bucket, bucket.id, rows, marker, &WriteCondition::None)?;
+            let writes = plan_put(bucket, req.began_in, rows, marker, &WriteCondition::None)?;
             Ok((writes, DeleteOutcome { version_id: Some(id), delete_marker: true }))
         }
         (Some(wanted), _) => plan_delete_version(rows, wanted, req),
@@ -254,7 +265,9 @@ fn plan_delete_version(rows: &KeyRows, wanted: &VersionId, req: &DeleteRequest) 
 }
 
 /// Changes one version's tags, retention or legal hold; its bytes never change.
+/// Refused, changing nothing, in a bucket other than the one it began in.
 pub fn plan_update(bucket: &BucketRecord, rows: &KeyRows, req: &UpdateRequest) -> Result<(KeyWrites, VersionId)> {
+    bucket.check_write(req.began_in, &[])?;
     let (is_current, found) = match (&rows.current, &req.version) {
         (Some(c), None) => (true, c),
         (Some(c), Some(id)) if &c.version.meta.version_id == id => (true, c),

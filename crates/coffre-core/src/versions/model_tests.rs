@@ -292,7 +292,13 @@ impl Run {
         let version = self.pick(pick);
         let marker_id = self.fresh_id();
         let guard = DeleteGuard { bypass_governance: bypass, if_match: if_match.map(|e| e.to_string()) };
-        let req = DeleteRequest { version: version.clone(), guard, now: self.now, marker_id: marker_id.clone() };
+        let req = DeleteRequest {
+            began_in: self.bucket.id,
+            version: version.clone(),
+            guard,
+            now: self.now,
+            marker_id: marker_id.clone(),
+        };
         let reads = Reads::for_delete(&self.bucket, self.rows.current.as_ref(), version.as_ref());
         let planned = plan_delete(&self.bucket, &self.rows.read(&reads), &req);
         let modelled = self.model_delete(version, if_match, bypass, marker_id);
@@ -349,6 +355,7 @@ impl Run {
             Change::Hold(on) => VersionChange::LegalHold(on),
         };
         let req = UpdateRequest {
+            began_in: self.bucket.id,
             version: version.clone(),
             change: change.clone(),
             bypass_governance: bypass,

@@ -175,11 +175,11 @@ impl ObjectMeta for EmbeddedMeta {
                     break;
                 }
                 let key = ObjectKey::parse(std::str::from_utf8(kk).map_err(meta_err)?)?;
-                let mut all = vec![(decode_meta(v.value())?, true)];
-                for old in versions.range((b, kk, 0u64)..=(b, kk, u64::MAX)).map_err(meta_err)? {
-                    all.push((decode_meta(old.map_err(meta_err)?.1.value())?, false));
-                }
-                for (meta, is_latest) in all {
+                // Read lazily: a key with many versions costs only the rows the page takes.
+                let olds = versions.range((b, kk, 0u64)..=(b, kk, u64::MAX)).map_err(meta_err)?;
+                let olds = olds.map(|old| Ok((decode_meta(old.map_err(meta_err)?.1.value())?, false)));
+                for entry in std::iter::once(decode_meta(v.value()).map(|m| (m, true))).chain(olds) {
+                    let (meta, is_latest) = entry?;
                     if let Some((skip_key, skip_version)) = &skip_until {
                         if skip_key.as_slice() == kk {
                             if &meta.version_id == skip_version {
@@ -241,25 +241,27 @@ impl ObjectMeta for EmbeddedMeta {
     async fn delete_object(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
         let (bucket, key) = (bucket.clone(), key.clone());
-        let req = DeleteRequest::now(version, guard);
+        let req = DeleteRequest::now(began_in, version, guard);
         self.write(move |txn| delete(txn, &bucket, &key, &req)).await
     }
 
     async fn update_version(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         change: VersionChange,
         bypass_governance: bool,
     ) -> Result<VersionId> {
         let (bucket, key) = (bucket.clone(), key.clone());
-        let req = UpdateRequest::now(version, change, bypass_governance);
+        let req = UpdateRequest::now(began_in, version, change, bypass_governance);
         self.write(move |txn| update(txn, &bucket, &key, &req)).await
     }
 

@@ -241,8 +241,9 @@ pub(super) async fn list_versions_tx(tx: &Tx<'_>, input: &ListInput) -> TxResult
     Ok(out)
 }
 
-/// The versions of `key` after version `after`, newest first (none at all
-/// if `after` is not among them, as the embedded engine does).
+/// The versions of `key` after version `after`, newest first, at most
+/// `limit` (none at all if `after` is not among them, as the embedded engine
+/// does). Only the rows returned leave the database.
 pub(super) async fn versions_after(
     tx: &Tx<'_>,
     b: &str,
@@ -251,22 +252,19 @@ pub(super) async fn versions_after(
     limit: usize,
     out: &mut Vec<ListedVersion>,
 ) -> TxResult<()> {
-    let sql = "SELECT meta, 0 AS rev FROM objects WHERE bucket = $1 AND key = $2
-               UNION ALL SELECT meta, rev FROM object_versions WHERE bucket = $1 AND key = $2
-               ORDER BY rev";
-    let rows = query(tx, sql, &[&b, &k]).await?;
+    // The current row counts as rev 0: every noncurrent row comes after it.
+    let sql = "WITH after AS (
+                   SELECT 0::INT8 AS rev FROM objects WHERE bucket = $1 AND key = $2 AND version_id = $3
+                   UNION ALL
+                   SELECT rev FROM object_versions WHERE bucket = $1 AND key = $2 AND version_id = $3)
+               SELECT meta FROM object_versions
+               WHERE bucket = $1 AND key = $2 AND rev > (SELECT min(rev) FROM after)
+               ORDER BY rev LIMIT $4";
+    let n = limit_param(limit.saturating_sub(out.len()));
+    let rows = query(tx, sql, &[&b, &k, &after.as_str(), &n]).await?;
     let key = object_key(k)?;
-    let mut seen = false;
-    for (i, row) in rows.iter().enumerate() {
-        let meta: VersionMeta = decode(row.get(0))?;
-        if !seen {
-            seen = &meta.version_id == after;
-            continue;
-        }
-        if out.len() == limit {
-            break;
-        }
-        out.push(ListedVersion { key: key.clone(), meta, is_latest: i == 0 });
+    for row in &rows {
+        out.push(ListedVersion { key: key.clone(), meta: decode(row.get(0))?, is_latest: false });
     }
     Ok(())
 }
@@ -304,11 +302,12 @@ impl ObjectMeta for PgMeta {
     async fn delete_object(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         guard: &DeleteGuard,
     ) -> Result<DeleteOutcome> {
-        let req = DeleteRequest::now(version, guard);
+        let req = DeleteRequest::now(began_in, version, guard);
         let input = (bucket.clone(), key.clone(), req);
         self.txn(&input, |tx, i| delete_tx(tx, i).boxed()).await
     }
@@ -316,12 +315,13 @@ impl ObjectMeta for PgMeta {
     async fn update_version(
         &self,
         bucket: &BucketName,
+        began_in: BucketId,
         key: &ObjectKey,
         version: Option<&VersionId>,
         change: VersionChange,
         bypass_governance: bool,
     ) -> Result<VersionId> {
-        let req = UpdateRequest::now(version, change, bypass_governance);
+        let req = UpdateRequest::now(began_in, version, change, bypass_governance);
         let input = (bucket.clone(), key.clone(), req);
         self.txn(&input, |tx, i| update_version_tx(tx, i).boxed()).await
     }

@@ -123,6 +123,8 @@ impl CoffreS3 {
             key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),
             version_marker: request::version(input.version_id_marker.as_deref().filter(|v| !v.is_empty()))?,
             max_keys: page_size(input.max_keys)?,
+            // The service sets the bound from its configuration.
+            max_scan: 0,
         };
         let page = self.service.list_versions(&who, &bucket, &query).await.map_err(s3_err)?;
         let url = request::is_url_encoding(input.encoding_type.as_ref());

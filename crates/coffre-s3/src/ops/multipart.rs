@@ -138,9 +138,10 @@ impl CoffreS3 {
                 checksums: checksums_of!(p),
             });
         }
+        let customer = customer_key_of!(self, input)?;
         let done = self
             .service
-            .complete_upload(&who, &bucket, &key, &upload_id, requested, condition)
+            .complete_upload(&who, &bucket, &key, &upload_id, requested, condition, customer.as_ref())
             .await
             .map_err(s3_err)?;
         let mut out = CompleteMultipartUploadOutput {
@@ -179,9 +180,11 @@ impl CoffreS3 {
         let upload_id = UploadId::parse(&input.upload_id).map_err(s3_err)?;
         let max = page_size(input.max_parts)?;
         let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
+        let customer = customer_key_of!(self, input)?;
+        let (bucket, key) = (request::bucket(&input.bucket)?, request::key(&input.key)?);
         let (upload, parts, truncated) = self
             .service
-            .list_parts(&who, &request::bucket(&input.bucket)?, &request::key(&input.key)?, &upload_id, marker, max)
+            .list_parts(&who, &bucket, &key, &upload_id, marker, max, customer.as_ref())
             .await
             .map_err(s3_err)?;
         let next = parts.last().map(|p| p.number as i32);
