@@ -478,3 +478,53 @@ async fn an_admin_act_the_log_cannot_record_is_not_made() {
     assert_eq!(residency.len(), 1, "{residency:#?}");
     assert_eq!((residency[0]["status"].as_u64(), &residency[0]["bucket"]), (Some(503), &Value::from("placed")));
 }
+
+/// Refusal tallies the log cannot take while it cannot write (its segment is
+/// full and the next cannot be started) are kept and written once it can:
+/// their counts still add up to every refused request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_tallies_the_log_cannot_take_are_kept_for_the_next_window() {
+    const KINDS: usize = 12;
+    const EACH: usize = 4;
+    if skip_unless_embedded("the log is not a file of this server") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("coffre.toml");
+    // Tallies of 63-byte bucket names: twelve of them overflow one 4 KiB
+    // segment, so that writing them needs a new segment.
+    std::fs::write(&config, "[audit]\nrefusal_window_secs = 1\nsegment_bytes = 4096\n").expect("config");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_with_config(&dir, &config, &[]);
+    let segment = files_under(&dir.join("audit/segments")).pop().expect("a segment");
+    let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&segment).status().is_ok_and(|s| s.success());
+    if !chattr("+i") {
+        println!("skipped: chattr +i is not permitted here (needs root on ext4 or XFS)");
+        return;
+    }
+    let addr = server.s3;
+    for kind in 0..KINDS {
+        let bucket = format!("{kind:02}{}", "b".repeat(61));
+        for _ in 0..EACH {
+            let request = format!("GET /{bucket}/k HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let answer = coffre_e2e::raw_request(addr, request.as_bytes()).map(|a| a.0);
+            assert_eq!(answer, Some(403));
+        }
+    }
+    // Two windows pass while the log cannot write.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let unfrozen = chattr("-i");
+    assert!(unfrozen, "chattr -i");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
+    assert!(server.log().contains("refusal tallies could not be recorded"), "the log took every tally at once");
+
+    let (ok, out, err) = audit::run(&dir, &["verify"]);
+    assert!(ok, "{out}{err}");
+    let tallies = events(&dir, &["--operation", "GetObject", "--result", "403"]);
+    let counted: u64 = tallies
+        .iter()
+        .filter_map(|e| e["detail"].as_str()?.split(' ').find_map(|w| w.strip_prefix("count="))?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, (KINDS * EACH) as u64, "refusals were lost with their tallies: {tallies:#?}");
+}
