@@ -6,7 +6,10 @@
 //! everything queued in one transaction, and appends that arrive meanwhile
 //! wait for the next flush, so concurrent requests share a commit. A `Sync`
 //! append flushes and returns once its event is committed; batched ones are
-//! flushed by the background task, or by the next `Sync` append. Heads are signed over the store's
+//! flushed by the background task, or by the next `Sync` append. A flush the
+//! store refuses leaves its events in this gateway's spool (a file, see
+//! [`crate::spool`]), stored ahead of later ones when the store takes them
+//! again, also after a restart. Heads are signed over the store's
 //! leaves by the lease holder only, and recorded only while its lease (and
 //! epoch) still holds: two gateways never sign different heads of one number.
 //! `export` writes the log in the directory layout `coffre audit verify`
