@@ -91,16 +91,10 @@ pub(crate) async fn authenticate_and_audit(State(state): State<AdminState>, req:
     let response = match authenticated {
         Ok(principal) => {
             event.principal = Some(principal.name);
-            if may_change(req.method()) {
-                let intent = Event { operation: format!("intent:{name}"), ..event.clone() };
-                if let Err(e) = trail.act(intent).await {
-                    tracing::error!(error = %e, act = %name, "an admin act could not be recorded: refused");
-                    let refused = unrecorded("The audit log cannot record this act; nothing was changed");
-                    // Kept by the log with the intent, and written with it once it can be.
-                    let outcome = Event { status: 503, error: Some("AuditUnavailable".into()), ..event };
-                    let _ = trail.act(outcome).await;
-                    return refused;
-                }
+            if may_change(req.method())
+                && let Err(refused) = record_intent(trail.as_ref(), &name, event.clone()).await
+            {
+                return refused;
             }
             next.run(req).await
         }
@@ -121,6 +115,18 @@ pub(crate) async fn authenticate_and_audit(State(state): State<AdminState>, req:
             unrecorded("the audit log cannot record this act")
         }
     }
+}
+
+/// Records, durably, that the act of `event` is about to be made; if the
+/// log cannot take it, the refusal to answer instead (its outcome is handed
+/// to the log all the same, which writes it after the intent once it can).
+async fn record_intent(trail: &dyn Audit, name: &str, event: Event) -> Result<(), Response> {
+    let intent = Event { operation: format!("intent:{name}"), ..event.clone() };
+    let Err(e) = trail.act(intent).await else { return Ok(()) };
+    tracing::error!(error = %e, act = %name, "an admin act could not be recorded: refused");
+    let outcome = Event { status: 503, error: Some("AuditUnavailable".into()), ..event };
+    let _ = trail.act(outcome).await;
+    Err(unrecorded("The audit log cannot record this act; nothing was changed"))
 }
 
 /// The event of an admin request, before it is answered: its act, client,
