@@ -28,8 +28,9 @@ pub trait Audit: Send + Sync {
     fn log(&self) -> &Arc<dyn AuditTrail>;
 }
 
-/// The audit name of an admin request.
-fn admin_operation(method: &Method, path: &str) -> String {
+/// The name of an admin request's act (`CreateKey`; `POST /admin/v1/x` for
+/// a path no route serves).
+fn act_name(method: &Method, path: &str) -> String {
     let parts: Vec<&str> = path.trim_start_matches("/admin/v1/").split('/').collect();
     let name = match (method.as_str(), parts.as_slice()) {
         ("GET", ["keys"]) => "ListKeys",
@@ -56,13 +57,26 @@ fn admin_operation(method: &Method, path: &str) -> String {
         ("POST", ["scrub"]) => "StartScrub",
         ("GET", ["label"]) => "EvaluateLabel",
         ("GET", ["label", "latest"]) => "LabelLatest",
-        _ => return format!("admin:{} {path}", method.as_str()),
+        _ => return format!("{} {path}", method.as_str()),
     };
-    format!("admin:{name}")
+    name.to_owned()
 }
 
-/// Authenticates the request through the seam, answers it (or refuses it),
-/// and records it, durably, before the answer leaves.
+/// Whether a request may change something: every method but a read's.
+/// Such a request is recorded before its handler runs, whatever its route.
+fn may_change(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// What an act's handler adds to its event once it is done (the id of a
+/// key it created), put in the response's extensions.
+#[derive(Clone)]
+pub(crate) struct ActDetail(pub String);
+
+/// Authenticates the request through the seam, records the intent of an
+/// authenticated request that may change something before its handler runs
+/// (if the log cannot take it, nothing is done), answers it (or refuses it),
+/// and records the outcome, durably, before the answer leaves.
 pub(crate) async fn authenticate_and_audit(State(state): State<AdminState>, req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let authenticated = state.auth.authenticate(req.headers(), peer).await;
@@ -72,18 +86,16 @@ pub(crate) async fn authenticate_and_audit(State(state): State<AdminState>, req:
             Err(refusal) => unauthorized(refusal.message),
         };
     };
-    let mut event = trail.event(&admin_operation(req.method(), req.uri().path()));
-    event.source = peer.map(|p| p.to_string());
-    let path: Vec<&str> = req.uri().path().split('/').collect();
-    match path.as_slice() {
-        ["", "admin", "v1", "buckets", bucket, ..] => event.bucket = Some((*bucket).to_owned()),
-        ["", "admin", "v1", "keys", id] => event.detail = Some(format!("access_key={id}")),
-        ["", "admin", "v1", "targets", id, ..] => event.detail = Some(format!("target={id}")),
-        _ => {}
-    }
+    let name = act_name(req.method(), req.uri().path());
+    let mut event = request_event(trail.as_ref(), &name, req.uri().path(), peer);
     let response = match authenticated {
         Ok(principal) => {
             event.principal = Some(principal.name);
+            if may_change(req.method())
+                && let Err(refused) = record_intent(trail.as_ref(), &name, event.clone()).await
+            {
+                return refused;
+            }
             next.run(req).await
         }
         Err(refusal) => {
@@ -93,35 +105,52 @@ pub(crate) async fn authenticate_and_audit(State(state): State<AdminState>, req:
     };
     event.status = response.status().as_u16();
     event.error = response.extensions().get::<ErrorCode>().map(|c| c.0.to_owned());
+    if let Some(ActDetail(done)) = response.extensions().get::<ActDetail>() {
+        event.detail = Some(event.detail.map_or_else(|| done.clone(), |d| format!("{d} {done}")));
+    }
     match trail.act(event).await {
         Ok(()) => response,
         Err(e) => {
             tracing::error!(error = %e, "an admin request could not be recorded in the audit log");
-            ApiError(StatusCode::SERVICE_UNAVAILABLE, "AuditUnavailable", "the audit log cannot record this act".into())
-                .into_response()
+            unrecorded("the audit log cannot record this act")
         }
     }
+}
+
+/// Records, durably, that the act of `event` is about to be made; if the
+/// log cannot take it, the refusal to answer instead (its outcome is handed
+/// to the log all the same, which writes it after the intent once it can).
+async fn record_intent(trail: &dyn Audit, name: &str, event: Event) -> Result<(), Response> {
+    let intent = Event { operation: format!("intent:{name}"), ..event.clone() };
+    let Err(e) = trail.act(intent).await else { return Ok(()) };
+    tracing::error!(error = %e, act = %name, "an admin act could not be recorded: refused");
+    let outcome = Event { status: 503, error: Some("AuditUnavailable".into()), ..event };
+    let _ = trail.act(outcome).await;
+    Err(unrecorded("The audit log cannot record this act; nothing was changed"))
+}
+
+/// The event of an admin request, before it is answered: its act, client,
+/// and what its path names; one request id for its intent and its outcome.
+fn request_event(trail: &dyn Audit, name: &str, path: &str, peer: Option<SocketAddr>) -> Event {
+    let mut event = trail.event(&format!("admin:{name}"));
+    event.request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
+    event.source = peer.map(|p| p.to_string());
+    let path: Vec<&str> = path.split('/').collect();
+    match path.as_slice() {
+        ["", "admin", "v1", "buckets", bucket, ..] => event.bucket = Some((*bucket).to_owned()),
+        ["", "admin", "v1", "keys", id] => event.detail = Some(format!("access_key={id}")),
+        ["", "admin", "v1", "targets", id, ..] => event.detail = Some(format!("target={id}")),
+        _ => {}
+    }
+    event
 }
 
 fn unauthorized(message: String) -> Response {
     ApiError(StatusCode::UNAUTHORIZED, "Unauthorized", message).into_response()
 }
 
-/// Records a change to the access keys before it is made (as the object
-/// service does for its own changes): if the log cannot record it, it is
-/// not made.
-pub(crate) async fn record_key_change(state: &AdminState, operation: &str, access_key: &str) -> Result<(), ApiError> {
-    let Some(trail) = &state.audit else { return Ok(()) };
-    let mut event = trail.event(operation);
-    event.principal = Some(state.root.access_key.to_string());
-    event.detail = Some(format!("access_key={access_key}"));
-    trail.act(event).await.map_err(|_| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "AuditUnavailable",
-            "The audit log cannot record this change; nothing was changed".into(),
-        )
-    })
+fn unrecorded(message: &str) -> Response {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, "AuditUnavailable", message.into()).into_response()
 }
 
 /// Records what an act did to keys in the custodian.
@@ -193,11 +222,21 @@ mod tests {
 
     #[test]
     fn admin_requests_have_audit_names() {
-        assert_eq!(admin_operation(&Method::POST, "/admin/v1/keys"), "admin:CreateKey");
-        assert_eq!(admin_operation(&Method::DELETE, "/admin/v1/keys/CFXYZ"), "admin:DeleteKey");
-        assert_eq!(admin_operation(&Method::PUT, "/admin/v1/buckets/b/residency"), "admin:PutBucketResidency");
-        assert_eq!(admin_operation(&Method::POST, "/admin/v1/targets/t1/lost"), "admin:DeclareTargetLost");
-        assert_eq!(admin_operation(&Method::GET, "/admin/v1/label/latest"), "admin:LabelLatest");
-        assert_eq!(admin_operation(&Method::PATCH, "/admin/v1/keys"), "admin:PATCH /admin/v1/keys");
+        assert_eq!(act_name(&Method::POST, "/admin/v1/keys"), "CreateKey");
+        assert_eq!(act_name(&Method::DELETE, "/admin/v1/keys/CFXYZ"), "DeleteKey");
+        assert_eq!(act_name(&Method::PUT, "/admin/v1/buckets/b/residency"), "PutBucketResidency");
+        assert_eq!(act_name(&Method::POST, "/admin/v1/targets/t1/lost"), "DeclareTargetLost");
+        assert_eq!(act_name(&Method::GET, "/admin/v1/label/latest"), "LabelLatest");
+        assert_eq!(act_name(&Method::PATCH, "/admin/v1/keys"), "PATCH /admin/v1/keys");
+    }
+
+    #[test]
+    fn every_method_but_a_reads_may_change() {
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert!(may_change(&method), "{method}");
+        }
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            assert!(!may_change(&method), "{method}");
+        }
     }
 }

@@ -1,14 +1,14 @@
 //! Access keys through the admin API: list, create (the secret shown once),
 //! delete (crypto-erasing the buckets the key owns, when asked).
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use coffre_core::meta::{AccessKeyRecord, BucketRecord};
 use coffre_core::types::AccessKeyId;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::audit_erasure;
+use crate::audit::{ActDetail, audit_erasure};
 use crate::error::{ApiError, internal, service_error};
 use crate::{AdminState, rfc3339};
 
@@ -71,7 +71,7 @@ pub(crate) struct CreateKey {
 pub(crate) async fn create_key(
     State(state): State<AdminState>,
     Json(body): Json<CreateKey>,
-) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+) -> Result<(StatusCode, Extension<ActDetail>, Json<KeyView>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         return Err(ApiError(
@@ -82,12 +82,12 @@ pub(crate) async fn create_key(
     }
     let (access, secret) = generate_key_pair();
     let id = AccessKeyId::parse(&access).map_err(internal)?;
-    crate::audit::record_key_change(&state, "change:CreateKey", &access).await?;
     let record = state.access_keys.create(id, &secret, name).await.map_err(service_error)?;
     tracing::info!(access_key = %record.id, name = %record.name, "access key created");
     // The only time the secret leaves the server.
     let view = KeyView { secret_access_key: Some(secret), ..key_view(&record) };
-    Ok((StatusCode::CREATED, Json(view)))
+    // Its intent was recorded before (by the audit layer); its id comes with the outcome.
+    Ok((StatusCode::CREATED, Extension(ActDetail(format!("access_key={}", record.id))), Json(view)))
 }
 
 #[derive(Deserialize, Default)]
@@ -139,7 +139,6 @@ pub(crate) async fn delete_key(
         audit_erasure(&state, &outcome).await?;
         erased.push(outcome);
     }
-    crate::audit::record_key_change(&state, "change:DeleteKey", &id).await?;
     if !state.access_keys.delete(&parsed).await.map_err(internal)? {
         return Err(not_found());
     }

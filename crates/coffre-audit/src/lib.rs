@@ -22,6 +22,7 @@ pub mod merkle;
 pub mod proof;
 pub mod query;
 pub mod shared;
+pub mod spool;
 pub mod store;
 mod syncer;
 pub mod verify;
@@ -30,6 +31,7 @@ pub use event::Event;
 pub use head::{PublicKey, SignedHead, Signer};
 pub use log::{AuditConfig, AuditLog, Durability};
 pub use shared::{LogStore, SharedLog};
+pub use spool::Spool;
 
 /// What stops a log's background work.
 pub type Stop = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;

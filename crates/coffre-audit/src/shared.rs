@@ -6,7 +6,10 @@
 //! everything queued in one transaction, and appends that arrive meanwhile
 //! wait for the next flush, so concurrent requests share a commit. A `Sync`
 //! append flushes and returns once its event is committed; batched ones are
-//! flushed by the background task, or by the next `Sync` append. Heads are signed over the store's
+//! flushed by the background task, or by the next `Sync` append. A flush the
+//! store refuses leaves its events in this gateway's spool (a file, see
+//! [`crate::spool`]), stored ahead of later ones when the store takes them
+//! again, also after a restart. Heads are signed over the store's
 //! leaves by the lease holder only, and recorded only while its lease (and
 //! epoch) still holds: two gateways never sign different heads of one number.
 //! `export` writes the log in the directory layout `coffre audit verify`
@@ -26,6 +29,7 @@ use crate::event::Event;
 use crate::head::{SignedHead, Signer};
 use crate::log::{Durability, lock};
 use crate::merkle::{Frontier, Hash};
+use crate::spool::Spool;
 use crate::store::{LogDir, SegmentKind, write_atomic};
 use crate::{AuditError, Result};
 
@@ -50,9 +54,6 @@ pub trait LogStore: Send + Sync + 'static {
 
 /// How many recent events of this gateway the admin API can show.
 const RECENT: usize = 1000;
-/// Events the database refused, kept to be stored when it is back: about
-/// 10 MiB of typical events; beyond it the oldest are let go, and logged.
-const REFUSED_LIMIT: usize = 10_000;
 /// How often refused events are offered to the database again.
 const REFUSED_RETRY: Duration = Duration::from_secs(1);
 /// Leaves read per step when catching the tree up.
@@ -74,13 +75,15 @@ pub struct SharedLog {
     known: AtomicU64,
     latest: tokio::sync::Mutex<Option<SignedHead>>,
     recent: Mutex<VecDeque<Event>>,
-    /// Events of flushes the database refused, oldest first (see [`REFUSED_LIMIT`]).
-    refused: Mutex<VecDeque<Event>>,
+    /// Events of flushes the database refused, oldest first, kept to be
+    /// stored when it is back (in a file of this gateway: see [`Spool`]).
+    refused: Mutex<Spool>,
     closed: Mutex<bool>,
 }
 
 impl SharedLog {
-    pub fn new(store: Arc<dyn LogStore>, signer: Signer, head_interval: Duration) -> Self {
+    /// A log over `store`; `refused` holds what an earlier run could not store.
+    pub fn new(store: Arc<dyn LogStore>, signer: Signer, head_interval: Duration, refused: Spool) -> Self {
         Self {
             store,
             signer,
@@ -92,7 +95,7 @@ impl SharedLog {
             known: AtomicU64::new(0),
             latest: tokio::sync::Mutex::new(None),
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
-            refused: Mutex::new(VecDeque::new()),
+            refused: Mutex::new(refused),
             closed: Mutex::new(false),
         }
     }
@@ -119,39 +122,26 @@ impl SharedLog {
     async fn flush(&self) {
         let _turn = self.flushing.lock().await;
         let batch = std::mem::take(&mut *lock(&self.queue));
-        let earlier = std::mem::take(&mut *lock(&self.refused));
+        let earlier = lock(&self.refused).backlog();
         if batch.is_empty() && earlier.is_empty() {
             return;
         }
         let (events, waiters): (Vec<Event>, Vec<Option<Waiter>>) = batch.into_iter().unzip();
-        let events: Vec<Event> = earlier.into_iter().chain(events).collect();
-        let outcome = self.store.append(events.clone()).await;
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, events = events.len(), "audit events could not be stored yet: kept to be retried");
-            self.keep_refused(events);
+        let retried = !earlier.is_empty();
+        let outcome = self.store.append(earlier.into_iter().chain(events.iter().cloned()).collect()).await;
+        match &outcome {
+            Ok(()) if retried => lock(&self.refused).clear(),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "audit events could not be stored yet: kept to be retried");
+                lock(&self.refused).keep(events);
+            }
         }
         for waiter in waiters.into_iter().flatten() {
             let _ = waiter.send(match &outcome {
                 Ok(()) => Ok(()),
                 Err(e) => Err(AuditError::Invalid(format!("the shared audit log did not take the event: {e}"))),
             });
-        }
-    }
-
-    /// Puts refused events back before any refused meanwhile, within the bound.
-    fn keep_refused(&self, events: Vec<Event>) {
-        let mut refused = lock(&self.refused);
-        let meanwhile = std::mem::take(&mut *refused);
-        refused.extend(events);
-        refused.extend(meanwhile);
-        let over = refused.len().saturating_sub(REFUSED_LIMIT);
-        if over > 0 {
-            refused.drain(..over);
-            tracing::error!(
-                events = over,
-                bound = REFUSED_LIMIT,
-                "audit events the database refused were let go: more were waiting than the bound"
-            );
         }
     }
 

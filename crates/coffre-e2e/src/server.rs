@@ -220,9 +220,20 @@ impl Server {
 
     /// A GET of `path` on the admin listener with the admin token; status and body.
     pub fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        self.admin_request("GET", path, "")
+    }
+
+    /// `method path` on the admin listener with the admin token and a JSON
+    /// `body` (none if empty); status and body.
+    pub fn admin_request(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let content = if body.is_empty() {
+            String::new()
+        } else {
+            format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
+        };
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
-             Connection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n{content}\
+             Connection: close\r\n\r\n{body}",
             self.admin
         );
         raw_request(self.admin, request.as_bytes())

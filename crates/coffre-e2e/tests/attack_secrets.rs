@@ -294,6 +294,56 @@ async fn during_a_database_outage_503s_name_the_database_and_refusals_are_record
     assert!(c.head_object().bucket("outage").key("during").send().await.is_err(), "the refused PUT stored something");
 }
 
+/// The events of requests refused during a database outage wait in a file of
+/// the gateway: killed -9 during the outage and started again once the
+/// database is back, it stores them, in order, in the verified log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_kept_during_a_database_outage_survive_a_kill_9() {
+    if std::env::var_os("COFFRE_TEST_PG").is_none() {
+        eprintln!("skipped: COFFRE_TEST_PG is unset (scripts/test.sh starts a PostgreSQL cluster)");
+        return;
+    }
+    let _alone = PG_CLUSTER.write().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_in(&dir);
+    let c = server.client();
+    c.create_bucket().bucket("spooled").send().await.expect("bucket");
+    put(&c, "spooled", "before", b"stored".to_vec()).await;
+
+    pg_stop("fast");
+    for key in ["during-1", "during-2", "during-3"] {
+        let refused = c.put_object().bucket("spooled").key(key).body(b"x".to_vec().into()).send().await;
+        assert_eq!(refusal(refused).0, 503, "{key}");
+    }
+    server.kill();
+    pg_start();
+    let mut server = Server::start_in(&dir);
+    put(&server.client(), "spooled", "after", b"stored".to_vec()).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let keys = loop {
+        let puts = coffre_e2e::audit::events(&dir, &["--operation", "PutObject", "--bucket", "spooled"]);
+        let keys: Vec<(String, u64)> = puts
+            .iter()
+            .filter_map(|e| Some((e["key"].as_str()?.to_owned(), e["status"].as_u64()?)))
+            .filter(|(k, _)| k.starts_with("during"))
+            .collect();
+        if keys.iter().any(|(k, _)| k == "during-3") || std::time::Instant::now() > deadline {
+            break keys;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    // The SDK retried each refused PUT: every attempt is there, answered 503, in order.
+    assert!(keys.iter().all(|(_, status)| *status == 503), "{keys:?}");
+    let mut named: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    named.dedup();
+    assert_eq!(named, ["during-1", "during-2", "during-3"], "the refused PUTs' events were lost: {keys:?}");
+    assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
+    let (ok, out, err) = coffre_e2e::audit::run(&dir, &["verify"]);
+    assert!(ok, "{out}{err}");
+}
+
 fn files_in(dir: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
     std::fs::read_dir(dir).expect("kms dir").map(|e| e.expect("entry").path()).collect()
 }

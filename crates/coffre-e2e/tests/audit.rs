@@ -17,9 +17,11 @@ use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use coffre_e2e::audit::{self, events};
+use coffre_e2e::deployment::node_target;
 use coffre_e2e::files::files_under;
+use coffre_e2e::node::ClusterCa;
 use coffre_e2e::pg::skip_unless_embedded;
-use coffre_e2e::{ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, error_code, http_get};
+use coffre_e2e::{Node, ROOT_ACCESS, ROOT_SECRET, Server, coffre_bin, error_code, free_addr, http_get};
 use serde_json::Value;
 
 /// The one event matching all of `fields`.
@@ -105,9 +107,13 @@ async fn every_request_and_admin_act_is_in_the_verified_log() {
     find(&all, &[("operation", s("DeleteObject")), ("status", Value::from(204))]);
     find(&all, &[("operation", s("ListObjectsV2")), ("bucket", s("ledger"))]);
     let created = find(&all, &[("operation", s("admin:CreateKey")), ("status", Value::from(201))]);
-    let change = find(&all, &[("operation", s("change:CreateKey"))]);
-    assert_eq!(change["detail"], s(&format!("access_key={alice_id}")), "{change}");
-    assert!(change["seq"].as_u64() < created["seq"].as_u64(), "recorded before it was made");
+    assert_eq!(created["detail"], s(&format!("access_key={alice_id}")), "{created}");
+    let intent = find(&all, &[("operation", s("intent:CreateKey"))]);
+    assert_eq!(
+        (intent["request_id"].clone(), intent["status"].clone()),
+        (created["request_id"].clone(), Value::from(0))
+    );
+    assert!(intent["seq"].as_u64() < created["seq"].as_u64(), "recorded before it was made");
     find(&all, &[("operation", s("admin:RotateBucketKey")), ("bucket", s("ledger"))]);
     let rotated = find(&all, &[("operation", s("kms:RotateKey"))]);
     assert!(rotated["detail"].as_str().is_some_and(|d| d.contains("new_kek=")), "{rotated}");
@@ -391,4 +397,134 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
         std::fs::copy(&path, target).expect("copy");
     }
+}
+
+/// A gateway of one storage node, `par-1`, on an embedded database.
+fn gateway_of_one_node(tmp: &Path) -> (Node, Server) {
+    let addr = free_addr();
+    let config = tmp.join("coffre.toml");
+    let ca = ClusterCa::new(tmp);
+    let text = format!(
+        "{}\n[residency]\nallow = [\"FR\"]\nreplicas = 1\ndistinct_sites = 1\n\n\
+         [[operators]]\nid = \"op-fr\"\nname = \"Exemple Cloud SAS\"\ncountry = \"FR\"\nownership = {{ FR = 100.0 }}\n{}",
+        ca.config_section(),
+        node_target("par-1", addr, ("FR", "paris", "par-a"), "op-fr")
+    );
+    std::fs::write(&config, text).expect("config");
+    let node = Node::start("par-1", &ca, &config, tmp.join("par-1"), addr);
+    let gateway = Server::start_with_config(&tmp.join("gateway"), &config, &["--role", "gateway"]);
+    (node, gateway)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_act_the_log_cannot_record_is_not_made() {
+    if skip_unless_embedded("the log is not a file of this server") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_node, mut gateway) = gateway_of_one_node(tmp.path());
+    gateway.client().create_bucket().bucket("placed").send().await.expect("create");
+    let residency = "/admin/v1/buckets/placed/residency";
+    let target_lost = || -> bool {
+        let (status, body) = gateway.admin_get("/admin/v1/targets").expect("targets");
+        assert_eq!(status, 200, "{body}");
+        let targets: Vec<Value> = serde_json::from_str(&body).expect("targets JSON");
+        targets.iter().find(|t| t["id"] == "par-1").expect("par-1")["lost"] == true
+    };
+    let segment = files_under(&gateway.data_dir.join("audit/segments")).pop().expect("a segment");
+    let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&segment).status().is_ok_and(|s| s.success());
+    if !chattr("+i") {
+        println!("skipped: chattr +i is not permitted here (needs root on ext4 or XFS)");
+        return;
+    }
+    let lost = gateway.admin_request("POST", "/admin/v1/targets/par-1/lost", "");
+    let narrowed = gateway.admin_request(
+        "PUT",
+        residency,
+        r#"{"allow":["FR"],"replicas":1,"distinct_sites":1,"operators":["op-fr"]}"#,
+    );
+    let unfrozen = chattr("-i");
+    assert!(unfrozen, "chattr -i");
+    assert!(!target_lost(), "a loss the log could not record was declared");
+    let (_, body) = gateway.admin_get(residency).expect("residency");
+    let policy: Value = serde_json::from_str(&body).expect("residency JSON");
+    assert_eq!(policy["policy"], Value::Null, "a policy the log could not record was set: {policy}");
+    for answer in [lost, narrowed] {
+        let (status, body) = answer.expect("an answer");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("AuditUnavailable") && body.contains("nothing was changed"), "{body}");
+    }
+
+    // With the log writable, the act's intent is written before it is made.
+    let (status, body) = gateway.admin_request("POST", "/admin/v1/targets/par-1/lost", "").expect("lost");
+    assert_eq!(status, 200, "{body}");
+    assert!(target_lost());
+    assert!(gateway.stop().is_some_and(|s| s.success()), "log:\n{}", gateway.log());
+    // The refused act's intent and outcome (503) are written once the log
+    // can write; the act made has its intent before its outcome.
+    let acts = events(&gateway.data_dir, &["--operation", "admin:DeclareTargetLost"]);
+    let intents = events(&gateway.data_dir, &["--operation", "intent:DeclareTargetLost"]);
+    let answers: Vec<Option<u64>> = acts.iter().map(|e| e["status"].as_u64()).collect();
+    assert_eq!(answers, [Some(503), Some(200)], "{acts:#?}");
+    assert_eq!(acts[0]["error"], "AuditUnavailable", "{acts:#?}");
+    assert_eq!(intents.len(), 2, "{intents:#?}");
+    for (intent, act) in intents.iter().zip(&acts) {
+        assert_eq!(intent["request_id"], act["request_id"], "{intent} {act}");
+        assert_eq!((&intent["principal"], &intent["detail"]), (&act["principal"], &act["detail"]));
+        assert_eq!(intent["status"].as_u64(), Some(0), "{intent}");
+        assert!(intent["seq"].as_u64() < act["seq"].as_u64(), "the intent comes first: {intent} {act}");
+    }
+    let residency = events(&gateway.data_dir, &["--operation", "admin:PutBucketResidency"]);
+    assert_eq!(residency.len(), 1, "{residency:#?}");
+    assert_eq!((residency[0]["status"].as_u64(), &residency[0]["bucket"]), (Some(503), &Value::from("placed")));
+}
+
+/// Refusal tallies the log cannot take while it cannot write (its segment is
+/// full and the next cannot be started) are kept and written once it can:
+/// their counts still add up to every refused request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_tallies_the_log_cannot_take_are_kept_for_the_next_window() {
+    const KINDS: usize = 12;
+    const EACH: usize = 4;
+    if skip_unless_embedded("the log is not a file of this server") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("coffre.toml");
+    // Tallies of 63-byte bucket names: twelve of them overflow one 4 KiB
+    // segment, so that writing them needs a new segment.
+    std::fs::write(&config, "[audit]\nrefusal_window_secs = 1\nsegment_bytes = 4096\n").expect("config");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_with_config(&dir, &config, &[]);
+    let segment = files_under(&dir.join("audit/segments")).pop().expect("a segment");
+    let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&segment).status().is_ok_and(|s| s.success());
+    if !chattr("+i") {
+        println!("skipped: chattr +i is not permitted here (needs root on ext4 or XFS)");
+        return;
+    }
+    let addr = server.s3;
+    for kind in 0..KINDS {
+        let bucket = format!("{kind:02}{}", "b".repeat(61));
+        for _ in 0..EACH {
+            let request = format!("GET /{bucket}/k HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let answer = coffre_e2e::raw_request(addr, request.as_bytes()).map(|a| a.0);
+            assert_eq!(answer, Some(403));
+        }
+    }
+    // Two windows pass while the log cannot write.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let unfrozen = chattr("-i");
+    assert!(unfrozen, "chattr -i");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(server.stop().is_some_and(|s| s.success()), "log:\n{}", server.log());
+    assert!(server.log().contains("refusal tallies could not be recorded"), "the log took every tally at once");
+
+    let (ok, out, err) = audit::run(&dir, &["verify"]);
+    assert!(ok, "{out}{err}");
+    let tallies = events(&dir, &["--operation", "GetObject", "--result", "403"]);
+    let counted: u64 = tallies
+        .iter()
+        .filter_map(|e| e["detail"].as_str()?.split(' ').find_map(|w| w.strip_prefix("count="))?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, (KINDS * EACH) as u64, "refusals were lost with their tallies: {tallies:#?}");
 }

@@ -4,9 +4,11 @@
 //! A tally is one kind of refusal (source address, operation, bucket, status,
 //! error, claimed access key) over a window; at most [`MAX_TALLIES`] kinds
 //! are kept per window, and every refusal past that lands in one overflow
-//! tally. Each tally becomes one event when the window is flushed.
+//! tally. Each tally becomes one event when the window is flushed; tallies
+//! the log did not take are merged into the next window, never lost.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -60,6 +62,17 @@ impl Tally {
         self.last = now;
     }
 
+    /// This tally and an `earlier` one of the same kind, as one.
+    fn merge(&mut self, earlier: Tally) {
+        self.count += earlier.count;
+        self.bytes_in = self.bytes_in.saturating_add(earlier.bytes_in);
+        if earlier.first <= self.first {
+            self.first = earlier.first;
+            self.first_request = earlier.first_request;
+        }
+        self.last = self.last.max(earlier.last);
+    }
+
     fn detail(&self) -> String {
         format!(
             "refused unauthenticated count={} first={} last={}",
@@ -74,6 +87,52 @@ impl Tally {
 struct Window {
     tallies: HashMap<Kind, Tally>,
     overflow: Option<Tally>,
+}
+
+impl Window {
+    /// The tally `kind` counts in: its own, or the overflow once the window is full.
+    fn tally(&mut self, kind: Kind, fresh: impl FnOnce() -> Tally) -> &mut Tally {
+        let full = self.tallies.len() >= MAX_TALLIES;
+        match self.tallies.entry(kind) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if full => self.overflow.get_or_insert_with(fresh),
+            Entry::Vacant(e) => e.insert(fresh()),
+        }
+    }
+}
+
+/// One tally taken from a window, to be written as one event.
+pub struct Taken {
+    /// `None`: the overflow tally.
+    kind: Option<Kind>,
+    tally: Tally,
+}
+
+impl Taken {
+    /// The tally as an event of `node`.
+    pub fn event(&self, node: &str) -> Event {
+        let tally = &self.tally;
+        let Some(kind) = &self.kind else {
+            let detail = format!("{} (kinds past the first {MAX_TALLIES} of the window)", tally.detail());
+            return Event {
+                request_id: tally.first_request.clone(),
+                bytes_in: tally.bytes_in,
+                detail: Some(detail),
+                ..Event::now(node, OVERFLOW)
+            };
+        };
+        Event {
+            request_id: tally.first_request.clone(),
+            claimed: kind.claimed.clone(),
+            source: Some(kind.source.to_string()),
+            bucket: kind.bucket.clone(),
+            status: kind.status,
+            error: kind.error.clone(),
+            bytes_in: tally.bytes_in,
+            detail: Some(tally.detail()),
+            ..Event::now(node, &kind.operation)
+        }
+    }
 }
 
 /// The current window's tallies.
@@ -95,46 +154,31 @@ impl Refusals {
             claimed: r.claimed.as_deref().map(cut),
         };
         let Ok(mut window) = self.window.lock() else { return };
-        let full = window.tallies.len() >= MAX_TALLIES;
-        let tally = match window.tallies.get_mut(&kind) {
-            Some(t) => t,
-            None if full => window.overflow.get_or_insert_with(|| Tally::new(r, now)),
-            None => window.tallies.entry(kind).or_insert_with(|| Tally::new(r, now)),
-        };
-        tally.add(r, now);
+        window.tally(kind, || Tally::new(r, now)).add(r, now);
     }
 
-    /// The window's tallies as events (of `node`), the window starting afresh.
-    pub fn drain(&self, node: &str) -> Vec<Event> {
+    /// The window's tallies, the window starting afresh.
+    pub fn drain(&self) -> Vec<Taken> {
         let window = match self.window.lock() {
             Ok(mut w) => std::mem::take(&mut *w),
             Err(_) => return Vec::new(),
         };
-        let mut events: Vec<Event> = window
-            .tallies
-            .into_iter()
-            .map(|(kind, tally)| Event {
-                request_id: tally.first_request.clone(),
-                claimed: kind.claimed,
-                source: Some(kind.source.to_string()),
-                bucket: kind.bucket,
-                status: kind.status,
-                error: kind.error,
-                bytes_in: tally.bytes_in,
-                detail: Some(tally.detail()),
-                ..Event::now(node, &kind.operation)
-            })
-            .collect();
-        if let Some(tally) = window.overflow {
-            let detail = format!("{} (kinds past the first {MAX_TALLIES} of the window)", tally.detail());
-            events.push(Event {
-                request_id: tally.first_request.clone(),
-                bytes_in: tally.bytes_in,
-                detail: Some(detail),
-                ..Event::now(node, OVERFLOW)
-            });
+        let overflow = window.overflow.map(|tally| Taken { kind: None, tally });
+        window.tallies.into_iter().map(|(kind, tally)| Taken { kind: Some(kind), tally }).chain(overflow).collect()
+    }
+
+    /// Puts back tallies the log did not take: they count in the current
+    /// window (merged with its tallies of the same kind) until written.
+    pub fn restore(&self, unwritten: impl IntoIterator<Item = Taken>) {
+        let Ok(mut window) = self.window.lock() else { return };
+        for Taken { kind, tally } in unwritten {
+            let start = || Tally { count: 0, bytes_in: 0, ..tally.clone() };
+            let into = match kind {
+                Some(kind) => window.tally(kind, start),
+                None => window.overflow.get_or_insert_with(start),
+            };
+            into.merge(tally);
         }
-        events
     }
 }
 
@@ -178,6 +222,29 @@ mod tests {
         n.parse().expect("count")
     }
 
+    fn events(taken: Vec<Taken>) -> Vec<Event> {
+        taken.iter().map(|t| t.event("n")).collect()
+    }
+
+    #[test]
+    fn tallies_put_back_merge_into_the_next_window_and_nothing_is_lost() {
+        let refusals = Refusals::default();
+        for i in 0..(MAX_TALLIES as u32 + 10) {
+            refusals.count(&refused("10.0.0.1", &format!("b{i}")));
+        }
+        refusals.count(&refused("10.0.0.1", "b0"));
+        // The log took none of them; meanwhile more refusals come.
+        refusals.restore(refusals.drain());
+        refusals.count(&refused("10.0.0.1", "b0"));
+        refusals.count(&refused("10.0.0.2", "new"));
+        let events = events(refusals.drain());
+        assert_eq!(events.iter().map(count_of).sum::<u64>(), MAX_TALLIES as u64 + 13);
+        let b0 = events.iter().find(|e| e.bucket.as_deref() == Some("b0")).expect("b0");
+        assert_eq!(count_of(b0), 3, "{b0:?}");
+        assert_eq!(events.iter().filter(|e| e.operation == OVERFLOW).count(), 1);
+        assert_eq!(events.len(), MAX_TALLIES + 1, "kinds stay bounded");
+    }
+
     #[test]
     fn kinds_are_bounded_and_every_refusal_is_counted() {
         let refusals = Refusals::default();
@@ -185,18 +252,18 @@ mod tests {
             refusals.count(&refused("10.0.0.1", &format!("b{i}")));
             refusals.count(&refused("10.0.0.1", "same"));
         }
-        let events = refusals.drain("n");
+        let events = events(refusals.drain());
         assert_eq!(events.len(), MAX_TALLIES + 1);
         assert_eq!(events.iter().map(count_of).sum::<u64>(), 6000);
         assert!(events.iter().any(|e| e.operation == OVERFLOW));
-        assert!(refusals.drain("n").is_empty(), "a drained window starts afresh");
+        assert!(refusals.drain().is_empty(), "a drained window starts afresh");
     }
 
     #[test]
     fn long_fields_are_cut() {
         let refusals = Refusals::default();
         refusals.count(&refused("10.0.0.1", &"é".repeat(1000)));
-        let events = refusals.drain("n");
+        let events = events(refusals.drain());
         assert!(events[0].bucket.as_deref().is_some_and(|b| b.len() <= MAX_FIELD));
     }
 }

@@ -439,7 +439,12 @@ fn open_trail(config: &Config, shared: Option<&Arc<PgMeta>>) -> anyhow::Result<O
             let signer = coffre_audit::Signer::load_or_create(&settings.log.key_path)
                 .with_context(|| format!("opening the audit signing key {}", settings.log.key_path.display()))?;
             tracing::info!(public_key = %signer.public_key(), "audit log shared by the gateways, in the metadata database");
-            Arc::new(coffre_audit::SharedLog::new(Arc::new(pg.audit_store()), signer, settings.log.head_interval))
+            // What the database refuses waits in this gateway's own directory.
+            let spool = coffre_audit::Spool::open(&settings.log.dir)
+                .with_context(|| format!("opening the audit spool in {}", settings.log.dir.display()))?;
+            private(&settings.log.dir, 0o700)?;
+            let store = Arc::new(pg.audit_store());
+            Arc::new(coffre_audit::SharedLog::new(store, signer, settings.log.head_interval, spool))
         }
         None => {
             let log = coffre_audit::AuditLog::open(settings.log.clone())

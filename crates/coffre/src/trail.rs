@@ -43,10 +43,13 @@ impl Trail {
     }
 
     /// One event per tally, batched: a window's worth is one group of appends.
+    /// Tallies the log does not take count in the next window until it does.
     pub fn flush_refusals(&self) {
-        for event in self.refusals.drain(&self.node) {
-            if let Err(e) = self.log.append_batched(event) {
-                tracing::error!(error = %e, "refusal tallies could not be recorded in the audit log");
+        let mut tallies = self.refusals.drain().into_iter();
+        while let Some(tally) = tallies.next() {
+            if let Err(e) = self.log.append_batched(tally.event(&self.node)) {
+                tracing::error!(error = %e, "refusal tallies could not be recorded in the audit log: kept for the next window");
+                self.refusals.restore(std::iter::once(tally).chain(tallies));
                 return;
             }
         }
