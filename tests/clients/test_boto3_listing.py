@@ -184,6 +184,13 @@ def test_encoding_type_url_keeps_slashes_in_every_listing(s3, bucket):
     assert [u["Key"] for u in uploads] == ["foo/bar/xyzzy"]
 
 
+def test_v1_names_an_empty_marker(s3, bucket):
+    """As S3: ListObjects (v1) answers `<Marker>` even when none was given."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert s3.list_objects(Bucket=bucket)["Marker"] == ""
+    assert s3.list_objects(Bucket=bucket, Marker="a")["Marker"] == "a"
+
+
 def test_an_empty_delimiter_is_not_echoed(s3, bucket):
     """As S3: `delimiter=` is no delimiter, and the answer names none."""
     s3.put_object(Bucket=bucket, Key="a/b", Body=b"x")

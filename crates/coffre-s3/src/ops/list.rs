@@ -26,7 +26,8 @@ impl CoffreS3 {
             start_after: i.marker,
             ..Default::default()
         });
-        let marker = v2.input.start_after.clone();
+        // S3 always names the marker, empty when none was given.
+        let marker = Some(v2.input.start_after.clone().unwrap_or_default());
         let out = self.list_objects_v2(v2).await?.output;
         // V1 gives a NextMarker only when a delimiter is used; clients use the last key otherwise.
         let next_marker = match &out.next_continuation_token {
