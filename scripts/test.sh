@@ -98,3 +98,6 @@ step "client tests (boto3, awscli, rclone, s3cmd, curl)"
 # Those clients refuse plain-http endpoints when a CA bundle is forced on them.
 unset AWS_CA_BUNDLE REQUESTS_CA_BUNDLE SSL_CERT_FILE CURL_CA_BUNDLE
 python3 -m pytest tests/clients -q
+
+step "ceph/s3-tests, the field's conformance suite (tests/s3-tests/expected-failures.txt lists the known gaps)"
+scripts/s3-tests.sh

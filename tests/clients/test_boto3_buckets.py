@@ -44,6 +44,24 @@ def test_delete_non_empty_bucket(s3, bucket):
     expect_error("NoSuchBucket", 404, s3.list_objects_v2, Bucket=bucket)
 
 
+
+def test_delete_bucket_aborts_unfinished_uploads(s3, bucket):
+    """As on AWS: unfinished uploads do not keep a bucket; an object does."""
+    first = s3.create_multipart_upload(Bucket=bucket, Key="big")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="big", UploadId=first, PartNumber=1, Body=b"p" * 1024)
+    s3.create_multipart_upload(Bucket=bucket, Key="dir/other")
+    s3.put_object(Bucket=bucket, Key="obj", Body=b"x")
+    expect_error("BucketNotEmpty", 409, s3.delete_bucket, Bucket=bucket)
+    assert len(s3.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 2, "a refused delete aborts nothing"
+    s3.delete_object(Bucket=bucket, Key="obj")
+    resp = s3.delete_bucket(Bucket=bucket)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 204
+    expect_error("NoSuchBucket", 404, s3.list_objects_v2, Bucket=bucket)
+    # The name again: the old upload is not in the new bucket.
+    s3.create_bucket(Bucket=bucket)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    expect_error("NoSuchUpload", 404, s3.list_parts, Bucket=bucket, Key="big", UploadId=first)
+
 @pytest.mark.parametrize(
     "name",
     [

@@ -167,6 +167,39 @@ def test_v2_encoding_type_url(s3, lb):
     assert keys_of(s3.list_objects_v2(Bucket=lb, Prefix="enc/")) == ["enc/a b&c<d>é+f", "enc/plain"]
 
 
+
+def test_encoding_type_url_keeps_slashes_in_every_listing(s3, bucket):
+    """As S3: `/` stays readable in url-encoded keys, prefixes and delimiters,
+    in ListObjects, ListObjectsV2, ListObjectVersions and ListMultipartUploads."""
+    for key in ["foo+1/bar", "foo/bar/xyzzy", "quux ab/thud", "asdf+b"]:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        s3.create_multipart_upload(Bucket=bucket, Key=key)
+    want_prefixes = ["foo%2B1/", "foo/", "quux%20ab/"]
+    for listing in (s3.list_objects, s3.list_objects_v2, s3.list_object_versions, s3.list_multipart_uploads):
+        resp = listing(Bucket=bucket, Delimiter="/", EncodingType="url")
+        assert resp["Delimiter"] == "/", listing
+        assert prefixes_of(resp) == want_prefixes, listing
+    assert keys_of(s3.list_objects_v2(Bucket=bucket, Delimiter="/", EncodingType="url")) == ["asdf%2Bb"]
+    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix="foo/", EncodingType="url")["Uploads"]
+    assert [u["Key"] for u in uploads] == ["foo/bar/xyzzy"]
+
+
+def test_v1_names_an_empty_marker(s3, bucket):
+    """As S3: ListObjects (v1) answers `<Marker>` even when none was given."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert s3.list_objects(Bucket=bucket)["Marker"] == ""
+    assert s3.list_objects(Bucket=bucket, Marker="a")["Marker"] == "a"
+
+
+def test_an_empty_delimiter_is_not_echoed(s3, bucket):
+    """As S3: `delimiter=` is no delimiter, and the answer names none."""
+    s3.put_object(Bucket=bucket, Key="a/b", Body=b"x")
+    s3.create_multipart_upload(Bucket=bucket, Key="a/b")
+    for listing in (s3.list_objects, s3.list_objects_v2, s3.list_object_versions, s3.list_multipart_uploads):
+        resp = listing(Bucket=bucket, Delimiter="")
+        assert "Delimiter" not in resp, (listing, resp)
+        assert "CommonPrefixes" not in resp or resp["CommonPrefixes"] == [], (listing, resp)
+
 def test_v1_marker_pagination(s3, lb):
     seen = []
     marker = ""

@@ -164,8 +164,8 @@ def test_upload_part_copy_with_range(s3, bucket):
 @pytest.mark.parametrize("rng", ["bytes=5-100", "bytes=20-30", "bytes=9-10"])
 def test_upload_part_copy_range_out_of_bounds(s3, bucket, rng):
     """Unlike a GET Range, a copy-source range is never clamped: one that
-    reaches past the end of the source is rejected (AWS: 400 InvalidArgument
-    "Range specified is not valid for source object of size: 10")."""
+    reaches past the end of the source is rejected with 416 InvalidRange, as
+    ceph/s3-tests (test_multipart_copy_invalid_range) expects."""
     s3.put_object(Bucket=bucket, Key="mp/small-src", Body=b"0123456789")
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp/oob")["UploadId"]
     err = client_error(
@@ -178,7 +178,7 @@ def test_upload_part_copy_range_out_of_bounds(s3, bucket, rng):
         CopySourceRange=rng,
     )
     got = (err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"])
-    assert got in (("InvalidArgument", 400), ("InvalidRange", 416)), got
+    assert got == ("InvalidRange", 416), got
     assert s3.list_parts(Bucket=bucket, Key="mp/oob", UploadId=upload_id).get("Parts", []) == []
 
 
@@ -351,3 +351,26 @@ def test_s3transfer_multipart_upload_download(s3, bucket):
     out = io.BytesIO()
     s3.download_fileobj(bucket, "mp/transfer.bin", out, Config=cfg)
     assert out.getvalue() == data
+
+
+def test_complete_again_answers_as_the_first_time(s3, bucket):
+    """A CompleteMultipartUpload sent again (its answer lost) succeeds with
+    the same ETag, as on AWS, while the object it made is current."""
+    key = "mp/again"
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = upload_parts(s3, bucket, key, upload_id, {1: b"only part"})
+    first = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    again = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    assert again["ETag"] == first["ETag"]
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"only part"
+    # Once another write replaced it, the upload is no longer known.
+    s3.put_object(Bucket=bucket, Key=key, Body=b"newer")
+    expect_error(
+        "NoSuchUpload",
+        404,
+        s3.complete_multipart_upload,
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": parts},
+    )

@@ -4,6 +4,8 @@ import base64
 import datetime as dt
 import hashlib
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -13,6 +15,7 @@ from conftest import (
     client_error,
     deterministic_bytes,
     expect_error,
+    parse_s3_error,
     quoted_md5,
 )
 
@@ -420,3 +423,16 @@ def test_empty_put_does_not_stall_the_connection(server, bucket):
     assert client.get_object(Bucket=bucket, Key="after-empty")["Body"].read() == b"abc"
     elapsed = time.monotonic() - start
     assert elapsed < 5, f"the request after an empty PUT took {elapsed:.1f}s on the same connection"
+
+
+def test_error_bodies_carry_the_request_id(s3, bucket, server):
+    """Every S3 error body names its request, as the x-amz-request-id header does."""
+    missing = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "missing"})
+    unsigned = f"{server.endpoint}/{bucket}/k"  # refused before any operation runs
+    for url in (missing, unsigned):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        body = refused.value.read()
+        assert refused.value.code in (403, 404), body
+        fields = parse_s3_error(body)
+        assert fields.get("RequestId") == refused.value.headers["x-amz-request-id"], body

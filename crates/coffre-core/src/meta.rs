@@ -359,6 +359,31 @@ pub struct DeleteOutcome {
     pub delete_marker: bool,
 }
 
+/// The rule of DeleteBucket, as on AWS: a bucket holding no version nor
+/// delete marker goes, and its unfinished uploads with it; only those the
+/// caller recorded as aborted, so that an upload created meanwhile keeps the
+/// bucket (its abort would go unrecorded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketRemoval {
+    pub uploads: Vec<UploadId>,
+}
+
+impl BucketRemoval {
+    /// Checked by the engine in its deleting transaction, over the rows it
+    /// found under lock: whether a version remains, and the bucket's uploads.
+    pub fn check<'a>(
+        &self,
+        has_versions: bool,
+        uploads: impl IntoIterator<Item = &'a str>,
+    ) -> crate::error::Result<()> {
+        let unrecorded = |id: &str| !self.uploads.iter().any(|u| u.as_str() == id);
+        if has_versions || uploads.into_iter().any(unrecorded) {
+            return Err(crate::error::Error::BucketNotEmpty);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {
     pub upload_id: UploadId,
@@ -544,8 +569,11 @@ pub trait BucketMeta: Send + Sync + 'static {
     async fn create_bucket(&self, bucket: BucketRecord) -> Result<()>;
     async fn bucket(&self, name: &BucketName) -> Result<Option<BucketRecord>>;
     async fn buckets(&self) -> Result<Vec<BucketRecord>>;
-    /// Fails with `BucketNotEmpty` while any version or upload remains.
-    async fn delete_bucket(&self, name: &BucketName) -> Result<()>;
+    /// Deletes the bucket and, in the same transaction, the unfinished
+    /// uploads `aborting` names, their parts' blobs queued for collection.
+    /// Fails with `BucketNotEmpty`, changing nothing, while any version
+    /// remains or any upload outside `aborting` ([`BucketRemoval::check`]).
+    async fn delete_bucket(&self, name: &BucketName, aborting: &BucketRemoval) -> Result<()>;
     async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage>;
     async fn update_bucket(&self, name: &BucketName, change: BucketChange) -> Result<()>;
     /// Removes the bucket with everything in it, queueing its blobs for

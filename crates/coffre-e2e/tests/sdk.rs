@@ -33,6 +33,52 @@ async fn bucket_lifecycle_and_errors() {
     assert_eq!(error_code(c.get_object().bucket("alpha").key("k").send().await), ("NoSuchBucket".into(), 404));
 }
 
+/// As on AWS: unfinished uploads do not keep a bucket, versions and delete
+/// markers do; each upload aborted is in the audit log as an abort.
+#[tokio::test]
+async fn delete_bucket_aborts_unfinished_uploads_but_keeps_versions() {
+    let mut server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("pending").send().await.expect("create");
+    let mut ids = Vec::new();
+    for key in ["a", "b/c"] {
+        let id = c.create_multipart_upload().bucket("pending").key(key).send().await.expect("start");
+        ids.push(id.upload_id.expect("upload id"));
+    }
+    upload_part(&c, "pending", "a", &ids[0], 1, pattern(1000, 3)).await;
+    c.delete_bucket().bucket("pending").send().await.expect("a bucket holding only uploads is deleted");
+    assert_eq!(error_code(c.head_bucket().bucket("pending").send().await).1, 404);
+    let late = c.upload_part().bucket("pending").key("a").upload_id(&ids[0]).part_number(2);
+    assert_eq!(error_code(late.body(ByteStream::from_static(b"x")).send().await).0, "NoSuchBucket");
+    // The name again: none of the old uploads is there.
+    c.create_bucket().bucket("pending").send().await.expect("create again");
+    let listed = c.list_multipart_uploads().bucket("pending").send().await.expect("list uploads");
+    assert!(listed.uploads().is_empty(), "{listed:?}");
+    let stale = c.list_parts().bucket("pending").key("a").upload_id(&ids[0]).send().await;
+    assert_eq!(error_code(stale).0, "NoSuchUpload");
+
+    // An upload beside an object, then beside a delete marker only: refused, nothing aborted.
+    let id = c.create_multipart_upload().bucket("pending").key("u").send().await.expect("start");
+    let id = id.upload_id.expect("upload id");
+    put(&c, "pending", "k", b"v").await;
+    assert_eq!(error_code(c.delete_bucket().bucket("pending").send().await), ("BucketNotEmpty".into(), 409));
+    coffre_e2e::objects::set_versioning(&c, "pending", aws_sdk_s3::types::BucketVersioningStatus::Enabled).await;
+    c.delete_object().bucket("pending").key("k").version_id("null").send().await.expect("delete the version");
+    c.delete_object().bucket("pending").key("k").send().await.expect("a delete marker");
+    assert_eq!(error_code(c.delete_bucket().bucket("pending").send().await), ("BucketNotEmpty".into(), 409));
+    c.list_parts().bucket("pending").key("u").upload_id(&id).send().await.expect("the upload is kept");
+
+    let dir = server.data_dir.clone();
+    server.stop();
+    let aborts = coffre_e2e::audit::events(&dir, &["--operation", "change:AbortMultipartUpload"]);
+    for upload in &ids {
+        let detail = format!("upload_id={upload} by=DeleteBucket");
+        let found = aborts.iter().any(|e| e["detail"].as_str() == Some(detail.as_str()));
+        assert!(found, "no abort event for {upload}: {aborts:#?}");
+    }
+    assert_eq!(aborts.len(), 2, "the refused deletes recorded no abort: {aborts:#?}");
+}
+
 #[tokio::test]
 async fn objects_keep_metadata_and_checksums() {
     let server = Server::start();

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use coffre_core::Error;
 use coffre_core::meta::{
-    BucketRecord, ContentHeaders, MetaStore, ObjectVersion, PutObject, UploadRecord, VersionChange, Versioning,
-    WriteCondition,
+    BucketRecord, BucketRemoval, ContentHeaders, MetaStore, ObjectVersion, PutObject, UploadRecord, VersionChange,
+    Versioning, WriteCondition,
 };
 use coffre_core::types::{AccessKeyId, BlobId, BucketName, ObjectKey, UnixNanos, UploadId, VersionId};
 
@@ -130,7 +130,7 @@ async fn enabled_versioning_keeps_history_and_uses_delete_markers() {
     assert!(f.current().await.is_some_and(|v| v.meta.delete_marker));
     let listed = f.meta.list_objects(&f.bucket, b"", std::ops::Bound::Unbounded, 10).await.expect("list");
     assert!(listed.is_empty(), "a delete marker hides the key from listings");
-    assert!(matches!(f.meta.delete_bucket(&f.bucket).await, Err(Error::BucketNotEmpty)));
+    assert!(matches!(f.meta.delete_bucket(&f.bucket, &Default::default()).await, Err(Error::BucketNotEmpty)));
 
     // Removing the marker brings v2 back as current.
     let marker_id = marker.version_id.expect("marker id");
@@ -241,5 +241,57 @@ async fn deletes_and_version_changes_begun_in_a_bucket_since_recreated_are_refus
         assert_eq!(f.current().await, before, "{versioning:?}: the new owner's object is untouched");
         // Requests that began in the second bucket apply.
         f.meta.delete_object(&f.bucket, second.id, &f.key, None, &Default::default()).await.expect("its own delete");
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_bucket_aborts_the_uploads_recorded_and_only_those() {
+    let f = fixture(Versioning::Unversioned).await;
+    let upload = |id: UploadId| UploadRecord {
+        upload_id: id,
+        bucket: f.bucket.clone(),
+        bucket_id: common::BUCKET_ID,
+        key: f.key.clone(),
+        initiated: UnixNanos::now(),
+        owner: f.owner.clone(),
+        headers: ContentHeaders::default(),
+        user_meta: vec![],
+        checksum_algorithm: None,
+        tags: vec![],
+        lock: Default::default(),
+        sse: Default::default(),
+    };
+    let first = upload(UploadId::generate());
+    f.meta.create_upload(first.clone()).await.expect("upload");
+    f.meta.register_pending(&[BlobId(7)]).await.expect("pending");
+    f.meta.put_part(&first, part_record(1, BlobId(7))).await.expect("part");
+    // An upload the caller did not record (created after it looked) keeps the bucket.
+    let late = upload(UploadId::generate());
+    f.meta.create_upload(late.clone()).await.expect("late upload");
+    let recorded = BucketRemoval { uploads: vec![first.upload_id.clone()] };
+    let refused = f.meta.delete_bucket(&f.bucket, &recorded).await;
+    assert!(matches!(refused, Err(Error::BucketNotEmpty)), "{refused:?}");
+    assert_eq!(f.meta.uploads(&f.bucket, b"", None, 10).await.expect("uploads").len(), 2, "nothing aborted");
+    assert!(f.garbage().await.is_empty());
+
+    let both = BucketRemoval { uploads: vec![first.upload_id.clone(), late.upload_id.clone()] };
+    f.meta.delete_bucket(&f.bucket, &both).await.expect("only uploads: the bucket goes");
+    assert!(f.meta.bucket(&f.bucket).await.expect("read").is_none());
+    assert_eq!(f.garbage().await, [BlobId(7)], "the part's blob is collected");
+    assert!(f.meta.parts(&first.upload_id, 0, 10).await.expect("parts").is_empty());
+    let gone = f.meta.put_part(&first, part_record(2, BlobId(8))).await;
+    assert!(matches!(gone, Err(Error::NoSuchUpload)), "{gone:?}");
+}
+
+fn part_record(number: u32, blob: BlobId) -> coffre_core::meta::PartRecord {
+    coffre_core::meta::PartRecord {
+        number,
+        blob,
+        size: 1,
+        md5: [0; 16],
+        last_modified: UnixNanos::now(),
+        checksums: Default::default(),
+        key: common::sealed_key(1),
+        sealed_checksums: Vec::new(),
     }
 }

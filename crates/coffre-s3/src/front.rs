@@ -183,7 +183,7 @@ impl Front {
                 }
             }
         };
-        let response = with_versions_in_order(with_error_message(response).await).await;
+        let response = with_versions_in_order(with_error_message(response, &request_id).await).await;
         let (mut parts, body) = response.into_parts();
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             parts.headers.insert("x-amz-request-id", v);

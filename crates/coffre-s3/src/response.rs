@@ -151,7 +151,16 @@ pub fn blob(stream: ByteStream) -> s3s::dto::StreamingBlob {
     s3s::dto::StreamingBlob::wrap(sync)
 }
 
-/// Percent-encodes a key for `encoding-type=url` listings.
+/// Percent-encodes a key for `encoding-type=url` listings, as S3 does:
+/// every byte but the unreserved ones, `/` included, stays readable.
 pub fn encode_key(key: &str, url: bool) -> String {
-    if url { urlencoding::encode(key).into_owned() } else { key.to_owned() }
+    if !url {
+        return key.to_owned();
+    }
+    key.split('/').map(|segment| urlencoding::encode(segment)).collect::<Vec<_>>().join("/")
+}
+
+/// The delimiter a listing echoes: none when the request gave an empty one (as S3).
+pub fn echoed_delimiter(delimiter: Option<String>, url: bool) -> Option<String> {
+    delimiter.filter(|d| !d.is_empty()).map(|d| encode_key(&d, url))
 }

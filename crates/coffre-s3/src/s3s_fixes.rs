@@ -3,7 +3,8 @@
 //!
 //! - [`with_versions_in_order`]: ListObjectVersions lists all `<Version>`s,
 //!   then all `<DeleteMarker>`s; S3 interleaves them in listing order.
-//! - [`with_error_message`]: errors s3s raises itself carry no `<Message>`.
+//! - [`with_error_message`]: errors s3s raises itself carry no `<Message>`,
+//!   and no error body carries the `<RequestId>` S3 puts in every one.
 //! - [`may_log`]: s3s logs secrets at debug level and every client error at
 //!   error level; its events are not logged at all.
 //!
@@ -81,7 +82,8 @@ pub(crate) async fn with_versions_in_order(resp: Response<s3s::Body>) -> Respons
 
 /// Some errors s3s raises itself (a bad bucket name in the path, a malformed
 /// Authorization header) carry no `<Message>`; clients and people expect one.
-pub(crate) async fn with_error_message(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+/// Every error body gets the request's id, as in `x-amz-request-id`.
+pub(crate) async fn with_error_message(resp: Response<s3s::Body>, request_id: &str) -> Response<s3s::Body> {
     const SMALL: u64 = 64 * 1024;
     let is_error = resp.status().is_client_error() || resp.status().is_server_error();
     if !is_error || resp.body().size_hint().upper().is_none_or(|n| n > SMALL) {
@@ -94,7 +96,7 @@ pub(crate) async fn with_error_message(resp: Response<s3s::Body>) -> Response<s3
     let bytes = collected.to_bytes();
     let text = String::from_utf8_lossy(&bytes);
     let code = text.find("</Code>").map(|end| text[..end].rsplit("<Code>").next().unwrap_or("").to_owned());
-    let patched = match (&code, text.contains("<Message>")) {
+    let mut patched = match (&code, text.contains("<Message>")) {
         (Some(code), false) => {
             let end = text.find("</Code>").unwrap_or(0);
             let message = xml_escape(default_message(code));
@@ -102,6 +104,12 @@ pub(crate) async fn with_error_message(resp: Response<s3s::Body>) -> Response<s3
         }
         _ => None,
     };
+    let current = patched.as_deref().unwrap_or(&text);
+    if let (Some(end), false) = (current.rfind("</Error>"), current.contains("<RequestId>")) {
+        let id = xml_escape(request_id);
+        let with_id = format!("{}<RequestId>{id}</RequestId>{}", &current[..end], &current[end..]);
+        patched = Some(with_id);
+    }
     let mut resp = Response::from_parts(parts, s3s::Body::from(patched.map_or(bytes, Bytes::from)));
     resp.headers_mut().remove(http::header::CONTENT_LENGTH);
     if let Some(code) = code.filter(|c| !c.is_empty()) {

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::lock::{ComplianceLocks, LockConfig};
-use crate::meta::{BucketChange, BucketKek, BucketRecord, EraseReport, KekDestroy, VersionCursor, Versioning};
+use crate::meta::{
+    BucketChange, BucketKek, BucketRecord, BucketRemoval, EraseReport, KekDestroy, UploadRecord, VersionCursor,
+    Versioning,
+};
 use crate::types::{BucketName, Principal, UnixNanos};
 use crate::witness::Change;
 
@@ -150,14 +153,44 @@ impl ObjectService {
         self.meta.buckets().await.map(drop)
     }
 
-    /// Deletes an empty bucket and destroys its KEKs.
+    /// Deletes a bucket holding no version, aborting its unfinished uploads
+    /// (as AWS does), and destroys its KEKs. Each abort is recorded as an
+    /// AbortMultipartUpload would be, before the transaction that commits
+    /// them all with the bucket's removal.
     pub async fn delete_bucket(&self, who: &Principal, name: &BucketName) -> Result<()> {
         let record = self.bucket(who, name).await?;
+        // Refused before any abort is recorded; the engine checks again under lock.
+        if !self.meta.list_versions(name, b"", Bound::Unbounded, 1).await?.is_empty() {
+            return Err(Error::BucketNotEmpty);
+        }
+        let aborting = self.all_uploads(name).await?;
         self.witness(Change::new("change:DeleteBucket", who.into(), name)).await?;
-        self.meta.delete_bucket(name).await?;
+        for upload in &aborting {
+            let change = Change::new("change:AbortMultipartUpload", who.into(), name)
+                .key(&upload.key)
+                .detail(format!("upload_id={} by=DeleteBucket", upload.upload_id.as_str()));
+            self.witness(change).await?;
+        }
+        let removal = BucketRemoval { uploads: aborting.into_iter().map(|u| u.upload_id).collect() };
+        self.meta.delete_bucket(name, &removal).await?;
         let (destroyed, pending) = self.destroy_keks(name, &record.keks).await;
         tracing::info!(bucket = %name, keks_destroyed = destroyed.len(), keks_pending = pending.len(), "bucket deleted, its keys destroyed");
         Ok(())
+    }
+
+    /// Every unfinished upload of the bucket, in key order.
+    async fn all_uploads(&self, name: &BucketName) -> Result<Vec<UploadRecord>> {
+        const PAGE: usize = 1000;
+        let mut all: Vec<UploadRecord> = Vec::new();
+        loop {
+            let after = all.last().map(|u| (u.key.as_bytes(), Some(&u.upload_id)));
+            let page = self.meta.uploads(name, b"", after, PAGE).await?;
+            let done = page.len() < PAGE;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     /// Crypto-erasure: removes the bucket's records and queues its blobs,

@@ -2,16 +2,58 @@
 
 use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
-use coffre_core::meta::{BucketChange, BucketMeta, BucketRecord, BucketUsage, EraseReport, KekDestroy};
+use coffre_core::meta::{
+    BucketChange, BucketMeta, BucketRecord, BucketRemoval, BucketUsage, EraseReport, KekDestroy, UploadRecord,
+};
 use coffre_core::types::BucketName;
 use redb::{ReadableTable, WriteTransaction};
 
+use super::blobs::enqueue_gc;
+use super::uploads::remove_upload;
 use super::{BUCKETS, EmbeddedMeta, OBJECTS, UPLOADS, VERSIONS, decode_meta};
 use crate::codec::{decode, encode, meta_err};
 
 pub(super) fn get_bucket(txn: &WriteTransaction, name: &str) -> Result<Option<BucketRecord>> {
     let t = txn.open_table(BUCKETS).map_err(meta_err)?;
     t.get(name).map_err(meta_err)?.map(|v| decode(v.value())).transpose()
+}
+
+/// Whether the bucket holds a current or noncurrent version (or delete marker).
+fn has_versions(txn: &WriteTransaction, b: &str) -> Result<bool> {
+    let lo: &[u8] = &[];
+    let current = txn
+        .open_table(OBJECTS)
+        .map_err(meta_err)?
+        .range((b, lo)..)
+        .map_err(meta_err)?
+        .next()
+        .transpose()
+        .map_err(meta_err)?
+        .is_some_and(|(k, _)| k.value().0 == b);
+    let noncurrent = txn
+        .open_table(VERSIONS)
+        .map_err(meta_err)?
+        .range((b, lo, 0u64)..)
+        .map_err(meta_err)?
+        .next()
+        .transpose()
+        .map_err(meta_err)?
+        .is_some_and(|(k, _)| k.value().0 == b);
+    Ok(current || noncurrent)
+}
+
+fn bucket_uploads(txn: &WriteTransaction, b: &str) -> Result<Vec<UploadRecord>> {
+    let lo: &[u8] = &[];
+    let t = txn.open_table(UPLOADS).map_err(meta_err)?;
+    let mut out = Vec::new();
+    for row in t.range((b, lo, "")..).map_err(meta_err)? {
+        let (k, v) = row.map_err(meta_err)?;
+        if k.value().0 != b {
+            break;
+        }
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -54,41 +96,16 @@ impl BucketMeta for EmbeddedMeta {
         .await
     }
 
-    async fn delete_bucket(&self, name: &BucketName) -> Result<()> {
-        let name = name.clone();
+    async fn delete_bucket(&self, name: &BucketName, aborting: &BucketRemoval) -> Result<()> {
+        let (name, aborting) = (name.clone(), aborting.clone());
         self.write(move |txn| {
             let b = name.as_str();
             get_bucket(txn, b)?.ok_or(Error::NoSuchBucket)?;
-            let lo: &[u8] = &[];
-            let has_objects = txn
-                .open_table(OBJECTS)
-                .map_err(meta_err)?
-                .range((b, lo)..)
-                .map_err(meta_err)?
-                .next()
-                .transpose()
-                .map_err(meta_err)?
-                .is_some_and(|(k, _)| k.value().0 == b);
-            let has_versions = txn
-                .open_table(VERSIONS)
-                .map_err(meta_err)?
-                .range((b, lo, 0u64)..)
-                .map_err(meta_err)?
-                .next()
-                .transpose()
-                .map_err(meta_err)?
-                .is_some_and(|(k, _)| k.value().0 == b);
-            let has_uploads = txn
-                .open_table(UPLOADS)
-                .map_err(meta_err)?
-                .range((b, lo, "")..)
-                .map_err(meta_err)?
-                .next()
-                .transpose()
-                .map_err(meta_err)?
-                .is_some_and(|(k, _)| k.value().0 == b);
-            if has_objects || has_versions || has_uploads {
-                return Err(Error::BucketNotEmpty);
+            let uploads = bucket_uploads(txn, b)?;
+            aborting.check(has_versions(txn, b)?, uploads.iter().map(|u| u.upload_id.as_str()))?;
+            for u in &uploads {
+                let parts = remove_upload(txn, (b, u.key.as_bytes(), u.upload_id.as_str()))?;
+                enqueue_gc(txn, &parts.iter().map(|p| p.blob).collect::<Vec<_>>())?;
             }
             txn.open_table(BUCKETS).map_err(meta_err)?.remove(b).map_err(meta_err)?;
             Ok(())

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use coffre_core::error::{Error, Result};
 use coffre_core::lock::ComplianceLocks;
 use coffre_core::meta::{
-    BucketChange, BucketMeta, BucketRecord, BucketUsage, EraseReport, KekDestroy, PartRecord, VersionMeta,
+    BucketChange, BucketMeta, BucketRecord, BucketRemoval, BucketUsage, EraseReport, KekDestroy, PartRecord,
+    VersionMeta,
 };
 use coffre_core::types::{BucketName, UnixNanos};
 use futures::FutureExt as _;
@@ -29,16 +30,31 @@ pub(super) async fn create_bucket_tx(tx: &Tx<'_>, bucket: &BucketRecord) -> TxRe
     }
 }
 
-pub(super) async fn delete_bucket_tx(tx: &Tx<'_>, name: &BucketName) -> TxResult<()> {
+/// With the bucket row locked first, every writer that could add to the
+/// bucket (a put, a new upload, a part: each takes the row `FOR SHARE`) has
+/// committed and is seen by the statements after it (READ COMMITTED), or
+/// waits and then finds the bucket or its upload gone.
+pub(super) async fn delete_bucket_tx(tx: &Tx<'_>, input: &(BucketName, BucketRemoval)) -> TxResult<()> {
+    let (name, aborting) = input;
     bucket_row(tx, name, "SELECT record FROM buckets WHERE name = $1 FOR UPDATE").await?;
     let b = name.as_str();
     let sql = "SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = $1)
-                   OR EXISTS (SELECT 1 FROM object_versions WHERE bucket = $1)
-                   OR EXISTS (SELECT 1 FROM multipart_uploads WHERE bucket = $1)";
-    let busy: bool = query_opt(tx, sql, &[&b]).await?.is_some_and(|row| row.get(0));
-    if busy {
-        return Err(Error::BucketNotEmpty.into());
+                   OR EXISTS (SELECT 1 FROM object_versions WHERE bucket = $1)";
+    let has_versions: bool = query_opt(tx, sql, &[&b]).await?.is_some_and(|row| row.get(0));
+    let sql = "SELECT upload_id FROM multipart_uploads WHERE bucket = $1 FOR UPDATE";
+    let mut found = Vec::new();
+    for row in query(tx, sql, &[&b]).await? {
+        let id: Vec<u8> = row.get(0);
+        found.push(id);
     }
+    aborting.check(has_versions, found.iter().map(|id| std::str::from_utf8(id).unwrap_or("")))?;
+    execute(tx, "DELETE FROM multipart_uploads WHERE bucket = $1", &[&b]).await?;
+    let sql = "DELETE FROM multipart_parts WHERE upload_id = ANY($1) RETURNING record";
+    let mut garbage = Vec::new();
+    for row in query(tx, sql, &[&found]).await? {
+        garbage.push(decode::<PartRecord>(row.get(0))?.blob);
+    }
+    enqueue_blobs(tx, &garbage).await?;
     execute(tx, "DELETE FROM buckets WHERE name = $1", &[&b]).await.map(drop)
 }
 
@@ -113,8 +129,8 @@ impl BucketMeta for PgMeta {
         Ok(out)
     }
 
-    async fn delete_bucket(&self, name: &BucketName) -> Result<()> {
-        self.txn(name, |tx, n| delete_bucket_tx(tx, n).boxed()).await
+    async fn delete_bucket(&self, name: &BucketName, aborting: &BucketRemoval) -> Result<()> {
+        self.txn(&(name.clone(), aborting.clone()), |tx, i| delete_bucket_tx(tx, i).boxed()).await
     }
 
     async fn bucket_usage(&self, name: &BucketName) -> Result<BucketUsage> {

@@ -26,7 +26,8 @@ impl CoffreS3 {
             start_after: i.marker,
             ..Default::default()
         });
-        let marker = v2.input.start_after.clone();
+        // S3 always names the marker, empty when none was given.
+        let marker = Some(v2.input.start_after.clone().unwrap_or_default());
         let out = self.list_objects_v2(v2).await?.output;
         // V1 gives a NextMarker only when a delimiter is used; clients use the last key otherwise.
         let next_marker = match &out.next_continuation_token {
@@ -96,7 +97,7 @@ impl CoffreS3 {
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(bucket.to_string()),
             prefix: Some(response::encode_key(&query.prefix, url)),
-            delimiter: input.delimiter.map(|d| response::encode_key(&d, url)),
+            delimiter: response::echoed_delimiter(input.delimiter, url),
             max_keys: Some(query.max_keys as i32),
             key_count: Some(key_count),
             is_truncated: Some(page.is_truncated),
@@ -155,7 +156,7 @@ impl CoffreS3 {
         let mut resp = S3Response::new(ListObjectVersionsOutput {
             name: Some(bucket.to_string()),
             prefix: Some(response::encode_key(&query.prefix, url)),
-            delimiter: input.delimiter.map(|d| response::encode_key(&d, url)),
+            delimiter: response::echoed_delimiter(input.delimiter, url),
             key_marker: input.key_marker,
             version_id_marker: input.version_id_marker,
             max_keys: Some(query.max_keys as i32),
@@ -211,17 +212,24 @@ impl CoffreS3 {
             .collect();
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
-            prefix: input.prefix,
-            delimiter: input.delimiter,
-            key_marker: input.key_marker,
+            prefix: input.prefix.map(|p| response::encode_key(&p, url)),
+            delimiter: response::echoed_delimiter(input.delimiter, url),
+            key_marker: input.key_marker.map(|k| response::encode_key(&k, url)),
             upload_id_marker: input.upload_id_marker,
             max_uploads: Some(max as i32),
             is_truncated: Some(listing.is_truncated),
-            next_key_marker: listing.is_truncated.then(|| last.as_ref().map(|l| l.0.clone())).flatten(),
+            next_key_marker: listing
+                .is_truncated
+                .then(|| last.as_ref().map(|l| response::encode_key(&l.0, url)))
+                .flatten(),
             next_upload_id_marker: listing.is_truncated.then(|| last.map(|l| l.1)).flatten(),
             uploads: Some(uploads),
             common_prefixes: Some(
-                listing.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect(),
+                listing
+                    .common_prefixes
+                    .iter()
+                    .map(|p| CommonPrefix { prefix: Some(response::encode_key(p, url)) })
+                    .collect(),
             ),
             encoding_type: input.encoding_type,
             ..Default::default()
