@@ -167,8 +167,28 @@ run_suite() {
   tail -1 "$out/$run-pytest.log"
   # pytest: 0 all passed, 1 some failed; anything else is the harness failing.
   [ "$status" -le 1 ] || { tail -30 "$out/$run-pytest.log" >&2; exit 2; }
-  python3 "$repo/tests/s3-tests/report.py" "$out/$run-junit.xml" "$out/$run-markers.json" "$expected" \
-    ${excuse_unless:+"$excuse_unless"}
+  UNEXPECTED_OUT="$out/$run-unexpected.txt" python3 "$repo/tests/s3-tests/report.py" \
+    "$out/$run-junit.xml" "$out/$run-markers.json" "$expected" ${excuse_unless:+"$excuse_unless"} && return 0
+  [ -s "$out/$run-unexpected.txt" ] || return 1
+  retry_unexpected "$run" "$conf" "$excuse_unless"
+}
+
+# The tests that failed outside the list, once more, alone (the suite's own
+# timing tests, lifecycle and expiry, now and then miss on a loaded machine):
+# the run fails if any fails again; one that passes is named as flaky, so it
+# cannot hide.
+retry_unexpected() {
+  local run=$1 conf=$2 excuse_unless=$3 names
+  names="$(paste -sd, "$out/$run-unexpected.txt" | sed 's/,/ or /g')"
+  echo "trying once more, alone: $(paste -sd' ' "$out/$run-unexpected.txt")"
+  (unset AWS_CA_BUNDLE REQUESTS_CA_BUNDLE SSL_CERT_FILE CURL_CA_BUNDLE
+   cd "$suite" && S3TEST_CONF="$conf" PYTHONDONTWRITEBYTECODE=1 \
+     PYTHONPATH="$repo/tests/s3-tests" COFFRE_S3T_MARKERS="$out/$run-retry-markers.json" \
+     "$venv/bin/python" -m pytest -q -p no:cacheprovider -p markers --junitxml="$out/$run-retry-junit.xml" \
+     "${files[@]}" -k "$names") >"$out/$run-retry-pytest.log" 2>&1 || true
+  python3 "$repo/tests/s3-tests/report.py" "$out/$run-retry-junit.xml" "$out/$run-retry-markers.json" \
+    "$expected" ${excuse_unless:+"$excuse_unless"} | sed -n '/failed that are not expected/,$p' || return 1
+  echo "flaky (failed, then passed alone): $(paste -sd' ' "$out/$run-unexpected.txt")"
 }
 
 verdict=0

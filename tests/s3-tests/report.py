@@ -9,10 +9,14 @@ Usage: report.py JUNIT_XML MARKERS_JSON EXPECTED_FAILURES [NOT_EXCUSED]
 
 NOT_EXCUSED: listed tests whose reason starts with it are expected to pass in
 this run (the SSE-C tests, listed for plain HTTP, in the run over TLS).
+
+With UNEXPECTED_OUT set, the names of the tests that failed outside the list
+are written there, one a line, for the caller to try once more alone.
 """
 
 import collections
 import json
+import os
 import sys
 import xml.etree.ElementTree as ET
 
@@ -92,6 +96,9 @@ def main(junit_path, markers_path, expected_path, not_excused=None):
     if bad:
         print(f"\n{len(bad)} tests failed that are not expected to:")
         print("\n".join(f"  {n}: {results[n]}" for n in bad))
+        if os.environ.get("UNEXPECTED_OUT"):
+            with open(os.environ["UNEXPECTED_OUT"], "w", encoding="utf-8") as f:
+                f.write("".join(f"{n}\n" for n in bad))
         return 1
     print("\nno failure outside the expected list")
     return 0
