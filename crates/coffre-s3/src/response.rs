@@ -151,8 +151,8 @@ pub fn blob(stream: ByteStream) -> s3s::dto::StreamingBlob {
     s3s::dto::StreamingBlob::wrap(sync)
 }
 
-/// Percent-encodes a key for `encoding-type=url` listings, as S3 does:
-/// every byte but the unreserved ones, `/` included, stays readable.
+/// Percent-encodes a key for `encoding-type=url` listings, as S3 does: the
+/// unreserved characters and `/` stay readable, every other byte is encoded.
 pub fn encode_key(key: &str, url: bool) -> String {
     if !url {
         return key.to_owned();
