@@ -38,6 +38,24 @@ async fn fixture(versioning: Versioning) -> Fixture {
 }
 
 impl Fixture {
+    /// A new unfinished upload of the fixture's key, in its first bucket.
+    fn upload(&self) -> UploadRecord {
+        UploadRecord {
+            upload_id: UploadId::generate(),
+            bucket: self.bucket.clone(),
+            bucket_id: common::BUCKET_ID,
+            key: self.key.clone(),
+            initiated: UnixNanos::now(),
+            owner: self.owner.clone(),
+            headers: ContentHeaders::default(),
+            user_meta: vec![],
+            checksum_algorithm: None,
+            tags: vec![],
+            lock: Default::default(),
+            sse: Default::default(),
+        }
+    }
+
     fn version(&self, id: VersionId, blob: BlobId) -> ObjectVersion {
         let mut version = common::version(&self.owner, id, 1, common::blob(blob));
         // Conditional writes below name versions by this ETag.
@@ -180,20 +198,7 @@ async fn keys_under_a_retired_kek_are_refused_at_commit() {
 #[tokio::test]
 async fn writes_begun_in_a_bucket_since_recreated_under_its_name_are_refused_at_commit() {
     let f = fixture(Versioning::Unversioned).await;
-    let upload = UploadRecord {
-        upload_id: UploadId::generate(),
-        bucket: f.bucket.clone(),
-        bucket_id: common::BUCKET_ID,
-        key: f.key.clone(),
-        initiated: UnixNanos::now(),
-        owner: f.owner.clone(),
-        headers: ContentHeaders::default(),
-        user_meta: vec![],
-        checksum_algorithm: None,
-        tags: vec![],
-        lock: Default::default(),
-        sse: Default::default(),
-    };
+    let upload = f.upload();
     // Writes authorised in the first bucket; meanwhile the name gets another
     // bucket, with a KEK of the same generation.
     f.meta.erase_bucket(&f.bucket, Vec::new()).await.expect("erase");
@@ -247,26 +252,12 @@ async fn deletes_and_version_changes_begun_in_a_bucket_since_recreated_are_refus
 #[tokio::test]
 async fn deleting_a_bucket_aborts_the_uploads_recorded_and_only_those() {
     let f = fixture(Versioning::Unversioned).await;
-    let upload = |id: UploadId| UploadRecord {
-        upload_id: id,
-        bucket: f.bucket.clone(),
-        bucket_id: common::BUCKET_ID,
-        key: f.key.clone(),
-        initiated: UnixNanos::now(),
-        owner: f.owner.clone(),
-        headers: ContentHeaders::default(),
-        user_meta: vec![],
-        checksum_algorithm: None,
-        tags: vec![],
-        lock: Default::default(),
-        sse: Default::default(),
-    };
-    let first = upload(UploadId::generate());
+    let first = f.upload();
     f.meta.create_upload(first.clone()).await.expect("upload");
     f.meta.register_pending(&[BlobId(7)]).await.expect("pending");
     f.meta.put_part(&first, part_record(1, BlobId(7))).await.expect("part");
     // An upload the caller did not record (created after it looked) keeps the bucket.
-    let late = upload(UploadId::generate());
+    let late = f.upload();
     f.meta.create_upload(late.clone()).await.expect("late upload");
     let recorded = BucketRemoval { uploads: vec![first.upload_id.clone()] };
     let refused = f.meta.delete_bucket(&f.bucket, &recorded).await;
