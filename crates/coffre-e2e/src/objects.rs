@@ -156,13 +156,26 @@ pub async fn list_pages(clients: &[Client], bucket: &str) -> Vec<ListObjectsV2Ou
 
 /// Every page of a ListObjectVersions walk of `bucket`, `max_keys` a page.
 pub async fn version_pages(c: &Client, bucket: &str, max_keys: i32) -> Vec<ListObjectVersionsOutput> {
+    version_pages_with(c, bucket, Some(max_keys), None).await
+}
+
+/// Every page of a ListObjectVersions walk of `bucket`, resumed from each
+/// page's NextKeyMarker and NextVersionIdMarker (a truncated page must name
+/// its NextKeyMarker).
+pub async fn version_pages_with(
+    c: &Client,
+    bucket: &str,
+    max_keys: Option<i32>,
+    delimiter: Option<&str>,
+) -> Vec<ListObjectVersionsOutput> {
     let mut pages = Vec::new();
     let (mut key_marker, mut version_marker) = (None, None);
     loop {
         let page = c
             .list_object_versions()
             .bucket(bucket)
-            .max_keys(max_keys)
+            .set_max_keys(max_keys)
+            .set_delimiter(delimiter.map(str::to_owned))
             .set_key_marker(key_marker)
             .set_version_id_marker(version_marker)
             .send()
@@ -171,9 +184,11 @@ pub async fn version_pages(c: &Client, bucket: &str, max_keys: i32) -> Vec<ListO
         let truncated = page.is_truncated() == Some(true);
         key_marker = page.next_key_marker().map(str::to_owned);
         version_marker = page.next_version_id_marker().map(str::to_owned);
+        assert!(!truncated || key_marker.is_some(), "a truncated page of {bucket} names no NextKeyMarker");
         pages.push(page);
         if !truncated {
             return pages;
         }
+        assert!(pages.len() < 100_000, "the pages of {bucket} never end");
     }
 }

@@ -22,7 +22,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use coffre_e2e::deployment::node_target;
 use coffre_e2e::node::ClusterCa;
-use coffre_e2e::objects::{pattern, put, put_many, upload_part};
+use coffre_e2e::objects::{pattern, put, put_many, upload_part, version_pages_with};
 use coffre_e2e::signed::{RawConn, Signer};
 use coffre_e2e::{Node, ROOT_ACCESS, ROOT_SECRET, Server, error_code, free_addr};
 
@@ -271,33 +271,16 @@ struct VersionsPage {
 
 /// A version listing followed to its end from NextKeyMarker and NextVersionIdMarker.
 async fn versions_followed(c: &Client, bucket: &str, delimiter: Option<&str>) -> Vec<VersionsPage> {
-    let mut pages = Vec::new();
-    let (mut key_marker, mut version_marker) = (None, None);
-    loop {
-        let page = c
-            .list_object_versions()
-            .bucket(bucket)
-            .set_delimiter(delimiter.map(str::to_owned))
-            .set_key_marker(key_marker.take())
-            .set_version_id_marker(version_marker.take())
-            .send()
-            .await
-            .expect("list versions");
-        let entry =
-            |k: Option<&str>, v: Option<&str>| (k.unwrap_or_default().to_owned(), v.unwrap_or_default().to_owned());
-        pages.push(VersionsPage {
+    let entry = |k: Option<&str>, v: Option<&str>| (k.unwrap_or_default().to_owned(), v.unwrap_or_default().to_owned());
+    let pages = version_pages_with(c, bucket, None, delimiter).await;
+    pages
+        .iter()
+        .map(|page| VersionsPage {
             versions: page.versions().iter().map(|v| entry(v.key(), v.version_id())).collect(),
             markers: page.delete_markers().iter().map(|m| entry(m.key(), m.version_id())).collect(),
             prefixes: page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)).collect(),
-        });
-        if page.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = Some(page.next_key_marker().expect("NextKeyMarker on a truncated page").to_owned());
-        version_marker = page.next_version_id_marker().map(str::to_owned);
-        assert!(pages.len() < 200, "the pages never end");
-    }
-    pages
+        })
+        .collect()
 }
 
 /// The pages list every entry of `want` exactly once and in its order (the
