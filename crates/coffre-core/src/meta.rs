@@ -46,6 +46,49 @@ pub struct BucketRecord {
     /// Last, so that records written before it read as [`BucketId::LEGACY`].
     #[serde(default = "crate::types::legacy_bucket_id", deserialize_with = "BucketId::read_or_legacy")]
     pub id: BucketId,
+    /// The bucket policy, as the owner wrote it (checked when it was put).
+    #[serde(default, deserialize_with = "read_or_none")]
+    pub policy: Option<String>,
+    /// Block Public Access; `None` once deleted. On for new buckets, and for
+    /// buckets made before it existed (nothing was public then).
+    #[serde(default = "PublicAccessBlock::all_on", deserialize_with = "PublicAccessBlock::read_or_all_on")]
+    pub public_access: Option<PublicAccessBlock>,
+}
+
+/// A trailing optional field of a record written before the field existed
+/// (postcard runs out of bytes where it would be) reads as `None`.
+fn read_or_none<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<T>::deserialize(d).unwrap_or(None))
+}
+
+/// A bucket's Block Public Access settings, as S3 names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    /// Refuse requests that would set a public ACL.
+    pub block_public_acls: bool,
+    /// Ignore public ACLs (Coffre keeps none: ownership is enforced).
+    pub ignore_public_acls: bool,
+    /// Refuse a bucket policy that grants public access.
+    pub block_public_policy: bool,
+    /// Give a public policy's grants to the owner's tenant only.
+    pub restrict_public_buckets: bool,
+}
+
+impl PublicAccessBlock {
+    pub const ALL_ON: Self = Self {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+
+    pub fn all_on() -> Option<Self> {
+        Some(Self::ALL_ON)
+    }
+
+    fn read_or_all_on<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+        Ok(Option::<Self>::deserialize(d).unwrap_or(Some(Self::ALL_ON)))
+    }
 }
 
 /// A key-encryption key of a bucket, held by the key custodian.
@@ -115,6 +158,8 @@ impl BucketRecord {
             keks: Vec::new(),
             encryption: None,
             residency: None,
+            policy: None,
+            public_access: Some(PublicAccessBlock::ALL_ON),
         }
     }
 
@@ -173,6 +218,8 @@ impl BucketRecord {
             BucketChange::Residency(policy) => self.residency = policy,
             BucketChange::AddKek(kek) => self.keks.push(kek),
             BucketChange::DropKeksBefore(generation) => self.keks.retain(|k| k.generation >= generation),
+            BucketChange::Policy(policy) => self.policy = policy,
+            BucketChange::PublicAccess(block) => self.public_access = block,
         }
         Ok(())
     }
@@ -193,6 +240,9 @@ pub enum BucketChange {
     AddKek(BucketKek),
     /// Forgets the KEKs older than this generation, once nothing uses them.
     DropKeksBefore(u32),
+    /// A bucket policy already checked by the front (`None`: deleted).
+    Policy(Option<String>),
+    PublicAccess(Option<PublicAccessBlock>),
 }
 
 /// What a delete must respect besides the bucket's rules.

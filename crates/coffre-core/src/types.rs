@@ -223,6 +223,12 @@ impl AccessKeyId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Who an unsigned request is: a name no key can have (`parse` refuses
+    /// parentheses), so nothing stored can ever be owned by it by mistake.
+    pub fn anonymous() -> Self {
+        Self("(anonymous)".to_owned())
+    }
 }
 
 impl fmt::Display for AccessKeyId {
@@ -231,16 +237,29 @@ impl fmt::Display for AccessKeyId {
     }
 }
 
-/// Who is asking: an authenticated access key, and whether it is root.
+/// Who is asking: an access key (or [`AccessKeyId::anonymous`]), whether it
+/// is root, and the buckets of others a policy let this request use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub access_key: AccessKeyId,
     pub is_root: bool,
+    /// Set by the S3 front once the bucket's policy allowed this request.
+    pub granted: Vec<BucketName>,
 }
 
 impl Principal {
-    /// Root sees everything; any other key only what it owns.
-    pub fn may_access(&self, owner: &AccessKeyId) -> bool {
+    pub fn key(access_key: AccessKeyId, is_root: bool) -> Self {
+        Self { access_key, is_root, granted: Vec::new() }
+    }
+
+    /// Root sees everything; any other key what it owns, and what a
+    /// bucket policy granted this request.
+    pub fn may_access(&self, bucket: &BucketName, owner: &AccessKeyId) -> bool {
+        self.is_root || &self.access_key == owner || self.granted.contains(bucket)
+    }
+
+    /// Whether `who` owns buckets of `owner` (ListBuckets shows only those).
+    pub fn owns(&self, owner: &AccessKeyId) -> bool {
         self.is_root || &self.access_key == owner
     }
 }

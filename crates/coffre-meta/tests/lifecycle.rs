@@ -64,7 +64,7 @@ async fn world() -> World {
     let kms = coffre_kms::embedded::EmbeddedKms::open(&dir.path().join("kms"), None).expect("kms");
     let changes = Arc::new(Changes::default());
     let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default(), changes.clone());
-    let root = Principal { access_key: AccessKeyId::parse("root").expect("id"), is_root: true };
+    let root = Principal::key(AccessKeyId::parse("root").expect("id"), true);
     World { service, changes, root, _dir: dir, _held: held }
 }
 

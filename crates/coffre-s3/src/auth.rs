@@ -34,6 +34,10 @@ impl KeyStore {
         Self { root, keys }
     }
 
+    pub fn root_key(&self) -> &AccessKeyId {
+        &self.root.access_key
+    }
+
     pub fn access_keys(&self) -> &AccessKeys {
         &self.keys
     }
@@ -41,7 +45,7 @@ impl KeyStore {
     pub fn principal(&self, access_key: &str) -> Option<Principal> {
         let id = AccessKeyId::parse(access_key).ok()?;
         let is_root = id == self.root.access_key;
-        Some(Principal { access_key: id, is_root })
+        Some(Principal::key(id, is_root))
     }
 
     /// Checks a bearer token of the form `ACCESS_KEY:SECRET` against root, in constant time.

@@ -202,3 +202,10 @@ pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> R
 pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+/// An S3 error whose code s3s does not list, with its status.
+pub(crate) fn custom_error(code: &'static str, status: http::StatusCode, message: impl Into<String>) -> S3Error {
+    let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), message.into());
+    err.set_status_code(status);
+    err
+}

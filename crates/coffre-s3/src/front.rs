@@ -21,6 +21,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 
 use crate::auth::KeyStore;
+use crate::authorize::{Authorizer, Caller};
 use crate::conn::{self, ConnLimits, Handshake};
 use crate::error::error_response;
 use crate::guards::{BodyVerdict, GuardedBody, precheck};
@@ -74,6 +75,8 @@ impl Default for FrontConfig {
 #[derive(Clone)]
 pub struct Front {
     s3: S3Service,
+    /// Whether this listener speaks TLS (`aws:SecureTransport`), set by [`Front::serve`].
+    secure: bool,
     config: Arc<FrontConfig>,
     observer: Arc<dyn RequestObserver>,
     domains: Domains,
@@ -89,29 +92,31 @@ impl Front {
         let mut s3_config = S3Config::default();
         s3_config.xml_max_body_size = config.max_xml_bytes;
         let mut builder = S3ServiceBuilder::new(CoffreS3 {
-            service,
+            service: service.clone(),
             keys: keys.clone(),
             region: config.region.clone(),
             customer_keys_allowed: config.customer_keys_allowed,
         });
+        let authorizer = Authorizer::new(service.clone(), keys.root_key().clone());
         builder.set_auth(keys);
-        builder.set_access(Access { max_document_bytes: config.max_xml_bytes as u64 });
+        builder.set_access(Access { max_document_bytes: config.max_xml_bytes as u64, authorizer });
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
         let domains = Domains::new(&config.domains)?;
         builder.set_host(domains.clone());
-        Ok(Self { s3: builder.build(), config: Arc::new(config), observer, domains })
+        Ok(Self { s3: builder.build(), secure: false, config: Arc::new(config), observer, domains })
     }
 
     /// Accepts connections until `shutdown` resolves, then lets in-flight
     /// requests finish (up to `drain`). With a `handshake` (TLS), each
     /// connection goes through it first, under the header read timeout.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         handshake: Option<Arc<dyn Handshake>>,
         shutdown: impl Future<Output = ()>,
         drain: Duration,
     ) -> io::Result<()> {
+        self.secure = handshake.is_some();
         let limits = ConnLimits {
             header_read_timeout: self.config.header_read_timeout,
             max_header_bytes: self.config.max_header_bytes,
@@ -161,6 +166,7 @@ impl Front {
                 let body = GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled, &limit);
                 parts.extensions.insert(slot.clone());
                 parts.extensions.insert(limit);
+                parts.extensions.insert(Caller { ip: peer.ip(), secure: self.secure });
                 let mut s3 = self.s3.clone();
                 // The changes the request makes carry its id into the audit log.
                 let call = tower::Service::call(&mut s3, Request::from_parts(parts, body));

@@ -11,6 +11,7 @@
 //! `request` and fill answers through `response`; `error` maps errors.
 
 mod auth;
+mod authorize;
 mod claim;
 pub mod conn;
 mod error;

@@ -17,6 +17,7 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::host::S3Host as _;
 use s3s::{S3Result, s3_error};
 
+use crate::authorize::Authorizer;
 use crate::claim::AuthMethod;
 use crate::vhost::Domains;
 
@@ -49,6 +50,9 @@ pub struct RequestRecord {
     pub status: u16,
     /// The S3 error code of a failed request.
     pub error: Option<String>,
+    /// Why authorization refused the request (the deciding statements, or
+    /// that none allowed it); `None` when it was not refused there.
+    pub denied_because: Option<String>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration: Duration,
@@ -81,6 +85,7 @@ pub(crate) struct RouteInfo {
     bucket: Option<String>,
     key: Option<String>,
     principal: Option<String>,
+    denied_because: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -93,14 +98,16 @@ impl RouteSlot {
     }
 }
 
-/// Records the route and the verified principal, refuses anonymous
-/// requests (no policy grants anonymous access yet, so every request must be
-/// signed), and bounds the body of every operation that s3s reads whole.
-/// s3s calls it once the signature is verified (`cx.credentials()` is what
-/// the verifier accepted) and the operation resolved.
+/// Records the route and the verified principal, authorizes the request
+/// ([`Authorizer`]: anonymous requests only where a bucket policy allows
+/// them), refuses ACLs other than the owner's, and bounds the body of every
+/// operation that s3s reads whole. s3s calls it once the signature is
+/// verified (`cx.credentials()` is what the verifier accepted) and the
+/// operation resolved, before any body is read.
 pub(crate) struct Access {
     /// The largest body s3s may read whole (XML and JSON documents).
     pub(crate) max_document_bytes: u64,
+    pub(crate) authorizer: Authorizer,
 }
 
 /// Operations whose body is streamed to storage rather than read whole.
@@ -119,11 +126,21 @@ impl S3Access for Access {
         if let Some(slot) = cx.extensions_mut().get::<RouteSlot>()
             && let Ok(mut info) = slot.0.lock()
         {
-            *info = RouteInfo { operation: Some(operation), bucket, key, principal };
+            *info = RouteInfo { operation: Some(operation.clone()), bucket, key, principal, denied_because: None };
         }
-        if cx.credentials().is_none() {
-            return Err(s3_error!(AccessDenied, "Anonymous access is not allowed: sign the request"));
-        }
+        crate::ops::acl::refuse_acl_headers(&operation, cx.headers())?;
+        let grant = match self.authorizer.authorize(cx).await {
+            Ok(grant) => grant,
+            Err(denied) => {
+                if let Some(slot) = cx.extensions_mut().get::<RouteSlot>()
+                    && let Ok(mut info) = slot.0.lock()
+                {
+                    info.denied_because = Some(denied.why);
+                }
+                return Err(denied.error);
+            }
+        };
+        cx.extensions_mut().insert(grant);
         if !STREAMED.contains(&cx.s3_op().name()) {
             self.bound_document(cx)?;
         }
@@ -245,6 +262,7 @@ impl Asked {
             mutating,
             status: parts.status.as_u16(),
             error: parts.extensions.get::<ErrorCode>().map(|c| c.0.clone()),
+            denied_because: info.denied_because,
             bytes_in: 0,
             bytes_out: 0,
             duration: Duration::ZERO,

@@ -43,7 +43,7 @@ pub async fn read(args: ReadArgs) -> anyhow::Result<()> {
     let blobs = Arc::new(DiskBlobStore::open(config.data_dir.join("blobs")).context("opening blobs")?);
     let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
     let service = ObjectService::new(meta, blobs, kms, ServiceConfig::default(), Arc::new(NoAuditLog));
-    let root = Principal { access_key: AccessKeyId::parse("inspect").map_err(anyhow::Error::msg)?, is_root: true };
+    let root = Principal::key(AccessKeyId::parse("inspect").map_err(anyhow::Error::msg)?, true);
     let bucket = BucketName::parse(&args.bucket).map_err(anyhow::Error::msg)?;
     let key = ObjectKey::parse(&args.key).map_err(anyhow::Error::msg)?;
     let got = service

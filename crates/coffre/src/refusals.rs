@@ -210,6 +210,7 @@ mod tests {
             mutating: true,
             status: 403,
             error: Some("AccessDenied".into()),
+            denied_because: None,
             bytes_in: 0,
             bytes_out: 0,
             duration: std::time::Duration::ZERO,

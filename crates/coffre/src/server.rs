@@ -107,7 +107,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_state = AdminState {
         service: service.clone(),
         access_keys,
-        root: Principal { access_key: root.access_key.clone(), is_root: true },
+        root: Principal::key(root.access_key.clone(), true),
         auth: Arc::new(BearerToken::new(admin_token)),
         audit: trail.clone().map(|t| t as Arc<dyn coffre_admin::Audit>),
         metrics: Arc::new(move || metrics.render()),

@@ -87,7 +87,11 @@ impl Trail {
             error: r.error.clone(),
             bytes_in: r.bytes_in,
             bytes_out: r.bytes_out,
-            detail: r.inferred.then(|| "operation read from the request: refused before routing".to_owned()),
+            detail: match (&r.denied_because, r.inferred) {
+                (Some(why), _) => Some(why.clone()),
+                (None, true) => Some("operation read from the request: refused before routing".to_owned()),
+                (None, false) => None,
+            },
             ..self.event(&r.operation)
         }
     }

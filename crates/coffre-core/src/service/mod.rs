@@ -354,7 +354,7 @@ impl ObjectService {
     /// The bucket, if it exists and `who` may use it.
     pub async fn bucket(&self, who: &Principal, name: &BucketName) -> Result<BucketRecord> {
         let bucket = self.meta.bucket(name).await?.ok_or(Error::NoSuchBucket)?;
-        if !who.may_access(&bucket.owner) {
+        if !who.may_access(&bucket.name, &bucket.owner) {
             return Err(Error::AccessDenied);
         }
         Ok(bucket)
@@ -362,7 +362,7 @@ impl ObjectService {
 
     pub async fn list_buckets(&self, who: &Principal) -> Result<Vec<BucketRecord>> {
         let mut all = self.meta.buckets().await?;
-        all.retain(|b| who.may_access(&b.owner));
+        all.retain(|b| who.owns(&b.owner));
         Ok(all)
     }
 
@@ -820,6 +820,8 @@ fn change_kind(change: &BucketChange) -> String {
         BucketChange::Lifecycle(_) => "lifecycle",
         BucketChange::Encryption(_) => "encryption",
         BucketChange::Residency(_) => "residency",
+        BucketChange::Policy(_) => "policy",
+        BucketChange::PublicAccess(_) => "public-access-block",
         BucketChange::AddKek(k) => return format!("kind=add-kek generation={}", k.generation),
         BucketChange::DropKeksBefore(g) => return format!("kind=drop-keks before={g}"),
     };

@@ -10,20 +10,24 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use coffre_core::meta::VersionChange;
 use coffre_core::service::ObjectService;
-use coffre_core::types::Principal;
+use coffre_core::types::{AccessKeyId, Principal};
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::auth::KeyStore;
+use crate::authorize::Grant;
 use crate::error::s3_err;
 use crate::request;
 
+mod access_block;
+pub(crate) mod acl;
 mod bucket;
 pub(crate) mod lifecycle;
 mod list;
 pub(crate) mod lock;
 mod multipart;
 mod object;
+mod policy;
 pub(crate) mod sse;
 mod tagging;
 
@@ -36,9 +40,16 @@ pub struct CoffreS3 {
 }
 
 impl CoffreS3 {
+    /// The principal the front authorized, with the buckets of others its
+    /// policies let this request use. Anonymous only where a policy allowed it.
     fn who<T>(&self, req: &S3Request<T>) -> S3Result<Principal> {
-        let creds = req.credentials.as_ref().ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
-        self.keys.principal(&creds.access_key).ok_or_else(|| s3_error!(InvalidAccessKeyId))
+        let grant = req.extensions.get::<Grant>().ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
+        let mut who = match &req.credentials {
+            Some(creds) => self.keys.principal(&creds.access_key).ok_or_else(|| s3_error!(InvalidAccessKeyId))?,
+            None => Principal::key(AccessKeyId::anonymous(), false),
+        };
+        who.granted.clone_from(&grant.buckets);
+        Ok(who)
     }
 
     /// Applies a change to one version's metadata (tags, retention, legal
@@ -185,6 +196,88 @@ impl S3 for CoffreS3 {
 
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         self.list_parts(req).await
+    }
+
+    // policy.rs
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        self.put_bucket_policy(req).await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        self.get_bucket_policy(req).await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.delete_bucket_policy(req).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        self.get_bucket_policy_status(req).await
+    }
+
+    // access_block.rs
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<PutPublicAccessBlockOutput>> {
+        self.put_public_access_block(req).await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        self.get_public_access_block(req).await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        self.delete_public_access_block(req).await
+    }
+
+    // acl.rs
+    async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.get_bucket_acl(req).await
+    }
+
+    async fn put_bucket_acl(&self, req: S3Request<PutBucketAclInput>) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.put_bucket_acl(req).await
+    }
+
+    async fn get_object_acl(&self, req: S3Request<GetObjectAclInput>) -> S3Result<S3Response<GetObjectAclOutput>> {
+        self.get_object_acl(req).await
+    }
+
+    async fn put_object_acl(&self, req: S3Request<PutObjectAclInput>) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.put_object_acl(req).await
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
+        self.get_bucket_ownership_controls(req).await
+    }
+
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<PutBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<PutBucketOwnershipControlsOutput>> {
+        self.put_bucket_ownership_controls(req).await
     }
 
     // tagging.rs

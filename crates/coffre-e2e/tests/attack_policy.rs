@@ -1,0 +1,258 @@
+//! Attacks on bucket policies, Block Public Access and enforced ownership,
+//! each against a real `coffre serve`:
+//!
+//! - nothing is anonymous until a bucket policy allows it AND the bucket's
+//!   Block Public Access lets a public policy in and count;
+//! - another access key gets exactly what a policy names, never more, and
+//!   never the policy itself;
+//! - an explicit deny binds the owner and root too, but never locks the
+//!   owner out of the policy; bypassing GOVERNANCE is a permission;
+//! - each denial names its deciding statement in the audit log;
+//! - a malformed policy or a public ACL is refused and changes nothing.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode, PublicAccessBlockConfiguration};
+use coffre_e2e::http::{http_get, raw_request};
+use coffre_e2e::objects::put;
+use coffre_e2e::{Server, audit, error_code};
+
+fn policy(statements: &str) -> String {
+    format!(r#"{{"Version":"2012-10-17","Statement":[{statements}]}}"#)
+}
+
+async fn open_block(c: &Client, bucket: &str) {
+    let off = PublicAccessBlockConfiguration::builder()
+        .block_public_acls(false)
+        .ignore_public_acls(false)
+        .block_public_policy(false)
+        .restrict_public_buckets(false)
+        .build();
+    c.put_public_access_block().bucket(bucket).public_access_block_configuration(off).send().await.expect("open block");
+}
+
+fn anonymous_put(server: &Server, path: &str) -> u16 {
+    let request =
+        format!("PUT {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx", server.s3);
+    raw_request(server.s3, request.as_bytes()).map_or(0, |(status, _)| status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_anonymous_until_a_policy_and_the_block_allow_it() {
+    let server = Server::start();
+    let (id, secret) = server.create_key("alice");
+    let alice = server.client_as(&id, &secret);
+    alice.create_bucket().bucket("site").send().await.expect("create");
+    put(&alice, "site", "public/index.html", b"hello".to_vec()).await;
+    put(&alice, "site", "private/payroll.csv", b"secret".to_vec()).await;
+    let status = |path: &str| http_get(server.s3, path).map_or(0, |(s, _)| s);
+    assert_eq!(status("/site/public/index.html"), 403, "no policy: nothing anonymous");
+
+    let read = policy(
+        r#"{"Sid":"PublicRead","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::site/public/*"}"#,
+    );
+    let refused = alice.put_bucket_policy().bucket("site").policy(&read).send().await;
+    assert_eq!(error_code(refused), ("AccessDenied".to_owned(), 403), "the default block refuses a public policy");
+    assert!(alice.get_bucket_policy().bucket("site").send().await.is_err(), "nothing was stored");
+
+    open_block(&alice, "site").await;
+    alice.put_bucket_policy().bucket("site").policy(&read).send().await.expect("a public policy, block open");
+    let status_out = alice.get_bucket_policy_status().bucket("site").send().await.expect("status");
+    assert_eq!(status_out.policy_status().and_then(|s| s.is_public()), Some(true));
+    assert_eq!(http_get(server.s3, "/site/public/index.html"), Some((200, "hello".to_owned())));
+    assert_eq!(status("/site/private/payroll.csv"), 403, "outside the granted prefix");
+    assert_eq!(status("/site"), 403, "listing was not granted");
+    assert_eq!(status("/"), 403, "no anonymous ListBuckets");
+    assert_eq!(anonymous_put(&server, "/site/public/defaced.html"), 403, "writing was not granted");
+    assert!(alice.head_object().bucket("site").key("public/defaced.html").send().await.is_err(), "nothing written");
+
+    // RestrictPublicBuckets takes the public grant back without touching the policy.
+    let restrict = PublicAccessBlockConfiguration::builder().restrict_public_buckets(true).build();
+    alice
+        .put_public_access_block()
+        .bucket("site")
+        .public_access_block_configuration(restrict)
+        .send()
+        .await
+        .expect("restrict");
+    assert_eq!(status("/site/public/index.html"), 403, "restricted: the public grant no longer counts");
+    assert!(alice.get_object().bucket("site").key("public/index.html").send().await.is_ok(), "the owner still reads");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_key_gets_exactly_what_the_policy_names() {
+    let server = Server::start();
+    let (a_id, a_secret) = server.create_key("alice");
+    let (b_id, b_secret) = server.create_key("bob");
+    let (alice, bob) = (server.client_as(&a_id, &a_secret), server.client_as(&b_id, &b_secret));
+    alice.create_bucket().bucket("shared").send().await.expect("create");
+    put(&alice, "shared", "reports/q1.pdf", b"q1".to_vec()).await;
+    put(&alice, "shared", "hr/salaries.csv", b"hr".to_vec()).await;
+    assert_eq!(error_code(bob.get_object().bucket("shared").key("reports/q1.pdf").send().await).0, "AccessDenied");
+
+    let grant = policy(&format!(
+        r#"{{"Sid":"BobReadsReports","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{b_id}:root"}},"Action":"s3:GetObject","Resource":"arn:aws:s3:::shared/reports/*"}},
+           {{"Sid":"BobLists","Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::shared","Condition":{{"StringLike":{{"s3:prefix":"reports/*"}}}}}}"#
+    ));
+    alice.put_bucket_policy().bucket("shared").policy(&grant).send().await.expect("a policy naming bob");
+    let got = bob.get_object().bucket("shared").key("reports/q1.pdf").send().await.expect("granted read");
+    assert_eq!(got.body.collect().await.expect("body").into_bytes().as_ref(), b"q1");
+    let listed = bob.list_objects_v2().bucket("shared").prefix("reports/").send().await.expect("granted listing");
+    assert_eq!(listed.contents().len(), 1);
+
+    let denied = [
+        error_code(bob.get_object().bucket("shared").key("hr/salaries.csv").send().await),
+        error_code(bob.list_objects_v2().bucket("shared").send().await),
+        error_code(bob.list_objects_v2().bucket("shared").prefix("hr/").send().await),
+        error_code(
+            bob.put_object().bucket("shared").key("reports/q2.pdf").body(ByteStream::from_static(b"x")).send().await,
+        ),
+        error_code(bob.delete_object().bucket("shared").key("reports/q1.pdf").send().await),
+        error_code(bob.get_object_tagging().bucket("shared").key("reports/q1.pdf").send().await),
+        error_code(bob.get_bucket_policy().bucket("shared").send().await),
+        error_code(bob.delete_bucket_policy().bucket("shared").send().await),
+        error_code(
+            bob.put_bucket_policy()
+                .bucket("shared")
+                .policy(policy(
+                    r#"{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::shared/*"}"#,
+                ))
+                .send()
+                .await,
+        ),
+        error_code(bob.delete_public_access_block().bucket("shared").send().await),
+        error_code(bob.delete_bucket().bucket("shared").send().await),
+    ];
+    for (i, (code, status)) in denied.iter().enumerate() {
+        assert_eq!((code.as_str(), *status), ("AccessDenied", 403), "call {i}");
+    }
+    let buckets = bob.list_buckets().send().await.expect("list");
+    assert!(buckets.buckets().is_empty(), "a grant does not make alice's bucket bob's: {buckets:?}");
+    assert_eq!(coffre_e2e::objects::get(&alice, "shared", "reports/q1.pdf").await, b"q1", "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_explicit_deny_binds_owner_and_root_without_locking_the_owner_out() {
+    let server = Server::start();
+    let (id, secret) = server.create_key("alice");
+    let alice = server.client_as(&id, &secret);
+    let root = server.client();
+    alice.create_bucket().bucket("vault").send().await.expect("create");
+    put(&alice, "vault", "ledger", b"1".to_vec()).await;
+    let deny = policy(
+        r#"{"Sid":"NoDelete","Effect":"Deny","Principal":"*","Action":["s3:DeleteObject","s3:DeleteObjectVersion","s3:PutBucketPolicy","s3:DeleteBucketPolicy","s3:GetBucketPolicy"],"Resource":["arn:aws:s3:::vault","arn:aws:s3:::vault/*"]}"#,
+    );
+    alice.put_bucket_policy().bucket("vault").policy(&deny).send().await.expect("put deny");
+    assert_eq!(error_code(alice.delete_object().bucket("vault").key("ledger").send().await).0, "AccessDenied");
+    assert_eq!(error_code(root.delete_object().bucket("vault").key("ledger").send().await).0, "AccessDenied");
+    assert_eq!(coffre_e2e::objects::get(&alice, "vault", "ledger").await, b"1", "still there");
+
+    let events = audit::events(&server.data_dir, &["--operation", "DeleteObject"]);
+    let denial = events.iter().find(|e| e["error"] == "AccessDenied").expect("the denial is in the log");
+    assert!(denial["detail"].as_str().is_some_and(|d| d.contains("bucket-policy:NoDelete")), "{denial}");
+
+    // The policy denies its own management, yet the owner is never locked out.
+    alice.get_bucket_policy().bucket("vault").send().await.expect("the owner reads its policy");
+    alice.delete_bucket_policy().bucket("vault").send().await.expect("the owner removes its policy");
+    alice.delete_object().bucket("vault").key("ledger").send().await.expect("delete once the deny is gone");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bypassing_governance_retention_is_a_permission() {
+    let server = Server::start();
+    let (id, secret) = server.create_key("alice");
+    let alice = server.client_as(&id, &secret);
+    alice.create_bucket().bucket("worm").object_lock_enabled_for_bucket(true).send().await.expect("create");
+    let until = aws_smithy_types::DateTime::from_secs(time_now() + 3600);
+    let retention =
+        ObjectLockRetention::builder().mode(ObjectLockRetentionMode::Governance).retain_until_date(until).build();
+    let written = put(&alice, "worm", "record", b"r".to_vec()).await;
+    let version = written.version_id().expect("versioned").to_owned();
+    alice.put_object_retention().bucket("worm").key("record").retention(retention).send().await.expect("retain");
+    let deny = policy(
+        r#"{"Sid":"NoBypass","Effect":"Deny","Principal":"*","Action":"s3:BypassGovernanceRetention","Resource":"arn:aws:s3:::worm/*"}"#,
+    );
+    alice.put_bucket_policy().bucket("worm").policy(&deny).send().await.expect("deny bypass");
+    let bypass =
+        alice.delete_object().bucket("worm").key("record").version_id(&version).bypass_governance_retention(true);
+    assert_eq!(error_code(bypass.clone().send().await).0, "AccessDenied", "the bypass is not permitted");
+    alice.head_object().bucket("worm").key("record").version_id(&version).send().await.expect("the version stays");
+    alice.delete_bucket_policy().bucket("worm").send().await.expect("drop the deny");
+    bypass.send().await.expect("the owner may bypass once no policy denies it");
+}
+
+fn time_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditions_see_the_transport_and_the_source_address() {
+    let server = Server::start();
+    let (a_id, a_secret) = server.create_key("alice");
+    let (b_id, b_secret) = server.create_key("bob");
+    let (alice, bob) = (server.client_as(&a_id, &a_secret), server.client_as(&b_id, &b_secret));
+    alice.create_bucket().bucket("lab").send().await.expect("create");
+    put(&alice, "lab", "data", b"d".to_vec()).await;
+    let from = |net: &str| {
+        policy(&format!(
+            r#"{{"Sid":"FromLab","Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:GetObject","Resource":"arn:aws:s3:::lab/*","Condition":{{"IpAddress":{{"aws:SourceIp":"{net}"}}}}}}"#
+        ))
+    };
+    alice.put_bucket_policy().bucket("lab").policy(from("127.0.0.0/8")).send().await.expect("policy");
+    bob.get_object().bucket("lab").key("data").send().await.expect("from loopback");
+    alice.put_bucket_policy().bucket("lab").policy(from("10.0.0.0/8")).send().await.expect("policy");
+    assert_eq!(error_code(bob.get_object().bucket("lab").key("data").send().await).0, "AccessDenied");
+
+    let tls_only = policy(
+        r#"{"Sid":"TLSOnly","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::lab","arn:aws:s3:::lab/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#,
+    );
+    alice.put_bucket_policy().bucket("lab").policy(&tls_only).send().await.expect("policy");
+    assert_eq!(error_code(alice.get_object().bucket("lab").key("data").send().await).0, "AccessDenied", "plain HTTP");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_policies_and_public_acls_change_nothing() {
+    let server = Server::start();
+    let (id, secret) = server.create_key("alice");
+    let alice = server.client_as(&id, &secret);
+    alice.create_bucket().bucket("docs").send().await.expect("create");
+    let good = policy(
+        r#"{"Sid":"Keep","Effect":"Deny","Principal":"*","Action":"s3:DeleteBucket","Resource":"arn:aws:s3:::docs"}"#,
+    );
+    alice.put_bucket_policy().bucket("docs").policy(&good).send().await.expect("a good policy");
+    let bad = [
+        "{not json".to_owned(),
+        policy(r#"{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::docs/*"}"#),
+        policy(r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::other/*"}"#),
+        policy(r#"{"Effect":"Allow","Principal":"*","Action":"iam:CreateUser","Resource":"arn:aws:s3:::docs/*"}"#),
+        policy(
+            r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::docs/*","Condition":{"NumericLessThan":{"s3:max-keys":"ten"}}}"#,
+        ),
+    ];
+    for text in &bad {
+        let refused = error_code(alice.put_bucket_policy().bucket("docs").policy(text).send().await);
+        assert_eq!(refused, ("MalformedPolicy".to_owned(), 400), "{text}");
+    }
+    let kept = alice.get_bucket_policy().bucket("docs").send().await.expect("get");
+    assert_eq!(kept.policy(), Some(good.as_str()), "the good policy is kept as written");
+
+    let acl = alice.put_object().bucket("docs").key("k").acl("public-read".into()).body(ByteStream::from_static(b"x"));
+    assert_eq!(error_code(acl.send().await), ("AccessControlListNotSupported".to_owned(), 400));
+    assert!(alice.head_object().bucket("docs").key("k").send().await.is_err(), "nothing stored");
+    let bucket_acl = alice.create_bucket().bucket("open").acl("public-read-write".into()).send().await;
+    assert_eq!(error_code(bucket_acl).0, "InvalidBucketAclWithObjectOwnership");
+    alice
+        .put_object()
+        .bucket("docs")
+        .key("k")
+        .acl("private".into())
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect("private is accepted");
+    let grants = alice.get_bucket_acl().bucket("docs").send().await.expect("acl");
+    assert_eq!(grants.grants().len(), 1, "the owner's grant only");
+    let ownership = alice.get_bucket_ownership_controls().bucket("docs").send().await.expect("ownership");
+    let rule = &ownership.ownership_controls().expect("controls").rules()[0];
+    assert_eq!(rule.object_ownership().as_str(), "BucketOwnerEnforced");
+}

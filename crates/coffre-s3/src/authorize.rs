@@ -1,0 +1,349 @@
+//! Authorization at the S3 front: who asks (an access key, root, or nobody),
+//! which actions on which resource, decided by `coffre-iam` against the
+//! bucket's policy and its Block Public Access settings, before any body is read.
+//!
+//! Until tenants exist (#16), an access key is its own tenant: it may do
+//! anything to its own buckets (an implicit identity policy) and, in the
+//! buckets of others, what their policies grant it. Root is the operator
+//! and acts in every tenant, but an explicit deny binds it too.
+
+mod actions;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use coffre_core::meta::BucketRecord;
+use coffre_core::service::ObjectService;
+use coffre_core::types::{AccessKeyId, BucketName};
+use coffre_iam::{
+    Context, Decision, Identity, Outcome, Policies, Policy, PolicyKind, PolicyRef, PrincipalKind, Request,
+};
+use s3s::access::S3AccessContext;
+use s3s::{S3Error, s3_error};
+
+pub(crate) use actions::required;
+
+/// Where a request came from, set by the front for each request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller {
+    pub(crate) ip: IpAddr,
+    /// Over TLS (`aws:SecureTransport`).
+    pub(crate) secure: bool,
+}
+
+/// What authorization let this request use, for the operation to act on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Grant {
+    pub(crate) buckets: Vec<BucketName>,
+}
+
+/// A refusal, and the decision that made it (for the audit event).
+pub(crate) struct Denied {
+    pub(crate) error: S3Error,
+    pub(crate) why: String,
+}
+
+/// Parsed bucket policies by text, so a request does not parse JSON.
+type PolicyCache = HashMap<String, Arc<BucketPolicy>>;
+/// Enough distinct policies for every bucket of a busy gateway; past it the
+/// cache starts over (parsing is the cost of a miss, nothing else).
+const MAX_CACHED_POLICIES: usize = 4096;
+
+struct BucketPolicy {
+    full: Policy,
+    /// The same without its public statements, for RestrictPublicBuckets.
+    private_part: Policy,
+}
+
+#[derive(Clone)]
+pub(crate) struct Authorizer {
+    service: Arc<ObjectService>,
+    root: AccessKeyId,
+    policies: Arc<Mutex<PolicyCache>>,
+    /// What an access key may do in its own tenant: everything.
+    key_policy: Arc<Policy>,
+}
+
+/// Who asks, as the evaluator names it.
+struct Asker {
+    key: Option<AccessKeyId>,
+    is_root: bool,
+    identity: Identity,
+}
+
+impl Authorizer {
+    pub(crate) fn new(service: Arc<ObjectService>, root: AccessKeyId) -> Self {
+        let text =
+            r#"{"Version":"2012-10-17","Statement":{"Sid":"OwnTenant","Effect":"Allow","Action":"*","Resource":"*"}}"#;
+        let key_policy = Policy::parse(text, PolicyKind::Identity).unwrap_or_else(|e| unreachable!("{e}"));
+        Self { service, root, policies: Arc::default(), key_policy: Arc::new(key_policy) }
+    }
+
+    /// Decides a request s3s has authenticated and routed.
+    pub(crate) async fn authorize(&self, cx: &mut S3AccessContext<'_>) -> Result<Grant, Denied> {
+        let asker = self.asker(cx.credentials().map(|c| c.access_key.as_str()));
+        let operation = cx.s3_op().name().to_owned();
+        let operation = operation.as_str();
+        let (bucket, key) = match cx.s3_path() {
+            s3s::path::S3Path::Root => return self.account_level(&asker),
+            s3s::path::S3Path::Bucket { bucket } => (bucket.to_string(), None),
+            s3s::path::S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
+        };
+        if operation == "CreateBucket" {
+            return self.account_level(&asker);
+        }
+        let Some(record) = self.record(&bucket, &asker).await? else { return Ok(Grant::default()) };
+        let caller = cx.extensions_mut().get::<Caller>().copied();
+        let query = cx.uri().query().unwrap_or("");
+        let context = context(&asker, &record, caller, query, cx.headers());
+        let resource = match &key {
+            Some(key) => format!("arn:aws:s3:::{bucket}/{key}"),
+            None => format!("arn:aws:s3:::{bucket}"),
+        };
+        let version_named = query_param(query, "versionId").is_some();
+        let same_tenant = asker.is_root || asker.key.as_ref() == Some(&record.owner);
+        if actions::owner_only(operation) && !same_tenant {
+            return Err(denied(&asker, operation, &resource, "only the bucket owner's tenant may do this"));
+        }
+        for action in required(operation, version_named, cx.headers()) {
+            let decision = self.decide(&asker, &record, &action, &resource, &context);
+            let locked_out = decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(operation);
+            if !decision.allowed() && !(same_tenant && locked_out) {
+                return Err(denied(&asker, &action, &resource, &decision.explain()));
+            }
+        }
+        let mut grant = Grant { buckets: vec![record.name.clone()] };
+        if let Some(source) = self.copy_source(cx, operation, &asker, caller).await? {
+            grant.buckets.push(source);
+        }
+        Ok(grant)
+    }
+
+    /// ListBuckets and CreateBucket: any key, nobody anonymous.
+    fn account_level(&self, asker: &Asker) -> Result<Grant, Denied> {
+        match asker.key {
+            Some(_) => Ok(Grant::default()),
+            None => Err(Denied {
+                error: s3_error!(AccessDenied, "Anonymous users cannot do this: sign the request"),
+                why: "denied: anonymous request at account level".to_owned(),
+            }),
+        }
+    }
+
+    fn asker(&self, access_key: Option<&str>) -> Asker {
+        let Some(key) = access_key.and_then(|k| AccessKeyId::parse(k).ok()) else {
+            return Asker { key: None, is_root: false, identity: Identity::anonymous() };
+        };
+        let identity = Identity {
+            ids: vec![
+                (PrincipalKind::Aws, key.as_str().to_owned()),
+                (PrincipalKind::Aws, format!("arn:aws:iam::{key}:root")),
+            ],
+            tenant: Some(key.as_str().to_owned()),
+        };
+        Asker { is_root: key == self.root, key: Some(key), identity }
+    }
+
+    /// The bucket's record; `None` lets the operation answer for a bucket
+    /// that does not exist (to a signed request only).
+    async fn record(&self, bucket: &str, asker: &Asker) -> Result<Option<BucketRecord>, Denied> {
+        let anonymous_refused = || Denied {
+            error: s3_error!(AccessDenied, "Access Denied"),
+            why: "denied: anonymous request for a bucket that does not exist".to_owned(),
+        };
+        let Ok(name) = BucketName::parse(bucket) else {
+            return if asker.key.is_some() { Ok(None) } else { Err(anonymous_refused()) };
+        };
+        match self.service.meta().bucket(&name).await {
+            Ok(Some(record)) => Ok(Some(record)),
+            Ok(None) if asker.key.is_some() => Ok(None),
+            Ok(None) => Err(anonymous_refused()),
+            Err(e) => Err(Denied { error: crate::error::s3_err(e), why: "metadata unavailable".to_owned() }),
+        }
+    }
+
+    fn decide(
+        &self,
+        asker: &Asker,
+        record: &BucketRecord,
+        action: &str,
+        resource: &str,
+        context: &Context,
+    ) -> Decision {
+        let same_tenant = asker.is_root || asker.key.as_ref() == Some(&record.owner);
+        let restrict = record.public_access.is_some_and(|b| b.restrict_public_buckets) && !same_tenant;
+        let parsed = record.policy.as_deref().and_then(|text| self.parsed(text));
+        let resource_policy = parsed.as_ref().map(|p| if restrict { &p.private_part } else { &p.full });
+        let policies = Policies {
+            identity: match asker.key {
+                Some(_) => vec![PolicyRef { name: "access-key", policy: &self.key_policy }],
+                None => Vec::new(),
+            },
+            resource: resource_policy.map(|policy| PolicyRef { name: "bucket-policy", policy }),
+            session: None,
+        };
+        // Root acts in every tenant; anyone else in its own.
+        let tenant = if asker.is_root { asker.identity.tenant.as_deref() } else { Some(record.owner.as_str()) };
+        let request = Request { identity: &asker.identity, action, resource, resource_tenant: tenant, context };
+        coffre_iam::evaluate(&policies, &request)
+    }
+
+    fn parsed(&self, text: &str) -> Option<Arc<BucketPolicy>> {
+        let mut cache = self.policies.lock().ok()?;
+        if let Some(found) = cache.get(text) {
+            return Some(found.clone());
+        }
+        let full = match Policy::parse(text, PolicyKind::Resource) {
+            Ok(p) => p,
+            Err(e) => {
+                // Checked when put: a stored policy that no longer reads grants nothing.
+                tracing::error!(error = %e, "a stored bucket policy does not parse");
+                return None;
+            }
+        };
+        let private_part = Policy {
+            statements: full.statements.iter().filter(|s| !is_public_statement(s, &full)).cloned().collect(),
+            ..full.clone()
+        };
+        if cache.len() >= MAX_CACHED_POLICIES {
+            cache.clear();
+        }
+        let entry = Arc::new(BucketPolicy { full, private_part });
+        cache.insert(text.to_owned(), entry.clone());
+        Some(entry)
+    }
+
+    /// CopyObject and UploadPartCopy read their source: `s3:GetObject` there.
+    async fn copy_source(
+        &self,
+        cx: &mut S3AccessContext<'_>,
+        operation: &str,
+        asker: &Asker,
+        caller: Option<Caller>,
+    ) -> Result<Option<BucketName>, Denied> {
+        if !matches!(operation, "CopyObject" | "UploadPartCopy") {
+            return Ok(None);
+        }
+        let Some((bucket, key, version)) = cx.headers().get("x-amz-copy-source").and_then(copy_source) else {
+            return Ok(None);
+        };
+        let Some(record) = self.record(&bucket, asker).await? else { return Ok(None) };
+        let context = context(asker, &record, caller, "", cx.headers());
+        let action = if version { "s3:GetObjectVersion" } else { "s3:GetObject" };
+        let resource = format!("arn:aws:s3:::{bucket}/{key}");
+        let decision = self.decide(asker, &record, action, &resource, &context);
+        if !decision.allowed() {
+            return Err(denied(asker, action, &resource, &decision.explain()));
+        }
+        Ok(Some(record.name))
+    }
+}
+
+fn is_public_statement(statement: &coffre_iam::Statement, policy: &Policy) -> bool {
+    coffre_iam::is_public(&Policy { statements: vec![statement.clone()], ..policy.clone() })
+}
+
+fn denied(asker: &Asker, action: &str, resource: &str, why: &str) -> Denied {
+    let who = asker.key.as_ref().map_or("anonymous", AccessKeyId::as_str);
+    Denied {
+        error: s3_error!(AccessDenied, "Access Denied: {who} is not allowed to perform {action} on {resource}"),
+        why: why.to_owned(),
+    }
+}
+
+/// `bucket/key[?versionId=...]`, percent-decoded, with or without a leading `/`.
+fn copy_source(value: &http::HeaderValue) -> Option<(String, String, bool)> {
+    let text = value.to_str().ok()?;
+    let (path, query) = text.split_once('?').unwrap_or((text, ""));
+    let path = urlencoding::decode(path.trim_start_matches('/')).ok()?;
+    let (bucket, key) = path.split_once('/')?;
+    Some((bucket.to_owned(), key.to_owned(), query_param(query, "versionId").is_some()))
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| urlencoding::decode(v).map(|d| d.into_owned()).unwrap_or_else(|_| v.to_owned()))
+}
+
+/// The condition keys a request carries, as AWS names them.
+fn context(
+    asker: &Asker,
+    record: &BucketRecord,
+    caller: Option<Caller>,
+    query: &str,
+    headers: &http::HeaderMap,
+) -> Context {
+    let mut c = Context::new();
+    let now = time::OffsetDateTime::now_utc();
+    if let Ok(text) = now.format(&time::format_description::well_known::Rfc3339) {
+        c.set("aws:CurrentTime", text);
+    }
+    c.set("aws:EpochTime", now.unix_timestamp().to_string());
+    if let Some(caller) = caller {
+        c.set("aws:SourceIp", caller.ip.to_string());
+        c.set("aws:SecureTransport", caller.secure.to_string());
+    }
+    match &asker.key {
+        Some(key) => {
+            c.set("aws:PrincipalType", "Account");
+            c.set("aws:userid", key.as_str());
+            c.set("aws:PrincipalAccount", key.as_str());
+            c.set("aws:PrincipalArn", format!("arn:aws:iam::{key}:root"));
+        }
+        None => {
+            c.set("aws:PrincipalType", "Anonymous");
+        }
+    }
+    for (param, key) in [
+        ("prefix", "s3:prefix"),
+        ("delimiter", "s3:delimiter"),
+        ("max-keys", "s3:max-keys"),
+        ("versionId", "s3:VersionId"),
+    ] {
+        if let Some(v) = query_param(query, param) {
+            c.set(key, v);
+        }
+    }
+    request_headers(&mut c, headers);
+    if let Some(residency) = &record.residency {
+        c.set_all("coffre:ResidencyJurisdiction", residency.allow.clone());
+    }
+    c
+}
+
+/// Condition keys read from request headers.
+fn request_headers(c: &mut Context, headers: &http::HeaderMap) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    for (name, key) in [
+        ("x-amz-server-side-encryption", "s3:x-amz-server-side-encryption"),
+        ("x-amz-server-side-encryption-aws-kms-key-id", "s3:x-amz-server-side-encryption-aws-kms-key-id"),
+        ("x-amz-acl", "s3:x-amz-acl"),
+        ("x-amz-copy-source", "s3:x-amz-copy-source"),
+        ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
+        ("x-amz-storage-class", "s3:x-amz-storage-class"),
+        ("x-amz-object-lock-mode", "s3:object-lock-mode"),
+        ("x-amz-object-lock-retain-until-date", "s3:object-lock-retain-until-date"),
+        ("x-amz-object-lock-legal-hold", "s3:object-lock-legal-hold"),
+    ] {
+        if let Some(v) = header(name) {
+            c.set(key, v);
+        }
+    }
+    if let Some(tagging) = header("x-amz-tagging") {
+        let tags: Vec<(String, String)> = tagging
+            .split('&')
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                Some((urlencoding::decode(k).ok()?.into_owned(), urlencoding::decode(v).ok()?.into_owned()))
+            })
+            .collect();
+        for (k, v) in &tags {
+            c.set(&format!("s3:RequestObjectTag/{k}"), v.clone());
+        }
+        c.set_all("s3:RequestObjectTagKeys", tags.into_iter().map(|(k, _)| k).collect());
+    }
+}
