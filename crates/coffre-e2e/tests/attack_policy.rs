@@ -256,3 +256,47 @@ async fn malformed_policies_and_public_acls_change_nothing() {
     let rule = &ownership.ownership_controls().expect("controls").rules()[0];
     assert_eq!(rule.object_ownership().as_str(), "BucketOwnerEnforced");
 }
+
+/// DeleteObjects names its keys in its body: each is decided by itself, so a
+/// deny on a prefix cannot be slipped past in a batch, and a grant on a
+/// prefix lets a batch delete there only.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_key_of_a_batch_delete_is_decided_by_itself() {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let server = Server::start();
+    let (a_id, a_secret) = server.create_key("alice");
+    let (b_id, b_secret) = server.create_key("bob");
+    let (alice, bob) = (server.client_as(&a_id, &a_secret), server.client_as(&b_id, &b_secret));
+    alice.create_bucket().bucket("batch").send().await.expect("create");
+    for key in ["protected/a", "tmp/b", "tmp/c", "other/d"] {
+        put(&alice, "batch", key, b"x".to_vec()).await;
+    }
+    let rules = policy(&format!(
+        r#"{{"Sid":"KeepProtected","Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::batch/protected/*"}},
+           {{"Sid":"BobCleansTmp","Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:DeleteObject","Resource":"arn:aws:s3:::batch/tmp/*"}}"#
+    ));
+    alice.put_bucket_policy().bucket("batch").policy(&rules).send().await.expect("policy");
+    let batch = |keys: &[&str]| {
+        let objects = keys.iter().map(|k| ObjectIdentifier::builder().key(*k).build().expect("id")).collect();
+        Delete::builder().set_objects(Some(objects)).build().expect("delete")
+    };
+    let by_alice =
+        alice.delete_objects().bucket("batch").delete(batch(&["protected/a", "other/d"])).send().await.expect("batch");
+    let refused: Vec<_> = by_alice.errors().iter().map(|e| (e.key().unwrap_or(""), e.code().unwrap_or(""))).collect();
+    assert_eq!(refused, [("protected/a", "AccessDenied")]);
+    assert_eq!(by_alice.deleted().len(), 1, "other/d went");
+    let by_bob =
+        bob.delete_objects().bucket("batch").delete(batch(&["tmp/b", "protected/a"])).send().await.expect("batch");
+    let refused: Vec<_> = by_bob.errors().iter().map(|e| (e.key().unwrap_or(""), e.code().unwrap_or(""))).collect();
+    assert_eq!(refused, [("protected/a", "AccessDenied")]);
+    assert_eq!(coffre_e2e::objects::get(&alice, "batch", "protected/a").await, b"x", "the protected key stays");
+    assert!(alice.head_object().bucket("batch").key("tmp/b").send().await.is_err(), "bob's granted key went");
+    assert_eq!(coffre_e2e::objects::get(&alice, "batch", "tmp/c").await, b"x", "untouched");
+    let events = audit::events(&server.data_dir, &["--operation", "DeleteObjects"]);
+    assert!(
+        events.iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("protected/a: denied by bucket-policy:KeepProtected"))),
+        "{events:?}"
+    );
+}

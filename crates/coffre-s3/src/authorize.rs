@@ -33,9 +33,33 @@ pub(crate) struct Caller {
 }
 
 /// What authorization let this request use, for the operation to act on.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Grant {
     pub(crate) buckets: Vec<BucketName>,
+    /// DeleteObjects names its keys in its body: each is decided there.
+    pub(crate) per_key: Option<Arc<KeyCheck>>,
+}
+
+/// The decision kept for the keys of a DeleteObjects body.
+pub(crate) struct KeyCheck {
+    authorizer: Authorizer,
+    asker: Asker,
+    record: BucketRecord,
+    context: Context,
+    /// The actions every key needs (`s3:DeleteObject`, maybe the bypass).
+    actions: Vec<String>,
+}
+
+impl KeyCheck {
+    /// Whether this key (and version) may be deleted; the refusal otherwise.
+    pub(crate) fn allows(&self, key: &str, version_named: bool) -> Result<(), Denied> {
+        let resource = format!("arn:aws:s3:::{}/{key}", self.record.name);
+        let actions = self.actions.iter().map(|a| match a.as_str() {
+            "s3:DeleteObject" if version_named => "s3:DeleteObjectVersion".to_owned(),
+            other => other.to_owned(),
+        });
+        self.authorizer.check_actions(&self.asker, &self.record, "DeleteObject", actions, &resource, &self.context)
+    }
 }
 
 /// A refusal, and the decision that made it (for the audit event).
@@ -66,6 +90,7 @@ pub(crate) struct Authorizer {
 }
 
 /// Who asks, as the evaluator names it.
+#[derive(Clone)]
 struct Asker {
     key: Option<AccessKeyId>,
     is_root: bool,
@@ -106,18 +131,40 @@ impl Authorizer {
         if actions::owner_only(operation) && !same_tenant {
             return Err(denied(&asker, operation, &resource, "only the bucket owner's tenant may do this"));
         }
-        for action in required(operation, version_named, cx.headers()) {
-            let decision = self.decide(&asker, &record, &action, &resource, &context);
-            let locked_out = decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(operation);
-            if !decision.allowed() && !(same_tenant && locked_out) {
-                return Err(denied(&asker, &action, &resource, &decision.explain()));
-            }
+        let needed = required(operation, version_named, cx.headers());
+        if operation == "DeleteObjects" {
+            let buckets = vec![record.name.clone()];
+            let check = KeyCheck { authorizer: self.clone(), asker, record, context, actions: needed };
+            return Ok(Grant { buckets, per_key: Some(Arc::new(check)) });
         }
-        let mut grant = Grant { buckets: vec![record.name.clone()] };
+        self.check_actions(&asker, &record, operation, needed.into_iter(), &resource, &context)?;
+        let mut grant = Grant { buckets: vec![record.name.clone()], per_key: None };
         if let Some(source) = self.copy_source(cx, operation, &asker, caller).await? {
             grant.buckets.push(source);
         }
         Ok(grant)
+    }
+
+    /// Every action must be allowed; the owner's tenant is never locked out
+    /// of its bucket's policy by an explicit deny.
+    fn check_actions(
+        &self,
+        asker: &Asker,
+        record: &BucketRecord,
+        operation: &str,
+        needed: impl Iterator<Item = String>,
+        resource: &str,
+        context: &Context,
+    ) -> Result<(), Denied> {
+        let same_tenant = asker.is_root || asker.key.as_ref() == Some(&record.owner);
+        for action in needed {
+            let decision = self.decide(asker, record, &action, resource, context);
+            let locked_out = decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(operation);
+            if !decision.allowed() && !(same_tenant && locked_out) {
+                return Err(denied(asker, &action, resource, &decision.explain()));
+            }
+        }
+        Ok(())
     }
 
     /// ListBuckets and CreateBucket: any key, nobody anonymous.

@@ -88,10 +88,26 @@ pub(crate) struct RouteInfo {
     denied_because: Option<String>,
 }
 
+/// Bound on the refusals one event lists (a DeleteObjects names 1,000 keys).
+const MAX_DENIALS_NOTED: usize = 4096;
+
 #[derive(Clone, Default)]
 pub(crate) struct RouteSlot(Arc<Mutex<RouteInfo>>);
 
 impl RouteSlot {
+    /// Adds a refusal made inside an operation (a key of DeleteObjects); an
+    /// event keeps the first few, up to [`MAX_DENIALS_NOTED`] bytes.
+    pub(crate) fn note_denial(&self, why: &str) {
+        if let Ok(mut info) = self.0.lock() {
+            let all = match info.denied_because.take() {
+                Some(before) if before.len() >= MAX_DENIALS_NOTED => before,
+                Some(before) => format!("{before}; {why}"),
+                None => why.to_owned(),
+            };
+            info.denied_because = Some(all);
+        }
+    }
+
     /// What s3s learned, once it is done with the request.
     pub(crate) fn take(&self) -> RouteInfo {
         self.0.lock().map(|mut i| std::mem::take(&mut *i)).unwrap_or_default()

@@ -8,7 +8,9 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::CoffreS3;
 use super::tagging::tags_from_header;
+use crate::authorize::Grant;
 use crate::error::s3_err;
+use crate::record::RouteSlot;
 use crate::request::{
     self, checksums_of, content_headers_of, content_length, content_md5, copy_source, copy_source_key_of,
     etag_condition, expected_checksum, lock_of, object_read_of, sse_choice_of, write_condition,
@@ -130,6 +132,8 @@ impl CoffreS3 {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let who = self.who(&req)?;
+        let per_key = req.extensions.get::<Grant>().and_then(|g| g.per_key.clone());
+        let slot = req.extensions.get::<RouteSlot>().cloned();
         let input = req.input;
         let bucket = request::bucket(&input.bucket)?;
         self.service.bucket(&who, &bucket).await.map_err(s3_err)?;
@@ -145,6 +149,14 @@ impl CoffreS3 {
             let outcome = async {
                 let key = request::key(&obj.key)?;
                 let version = request::version(obj.version_id.as_deref())?;
+                if let Some(check) = &per_key
+                    && let Err(denied) = check.allows(key.as_str(), version.is_some())
+                {
+                    if let Some(slot) = &slot {
+                        slot.note_denial(&format!("{}: {}", key.as_str(), denied.why));
+                    }
+                    return Err(denied.error);
+                }
                 self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)
             }
             .await;
