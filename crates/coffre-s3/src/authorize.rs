@@ -159,8 +159,10 @@ impl Authorizer {
         let same_tenant = asker.is_root || asker.key.as_ref() == Some(&record.owner);
         for action in needed {
             let decision = self.decide(asker, record, &action, resource, context);
-            let locked_out = decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(operation);
-            if !decision.allowed() && !(same_tenant && locked_out) {
+            // The owner's tenant keeps its policy in hand whatever the policy says.
+            let owner_keeps_hold =
+                same_tenant && decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(operation);
+            if !(decision.allowed() || owner_keeps_hold) {
                 return Err(denied(asker, &action, resource, &decision.explain()));
             }
         }
