@@ -25,19 +25,24 @@ mod tests {
     use super::*;
 
     /// A bucket record written before buckets had an identity is the same
-    /// bytes without the last field (a zero identity is one varint byte).
+    /// bytes without the trailing fields (a zero identity is one varint byte,
+    /// no policy one byte, Block Public Access all on five).
     #[test]
     fn records_from_before_the_bucket_identity_read_as_legacy() {
         let name = BucketName::parse("old-bucket").expect("name");
         let mut record = BucketRecord::new(name, AccessKeyId::parse("owner").expect("key"));
         record.id = BucketId::LEGACY;
-        let mut legacy = encode(&record).expect("encode");
-        assert_eq!(legacy.pop(), Some(0), "the identity is the last byte");
-        let read: BucketRecord = decode(&legacy).expect("a legacy record decodes");
-        assert_eq!(read, record);
+        let full = encode(&record).expect("encode");
+        assert_eq!(&full[full.len() - 7..], [0, 0, 1, 1, 1, 1, 1], "identity, policy, block public access");
+        for trailing in [7, 6] {
+            let before: BucketRecord = decode(&full[..full.len() - trailing]).expect("an older record decodes");
+            assert_eq!(before, record, "written before the last {trailing} bytes' fields existed");
+        }
 
         record.id = BucketId::generate();
+        record.policy = Some("{}".into());
+        record.public_access = None;
         let read: BucketRecord = decode(&encode(&record).expect("encode")).expect("decode");
-        assert_eq!(read.id, record.id, "a new record keeps its identity");
+        assert_eq!(read, record, "a new record keeps its identity, policy and block");
     }
 }
