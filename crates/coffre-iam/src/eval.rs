@@ -125,6 +125,20 @@ fn matcher_matches(
     hit != matcher.negated
 }
 
+/// Whether some Allow statement of `policy` names this principal and action,
+/// whatever its resources and conditions: a bound for a request whose
+/// resources are only known later (the keys in a DeleteObjects body), so
+/// that a request no statement could allow is refused before its body is read.
+pub fn may_allow(policy: &Policy, identity: &Identity, action: &str) -> bool {
+    let context = crate::request::Context::new();
+    let request = Request { identity, action, resource: "", resource_tenant: None, context: &context };
+    policy.statements.iter().any(|s| {
+        s.effect == Effect::Allow
+            && s.principal.as_ref().is_none_or(|p| principal_matches(p, identity))
+            && matcher_matches(&s.action, action, true, &request, false)
+    })
+}
+
 /// Decides a request as AWS documents it: any applying Deny wins; then,
 /// within the resource's tenant, an identity or a resource policy allowing
 /// is enough, while across tenants both must allow; a session's policies

@@ -17,7 +17,7 @@ mod request;
 mod vars;
 
 pub use condition::{Condition, Operator, SetQualifier};
-pub use eval::{Decision, Outcome, Policies, PolicyRef, StatementRef, evaluate};
+pub use eval::{Decision, Outcome, Policies, PolicyRef, StatementRef, evaluate, may_allow};
 pub use pattern::wildcard_match;
 pub use policy::{Effect, Matcher, Policy, PolicyError, PolicyKind, PrincipalKind, Principals, Statement, Version};
 pub use public::is_public;

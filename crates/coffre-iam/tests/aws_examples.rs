@@ -151,3 +151,19 @@ fn old_policies_have_no_variables() {
         decide(&ask(&alice, "s3:GetObject", "arn:aws:s3:::b/${aws:username}/k", named()), &[&policy], None).allowed()
     );
 }
+
+/// `may_allow` bounds a request whose resources come later: true only when
+/// some Allow names the principal and the action.
+#[test]
+fn may_allow_looks_at_principal_and_action_only() {
+    let policy = bucket_policy(
+        r#"{"Version":"2012-10-17","Statement":[
+          {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::t2:root"},"Action":"s3:DeleteObject","Resource":"arn:aws:s3:::b/tmp/*",
+           "Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}},
+          {"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#,
+    );
+    assert!(coffre_iam::may_allow(&policy, &user("t2", "x"), "s3:DeleteObject"));
+    assert!(!coffre_iam::may_allow(&policy, &user("t3", "x"), "s3:DeleteObject"));
+    assert!(!coffre_iam::may_allow(&policy, &user("t2", "x"), "s3:PutObject"));
+    assert!(!coffre_iam::may_allow(&policy, &coffre_iam::Identity::anonymous(), "s3:DeleteObject"));
+}

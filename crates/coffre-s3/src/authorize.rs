@@ -97,6 +97,13 @@ struct Asker {
     identity: Identity,
 }
 
+impl Asker {
+    /// The bucket's owner, or root (which acts in every tenant).
+    fn in_tenant_of(&self, record: &BucketRecord) -> bool {
+        self.is_root || self.key.as_ref() == Some(&record.owner)
+    }
+}
+
 impl Authorizer {
     pub(crate) fn new(service: Arc<ObjectService>, root: AccessKeyId) -> Self {
         let text =
@@ -127,12 +134,15 @@ impl Authorizer {
             None => format!("arn:aws:s3:::{bucket}"),
         };
         let version_named = query_param(query, "versionId").is_some();
-        let same_tenant = asker.is_root || asker.key.as_ref() == Some(&record.owner);
+        let same_tenant = asker.in_tenant_of(&record);
         if actions::owner_only(operation) && !same_tenant {
             return Err(denied(&asker, operation, &resource, "only the bucket owner's tenant may do this"));
         }
         let needed = required(operation, version_named, cx.headers());
         if operation == "DeleteObjects" {
+            if !same_tenant && !self.policy_may_allow(&asker, &record, &needed) {
+                return Err(denied(&asker, "s3:DeleteObject", &resource, "denied: no statement allowed it"));
+            }
             let buckets = vec![record.name.clone()];
             let check = KeyCheck { authorizer: self.clone(), asker, record, context, actions: needed };
             return Ok(Grant { buckets, per_key: Some(Arc::new(check)) });
@@ -156,7 +166,7 @@ impl Authorizer {
         resource: &str,
         context: &Context,
     ) -> Result<(), Denied> {
-        let same_tenant = asker.is_root || asker.key.as_ref() == Some(&record.owner);
+        let same_tenant = asker.in_tenant_of(record);
         for action in needed {
             let decision = self.decide(asker, record, &action, resource, context);
             // The owner's tenant keeps its policy in hand whatever the policy says.
@@ -220,7 +230,7 @@ impl Authorizer {
         resource: &str,
         context: &Context,
     ) -> Decision {
-        let same_tenant = asker.is_root || asker.key.as_ref() == Some(&record.owner);
+        let same_tenant = asker.in_tenant_of(record);
         let restrict = record.public_access.is_some_and(|b| b.restrict_public_buckets) && !same_tenant;
         let parsed = record.policy.as_deref().and_then(|text| self.parsed(text));
         let resource_policy = parsed.as_ref().map(|p| if restrict { &p.private_part } else { &p.full });
@@ -236,6 +246,15 @@ impl Authorizer {
         let tenant = if asker.is_root { asker.identity.tenant.as_deref() } else { Some(record.owner.as_str()) };
         let request = Request { identity: &asker.identity, action, resource, resource_tenant: tenant, context };
         coffre_iam::evaluate(&policies, &request)
+    }
+
+    /// Whether the bucket's policy could allow these actions to someone
+    /// outside the owner's tenant, for some key (see [`coffre_iam::may_allow`]).
+    fn policy_may_allow(&self, asker: &Asker, record: &BucketRecord, needed: &[String]) -> bool {
+        let Some(parsed) = record.policy.as_deref().and_then(|text| self.parsed(text)) else { return false };
+        let restrict = record.public_access.is_some_and(|b| b.restrict_public_buckets);
+        let policy = if restrict { &parsed.private_part } else { &parsed.full };
+        needed.iter().all(|action| coffre_iam::may_allow(policy, &asker.identity, action))
     }
 
     fn parsed(&self, text: &str) -> Option<Arc<BucketPolicy>> {
