@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub gc_grace_secs: Option<u64>,
     /// Rows one listing request may read before its page ends truncated.
     pub list_max_rows: Option<usize>,
+    /// Whether new buckets start with all four Block Public Access settings on.
+    pub block_public_access_by_default: Option<bool>,
     pub header_read_timeout_secs: Option<u64>,
     pub body_idle_timeout_secs: Option<u64>,
     /// Connections each listener serves at once; more wait in the backlog.
@@ -303,6 +305,7 @@ pub struct Config {
     pub inline_threshold: usize,
     pub gc_grace: Duration,
     pub list_max_rows: usize,
+    pub block_public_access_by_default: bool,
     pub header_read_timeout: Duration,
     pub body_idle_timeout: Duration,
     pub max_connections: usize,
@@ -382,6 +385,7 @@ impl Config {
             inline_threshold: args.inline_threshold.or(file.inline_threshold).unwrap_or(4096),
             gc_grace: secs(file.gc_grace_secs, 60),
             list_max_rows: file.list_max_rows.unwrap_or(coffre_core::list::DEFAULT_MAX_SCAN).max(1),
+            block_public_access_by_default: file.block_public_access_by_default.unwrap_or(true),
             header_read_timeout: secs(file.header_read_timeout_secs, 30),
             body_idle_timeout: secs(file.body_idle_timeout_secs, 60),
             max_connections: file.max_connections.unwrap_or(1024).max(1),

@@ -49,8 +49,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (blobs, cluster) = open_blobs(&config, shared.as_ref()).await?;
     // With storage targets, every byte goes to them: none inline on this disk.
     let inline_threshold = if cluster.is_some() { 0 } else { config.inline_threshold };
-    let service_config =
-        ServiceConfig { inline_threshold, gc_grace: config.gc_grace, list_max_rows: config.list_max_rows };
+    let service_config = ServiceConfig {
+        inline_threshold,
+        gc_grace: config.gc_grace,
+        list_max_rows: config.list_max_rows,
+        block_public_access_by_default: config.block_public_access_by_default,
+    };
     let kms = crate::kms::open(&config.kms, &config.data_dir).await?;
     let trail = open_trail(&config, shared.as_ref())?;
     if let Some(pg) = &shared {

@@ -84,6 +84,9 @@ impl ObjectService {
         let mut record = BucketRecord::new(name.clone(), who.access_key.clone());
         record.keks.push(kek.clone());
         record.residency = residency;
+        if !self.config.block_public_access_by_default {
+            record.public_access = None;
+        }
         if object_lock {
             record.object_lock = Some(LockConfig::default());
             record.versioning = Versioning::Enabled;

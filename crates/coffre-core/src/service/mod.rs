@@ -36,11 +36,18 @@ pub struct ServiceConfig {
     pub gc_grace: Duration,
     /// Rows one ListObjects request reads before its page ends truncated.
     pub list_max_rows: usize,
+    /// New buckets start with all four Block Public Access settings on.
+    pub block_public_access_by_default: bool,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { inline_threshold: 4096, gc_grace: Duration::from_secs(60), list_max_rows: list::DEFAULT_MAX_SCAN }
+        Self {
+            inline_threshold: 4096,
+            gc_grace: Duration::from_secs(60),
+            list_max_rows: list::DEFAULT_MAX_SCAN,
+            block_public_access_by_default: true,
+        }
     }
 }
 
