@@ -236,8 +236,15 @@ async fn malformed_policies_and_public_acls_change_nothing() {
     let kept = alice.get_bucket_policy().bucket("docs").send().await.expect("get");
     assert_eq!(kept.policy(), Some(good.as_str()), "the good policy is kept as written");
 
-    let acl = alice.put_object().bucket("docs").key("k").acl("public-read".into()).body(ByteStream::from_static(b"x"));
-    assert_eq!(error_code(acl.send().await), ("AccessControlListNotSupported".to_owned(), 400));
+    let acl =
+        || alice.put_object().bucket("docs").key("k").acl("public-read".into()).body(ByteStream::from_static(b"x"));
+    assert_eq!(error_code(acl().send().await), ("AccessDenied".to_owned(), 403), "BlockPublicAcls is on");
+    open_block(&alice, "docs").await;
+    assert_eq!(
+        error_code(acl().send().await),
+        ("AccessControlListNotSupported".to_owned(), 400),
+        "ownership is enforced"
+    );
     assert!(alice.head_object().bucket("docs").key("k").send().await.is_err(), "nothing stored");
     let bucket_acl = alice.create_bucket().bucket("open").acl("public-read-write".into()).send().await;
     assert_eq!(error_code(bucket_acl).0, "InvalidBucketAclWithObjectOwnership");
@@ -299,4 +306,40 @@ async fn each_key_of_a_batch_delete_is_decided_by_itself() {
             .is_some_and(|d| d.contains("protected/a: denied by bucket-policy:KeepProtected"))),
         "{events:?}"
     );
+}
+
+/// A missing key is a 404 to a caller who may list it, and a 403 to one who
+/// may not: the answer tells nothing a listing would not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_key_is_told_only_to_who_may_list_it() {
+    let server = Server::start();
+    let (a_id, a_secret) = server.create_key("alice");
+    let (b_id, b_secret) = server.create_key("bob");
+    let (alice, bob) = (server.client_as(&a_id, &a_secret), server.client_as(&b_id, &b_secret));
+    alice.create_bucket().bucket("probe").send().await.expect("create");
+    put(&alice, "probe", "private/exists", b"x".to_vec()).await;
+    let list_public = policy(&format!(
+        r#"{{"Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::probe","Condition":{{"StringLike":{{"s3:prefix":"public/*"}}}}}}"#
+    ));
+    alice.put_bucket_policy().bucket("probe").policy(&list_public).send().await.expect("policy");
+    let head = |key: &'static str| bob.head_object().bucket("probe").key(key).send();
+    assert_eq!(error_code(head("public/missing").await).1, 404);
+    assert_eq!(error_code(head("private/missing").await).1, 403);
+    assert_eq!(error_code(head("private/exists").await).1, 403);
+    assert_eq!(error_code(bob.get_object().bucket("probe").key("public/missing").send().await).1, 404);
+}
+
+/// `block_public_access_by_default = false`: new buckets start without the block.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_buckets_may_start_without_the_block_when_the_operator_says_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("coffre.toml");
+    std::fs::write(&config, "block_public_access_by_default = false\n").expect("config");
+    let server = Server::start_with_config(&tmp.path().join("data"), &config, &[]);
+    let root = server.client();
+    root.create_bucket().bucket("open").send().await.expect("create");
+    let got = error_code(root.get_public_access_block().bucket("open").send().await);
+    assert_eq!(got, ("NoSuchPublicAccessBlockConfiguration".to_owned(), 404));
+    let read = policy(r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::open/*"}"#);
+    root.put_bucket_policy().bucket("open").policy(&read).send().await.expect("a public policy is accepted");
 }

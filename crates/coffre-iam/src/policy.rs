@@ -137,6 +137,10 @@ fn statement(value: &Value, kind: PolicyKind) -> Result<Statement, PolicyError> 
         None => return Err(malformed("Missing required field Effect")),
     };
     let principal = either(s, "Principal", "NotPrincipal", principals)?;
+    if effect == Effect::Allow && principal.as_ref().is_some_and(|p| p.negated) {
+        // "Everyone but these" as a grant opens a resource to the world by accident.
+        return Err(malformed("NotPrincipal may only be used with Effect Deny"));
+    }
     match (kind, &principal) {
         (PolicyKind::Identity, Some(_)) => return Err(malformed("Policy document should not specify a principal.")),
         (PolicyKind::Resource | PolicyKind::Trust, None) => return Err(malformed("Missing required field Principal")),

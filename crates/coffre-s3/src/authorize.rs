@@ -38,6 +38,8 @@ pub(crate) struct Grant {
     pub(crate) buckets: Vec<BucketName>,
     /// DeleteObjects names its keys in its body: each is decided there.
     pub(crate) per_key: Option<Arc<KeyCheck>>,
+    /// The bucket's BlockPublicAcls: a public ACL is then a 403, not a 400.
+    pub(crate) block_public_acls: bool,
 }
 
 /// The decision kept for the keys of a DeleteObjects body.
@@ -78,6 +80,8 @@ struct BucketPolicy {
     full: Policy,
     /// The same without its public statements, for RestrictPublicBuckets.
     private_part: Policy,
+    /// It tests `s3:ExistingObjectTag/...`: the object's tags must be read.
+    reads_object_tags: bool,
 }
 
 #[derive(Clone)]
@@ -128,7 +132,10 @@ impl Authorizer {
         let Some(record) = self.record(&bucket, &asker).await? else { return Ok(Grant::default()) };
         let caller = cx.extensions_mut().get::<Caller>().copied();
         let query = cx.uri().query().unwrap_or("");
-        let context = context(&asker, &record, caller, query, cx.headers());
+        let mut context = context(&asker, &record, caller, query, cx.headers());
+        if let Some(key) = &key {
+            self.existing_tags(&record, key, query, &mut context).await?;
+        }
         let resource = match &key {
             Some(key) => format!("arn:aws:s3:::{bucket}/{key}"),
             None => format!("arn:aws:s3:::{bucket}"),
@@ -145,10 +152,13 @@ impl Authorizer {
             }
             let buckets = vec![record.name.clone()];
             let check = KeyCheck { authorizer: self.clone(), asker, record, context, actions: needed };
-            return Ok(Grant { buckets, per_key: Some(Arc::new(check)) });
+            return Ok(Grant { buckets, per_key: Some(Arc::new(check)), block_public_acls: false });
         }
-        self.check_actions(&asker, &record, operation, needed.into_iter(), &resource, &context)?;
-        let mut grant = Grant { buckets: vec![record.name.clone()], per_key: None };
+        if let Err(denied) = self.check_actions(&asker, &record, operation, needed.into_iter(), &resource, &context) {
+            return Err(self.missing_or_denied(denied, &asker, &record, operation, key.as_deref(), &context).await);
+        }
+        let block_public_acls = record.public_access.is_some_and(|b| b.block_public_acls);
+        let mut grant = Grant { buckets: vec![record.name.clone()], per_key: None, block_public_acls };
         if let Some(source) = self.copy_source(cx, operation, &asker, caller).await? {
             grant.buckets.push(source);
         }
@@ -248,6 +258,57 @@ impl Authorizer {
         coffre_iam::evaluate(&policies, &request)
     }
 
+    /// A read denied on a key that does not exist is a 404 to a caller who
+    /// may list that key (`s3:ListBucket` with `s3:prefix` the key), as on
+    /// AWS: listing would tell it anyway. Anyone else gets the 403.
+    async fn missing_or_denied(
+        &self,
+        denied: Denied,
+        asker: &Asker,
+        record: &BucketRecord,
+        operation: &str,
+        key: Option<&str>,
+        context: &Context,
+    ) -> Denied {
+        let (Some(key), true) = (key, matches!(operation, "GetObject" | "HeadObject")) else { return denied };
+        let mut listing = context.clone();
+        listing.set("s3:prefix", key);
+        let bucket = format!("arn:aws:s3:::{}", record.name);
+        if !self.decide(asker, record, "s3:ListBucket", &bucket, &listing).allowed() {
+            return denied;
+        }
+        let Ok(object_key) = coffre_core::types::ObjectKey::parse(key) else { return denied };
+        match self.service.meta().object(&record.name, &object_key, None).await {
+            Ok(None) => Denied {
+                error: crate::error::s3_err(coffre_core::Error::NoSuchKey),
+                why: format!("{}; the key does not exist and the caller may list it", denied.why),
+            },
+            _ => denied,
+        }
+    }
+
+    /// `s3:ExistingObjectTag/KEY` for each tag of the object (the version
+    /// named, else the current one), read only when the policy tests them:
+    /// the one request that costs a second metadata read.
+    async fn existing_tags(
+        &self,
+        record: &BucketRecord,
+        key: &str,
+        query: &str,
+        context: &mut Context,
+    ) -> Result<(), Denied> {
+        let reads = record.policy.as_deref().and_then(|text| self.parsed(text)).is_some_and(|p| p.reads_object_tags);
+        let (Ok(object_key), true) = (coffre_core::types::ObjectKey::parse(key), reads) else { return Ok(()) };
+        let version = query_param(query, "versionId").and_then(|v| coffre_core::types::VersionId::parse(&v).ok());
+        let found = self.service.meta().object(&record.name, &object_key, version.as_ref()).await;
+        let found =
+            found.map_err(|e| Denied { error: crate::error::s3_err(e), why: "metadata unavailable".to_owned() })?;
+        for (name, value) in found.map(|v| v.meta.tags).unwrap_or_default() {
+            context.set(&format!("s3:ExistingObjectTag/{name}"), value);
+        }
+        Ok(())
+    }
+
     /// Whether the bucket's policy could allow these actions to someone
     /// outside the owner's tenant, for some key (see [`coffre_iam::may_allow`]).
     fn policy_may_allow(&self, asker: &Asker, record: &BucketRecord, needed: &[String]) -> bool {
@@ -277,7 +338,12 @@ impl Authorizer {
         if cache.len() >= MAX_CACHED_POLICIES {
             cache.clear();
         }
-        let entry = Arc::new(BucketPolicy { full, private_part });
+        let reads_object_tags = full
+            .statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key.to_ascii_lowercase().starts_with("s3:existingobjecttag/"));
+        let entry = Arc::new(BucketPolicy { full, private_part, reads_object_tags });
         cache.insert(text.to_owned(), entry.clone());
         Some(entry)
     }
@@ -396,6 +462,9 @@ fn request_headers(c: &mut Context, headers: &http::HeaderMap) {
         ("x-amz-object-lock-mode", "s3:object-lock-mode"),
         ("x-amz-object-lock-retain-until-date", "s3:object-lock-retain-until-date"),
         ("x-amz-object-lock-legal-hold", "s3:object-lock-legal-hold"),
+        ("x-amz-server-side-encryption-customer-algorithm", "s3:x-amz-server-side-encryption-customer-algorithm"),
+        ("referer", "aws:Referer"),
+        ("user-agent", "aws:UserAgent"),
     ] {
         if let Some(v) = header(name) {
             c.set(key, v);

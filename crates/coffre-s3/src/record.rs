@@ -144,7 +144,6 @@ impl S3Access for Access {
         {
             *info = RouteInfo { operation: Some(operation.clone()), bucket, key, principal, denied_because: None };
         }
-        crate::ops::acl::refuse_acl_headers(&operation, cx.headers())?;
         let grant = match self.authorizer.authorize(cx).await {
             Ok(grant) => grant,
             Err(denied) => {
@@ -156,7 +155,10 @@ impl S3Access for Access {
                 return Err(denied.error);
             }
         };
+        let block_public_acls = grant.block_public_acls;
         cx.extensions_mut().insert(grant);
+        // After the decision, as AWS: a denied request is a 403 whatever its ACL.
+        crate::ops::acl::refuse_acl_headers(&operation, cx.headers(), block_public_acls)?;
         if !STREAMED.contains(&cx.s3_op().name()) {
             self.bound_document(cx)?;
         }

@@ -14,20 +14,29 @@ use crate::{request, response};
 const OWNER_ONLY: [&str; 2] = ["private", "bucket-owner-full-control"];
 
 /// Refuses a request that sets an ACL other than the owner's (`x-amz-acl`,
-/// `x-amz-grant-*`), before anything is read or stored.
-pub(crate) fn refuse_acl_headers(operation: &str, headers: &http::HeaderMap) -> S3Result<()> {
+/// `x-amz-grant-*`), before anything is read or stored: `403 AccessDenied`
+/// where the bucket's BlockPublicAcls is on, as AWS answers then.
+pub(crate) fn refuse_acl_headers(operation: &str, headers: &http::HeaderMap, block_public_acls: bool) -> S3Result<()> {
     let canned = headers.get("x-amz-acl").map(|v| v.to_str().unwrap_or("?"));
     let grants = headers.keys().any(|k| k.as_str().starts_with("x-amz-grant-"));
     if canned.is_none_or(|c| OWNER_ONLY.contains(&c)) && !grants {
         return Ok(());
     }
+    Err(acl_error(operation, block_public_acls))
+}
+
+/// Why an ACL beyond the owner's is refused, in AWS's words.
+fn acl_error(operation: &str, block_public_acls: bool) -> s3s::S3Error {
+    if block_public_acls {
+        return s3_error!(AccessDenied, "Access Denied: the bucket's Block Public Access settings block public ACLs");
+    }
     if operation == "CreateBucket" {
-        return Err(s3_error!(
+        return s3_error!(
             InvalidBucketAclWithObjectOwnership,
             "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
-        ));
+        );
     }
-    Err(s3_error!(AccessControlListNotSupported, "The bucket does not allow ACLs"))
+    s3_error!(AccessControlListNotSupported, "The bucket does not allow ACLs")
 }
 
 fn owner_grants(owner: &str) -> (Option<Grants>, Option<Owner>) {
@@ -70,7 +79,7 @@ impl CoffreS3 {
         let canned_ok = req.input.acl.as_ref().is_none_or(|a| OWNER_ONLY.contains(&a.as_str()));
         let body_ok = req.input.access_control_policy.as_ref().is_none_or(|p| owner_only(p, bucket.owner.as_str()));
         if !(canned_ok && body_ok) || has_grants(&req.headers) {
-            return Err(s3_error!(AccessControlListNotSupported, "The bucket does not allow ACLs"));
+            return Err(acl_refusal(&bucket));
         }
         Ok(S3Response::new(PutBucketAclOutput {}))
     }
@@ -97,7 +106,7 @@ impl CoffreS3 {
         let canned_ok = req.input.acl.as_ref().is_none_or(|a| OWNER_ONLY.contains(&a.as_str()));
         let body_ok = req.input.access_control_policy.as_ref().is_none_or(|p| owner_only(p, bucket.owner.as_str()));
         if !(canned_ok && body_ok) || has_grants(&req.headers) {
-            return Err(s3_error!(AccessControlListNotSupported, "The bucket does not allow ACLs"));
+            return Err(acl_refusal(&bucket));
         }
         Ok(S3Response::new(PutObjectAclOutput::default()))
     }
@@ -132,6 +141,11 @@ impl CoffreS3 {
         }
         Ok(S3Response::new(PutBucketOwnershipControlsOutput {}))
     }
+}
+
+/// The refusal of an ACL beyond the owner's on this bucket.
+fn acl_refusal(bucket: &coffre_core::meta::BucketRecord) -> s3s::S3Error {
+    acl_error("PutAcl", bucket.public_access.is_some_and(|b| b.block_public_acls))
 }
 
 fn has_grants(headers: &http::HeaderMap) -> bool {

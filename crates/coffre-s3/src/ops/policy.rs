@@ -62,12 +62,29 @@ impl CoffreS3 {
     ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
         let who = self.who(&req)?;
         let bucket = self.service.bucket(&who, &request::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
-        let text = bucket.policy.ok_or_else(no_policy)?;
-        // A stored policy was checked when put; one that no longer reads is not public.
-        let public = Policy::parse(&text, PolicyKind::Resource).is_ok_and(|p| coffre_iam::is_public(&p));
+        // No policy, or a stored one that no longer reads (it was checked when
+        // put), grants nothing: not public.
+        let public = bucket
+            .policy
+            .is_some_and(|text| Policy::parse(&text, PolicyKind::Resource).is_ok_and(|p| coffre_iam::is_public(&p)));
         Ok(S3Response::new(GetBucketPolicyStatusOutput {
             policy_status: Some(PolicyStatus { is_public: Some(public) }),
         }))
+    }
+}
+
+/// Whether a resource pattern can name this bucket or objects in it: the
+/// bucket's ARN, an object ARN under it, or a wildcard pattern whose literal
+/// start agrees with them (`arn:aws:s3:::*`, `arn:aws:s3:::bucket/logs/*`).
+fn names_bucket(pattern: &str, bucket: &str) -> bool {
+    let whole = format!("arn:aws:s3:::{bucket}");
+    let inside = format!("{whole}/");
+    match pattern.find(['*', '?']) {
+        None => pattern == whole || pattern.starts_with(&inside),
+        Some(at) => {
+            let literal = &pattern[..at];
+            inside.starts_with(literal) || literal.starts_with(&inside)
+        }
     }
 }
 
@@ -82,11 +99,9 @@ fn checked_policy(text: &str, bucket: &str) -> S3Result<Policy> {
         return Err(s3_error!(MalformedPolicy, "Policies must be at most {MAX_POLICY_BYTES} bytes"));
     }
     let policy = Policy::parse(text, PolicyKind::Resource).map_err(|e| s3_error!(MalformedPolicy, "{}", e.0))?;
-    let whole = format!("arn:aws:s3:::{bucket}");
-    let inside = format!("arn:aws:s3:::{bucket}/");
     for statement in &policy.statements {
         let resources = statement.resource.iter().flat_map(|r| &r.patterns);
-        if let Some(bad) = resources.into_iter().find(|r| **r != whole && !r.starts_with(&inside)) {
+        if let Some(bad) = resources.into_iter().find(|r| !names_bucket(r, bucket)) {
             return Err(s3_error!(MalformedPolicy, "Policy has invalid resource: {bad} is not this bucket"));
         }
         if let Some(bad) =
@@ -112,7 +127,10 @@ mod tests {
         assert!(checked_policy(&make("arn:aws:s3:::b/*", "s3:GetObject"), "b").is_ok());
         assert!(checked_policy(&make("arn:aws:s3:::b", "s3:ListBucket"), "b").is_ok());
         assert!(checked_policy(&make("arn:aws:s3:::bb/*", "s3:GetObject"), "b").is_err());
-        assert!(checked_policy(&make("*", "s3:GetObject"), "b").is_err());
+        assert!(checked_policy(&make("arn:aws:s3:::*", "s3:GetObject"), "b").is_ok());
+        assert!(checked_policy(&make("arn:aws:s3:::b/logs/*", "s3:GetObject"), "b").is_ok());
+        assert!(checked_policy(&make("arn:aws:s3:::c*", "s3:GetObject"), "b").is_err());
+        assert!(checked_policy(&make("arn:aws:s3:::bb*", "s3:GetObject"), "b").is_err());
         assert!(checked_policy(&make("arn:aws:s3:::b/*", "iam:CreateUser"), "b").is_err());
         assert!(checked_policy(&"x".repeat(20 * 1024 + 1), "b").is_err());
     }
