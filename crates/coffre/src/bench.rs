@@ -32,7 +32,7 @@ pub struct BenchArgs {
     secret_key: String,
     #[arg(long, default_value = "us-east-1")]
     region: String,
-    /// Bucket to use (created if missing).
+    /// Bucket to use (created if missing; another key's bucket if its policy lets this key in).
     #[arg(long, default_value = "coffre-bench")]
     bucket: String,
     /// Object size: bytes, or with a KiB/MiB/GiB suffix.
@@ -205,7 +205,9 @@ impl Target {
             let url = bucket.create_bucket(&self.creds).sign(SIGN_FOR);
             let (status, _, text) = self.send(http::Method::PUT, url, Bytes::new(), true).await?;
             let text = String::from_utf8_lossy(&text);
-            if !status.is_success() && !text.contains("BucketAlreadyOwnedByYou") {
+            // Someone else's bucket is fine too: its policy may let this key in.
+            let exists = text.contains("BucketAlreadyOwnedByYou") || text.contains("BucketAlreadyExists");
+            if !status.is_success() && !exists {
                 let at = if self.buckets.len() > 1 { format!(" at {}", bucket.base_url()) } else { String::new() };
                 bail!("creating bucket {}{at}: {status} {text}", bucket.name());
             }
