@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::checksum::{ChecksumAlgorithm, Checksums};
+use crate::cors::CorsConfig;
 use crate::error::Result;
 use crate::lifecycle::LifecycleConfig;
 use crate::lock::{DefaultRetention, LockConfig, LockState, Retention};
@@ -46,6 +47,9 @@ pub struct BucketRecord {
     /// Last, so that records written before it read as [`BucketId::LEGACY`].
     #[serde(default = "crate::types::legacy_bucket_id", deserialize_with = "BucketId::read_or_legacy")]
     pub id: BucketId,
+    /// PutBucketCors's rules; `None` for records written before CORS existed.
+    #[serde(default, deserialize_with = "crate::cors::read_or_none")]
+    pub cors: Option<CorsConfig>,
 }
 
 /// A key-encryption key of a bucket, held by the key custodian.
@@ -115,6 +119,7 @@ impl BucketRecord {
             keks: Vec::new(),
             encryption: None,
             residency: None,
+            cors: None,
         }
     }
 
@@ -171,6 +176,7 @@ impl BucketRecord {
             }
             BucketChange::Encryption(config) => self.encryption = config,
             BucketChange::Residency(policy) => self.residency = policy,
+            BucketChange::Cors(config) => self.cors = config,
             BucketChange::AddKek(kek) => self.keks.push(kek),
             BucketChange::DropKeksBefore(generation) => self.keks.retain(|k| k.generation >= generation),
         }
@@ -189,6 +195,7 @@ pub enum BucketChange {
     Lifecycle(Option<LifecycleConfig>),
     Encryption(Option<BucketEncryption>),
     Residency(Option<coffre_topology::ResidencyPolicy>),
+    Cors(Option<CorsConfig>),
     /// A new KEK for new writes (key rotation).
     AddKek(BucketKek),
     /// Forgets the KEKs older than this generation, once nothing uses them.

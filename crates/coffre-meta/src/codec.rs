@@ -19,6 +19,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 #[cfg(test)]
 mod tests {
+    use coffre_core::cors::{CorsConfig, RuleInput};
     use coffre_core::meta::BucketRecord;
     use coffre_core::types::{AccessKeyId, BucketId, BucketName};
 
@@ -32,12 +33,37 @@ mod tests {
         let mut record = BucketRecord::new(name, AccessKeyId::parse("owner").expect("key"));
         record.id = BucketId::LEGACY;
         let mut legacy = encode(&record).expect("encode");
-        assert_eq!(legacy.pop(), Some(0), "the identity is the last byte");
+        assert_eq!(legacy.pop(), Some(0), "no CORS configuration is the last byte");
+        assert_eq!(legacy.pop(), Some(0), "the identity is the byte before");
         let read: BucketRecord = decode(&legacy).expect("a legacy record decodes");
         assert_eq!(read, record);
 
         record.id = BucketId::generate();
         let read: BucketRecord = decode(&encode(&record).expect("encode")).expect("decode");
         assert_eq!(read.id, record.id, "a new record keeps its identity");
+    }
+
+    /// A bucket record written before CORS is the same bytes without the
+    /// last field (`None` is one zero byte): it reads with no CORS rules, and
+    /// a record with rules keeps them.
+    #[test]
+    fn records_from_before_cors_read_without_rules() {
+        let name = BucketName::parse("old-bucket").expect("name");
+        let mut record = BucketRecord::new(name, AccessKeyId::parse("owner").expect("key"));
+        let mut legacy = encode(&record).expect("encode");
+        assert_eq!(legacy.pop(), Some(0), "no CORS configuration is the last byte");
+        let read: BucketRecord = decode(&legacy).expect("a record from before CORS decodes");
+        assert_eq!(read, record);
+
+        let rule = RuleInput {
+            methods: vec!["PUT".into()],
+            origins: vec!["https://app.example.fr".into()],
+            expose_headers: vec!["ETag".into()],
+            max_age_seconds: Some(600),
+            ..Default::default()
+        };
+        record.cors = Some(CorsConfig::new(vec![rule]).expect("config"));
+        let read: BucketRecord = decode(&encode(&record).expect("encode")).expect("decode");
+        assert_eq!(read.cors, record.cors, "a record keeps its CORS rules");
     }
 }

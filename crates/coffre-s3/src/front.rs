@@ -22,8 +22,9 @@ use tokio::net::TcpListener;
 
 use crate::auth::KeyStore;
 use crate::conn::{self, ConnLimits, Handshake};
+use crate::cors::{self, CorsAsk};
 use crate::error::error_response;
-use crate::guards::{BodyVerdict, GuardedBody, precheck};
+use crate::guards::{BodyVerdict, GuardedBody, check_header_size, precheck};
 use crate::ops::CoffreS3;
 use crate::record::{Access, Asked, BodyLimit, LoggedBody, RouteSlot, request_id};
 pub use crate::record::{RequestObserver, RequestRecord, Settled};
@@ -77,6 +78,8 @@ pub struct Front {
     config: Arc<FrontConfig>,
     observer: Arc<dyn RequestObserver>,
     domains: Domains,
+    /// Read by the CORS answers, which come before s3s.
+    service: Arc<ObjectService>,
 }
 
 impl Front {
@@ -89,7 +92,7 @@ impl Front {
         let mut s3_config = S3Config::default();
         s3_config.xml_max_body_size = config.max_xml_bytes;
         let mut builder = S3ServiceBuilder::new(CoffreS3 {
-            service,
+            service: service.clone(),
             keys: keys.clone(),
             region: config.region.clone(),
             customer_keys_allowed: config.customer_keys_allowed,
@@ -99,7 +102,7 @@ impl Front {
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
         let domains = Domains::new(&config.domains)?;
         builder.set_host(domains.clone());
-        Ok(Self { s3: builder.build(), config: Arc::new(config), observer, domains })
+        Ok(Self { s3: builder.build(), config: Arc::new(config), observer, domains, service })
     }
 
     /// Accepts connections until `shutdown` resolves, then lets in-flight
@@ -148,43 +151,52 @@ impl Front {
             req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let empty_body = req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
         let mut asked = Asked::of(&req, &self.domains);
+        let cors = CorsAsk::of(req.method(), req.headers());
 
-        let response = match precheck(&self.config, &req) {
-            Err(rejected) => {
-                asked.claims(None, rejected.claimed);
-                rejected.response
-            }
-            Ok(claim) => {
-                asked.claims(Some(claim.method), claim.access_key().map(str::to_owned));
-                let (mut parts, body) = req.into_parts();
-                let limit = BodyLimit::default();
-                let body = GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled, &limit);
-                parts.extensions.insert(slot.clone());
-                parts.extensions.insert(limit);
-                let mut s3 = self.s3.clone();
-                // The changes the request makes carry its id into the audit log.
-                let call = tower::Service::call(&mut s3, Request::from_parts(parts, body));
-                match coffre_core::witness::in_request(request_id.clone(), call).await {
-                    Ok(resp) => match verdict.get() {
-                        // The body broke a guard: say so, whatever s3s made of it.
-                        Some((status, code, message)) if !resp.status().is_success() => {
-                            error_response(*status, code, message)
+        let response = if cors.is_preflight() {
+            self.preflight(&req, &asked, &cors, &slot).await
+        } else {
+            match precheck(&self.config, &req) {
+                Err(rejected) => {
+                    asked.claims(None, rejected.claimed);
+                    rejected.response
+                }
+                Ok(claim) => {
+                    asked.claims(Some(claim.method), claim.access_key().map(str::to_owned));
+                    let (mut parts, body) = req.into_parts();
+                    let limit = BodyLimit::default();
+                    let body =
+                        GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled, &limit);
+                    parts.extensions.insert(slot.clone());
+                    parts.extensions.insert(limit);
+                    let mut s3 = self.s3.clone();
+                    // The changes the request makes carry its id into the audit log.
+                    let call = tower::Service::call(&mut s3, Request::from_parts(parts, body));
+                    match coffre_core::witness::in_request(request_id.clone(), call).await {
+                        Ok(resp) => match verdict.get() {
+                            // The body broke a guard: say so, whatever s3s made of it.
+                            Some((status, code, message)) if !resp.status().is_success() => {
+                                error_response(*status, code, message)
+                            }
+                            _ => resp,
+                        },
+                        Err(e) => {
+                            tracing::error!(error = ?e, "S3 service failed");
+                            error_response(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "InternalError",
+                                "We encountered an internal error. Please try again.",
+                            )
                         }
-                        _ => resp,
-                    },
-                    Err(e) => {
-                        tracing::error!(error = ?e, "S3 service failed");
-                        error_response(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "InternalError",
-                            "We encountered an internal error. Please try again.",
-                        )
                     }
                 }
             }
         };
         let response = with_versions_in_order(with_error_message(response, &request_id).await).await;
         let (mut parts, body) = response.into_parts();
+        if !cors.is_preflight() {
+            cors::actual(&self.service, asked.target().0.as_deref(), &cors, &mut parts.headers).await;
+        }
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             parts.headers.insert("x-amz-request-id", v);
         }
@@ -208,6 +220,24 @@ impl Front {
         }
         record.bytes_out = 0;
         Response::from_parts(parts, LoggedBody::new(body, record, started, counter, self.observer.clone()))
+    }
+
+    /// A CORS preflight: answered here from the bucket's rules, since browsers
+    /// never sign one; only the header size guard applies (it has no body).
+    async fn preflight(
+        &self,
+        req: &Request<Incoming>,
+        asked: &Asked,
+        cors: &CorsAsk,
+        slot: &RouteSlot,
+    ) -> Response<s3s::Body> {
+        if let Err(rejected) = check_header_size(&self.config, req) {
+            return rejected.response;
+        }
+        let (bucket, key) = asked.target();
+        let response = cors::preflight(&self.service, bucket.as_deref(), cors).await;
+        slot.route("CorsPreflight", bucket, key);
+        response
     }
 
     /// The answer to a request the audit trail could not record: a 503, so

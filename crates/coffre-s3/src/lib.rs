@@ -6,13 +6,15 @@
 //! there (sizes, presign lifetime, region, chunk sizes, idle bodies).
 //!
 //! Map: [`front`] serves; `guards` (with `claim`, the one reading of a
-//! request's authentication), `record`, `vhost` and `s3s_fixes` are its
-//! parts; `ops` holds one file per S3 feature, which read requests through
-//! `request` and fill answers through `response`; `error` maps errors.
+//! request's authentication), `cors` (preflights and `Access-Control-*`
+//! headers), `record`, `vhost` and `s3s_fixes` are its parts; `ops` holds
+//! one file per S3 feature, which read requests through `request` and fill
+//! answers through `response`; `error` maps errors.
 
 mod auth;
 mod claim;
 pub mod conn;
+mod cors;
 mod error;
 pub mod front;
 mod guards;

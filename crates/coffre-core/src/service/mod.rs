@@ -820,6 +820,7 @@ fn change_kind(change: &BucketChange) -> String {
         BucketChange::Lifecycle(_) => "lifecycle",
         BucketChange::Encryption(_) => "encryption",
         BucketChange::Residency(_) => "residency",
+        BucketChange::Cors(_) => "cors",
         BucketChange::AddKek(k) => return format!("kind=add-kek generation={}", k.generation),
         BucketChange::DropKeksBefore(g) => return format!("kind=drop-keks before={g}"),
     };
