@@ -153,41 +153,41 @@ impl Front {
         let mut asked = Asked::of(&req, &self.domains);
         let cors = CorsAsk::of(req.method(), req.headers());
 
-        let response = if cors.is_preflight() {
-            self.preflight(&req, &asked, &cors, &slot).await
-        } else {
-            match precheck(&self.config, &req) {
-                Err(rejected) => {
-                    asked.claims(None, rejected.claimed);
-                    rejected.response
-                }
-                Ok(claim) => {
-                    asked.claims(Some(claim.method), claim.access_key().map(str::to_owned));
-                    let (mut parts, body) = req.into_parts();
-                    let limit = BodyLimit::default();
-                    let body =
-                        GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled, &limit);
-                    parts.extensions.insert(slot.clone());
-                    parts.extensions.insert(limit);
-                    let mut s3 = self.s3.clone();
-                    // The changes the request makes carry its id into the audit log.
-                    let call = tower::Service::call(&mut s3, Request::from_parts(parts, body));
-                    match coffre_core::witness::in_request(request_id.clone(), call).await {
-                        Ok(resp) => match verdict.get() {
-                            // The body broke a guard: say so, whatever s3s made of it.
-                            Some((status, code, message)) if !resp.status().is_success() => {
-                                error_response(*status, code, message)
-                            }
-                            _ => resp,
-                        },
-                        Err(e) => {
-                            tracing::error!(error = ?e, "S3 service failed");
-                            error_response(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "InternalError",
-                                "We encountered an internal error. Please try again.",
-                            )
+        // A preflight is answered before s3s, as a refusal by the guards is.
+        let checked = match cors.is_preflight() {
+            true => Err(self.preflight(&req, &asked, &cors, &slot).await.into()),
+            false => precheck(&self.config, &req),
+        };
+        let response = match checked {
+            Err(rejected) => {
+                asked.claims(None, rejected.claimed);
+                rejected.response
+            }
+            Ok(claim) => {
+                asked.claims(Some(claim.method), claim.access_key().map(str::to_owned));
+                let (mut parts, body) = req.into_parts();
+                let limit = BodyLimit::default();
+                let body = GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled, &limit);
+                parts.extensions.insert(slot.clone());
+                parts.extensions.insert(limit);
+                let mut s3 = self.s3.clone();
+                // The changes the request makes carry its id into the audit log.
+                let call = tower::Service::call(&mut s3, Request::from_parts(parts, body));
+                match coffre_core::witness::in_request(request_id.clone(), call).await {
+                    Ok(resp) => match verdict.get() {
+                        // The body broke a guard: say so, whatever s3s made of it.
+                        Some((status, code, message)) if !resp.status().is_success() => {
+                            error_response(*status, code, message)
                         }
+                        _ => resp,
+                    },
+                    Err(e) => {
+                        tracing::error!(error = ?e, "S3 service failed");
+                        error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "InternalError",
+                            "We encountered an internal error. Please try again.",
+                        )
                     }
                 }
             }
