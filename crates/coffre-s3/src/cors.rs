@@ -12,6 +12,9 @@ use http::{Method, Response, StatusCode};
 
 use crate::error::error_response;
 
+/// The operation a preflight is recorded as.
+pub const PREFLIGHT: &str = "CorsPreflight";
+
 const VARY_PREFLIGHT: &str = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method";
 
 /// What a request asks of CORS, read before s3s takes it.

@@ -236,7 +236,7 @@ impl Front {
         }
         let (bucket, key) = asked.target();
         let response = cors::preflight(&self.service, bucket.as_deref(), cors).await;
-        slot.route("CorsPreflight", bucket, key);
+        slot.route(cors::PREFLIGHT, bucket, key);
         response
     }
 

@@ -28,5 +28,6 @@ mod vhost;
 
 pub use auth::{Credential, KeyStore};
 pub use claim::AuthMethod;
+pub use cors::PREFLIGHT;
 pub use front::{Front, FrontConfig, RequestObserver, RequestRecord};
 pub use s3s_fixes::may_log;
