@@ -7,6 +7,7 @@
 pub mod access;
 pub mod blob;
 pub mod checksum;
+pub mod cors;
 pub mod error;
 pub mod jobs;
 pub mod lifecycle;

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::checksum::{ChecksumAlgorithm, Checksums};
+use crate::cors::CorsConfig;
 use crate::error::Result;
 use crate::lifecycle::LifecycleConfig;
 use crate::lock::{DefaultRetention, LockConfig, LockState, Retention};
@@ -53,6 +54,9 @@ pub struct BucketRecord {
     /// buckets made before it existed (nothing was public then).
     #[serde(default = "PublicAccessBlock::all_on", deserialize_with = "PublicAccessBlock::read_or_all_on")]
     pub public_access: Option<PublicAccessBlock>,
+    /// PutBucketCors's rules; `None` for records written before CORS existed.
+    #[serde(default, deserialize_with = "read_or_none")]
+    pub cors: Option<CorsConfig>,
 }
 
 /// A trailing optional field of a record written before the field existed
@@ -160,6 +164,7 @@ impl BucketRecord {
             residency: None,
             policy: None,
             public_access: Some(PublicAccessBlock::ALL_ON),
+            cors: None,
         }
     }
 
@@ -216,6 +221,7 @@ impl BucketRecord {
             }
             BucketChange::Encryption(config) => self.encryption = config,
             BucketChange::Residency(policy) => self.residency = policy,
+            BucketChange::Cors(config) => self.cors = config,
             BucketChange::AddKek(kek) => self.keks.push(kek),
             BucketChange::DropKeksBefore(generation) => self.keks.retain(|k| k.generation >= generation),
             BucketChange::Policy(policy) => self.policy = policy,
@@ -236,6 +242,7 @@ pub enum BucketChange {
     Lifecycle(Option<LifecycleConfig>),
     Encryption(Option<BucketEncryption>),
     Residency(Option<coffre_topology::ResidencyPolicy>),
+    Cors(Option<CorsConfig>),
     /// A new KEK for new writes (key rotation).
     AddKek(BucketKek),
     /// Forgets the KEKs older than this generation, once nothing uses them.

@@ -127,14 +127,29 @@ pub fn presigned(
     expires: u64,
     rename: &dyn Fn(&str) -> String,
 ) -> (String, String) {
+    presigned_with(key, method, host, path, &[], expires, rename)
+}
+
+/// As [`presigned`], with the operation's own query parameters (`uploadId`,
+/// `partNumber`...) signed beside the presigning ones.
+pub fn presigned_with(
+    key: Key<'_>,
+    method: &str,
+    host: SocketAddr,
+    path: &str,
+    params: &[(&str, &str)],
+    expires: u64,
+    rename: &dyn Fn(&str) -> String,
+) -> (String, String) {
     let (amz_date, date) = stamp();
-    let mut pairs: Vec<(String, String)> = vec![
+    let mut pairs: Vec<(String, String)> = params.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+    pairs.extend([
         ("X-Amz-Algorithm".into(), "AWS4-HMAC-SHA256".into()),
         ("X-Amz-Credential".into(), key.scope(&date)),
         ("X-Amz-Date".into(), amz_date.clone()),
         ("X-Amz-Expires".into(), expires.to_string()),
         ("X-Amz-SignedHeaders".into(), "host".into()),
-    ];
+    ]);
     let canonical = format!("{method}\n{path}\n{}\nhost:{host}\n\nhost\n{UNSIGNED}", canonical_query(&pairs));
     let signature = key.sign(&amz_date, &canonical);
     pairs.push(("X-Amz-Signature".into(), signature.clone()));

@@ -19,6 +19,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 #[cfg(test)]
 mod tests {
+    use coffre_core::cors::{CorsConfig, RuleInput};
     use coffre_core::meta::BucketRecord;
     use coffre_core::types::{AccessKeyId, BucketId, BucketName};
 
@@ -26,15 +27,15 @@ mod tests {
 
     /// A bucket record written before buckets had an identity is the same
     /// bytes without the trailing fields (a zero identity is one varint byte,
-    /// no policy one byte, Block Public Access all on five).
+    /// no policy one byte, Block Public Access all on five, no CORS one).
     #[test]
     fn records_from_before_the_bucket_identity_read_as_legacy() {
         let name = BucketName::parse("old-bucket").expect("name");
         let mut record = BucketRecord::new(name, AccessKeyId::parse("owner").expect("key"));
         record.id = BucketId::LEGACY;
         let full = encode(&record).expect("encode");
-        assert_eq!(&full[full.len() - 7..], [0, 0, 1, 1, 1, 1, 1], "identity, policy, block public access");
-        for trailing in [7, 6] {
+        assert_eq!(&full[full.len() - 8..], [0, 0, 1, 1, 1, 1, 1, 0], "identity, policy, block public access, CORS");
+        for trailing in [8, 7, 6, 1] {
             let before: BucketRecord = decode(&full[..full.len() - trailing]).expect("an older record decodes");
             assert_eq!(before, record, "written before the last {trailing} bytes' fields existed");
         }
@@ -44,5 +45,29 @@ mod tests {
         record.public_access = None;
         let read: BucketRecord = decode(&encode(&record).expect("encode")).expect("decode");
         assert_eq!(read, record, "a new record keeps its identity, policy and block");
+    }
+
+    /// A bucket record written before CORS is the same bytes without the
+    /// last field (`None` is one zero byte): it reads with no CORS rules, and
+    /// a record with rules keeps them.
+    #[test]
+    fn records_from_before_cors_read_without_rules() {
+        let name = BucketName::parse("old-bucket").expect("name");
+        let mut record = BucketRecord::new(name, AccessKeyId::parse("owner").expect("key"));
+        let mut legacy = encode(&record).expect("encode");
+        assert_eq!(legacy.pop(), Some(0), "no CORS configuration is the last byte");
+        let read: BucketRecord = decode(&legacy).expect("a record from before CORS decodes");
+        assert_eq!(read, record);
+
+        let rule = RuleInput {
+            methods: vec!["PUT".into()],
+            origins: vec!["https://app.example.fr".into()],
+            expose_headers: vec!["ETag".into()],
+            max_age_seconds: Some(600),
+            ..Default::default()
+        };
+        record.cors = Some(CorsConfig::new(vec![rule]).expect("config"));
+        let read: BucketRecord = decode(&encode(&record).expect("encode")).expect("decode");
+        assert_eq!(read.cors, record.cors, "a record keeps its CORS rules");
     }
 }

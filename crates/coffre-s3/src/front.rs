@@ -23,8 +23,9 @@ use tokio::net::TcpListener;
 use crate::auth::KeyStore;
 use crate::authorize::{Authorizer, Caller};
 use crate::conn::{self, ConnLimits, Handshake};
+use crate::cors::{self, CorsAsk};
 use crate::error::error_response;
-use crate::guards::{BodyVerdict, GuardedBody, precheck};
+use crate::guards::{BodyVerdict, GuardedBody, check_header_size, precheck};
 use crate::ops::CoffreS3;
 use crate::record::{Access, Asked, BodyLimit, LoggedBody, RouteSlot, request_id};
 pub use crate::record::{RequestObserver, RequestRecord, Settled};
@@ -80,6 +81,8 @@ pub struct Front {
     config: Arc<FrontConfig>,
     observer: Arc<dyn RequestObserver>,
     domains: Domains,
+    /// Read by the CORS answers, which come before s3s.
+    service: Arc<ObjectService>,
 }
 
 impl Front {
@@ -103,7 +106,7 @@ impl Front {
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
         let domains = Domains::new(&config.domains)?;
         builder.set_host(domains.clone());
-        Ok(Self { s3: builder.build(), secure: false, config: Arc::new(config), observer, domains })
+        Ok(Self { s3: builder.build(), secure: false, config: Arc::new(config), observer, domains, service })
     }
 
     /// Accepts connections until `shutdown` resolves, then lets in-flight
@@ -153,8 +156,14 @@ impl Front {
             req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let empty_body = req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
         let mut asked = Asked::of(&req, &self.domains);
+        let cors = CorsAsk::of(req.method(), req.headers());
 
-        let response = match precheck(&self.config, &req) {
+        // A preflight is answered before s3s, as a refusal by the guards is.
+        let checked = match cors.is_preflight() {
+            true => Err(self.preflight(&req, &asked, &cors, &slot).await.into()),
+            false => precheck(&self.config, &req),
+        };
+        let response = match checked {
             Err(rejected) => {
                 asked.claims(None, rejected.claimed);
                 rejected.response
@@ -191,6 +200,9 @@ impl Front {
         };
         let response = with_versions_in_order(with_error_message(response, &request_id).await).await;
         let (mut parts, body) = response.into_parts();
+        if !cors.is_preflight() {
+            cors::actual(&self.service, asked.target().0.as_deref(), &cors, &mut parts.headers).await;
+        }
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             parts.headers.insert("x-amz-request-id", v);
         }
@@ -214,6 +226,24 @@ impl Front {
         }
         record.bytes_out = 0;
         Response::from_parts(parts, LoggedBody::new(body, record, started, counter, self.observer.clone()))
+    }
+
+    /// A CORS preflight: answered here from the bucket's rules, since browsers
+    /// never sign one; only the header size guard applies (it has no body).
+    async fn preflight(
+        &self,
+        req: &Request<Incoming>,
+        asked: &Asked,
+        cors: &CorsAsk,
+        slot: &RouteSlot,
+    ) -> Response<s3s::Body> {
+        if let Err(rejected) = check_header_size(&self.config, req) {
+            return rejected.response;
+        }
+        let (bucket, key) = asked.target();
+        let response = cors::preflight(&self.service, bucket.as_deref(), cors).await;
+        slot.route(cors::PREFLIGHT, bucket, key);
+        response
     }
 
     /// The answer to a request the audit trail could not record: a 503, so

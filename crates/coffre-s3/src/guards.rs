@@ -66,18 +66,7 @@ impl From<Response<s3s::Body>> for Rejected {
 // The error is the answer itself, built once per refused request: boxing it gains nothing.
 #[allow(clippy::result_large_err)]
 pub(crate) fn precheck(config: &FrontConfig, req: &Request<Incoming>) -> Result<Claim, Rejected> {
-    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-    if header_bytes + req.uri().to_string().len() > config.max_header_bytes {
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "RequestHeaderSectionTooLarge",
-            &format!(
-                "Your request header section exceeds the maximum allowed size of {} bytes",
-                config.max_header_bytes
-            ),
-        )
-        .into());
-    }
+    check_header_size(config, req)?;
     if claim::is_form_upload(req.method(), req.headers()) {
         return Err(error_response(
             StatusCode::NOT_IMPLEMENTED,
@@ -105,6 +94,24 @@ pub(crate) fn precheck(config: &FrontConfig, req: &Request<Incoming>) -> Result<
         });
     }
     Ok(claim)
+}
+
+/// The first guard, and the only one a CORS preflight (unauthenticated, bodiless) goes through.
+#[allow(clippy::result_large_err)]
+pub(crate) fn check_header_size(config: &FrontConfig, req: &Request<Incoming>) -> Result<(), Rejected> {
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if header_bytes + req.uri().to_string().len() > config.max_header_bytes {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "RequestHeaderSectionTooLarge",
+            &format!(
+                "Your request header section exceeds the maximum allowed size of {} bytes",
+                config.max_header_bytes
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn is_aws_chunked(headers: &HeaderMap) -> bool {

@@ -6,14 +6,16 @@
 //! there (sizes, presign lifetime, region, chunk sizes, idle bodies).
 //!
 //! Map: [`front`] serves; `guards` (with `claim`, the one reading of a
-//! request's authentication), `record`, `vhost` and `s3s_fixes` are its
-//! parts; `ops` holds one file per S3 feature, which read requests through
-//! `request` and fill answers through `response`; `error` maps errors.
+//! request's authentication), `cors` (preflights and `Access-Control-*`
+//! headers), `record`, `vhost` and `s3s_fixes` are its parts; `ops` holds
+//! one file per S3 feature, which read requests through `request` and fill
+//! answers through `response`; `error` maps errors.
 
 mod auth;
 mod authorize;
 mod claim;
 pub mod conn;
+mod cors;
 mod error;
 pub mod front;
 mod guards;
@@ -27,5 +29,6 @@ mod vhost;
 
 pub use auth::{Credential, KeyStore};
 pub use claim::AuthMethod;
+pub use cors::PREFLIGHT;
 pub use front::{Front, FrontConfig, RequestObserver, RequestRecord};
 pub use s3s_fixes::may_log;

@@ -108,6 +108,14 @@ impl RouteSlot {
         }
     }
 
+    /// Names a request the front answers itself, without s3s (a CORS preflight).
+    pub(crate) fn route(&self, operation: &str, bucket: Option<String>, key: Option<String>) {
+        if let Ok(mut info) = self.0.lock() {
+            *info =
+                RouteInfo { operation: Some(operation.to_owned()), bucket, key, principal: None, denied_because: None };
+        }
+    }
+
     /// What s3s learned, once it is done with the request.
     pub(crate) fn take(&self) -> RouteInfo {
         self.0.lock().map(|mut i| std::mem::take(&mut *i)).unwrap_or_default()
@@ -242,6 +250,13 @@ impl Asked {
     pub(crate) fn claims(&mut self, auth: Option<AuthMethod>, claimed: Option<String>) {
         self.auth = auth;
         self.claimed = claimed;
+    }
+
+    /// The bucket and key the request's path (or virtual host) names.
+    pub(crate) fn target(&self) -> (Option<String>, Option<String>) {
+        let (_, bucket, key) =
+            crate::inferred::infer(&self.method, &self.path, &self.query, self.copy, self.host_bucket.as_deref());
+        (bucket, key)
     }
 
     pub(crate) fn record(

@@ -25,10 +25,12 @@ const MAX_FIELD: usize = 128;
 /// The operation of the overflow tally's event.
 pub const OVERFLOW: &str = "refused:Overflow";
 
-/// Whether a request is counted here rather than recorded by itself: it was
-/// refused, and no signature was verified, so nobody answers for it.
+/// Whether a request is counted here rather than recorded by itself: no
+/// signature was verified, so nobody answers for it, and it was refused or is
+/// a CORS preflight (never signed; the allowed ones too, so that a stranger's
+/// preflights grow the log no more than a stranger's refusals).
 pub fn is_unauthenticated_refusal(r: &RequestRecord) -> bool {
-    r.principal.is_none() && r.status >= 400
+    r.principal.is_none() && (r.status >= 400 || r.operation == coffre_s3::PREFLIGHT)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -73,13 +75,10 @@ impl Tally {
         self.last = self.last.max(earlier.last);
     }
 
-    fn detail(&self) -> String {
-        format!(
-            "refused unauthenticated count={} first={} last={}",
-            self.count,
-            format_time(self.first),
-            format_time(self.last)
-        )
+    /// `what`: "refused unauthenticated", or "unauthenticated" for the
+    /// preflights that were answered.
+    fn detail(&self, what: &str) -> String {
+        format!("{what} count={} first={} last={}", self.count, format_time(self.first), format_time(self.last))
     }
 }
 
@@ -113,7 +112,10 @@ impl Taken {
     pub fn event(&self, node: &str) -> Event {
         let tally = &self.tally;
         let Some(kind) = &self.kind else {
-            let detail = format!("{} (kinds past the first {MAX_TALLIES} of the window)", tally.detail());
+            let detail = format!(
+                "{} (kinds past the first {MAX_TALLIES} of the window)",
+                tally.detail("refused unauthenticated")
+            );
             return Event {
                 request_id: tally.first_request.clone(),
                 bytes_in: tally.bytes_in,
@@ -129,7 +131,7 @@ impl Taken {
             status: kind.status,
             error: kind.error.clone(),
             bytes_in: tally.bytes_in,
-            detail: Some(tally.detail()),
+            detail: Some(tally.detail(if kind.status >= 400 { "refused unauthenticated" } else { "unauthenticated" })),
             ..Event::now(node, &kind.operation)
         }
     }
@@ -142,7 +144,7 @@ pub struct Refusals {
 }
 
 impl Refusals {
-    /// Counts a refused unauthenticated request.
+    /// Counts a request [`is_unauthenticated_refusal`] says is tallied.
     pub fn count(&self, r: &RequestRecord) {
         let now = OffsetDateTime::now_utc();
         let kind = Kind {

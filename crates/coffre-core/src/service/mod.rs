@@ -829,6 +829,7 @@ fn change_kind(change: &BucketChange) -> String {
         BucketChange::Residency(_) => "residency",
         BucketChange::Policy(_) => "policy",
         BucketChange::PublicAccess(_) => "public-access-block",
+        BucketChange::Cors(_) => "cors",
         BucketChange::AddKek(k) => return format!("kind=add-kek generation={}", k.generation),
         BucketChange::DropKeksBefore(g) => return format!("kind=drop-keks before={g}"),
     };

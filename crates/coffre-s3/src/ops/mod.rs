@@ -22,6 +22,7 @@ use crate::request;
 mod access_block;
 pub(crate) mod acl;
 mod bucket;
+mod cors;
 pub(crate) mod lifecycle;
 mod list;
 pub(crate) mod lock;
@@ -386,6 +387,22 @@ impl S3 for CoffreS3 {
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
         self.delete_bucket_lifecycle(req).await
+    }
+
+    // cors.rs
+    async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        self.put_bucket_cors(req).await
+    }
+
+    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.get_bucket_cors(req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.delete_bucket_cors(req).await
     }
 
     // sse.rs
