@@ -109,13 +109,11 @@ impl CoffreS3 {
         let version = request::version(input.version_id.as_deref())?;
         let guard = DeleteGuard {
             bypass_governance: input.bypass_governance_retention.unwrap_or(false),
-            if_match: match input.if_match {
-                Some(ETagCondition::ETag(t)) => Some(t.value().to_owned()),
-                Some(ETagCondition::Any) => {
-                    return Err(s3_error!(NotImplemented, "If-Match: * on DELETE is not supported"));
-                }
-                None => None,
-            },
+            if_match: request::delete_match(
+                input.if_match.as_ref(),
+                input.if_match_size,
+                input.if_match_last_modified_time.as_ref(),
+            )?,
         };
         let done = self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)?;
         Ok(S3Response::new(DeleteObjectOutput {
@@ -137,14 +135,19 @@ impl CoffreS3 {
             return Err(s3_error!(MalformedXML, "DeleteObjects accepts at most 1000 keys"));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
-        let guard =
-            DeleteGuard { bypass_governance: input.bypass_governance_retention.unwrap_or(false), if_match: None };
+        let bypass_governance = input.bypass_governance_retention.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for obj in input.delete.objects {
             let outcome = async {
                 let key = request::key(&obj.key)?;
                 let version = request::version(obj.version_id.as_deref())?;
+                let if_match = request::delete_match(
+                    obj.e_tag.clone().map(ETagCondition::ETag).as_ref(),
+                    obj.size,
+                    obj.last_modified_time.as_ref(),
+                )?;
+                let guard = DeleteGuard { bypass_governance, if_match };
                 self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)
             }
             .await;
