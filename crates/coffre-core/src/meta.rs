@@ -202,7 +202,7 @@ pub struct DeleteGuard {
     pub bypass_governance: bool,
     /// `If-Match`, `x-amz-if-match-size`, `x-amz-if-match-last-modified-time`:
     /// what the version deleted must be, when there is one (a delete marker
-    /// counts); a delete that finds nothing succeeds, as a plain one does.
+    /// counts); a conditional delete that finds nothing succeeds and changes nothing.
     pub if_match: VersionMatch,
 }
 
@@ -216,6 +216,11 @@ pub struct VersionMatch {
 }
 
 impl VersionMatch {
+    /// Whether any test is given.
+    pub fn is_set(&self) -> bool {
+        self.etag.is_some() || self.size.is_some() || self.last_modified_secs.is_some()
+    }
+
     /// Whether `v` is what every given test asks.
     pub fn holds(&self, v: &VersionMeta) -> bool {
         self.etag.as_ref().is_none_or(|t| t.matches(&v.etag))

@@ -214,8 +214,14 @@ pub fn plan_delete(bucket: &BucketRecord, rows: &KeyRows, req: &DeleteRequest) -
         None => rows.current.as_ref(),
         Some(id) => [&rows.current, &rows.named].into_iter().flatten().find(|s| &s.version.meta.version_id == id),
     };
-    if target.is_some_and(|t| !req.guard.if_match.holds(&t.version.meta)) {
-        return Err(Error::PreconditionFailed);
+    match target {
+        Some(t) if !req.guard.if_match.holds(&t.version.meta) => return Err(Error::PreconditionFailed),
+        // A conditional delete of a key that has no version does nothing:
+        // no delete marker either.
+        None if req.version.is_none() && req.guard.if_match.is_set() => {
+            return Ok((KeyWrites::default(), DeleteOutcome { version_id: None, delete_marker: false }));
+        }
+        _ => {}
     }
     match (&req.version, bucket.versioning) {
         (None, Versioning::Unversioned) => {

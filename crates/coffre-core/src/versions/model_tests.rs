@@ -337,8 +337,10 @@ impl Run {
                 Some(id) => self.model.versions.iter().find(|v| &v.id == id),
             };
             // A delete marker is a version to match; finding nothing, the delete goes on.
-            if target.is_some_and(|v| etag != ANY_ETAG && v.etag != etag.to_string()) {
-                return Err(Error::PreconditionFailed);
+            match target {
+                Some(v) if etag != ANY_ETAG && v.etag != etag.to_string() => return Err(Error::PreconditionFailed),
+                None if version.is_none() => return Ok(DeleteOutcome { version_id: None, delete_marker: false }),
+                _ => {}
             }
         }
         if let Some(id) = version {
