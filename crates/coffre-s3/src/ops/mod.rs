@@ -18,6 +18,7 @@ use crate::auth::KeyStore;
 use crate::error::s3_err;
 use crate::request;
 
+mod attributes;
 mod bucket;
 pub(crate) mod lifecycle;
 mod list;
@@ -113,6 +114,13 @@ impl S3 for CoffreS3 {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         self.head_object(req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.get_object_attributes(req).await
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
