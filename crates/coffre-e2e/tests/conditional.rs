@@ -126,6 +126,12 @@ async fn conditions_follow_s3(c: &Client, bucket: &str, write: Write, versioned:
 
     let two = w(b"two", Cond::IfMatch(&one)).await.expect("If-Match: the current ETag");
     assert_eq!(w(b"x", Cond::IfMatch(&one)).await, Err(precondition_failed()), "{write:?}: a stale ETag");
+    let (if_match, if_none_match) = (Cond::IfMatch(&one).headers(), Cond::IfNoneMatch("*").headers());
+    for ((m, n), header) in [(if_match, "If-Match"), (if_none_match, "If-None-Match")] {
+        let r = c.put_object().bucket(bucket).key(k).set_if_match(m).set_if_none_match(n).send().await;
+        let message = r.expect_err("refused").into_service_error().message().map(str::to_owned);
+        assert!(message.is_some_and(|m| m.ends_with(header)), "the 412 names {header}");
+    }
     w(b"three", Cond::IfMatch("*")).await.expect("If-Match: * on a key");
     w(b"four", Cond::IfNoneMatch(&two)).await.expect("If-None-Match: an ETag no longer current");
     assert_eq!(get(c, bucket, k).await, b"four");

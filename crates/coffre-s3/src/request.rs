@@ -203,6 +203,26 @@ pub fn write_condition(
     }
 }
 
+/// The header a write condition came in, to name when it fails.
+pub fn condition_header(cond: &WriteCondition) -> Option<&'static str> {
+    match cond {
+        WriteCondition::None => None,
+        WriteCondition::KeyAbsent | WriteCondition::EtagDiffers(_) => Some("If-None-Match"),
+        WriteCondition::KeyPresent | WriteCondition::EtagMatches(_) => Some("If-Match"),
+    }
+}
+
+/// The headers of the conditions of a delete, to name when one fails.
+pub fn delete_condition_headers(m: &VersionMatch) -> Option<&'static str> {
+    match (m.etag.is_some(), m.size.is_some(), m.last_modified_secs.is_some()) {
+        (false, false, false) => None,
+        (true, false, false) => Some("If-Match"),
+        (false, true, false) => Some("x-amz-if-match-size"),
+        (false, false, true) => Some("x-amz-if-match-last-modified-time"),
+        _ => Some("If-Match, x-amz-if-match-size, x-amz-if-match-last-modified-time"),
+    }
+}
+
 /// An `If-Match`-style value with its quotes taken off.
 pub fn etag_test(c: &ETagCondition) -> EtagTest {
     match c {

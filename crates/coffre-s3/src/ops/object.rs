@@ -8,7 +8,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::CoffreS3;
 use super::tagging::tags_from_header;
-use crate::error::s3_err;
+use crate::error::{s3_err, s3_err_naming};
 use crate::request::{
     self, checksums_of, content_headers_of, content_length, content_md5, copy_source, copy_source_key_of,
     etag_condition, expected_checksum, lock_of, object_read_of, sse_choice_of, write_condition,
@@ -41,7 +41,8 @@ impl CoffreS3 {
             lock: lock_of!(input)?,
             sse: sse_choice_of!(self, input)?,
         };
-        let done = self.service.put_object(&who, put, request::body(input.body)).await.map_err(s3_err)?;
+        let named = s3_err_naming(request::condition_header(&put.condition));
+        let done = self.service.put_object(&who, put, request::body(input.body)).await.map_err(named)?;
         let mut out = PutObjectOutput {
             e_tag: Some(response::etag(&done.etag)),
             version_id: done.version_id.as_ref().map(|v| v.as_str().to_owned()),
@@ -115,7 +116,8 @@ impl CoffreS3 {
                 input.if_match_last_modified_time.as_ref(),
             )?,
         };
-        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)?;
+        let named = s3_err_naming(request::delete_condition_headers(&guard.if_match));
+        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(named)?;
         Ok(S3Response::new(DeleteObjectOutput {
             delete_marker: done.delete_marker.then_some(true),
             version_id: done.version_id.map(|v| v.as_str().to_owned()),
@@ -147,8 +149,9 @@ impl CoffreS3 {
                     obj.size,
                     obj.last_modified_time.as_ref(),
                 )?;
+                let named = s3_err_naming(request::delete_condition_headers(&if_match));
                 let guard = DeleteGuard { bypass_governance, if_match };
-                self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)
+                self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(named)
             }
             .await;
             match outcome {
