@@ -99,8 +99,7 @@ async fn sse_c_objects_need_their_key() {
     let c = server.client();
     c.create_bucket().bucket("bkt").send().await.expect("create");
     let key = [7u8; 32];
-    let (k, k_md5) =
-        (aws_smithy_types::base64::encode(key), aws_smithy_types::base64::encode(md5::Md5::digest(key)));
+    let (k, k_md5) = (aws_smithy_types::base64::encode(key), aws_smithy_types::base64::encode(md5::Md5::digest(key)));
     c.put_object()
         .bucket("bkt")
         .key("secret")

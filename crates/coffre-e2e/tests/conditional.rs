@@ -117,7 +117,7 @@ async fn conditions_follow_s3(c: &Client, bucket: &str, write: Write, versioned:
     for (cond, why) in [
         (Cond::IfNoneMatch("*"), "If-None-Match: * on a key"),
         (Cond::IfNoneMatch(&one), "If-None-Match: the current ETag"),
-        (Cond::IfMatch("\"0123\"")/* another ETag */, "If-Match: another ETag"),
+        (Cond::IfMatch("\"0123\"") /* another ETag */, "If-Match: another ETag"),
     ] {
         assert_eq!(w(b"x", cond).await, Err(precondition_failed()), "{write:?}: {why}");
     }

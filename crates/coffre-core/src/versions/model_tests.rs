@@ -307,7 +307,8 @@ impl Run {
         let version = self.pick(pick);
         let marker_id = self.fresh_id();
         let etag = if_match.map(|e| if e == ANY_ETAG { EtagTest::Any } else { EtagTest::Etag(e.to_string()) });
-        let guard = DeleteGuard { bypass_governance: bypass, if_match: VersionMatch { etag, ..VersionMatch::default() } };
+        let guard =
+            DeleteGuard { bypass_governance: bypass, if_match: VersionMatch { etag, ..VersionMatch::default() } };
         let req = DeleteRequest {
             began_in: self.bucket.id,
             version: version.clone(),

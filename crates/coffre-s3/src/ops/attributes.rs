@@ -5,9 +5,9 @@ use coffre_core::service::ObjectRead;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::CoffreS3;
 use crate::error::s3_err;
 use crate::request;
-use super::CoffreS3;
 use crate::response;
 use crate::s3s_fixes::UnquotedEtag;
 
@@ -67,9 +67,9 @@ fn parts_page(parts: &[(u32, u64)], marker: Option<i32>, max: Option<i32>) -> S3
         .map_err(|_| s3_error!(InvalidArgument, "part-number-marker must not be negative"))?;
     let max_parts = match max {
         None => MAX_PARTS,
-        Some(n) => usize::try_from(n)
-            .map_err(|_| s3_error!(InvalidArgument, "max-parts must not be negative"))?
-            .min(MAX_PARTS),
+        Some(n) => {
+            usize::try_from(n).map_err(|_| s3_error!(InvalidArgument, "max-parts must not be negative"))?.min(MAX_PARTS)
+        }
     };
     let rest: Vec<_> = parts.iter().filter(|(n, _)| *n > after).collect();
     let page = &rest[..rest.len().min(max_parts)];
@@ -81,7 +81,11 @@ fn parts_page(parts: &[(u32, u64)], marker: Option<i32>, max: Option<i32>) -> S3
         part_number_marker: Some(after as i32),
         parts: Some(
             page.iter()
-                .map(|(n, size)| ObjectPart { part_number: Some(*n as i32), size: Some(*size as i64), ..Default::default() })
+                .map(|(n, size)| ObjectPart {
+                    part_number: Some(*n as i32),
+                    size: Some(*size as i64),
+                    ..Default::default()
+                })
                 .collect(),
         ),
         total_parts_count: Some(parts.len() as i32),
