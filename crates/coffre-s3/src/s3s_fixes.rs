@@ -191,6 +191,18 @@ mod tests {
     }
 
     #[test]
+    fn the_attributes_etag_loses_its_quotes_and_nothing_else_changes() {
+        let xml =
+            "<GetObjectAttributesOutput><ETag>\"abc-2\"</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesOutput>";
+        let fixed = unquote_etag(xml).expect("an ETag");
+        assert_eq!(
+            fixed,
+            "<GetObjectAttributesOutput><ETag>abc-2</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesOutput>"
+        );
+        assert_eq!(unquote_etag("<R><ObjectSize>3</ObjectSize></R>"), None);
+    }
+
+    #[test]
     fn versions_and_markers_are_interleaved_in_listing_order() {
         let xml = "<R><Name>b</Name><Version><Key>a</Key><VersionId>2</VersionId></Version>\
                    <Version><Key>b</Key></Version><DeleteMarker><Key>a</Key></DeleteMarker><MaxKeys>9</MaxKeys></R>";
