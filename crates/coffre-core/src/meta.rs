@@ -257,8 +257,50 @@ pub enum BucketChange {
 pub struct DeleteGuard {
     /// `x-amz-bypass-governance-retention`.
     pub bypass_governance: bool,
-    /// `If-Match`: the version deleted must have this ETag.
-    pub if_match: Option<String>,
+    /// `If-Match`, `x-amz-if-match-size`, `x-amz-if-match-last-modified-time`:
+    /// what the version deleted must be, when there is one (a delete marker
+    /// counts); a conditional delete that finds nothing succeeds and changes nothing.
+    pub if_match: VersionMatch,
+}
+
+/// What a version must be for a conditional delete to apply to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionMatch {
+    pub etag: Option<EtagTest>,
+    pub size: Option<u64>,
+    /// Whole seconds since the epoch, as HTTP dates carry them.
+    pub last_modified_secs: Option<i64>,
+}
+
+impl VersionMatch {
+    /// Whether any test is given.
+    pub fn is_set(&self) -> bool {
+        self.etag.is_some() || self.size.is_some() || self.last_modified_secs.is_some()
+    }
+
+    /// Whether `v` is what every given test asks.
+    pub fn holds(&self, v: &VersionMeta) -> bool {
+        self.etag.as_ref().is_none_or(|t| t.matches(&v.etag))
+            && self.size.is_none_or(|s| s == v.size)
+            && self.last_modified_secs.is_none_or(|t| t == v.last_modified.as_secs())
+    }
+}
+
+/// The value of an `If-Match` or `If-None-Match` header: `*` or one ETag (unquoted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtagTest {
+    Any,
+    Etag(String),
+}
+
+impl EtagTest {
+    /// Whether a version of this ETag (unquoted) passes the test.
+    pub fn matches(&self, etag: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Etag(e) => e == etag,
+        }
+    }
 }
 
 /// A change to one version's metadata (its bytes never change).
@@ -387,12 +429,17 @@ pub struct ObjectVersion {
     pub data: DataLocation,
 }
 
-/// What must hold about the current version for a write to apply.
+/// What must hold about the current version for a write to apply. A delete
+/// marker as current version counts as no version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteCondition {
     None,
     /// `If-None-Match: *`: only if no current version exists.
     KeyAbsent,
+    /// `If-None-Match: etag`: only if the current version, if any, has another ETag.
+    EtagDiffers(String),
+    /// `If-Match: *`: only if a current version exists.
+    KeyPresent,
     /// `If-Match: etag`: only if the current version has this ETag.
     EtagMatches(String),
 }

@@ -6,6 +6,18 @@ use coffre_core::types::VersionId;
 use http::{Response, StatusCode};
 use s3s::{S3Error, S3ErrorCode, s3_error};
 
+/// [`s3_err`], with the header of a failed precondition named in the
+/// message (a write or a delete carries only the conditions given).
+pub fn s3_err_naming(condition: Option<&'static str>) -> impl Fn(Error) -> S3Error {
+    move |e| match (e, condition) {
+        (Error::PreconditionFailed, Some(header)) => S3Error::with_message(
+            S3ErrorCode::PreconditionFailed,
+            format!("At least one of the pre-conditions you specified did not hold: {header}"),
+        ),
+        (e, _) => s3_err(e),
+    }
+}
+
 /// Maps a service error onto the S3 error a client expects.
 pub fn s3_err(e: Error) -> S3Error {
     use S3ErrorCode as C;

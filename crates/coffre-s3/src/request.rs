@@ -7,7 +7,7 @@
 use coffre_core::Error;
 use coffre_core::blob::ByteStream;
 use coffre_core::checksum::{ChecksumAlgorithm, Checksums};
-use coffre_core::meta::{ContentHeaders, WriteCondition};
+use coffre_core::meta::{ContentHeaders, EtagTest, VersionMatch, WriteCondition};
 use coffre_core::service::{ByteRange, CopySource, CustomerKey, ExpectedChecksum, ReadConditions, Selection};
 use coffre_core::types::{BucketName, ObjectKey, VersionId};
 use futures::TryStreamExt as _;
@@ -187,17 +187,60 @@ pub fn content_length(n: Option<i64>) -> S3Result<Option<u64>> {
         .transpose()
 }
 
+/// `If-None-Match` and `If-Match` of PutObject and CompleteMultipartUpload,
+/// checked against the current version inside the commit.
 pub fn write_condition(
     if_none_match: Option<&ETagCondition>,
     if_match: Option<&ETagCondition>,
 ) -> S3Result<WriteCondition> {
-    match (if_none_match, if_match) {
-        (Some(ETagCondition::Any), None) => Ok(WriteCondition::KeyAbsent),
-        (Some(_), _) => Err(s3_error!(NotImplemented, "If-None-Match on writes supports only '*'")),
-        (None, Some(ETagCondition::ETag(t))) => Ok(WriteCondition::EtagMatches(t.value().to_owned())),
-        (None, Some(ETagCondition::Any)) => Err(s3_error!(NotImplemented, "If-Match: * on writes is not supported")),
+    match (if_none_match.map(etag_test), if_match.map(etag_test)) {
+        (Some(EtagTest::Any), None) => Ok(WriteCondition::KeyAbsent),
+        (Some(EtagTest::Etag(t)), None) => Ok(WriteCondition::EtagDiffers(t)),
+        (None, Some(EtagTest::Any)) => Ok(WriteCondition::KeyPresent),
+        (None, Some(EtagTest::Etag(t))) => Ok(WriteCondition::EtagMatches(t)),
         (None, None) => Ok(WriteCondition::None),
+        (Some(_), Some(_)) => Err(s3_error!(NotImplemented, "If-Match and If-None-Match together on a write")),
     }
+}
+
+/// The header a write condition came in, to name when it fails.
+pub fn condition_header(cond: &WriteCondition) -> Option<&'static str> {
+    match cond {
+        WriteCondition::None => None,
+        WriteCondition::KeyAbsent | WriteCondition::EtagDiffers(_) => Some("If-None-Match"),
+        WriteCondition::KeyPresent | WriteCondition::EtagMatches(_) => Some("If-Match"),
+    }
+}
+
+/// The headers of the conditions of a delete, to name when one fails.
+pub fn delete_condition_headers(m: &VersionMatch) -> Option<&'static str> {
+    match (m.etag.is_some(), m.size.is_some(), m.last_modified_secs.is_some()) {
+        (false, false, false) => None,
+        (true, false, false) => Some("If-Match"),
+        (false, true, false) => Some("x-amz-if-match-size"),
+        (false, false, true) => Some("x-amz-if-match-last-modified-time"),
+        _ => Some("If-Match, x-amz-if-match-size, x-amz-if-match-last-modified-time"),
+    }
+}
+
+/// An `If-Match`-style value with its quotes taken off.
+pub fn etag_test(c: &ETagCondition) -> EtagTest {
+    match c {
+        ETagCondition::Any => EtagTest::Any,
+        ETagCondition::ETag(t) => EtagTest::Etag(t.value().to_owned()),
+    }
+}
+
+/// The conditions of DeleteObject (and of one key of DeleteObjects).
+pub fn delete_match(
+    etag: Option<&ETagCondition>,
+    size: Option<i64>,
+    last_modified: Option<&Timestamp>,
+) -> S3Result<VersionMatch> {
+    let size = size
+        .map(|n| u64::try_from(n).map_err(|_| s3_error!(InvalidArgument, "x-amz-if-match-size must not be negative")))
+        .transpose()?;
+    Ok(VersionMatch { etag: etag.map(etag_test), size, last_modified_secs: last_modified.map(unix_secs) })
 }
 
 pub fn copy_source(

@@ -2,7 +2,8 @@
 //! one when the s3s it was written for is upgraded and the gap is gone.
 //!
 //! - [`with_versions_in_order`]: ListObjectVersions lists all `<Version>`s,
-//!   then all `<DeleteMarker>`s; S3 interleaves them in listing order.
+//!   then all `<DeleteMarker>`s; S3 interleaves them in listing order. And
+//!   GetObjectAttributes' `<ETag>` is quoted; S3 writes it bare.
 //! - [`with_error_message`]: errors s3s raises itself carry no `<Message>`,
 //!   and no error body carries the `<RequestId>` S3 puts in every one.
 //! - [`may_log`]: s3s logs secrets at debug level and every client error at
@@ -68,14 +69,34 @@ fn interleave_versions(xml: &str, order: &[bool]) -> Option<String> {
     Some(rest)
 }
 
+/// Marks a GetObjectAttributes answer, whose `<ETag>` S3 writes unquoted
+/// and s3s quoted.
+#[derive(Clone, Debug)]
+pub(crate) struct UnquotedEtag;
+
+fn unquote_etag(xml: &str) -> Option<String> {
+    let start = xml.find("<ETag>\"")? + "<ETag>".len();
+    let end = start + xml[start..].find("\"</ETag>")?;
+    Some(format!("{}{}{}", &xml[..start], &xml[start + 1..end], &xml[end + 1..]))
+}
+
+/// The patches of successful XML answers: versions in listing order
+/// ([`VersionOrder`]) and GetObjectAttributes' ETag ([`UnquotedEtag`]).
 pub(crate) async fn with_versions_in_order(resp: Response<s3s::Body>) -> Response<s3s::Body> {
-    let Some(VersionOrder(order)) = resp.extensions().get::<VersionOrder>().cloned() else { return resp };
+    let order = resp.extensions().get::<VersionOrder>().cloned();
+    let unquote = resp.extensions().get::<UnquotedEtag>().is_some();
+    if order.is_none() && !unquote {
+        return resp;
+    }
     let (mut parts, body) = resp.into_parts();
     let Ok(collected) = http_body_util::BodyExt::collect(body).await else {
-        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "listing body lost");
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "answer body lost");
     };
     let bytes = collected.to_bytes();
-    let fixed = std::str::from_utf8(&bytes).ok().and_then(|xml| interleave_versions(xml, &order));
+    let fixed = std::str::from_utf8(&bytes).ok().and_then(|xml| match &order {
+        Some(VersionOrder(order)) => interleave_versions(xml, order),
+        None => unquote_etag(xml),
+    });
     parts.headers.remove(http::header::CONTENT_LENGTH);
     Response::from_parts(parts, s3s::Body::from(fixed.map_or(bytes, Bytes::from)))
 }
@@ -167,6 +188,18 @@ mod tests {
         assert!(!may_log("s3s"));
         assert!(may_log("s3s_other"));
         assert!(may_log("coffre::request"));
+    }
+
+    #[test]
+    fn the_attributes_etag_loses_its_quotes_and_nothing_else_changes() {
+        let xml =
+            "<GetObjectAttributesOutput><ETag>\"abc-2\"</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesOutput>";
+        let fixed = unquote_etag(xml).expect("an ETag");
+        assert_eq!(
+            fixed,
+            "<GetObjectAttributesOutput><ETag>abc-2</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesOutput>"
+        );
+        assert_eq!(unquote_etag("<R><ObjectSize>3</ObjectSize></R>"), None);
     }
 
     #[test]

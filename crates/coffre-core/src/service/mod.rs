@@ -468,6 +468,23 @@ impl ObjectService {
         Ok(self.resolve_read(who, bucket, key, read).await?.0)
     }
 
+    /// GetObjectAttributes: the read resolved as HEAD resolves it, and the
+    /// version's parts (number, plaintext size), none unless it is multipart.
+    pub async fn object_attributes(
+        &self,
+        who: &Principal,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        read: ObjectRead,
+    ) -> Result<(ObjectHead, Vec<(u32, u64)>)> {
+        let (head, data, _) = self.resolve_read(who, bucket, key, read).await?;
+        let parts = match data {
+            DataLocation::Parts(parts) => parts.iter().map(|p| (p.number, p.size)).collect(),
+            _ => Vec::new(),
+        };
+        Ok((head, parts))
+    }
+
     /// GET: the read resolved, then its bytes opened.
     pub async fn get_object(
         &self,

@@ -153,19 +153,19 @@ impl Reads {
     }
 }
 
-/// Whether a write may apply given the key's current version.
+/// Whether a write may apply given the key's current version: a condition
+/// that needs a version and finds none is `NoSuchKey`, as on S3.
 pub fn check_condition(cond: &WriteCondition, current: Option<&ObjectVersion>) -> Result<()> {
-    let live = current.filter(|v| !v.meta.delete_marker);
-    match cond {
-        WriteCondition::None => Ok(()),
-        WriteCondition::KeyAbsent if live.is_some() => Err(Error::PreconditionFailed),
-        WriteCondition::KeyAbsent => Ok(()),
-        WriteCondition::EtagMatches(etag) => match live {
-            None => Err(Error::NoSuchKey),
-            Some(v) if &v.meta.etag != etag => Err(Error::PreconditionFailed),
-            Some(_) => Ok(()),
-        },
-    }
+    let live = current.filter(|v| !v.meta.delete_marker).map(|v| v.meta.etag.as_str());
+    let holds = match (cond, live) {
+        (WriteCondition::None, _) => true,
+        (WriteCondition::KeyPresent | WriteCondition::EtagMatches(_), None) => return Err(Error::NoSuchKey),
+        (WriteCondition::KeyPresent, Some(_)) => true,
+        (WriteCondition::EtagMatches(etag), Some(live)) => live == etag,
+        (WriteCondition::KeyAbsent, live) => live.is_none(),
+        (WriteCondition::EtagDiffers(etag), live) => live != Some(etag.as_str()),
+    };
+    if holds { Ok(()) } else { Err(Error::PreconditionFailed) }
 }
 
 /// Makes `version` the key's current version, keeping or dropping the old
@@ -210,12 +210,18 @@ pub fn plan_put(
 /// Refused, changing nothing, in a bucket other than the one it began in.
 pub fn plan_delete(bucket: &BucketRecord, rows: &KeyRows, req: &DeleteRequest) -> Result<(KeyWrites, DeleteOutcome)> {
     bucket.check_write(req.began_in, &[])?;
-    if let Some(etag) = &req.guard.if_match {
-        let target = match &req.version {
-            None => rows.current.as_ref(),
-            Some(id) => [&rows.current, &rows.named].into_iter().flatten().find(|s| &s.version.meta.version_id == id),
-        };
-        check_condition(&WriteCondition::EtagMatches(etag.clone()), target.map(|s| &s.version))?;
+    let target = match &req.version {
+        None => rows.current.as_ref(),
+        Some(id) => [&rows.current, &rows.named].into_iter().flatten().find(|s| &s.version.meta.version_id == id),
+    };
+    match target {
+        Some(t) if !req.guard.if_match.holds(&t.version.meta) => return Err(Error::PreconditionFailed),
+        // A conditional delete of a key that has no version does nothing:
+        // no delete marker either.
+        None if req.version.is_none() && req.guard.if_match.is_set() => {
+            return Ok((KeyWrites::default(), DeleteOutcome { version_id: None, delete_marker: false }));
+        }
+        _ => {}
     }
     match (&req.version, bucket.versioning) {
         (None, Versioning::Unversioned) => {

@@ -9,15 +9,19 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::lock::{LockConfig, LockState, Retention, RetentionMode};
-use crate::meta::{BucketChange, BucketKek, SealedKey};
+use crate::meta::{BucketChange, BucketKek, EtagTest, SealedKey, VersionMatch};
 use crate::types::{AccessKeyId, BucketName};
 
 const UNIT: i64 = 1_000;
+/// The `If-Match` of a generated delete that stands for `*`.
+const ANY_ETAG: u8 = 3;
 
 #[derive(Debug, Clone)]
 enum Cond {
     None,
     Absent,
+    Differs(u8),
+    Present,
     Match(u8),
 }
 
@@ -42,7 +46,13 @@ fn retention() -> impl Strategy<Value = Option<(bool, i64)>> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let cond = prop_oneof![6 => Just(Cond::None), 1 => Just(Cond::Absent), 2 => (0u8..3).prop_map(Cond::Match)];
+    let cond = prop_oneof![
+        6 => Just(Cond::None),
+        1 => Just(Cond::Absent),
+        1 => (0u8..3).prop_map(Cond::Differs),
+        1 => Just(Cond::Present),
+        2 => (0u8..3).prop_map(Cond::Match),
+    ];
     let pick = prop::option::of(0usize..8);
     let change = prop_oneof![
         (0u8..3).prop_map(Change::Tag),
@@ -53,7 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u8..3, cond, any::<bool>(), retention(), prop::bool::weighted(0.05)).prop_map(
             |(etag, cond, inline, retention, stale_key)| Op::Put { etag, cond, inline, retention, stale_key }
         ),
-        4 => (pick.clone(), prop::option::weighted(0.2, 0u8..3), any::<bool>())
+        4 => (pick.clone(), prop::option::weighted(0.2, 0u8..=ANY_ETAG), any::<bool>())
             .prop_map(|(pick, if_match, bypass)| Op::Delete { pick, if_match, bypass }),
         2 => (pick, change, any::<bool>()).prop_map(|(pick, change, bypass)| Op::Update { pick, change, bypass }),
         1 => any::<bool>().prop_map(Op::Versioning),
@@ -99,9 +109,12 @@ impl Model {
 
     fn check(&self, cond: &Cond) -> Result<()> {
         match (cond, self.live()) {
-            (Cond::None, _) | (Cond::Absent, None) => Ok(()),
+            (Cond::None, _) | (Cond::Absent, None) | (Cond::Differs(_), None) => Ok(()),
             (Cond::Absent, Some(_)) => Err(Error::PreconditionFailed),
-            (Cond::Match(_), None) => Err(Error::NoSuchKey),
+            (Cond::Differs(e), Some(v)) if v.etag == e.to_string() => Err(Error::PreconditionFailed),
+            (Cond::Differs(_), Some(_)) => Ok(()),
+            (Cond::Present | Cond::Match(_), None) => Err(Error::NoSuchKey),
+            (Cond::Present, Some(_)) => Ok(()),
             (Cond::Match(e), Some(v)) if v.etag != e.to_string() => Err(Error::PreconditionFailed),
             (Cond::Match(_), Some(_)) => Ok(()),
         }
@@ -270,6 +283,8 @@ impl Run {
         let condition = match cond {
             Cond::None => WriteCondition::None,
             Cond::Absent => WriteCondition::KeyAbsent,
+            Cond::Differs(e) => WriteCondition::EtagDiffers(e.to_string()),
+            Cond::Present => WriteCondition::KeyPresent,
             Cond::Match(e) => WriteCondition::EtagMatches(e.to_string()),
         };
         let planned = plan_put(
@@ -291,7 +306,9 @@ impl Run {
     fn delete(&mut self, pick: Option<usize>, if_match: Option<u8>, bypass: bool) -> (String, String) {
         let version = self.pick(pick);
         let marker_id = self.fresh_id();
-        let guard = DeleteGuard { bypass_governance: bypass, if_match: if_match.map(|e| e.to_string()) };
+        let etag = if_match.map(|e| if e == ANY_ETAG { EtagTest::Any } else { EtagTest::Etag(e.to_string()) });
+        let guard =
+            DeleteGuard { bypass_governance: bypass, if_match: VersionMatch { etag, ..VersionMatch::default() } };
         let req = DeleteRequest {
             began_in: self.bucket.id,
             version: version.clone(),
@@ -320,10 +337,11 @@ impl Run {
                 None => self.model.versions.first(),
                 Some(id) => self.model.versions.iter().find(|v| &v.id == id),
             };
-            match target.filter(|v| !v.marker) {
-                None => return Err(Error::NoSuchKey),
-                Some(v) if v.etag != etag.to_string() => return Err(Error::PreconditionFailed),
-                Some(_) => {}
+            // A delete marker is a version to match; finding nothing, the delete goes on.
+            match target {
+                Some(v) if etag != ANY_ETAG && v.etag != etag.to_string() => return Err(Error::PreconditionFailed),
+                None if version.is_none() => return Ok(DeleteOutcome { version_id: None, delete_marker: false }),
+                _ => {}
             }
         }
         if let Some(id) = version {

@@ -21,6 +21,7 @@ use crate::request;
 
 mod access_block;
 pub(crate) mod acl;
+mod attributes;
 mod bucket;
 mod cors;
 pub(crate) mod lifecycle;
@@ -125,6 +126,13 @@ impl S3 for CoffreS3 {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         self.head_object(req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.get_object_attributes(req).await
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {

@@ -9,7 +9,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::CoffreS3;
 use super::sse;
 use super::tagging::tags_from_header;
-use crate::error::s3_err;
+use crate::error::{s3_err, s3_err_naming};
 use crate::request::{
     self, checksums_of, content_headers_of, content_length, content_md5, copy_source, copy_source_key_of,
     customer_key_of, expected_checksum, lock_of, page_size, part_number, sse_choice_of, write_condition,
@@ -139,11 +139,12 @@ impl CoffreS3 {
             });
         }
         let customer = customer_key_of!(self, input)?;
+        let named = s3_err_naming(request::condition_header(&condition));
         let done = self
             .service
             .complete_upload(&who, &bucket, &key, &upload_id, requested, condition, customer.as_ref())
             .await
-            .map_err(s3_err)?;
+            .map_err(named)?;
         let mut out = CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),

@@ -8,8 +8,8 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::CoffreS3;
 use super::tagging::tags_from_header;
-use crate::authorize::Grant;
-use crate::error::s3_err;
+use crate::authorize::{Grant, KeyCheck};
+use crate::error::{s3_err, s3_err_naming};
 use crate::record::RouteSlot;
 use crate::request::{
     self, checksums_of, content_headers_of, content_length, content_md5, copy_source, copy_source_key_of,
@@ -43,7 +43,8 @@ impl CoffreS3 {
             lock: lock_of!(input)?,
             sse: sse_choice_of!(self, input)?,
         };
-        let done = self.service.put_object(&who, put, request::body(input.body)).await.map_err(s3_err)?;
+        let named = s3_err_naming(request::condition_header(&put.condition));
+        let done = self.service.put_object(&who, put, request::body(input.body)).await.map_err(named)?;
         let mut out = PutObjectOutput {
             e_tag: Some(response::etag(&done.etag)),
             version_id: done.version_id.as_ref().map(|v| v.as_str().to_owned()),
@@ -111,15 +112,14 @@ impl CoffreS3 {
         let version = request::version(input.version_id.as_deref())?;
         let guard = DeleteGuard {
             bypass_governance: input.bypass_governance_retention.unwrap_or(false),
-            if_match: match input.if_match {
-                Some(ETagCondition::ETag(t)) => Some(t.value().to_owned()),
-                Some(ETagCondition::Any) => {
-                    return Err(s3_error!(NotImplemented, "If-Match: * on DELETE is not supported"));
-                }
-                None => None,
-            },
+            if_match: request::delete_match(
+                input.if_match.as_ref(),
+                input.if_match_size,
+                input.if_match_last_modified_time.as_ref(),
+            )?,
         };
-        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)?;
+        let named = s3_err_naming(request::delete_condition_headers(&guard.if_match));
+        let done = self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(named)?;
         Ok(S3Response::new(DeleteObjectOutput {
             delete_marker: done.delete_marker.then_some(true),
             version_id: done.version_id.map(|v| v.as_str().to_owned()),
@@ -141,23 +141,22 @@ impl CoffreS3 {
             return Err(s3_error!(MalformedXML, "DeleteObjects accepts at most 1000 keys"));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
-        let guard =
-            DeleteGuard { bypass_governance: input.bypass_governance_retention.unwrap_or(false), if_match: None };
+        let bypass_governance = input.bypass_governance_retention.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for obj in input.delete.objects {
             let outcome = async {
                 let key = request::key(&obj.key)?;
                 let version = request::version(obj.version_id.as_deref())?;
-                if let Some(check) = &per_key
-                    && let Err(denied) = check.allows(key.as_str(), version.is_some())
-                {
-                    if let Some(slot) = &slot {
-                        slot.note_denial(&format!("{}: {}", key.as_str(), denied.why));
-                    }
-                    return Err(denied.error);
-                }
-                self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(s3_err)
+                key_allowed(per_key.as_deref(), slot.as_ref(), key.as_str(), version.is_some())?;
+                let if_match = request::delete_match(
+                    obj.e_tag.clone().map(ETagCondition::ETag).as_ref(),
+                    obj.size,
+                    obj.last_modified_time.as_ref(),
+                )?;
+                let named = s3_err_naming(request::delete_condition_headers(&if_match));
+                let guard = DeleteGuard { bypass_governance, if_match };
+                self.service.delete_object(&who, &bucket, &key, version.as_ref(), &guard).await.map_err(named)
             }
             .await;
             match outcome {
@@ -235,4 +234,14 @@ impl CoffreS3 {
         fill_sse!(out, &done.sse, input.bucket);
         Ok(S3Response::new(out))
     }
+}
+
+/// Refuses a DeleteObjects key its bucket's policy does not allow (see
+/// [`KeyCheck`](crate::authorize::KeyCheck)), noted for the audit event.
+fn key_allowed(check: Option<&KeyCheck>, slot: Option<&RouteSlot>, key: &str, version_named: bool) -> S3Result<()> {
+    let Some(Err(denied)) = check.map(|c| c.allows(key, version_named)) else { return Ok(()) };
+    if let Some(slot) = slot {
+        slot.note_denial(&format!("{key}: {}", denied.why));
+    }
+    Err(denied.error)
 }
