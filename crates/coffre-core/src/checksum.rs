@@ -42,6 +42,57 @@ impl ChecksumAlgorithm {
     }
 }
 
+/// How a multipart object's checksum derives from its parts': S3's
+/// `x-amz-checksum-type`. A single PUT's checksum is always `FullObject`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChecksumType {
+    /// The checksum of the parts' checksums, suffixed `-N`.
+    #[default]
+    Composite,
+    /// The checksum of the whole object's bytes, combined from the parts' CRCs.
+    FullObject,
+}
+
+impl ChecksumType {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "COMPOSITE" => Ok(Self::Composite),
+            "FULL_OBJECT" => Ok(Self::FullObject),
+            _ => Err(Error::InvalidRequest(format!("unsupported checksum type {s:?}"))),
+        }
+    }
+
+    /// The type of an upload asking for `alg` and maybe a type, as S3 rules
+    /// it: `FULL_OBJECT` only for the CRCs (whose values combine), CRC64NVME
+    /// only as `FULL_OBJECT` (its default), a type only with an algorithm.
+    pub fn of_upload(alg: Option<ChecksumAlgorithm>, asked: Option<Self>) -> Result<Self> {
+        use ChecksumAlgorithm as A;
+        let refuse = |t: &str, a: ChecksumAlgorithm| {
+            Err(Error::InvalidRequest(format!(
+                "The {t} checksum type cannot be used with the {} checksum algorithm.",
+                a.as_str().to_ascii_lowercase()
+            )))
+        };
+        match (alg, asked) {
+            (None, None) => Ok(Self::Composite),
+            (None, Some(_)) => Err(Error::InvalidRequest(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.".into(),
+            )),
+            (Some(A::Crc64Nvme), None | Some(Self::FullObject)) => Ok(Self::FullObject),
+            (Some(a @ A::Crc64Nvme), Some(Self::Composite)) => refuse("COMPOSITE", a),
+            (Some(a @ (A::Sha1 | A::Sha256)), Some(Self::FullObject)) => refuse("FULL_OBJECT", a),
+            (Some(_), t) => Ok(t.unwrap_or(Self::Composite)),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Composite => "COMPOSITE",
+            Self::FullObject => "FULL_OBJECT",
+        }
+    }
+}
+
 impl fmt::Display for ChecksumAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -184,6 +235,28 @@ impl BodyHasher {
     }
 }
 
+/// The CRC of bytes made of pieces, from each piece's CRC (base64, as S3
+/// carries it) and length, without reading the bytes again. `None` for an
+/// algorithm whose values do not combine (the SHAs) or a malformed value.
+pub fn combine_crcs<'a>(alg: ChecksumAlgorithm, pieces: impl IntoIterator<Item = (&'a str, u64)>) -> Option<String> {
+    use crc_fast::CrcAlgorithm as C;
+    let (crc, width) = match alg {
+        ChecksumAlgorithm::Crc32 => (C::Crc32IsoHdlc, 4),
+        ChecksumAlgorithm::Crc32c => (C::Crc32Iscsi, 4),
+        ChecksumAlgorithm::Crc64Nvme => (C::Crc64Nvme, 8),
+        ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => return None,
+    };
+    // The CRC of no bytes is 0 for all three: the fold's neutral start.
+    let mut whole = 0u64;
+    for (b64, len) in pieces {
+        let raw = base64_simd::STANDARD.decode_to_vec(b64).ok().filter(|r| r.len() == width)?;
+        let value = raw.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
+        whole = crc_fast::checksum_combine(crc, whole, value, len);
+    }
+    let bytes = whole.to_be_bytes();
+    Some(base64_simd::STANDARD.encode_to_string(&bytes[8 - width..]))
+}
+
 /// MD5 of the concatenated part MD5s: the `-N` ETag of a multipart object.
 pub fn multipart_etag(part_md5s: &[[u8; 16]]) -> String {
     let mut h = Md5::new();
@@ -214,5 +287,41 @@ mod tests {
         assert_eq!(d.checksums.sha1.as_deref(), Some("Kq5sNclPz7QV2+lfQIuc6R7oRu0="));
         assert_eq!(d.checksums.sha256.as_deref(), Some("uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="));
         assert_eq!(d.len, 11);
+    }
+
+    /// Combining the CRCs of pieces gives the CRC of their concatenation,
+    /// for every split, an empty piece included.
+    #[test]
+    fn crcs_combine_into_the_crc_of_the_whole() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        for alg in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+            let of = |bytes: &[u8]| {
+                let mut h = BodyHasher::new([alg]);
+                h.update(bytes);
+                h.finish().checksums.get(alg).map(str::to_owned).expect("a checksum")
+            };
+            for cuts in [vec![0, 10_000], vec![0, 1, 5_000, 5_000, 10_000], vec![0, 4_096, 8_192, 10_000]] {
+                let pieces: Vec<(String, u64)> =
+                    cuts.windows(2).map(|w| (of(&data[w[0]..w[1]]), (w[1] - w[0]) as u64)).collect();
+                let combined = combine_crcs(alg, pieces.iter().map(|(v, n)| (v.as_str(), *n)));
+                assert_eq!(combined, Some(of(&data)), "{alg} over {cuts:?}");
+            }
+        }
+        assert_eq!(combine_crcs(ChecksumAlgorithm::Sha256, [("AAAA", 3)]), None);
+        assert_eq!(combine_crcs(ChecksumAlgorithm::Crc32, [("AAAAAAAAAAA=", 3)]), None, "a CRC64 is no CRC32");
+    }
+
+    #[test]
+    fn full_object_only_for_the_crcs_and_crc64nvme_only_full_object() {
+        use ChecksumAlgorithm as A;
+        let t = ChecksumType::of_upload;
+        assert_eq!(t(Some(A::Crc32c), Some(ChecksumType::FullObject)).ok(), Some(ChecksumType::FullObject));
+        assert_eq!(t(Some(A::Crc32), None).ok(), Some(ChecksumType::Composite));
+        assert_eq!(t(Some(A::Crc64Nvme), None).ok(), Some(ChecksumType::FullObject));
+        assert_eq!(t(None, None).ok(), Some(ChecksumType::Composite));
+        assert!(t(Some(A::Sha256), Some(ChecksumType::FullObject)).is_err());
+        assert!(t(Some(A::Sha1), Some(ChecksumType::FullObject)).is_err());
+        assert!(t(Some(A::Crc64Nvme), Some(ChecksumType::Composite)).is_err());
+        assert!(t(None, Some(ChecksumType::FullObject)).is_err());
     }
 }

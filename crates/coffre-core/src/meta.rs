@@ -12,7 +12,7 @@ use std::ops::Bound;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::checksum::{ChecksumAlgorithm, Checksums};
+use crate::checksum::{ChecksumAlgorithm, ChecksumType, Checksums};
 use crate::cors::CorsConfig;
 use crate::error::Result;
 use crate::lifecycle::LifecycleConfig;
@@ -61,6 +61,12 @@ pub struct BucketRecord {
 
 /// A trailing optional field of a record written before the field existed
 /// (postcard runs out of bytes where it would be) reads as `None`.
+/// A trailing field's default for a record written before it existed
+/// (postcard runs out of bytes where it would be).
+fn read_or_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(T::deserialize(d).unwrap_or_default())
+}
+
 fn read_or_none<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     Ok(Option::<T>::deserialize(d).unwrap_or(None))
 }
@@ -507,6 +513,10 @@ pub struct UploadRecord {
     /// records written before it read as [`BucketId::LEGACY`].
     #[serde(default = "crate::types::legacy_bucket_id", deserialize_with = "BucketId::read_or_legacy")]
     pub bucket_id: BucketId,
+    /// How the completed object's checksum derives from the parts'. Last, so
+    /// that uploads created before it read as `Composite`, all there was then.
+    #[serde(default, deserialize_with = "read_or_default")]
+    pub checksum_type: ChecksumType,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -194,6 +194,7 @@ async fn versions_markers_uploads_and_locks() {
         headers: ContentHeaders::default(),
         user_meta: vec![],
         checksum_algorithm: None,
+        checksum_type: None,
         tags: vec![],
         lock: None,
         sse: None,

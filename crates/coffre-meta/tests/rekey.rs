@@ -51,6 +51,7 @@ async fn a_cursor_walk_finds_every_old_key_once() {
         headers: ContentHeaders::default(),
         user_meta: vec![],
         checksum_algorithm: None,
+        checksum_type: Default::default(),
         tags: vec![],
         lock: Default::default(),
         sse: Default::default(),

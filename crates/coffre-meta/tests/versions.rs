@@ -50,6 +50,7 @@ impl Fixture {
             headers: ContentHeaders::default(),
             user_meta: vec![],
             checksum_algorithm: None,
+            checksum_type: Default::default(),
             tags: vec![],
             lock: Default::default(),
             sse: Default::default(),

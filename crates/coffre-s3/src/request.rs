@@ -381,6 +381,10 @@ pub fn checksum_algorithm(a: Option<&dto::ChecksumAlgorithm>) -> s3s::S3Result<O
     a.map(|a| ChecksumAlgorithm::parse(a.as_str())).transpose().map_err(s3_err)
 }
 
+pub fn checksum_type(t: Option<&dto::ChecksumType>) -> s3s::S3Result<Option<coffre_core::checksum::ChecksumType>> {
+    t.map(|t| coffre_core::checksum::ChecksumType::parse(t.as_str())).transpose().map_err(s3_err)
+}
+
 /// Turns the request body into the service's stream type.
 pub fn body(blob: Option<s3s::dto::StreamingBlob>) -> ByteStream {
     match blob {

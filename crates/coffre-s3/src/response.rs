@@ -111,6 +111,11 @@ pub fn checksum_type(composite: bool, checksums: &Checksums) -> Option<ChecksumT
     Some(ChecksumType::from_static(if composite { ChecksumType::COMPOSITE } else { ChecksumType::FULL_OBJECT }))
 }
 
+/// The checksum type an upload announces: none without an algorithm.
+pub fn upload_checksum_type(upload: &coffre_core::meta::UploadRecord) -> Option<ChecksumType> {
+    upload.checksum_algorithm.map(|_| ChecksumType::from(upload.checksum_type.as_str().to_owned()))
+}
+
 /// `x-coffre-residency: FR/paris/par-a,FR/lyon/lyo-b`: where the object's
 /// replicas are, on every GET and HEAD of a deployment with a topology.
 pub fn with_residency<T>(mut response: S3Response<T>, locations: &[String]) -> S3Response<T> {

@@ -97,6 +97,8 @@ pub struct PutResult {
     /// `None` in a bucket that never had versioning: S3 then names no version.
     pub version_id: Option<VersionId>,
     pub checksums: Checksums,
+    /// The checksum is `COMPOSITE` (`-N`), not of the whole object.
+    pub checksum_composite: bool,
     pub last_modified: UnixNanos,
 }
 
@@ -829,6 +831,7 @@ impl PutResult {
             sse: meta.sse.clone(),
             version_id: reported_version(bucket, &meta.version_id),
             checksums: meta.checksums.clone(),
+            checksum_composite: meta.checksum_composite,
             last_modified: meta.last_modified,
         }
     }

@@ -3,7 +3,7 @@
 
 use super::keys::{self, ChecksumKey, CustomerKey, SseChoice, check_customer_key};
 use crate::blob::ByteStream;
-use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, Checksums, hex, multipart_etag};
+use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, ChecksumType, Checksums, combine_crcs, hex, multipart_etag};
 use crate::error::{Error, Result};
 use crate::lock::{LockState, MAX_OBJECT_TAGS, check_tags};
 use crate::meta::{
@@ -25,6 +25,8 @@ pub struct NewUpload {
     pub headers: ContentHeaders,
     pub user_meta: Vec<(String, String)>,
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// `x-amz-checksum-type`, if the request named one.
+    pub checksum_type: Option<ChecksumType>,
     pub tags: Vec<(String, String)>,
     pub lock: Option<LockState>,
     pub sse: Option<SseChoice>,
@@ -65,6 +67,7 @@ pub struct UploadListing {
 impl ObjectService {
     pub async fn create_upload(&self, who: &Principal, new: NewUpload) -> Result<UploadRecord> {
         let record = self.bucket(who, &new.bucket).await?;
+        let checksum_type = ChecksumType::of_upload(new.checksum_algorithm, new.checksum_type)?;
         check_tags(&new.tags, MAX_OBJECT_TAGS)?;
         // Checked now so a bad request fails before any part is sent; the
         // default retention itself is stamped when the upload completes.
@@ -83,6 +86,7 @@ impl ObjectService {
             tags: new.tags,
             lock: new.lock.unwrap_or_default(),
             sse,
+            checksum_type,
         };
         let change = Change::new("change:CreateMultipartUpload", who.into(), &upload.bucket)
             .key(&upload.key)
@@ -228,8 +232,9 @@ impl ObjectService {
         requested: Vec<CompletedPart>,
         condition: WriteCondition,
         customer: Option<&CustomerKey>,
+        claimed: &Checksums,
     ) -> Result<PutResult> {
-        match self.complete_pending(who, bucket, key, upload_id, requested, condition, customer).await {
+        match self.complete_pending(who, bucket, key, upload_id, requested, condition, customer, claimed).await {
             Err(Error::NoSuchUpload) => self.completed_already(who, bucket, key, upload_id).await,
             done => done,
         }
@@ -266,6 +271,7 @@ impl ObjectService {
         requested: Vec<CompletedPart>,
         condition: WriteCondition,
         customer: Option<&CustomerKey>,
+        claimed: &Checksums,
     ) -> Result<PutResult> {
         let bucket_record = self.bucket(who, bucket).await?;
         let upload = self.upload(who, bucket, key, upload_id).await?;
@@ -311,7 +317,7 @@ impl ObjectService {
             return Err(Error::EntityTooSmall { part: small.number });
         }
         let md5s: Vec<[u8; 16]> = chosen.iter().map(|p| p.md5).collect();
-        let checksums = composite_checksums(upload.checksum_algorithm, &chosen_checksums);
+        let checksums = object_checksums(&upload, &chosen, &chosen_checksums, claimed)?;
         let version_id = new_version_id(&bucket_record);
         let (recorded, sse) =
             self.seal_composite(&bucket_record, &upload, &version_id, &chosen, &checksums, customer).await?;
@@ -325,7 +331,7 @@ impl ObjectService {
                 owner: upload.owner.clone(),
                 headers: upload.headers.clone(),
                 user_meta: upload.user_meta.clone(),
-                checksum_composite: !checksums.is_empty(),
+                checksum_composite: !checksums.is_empty() && upload.checksum_type == ChecksumType::Composite,
                 checksums: recorded,
                 tags: upload.tags.clone(),
                 lock: initial_lock(&bucket_record, Some(upload.lock.clone()))?,
@@ -487,6 +493,43 @@ struct StoredPart {
 fn part_context(upload: &UploadRecord, number: u32) -> Vec<u8> {
     let part = format!("upload:{}:part:{number}", upload.upload_id.as_str());
     keys::checksum_context(&upload.bucket, &upload.key, &part)
+}
+
+/// The checksum of a multipart object, as its upload's checksum type asks,
+/// checked against the one the completion claims for the whole object.
+fn object_checksums(
+    upload: &UploadRecord,
+    parts: &[PartRecord],
+    checksums: &[Checksums],
+    claimed: &Checksums,
+) -> Result<Checksums> {
+    let Some(alg) = upload.checksum_algorithm else { return Ok(Checksums::default()) };
+    let whole = match upload.checksum_type {
+        ChecksumType::Composite => return Ok(composite_checksums(Some(alg), checksums)),
+        ChecksumType::FullObject => full_object_checksums(alg, parts, checksums)?,
+    };
+    if claimed.get(alg).is_some_and(|c| Some(c) != whole.get(alg)) {
+        return Err(Error::ChecksumMismatch(alg));
+    }
+    Ok(whole)
+}
+
+/// The `FULL_OBJECT` checksum: the parts' CRCs combined with their lengths,
+/// the object's bytes never read again. Every part carries one, computed
+/// when it was stored if its request sent none.
+fn full_object_checksums(alg: ChecksumAlgorithm, parts: &[PartRecord], checksums: &[Checksums]) -> Result<Checksums> {
+    let mut pieces = Vec::with_capacity(parts.len());
+    for (part, sums) in parts.iter().zip(checksums) {
+        let value = sums
+            .get(alg)
+            .ok_or_else(|| Error::InvalidPart(format!("part {} has no {alg} checksum to combine", part.number)))?;
+        pieces.push((value, part.size));
+    }
+    let whole = combine_crcs(alg, pieces)
+        .ok_or_else(|| Error::InvalidRequest(format!("{alg} checksums do not combine into a full-object checksum")))?;
+    let mut out = Checksums::default();
+    out.set(alg, whole);
+    Ok(out)
 }
 
 /// The checksum of a multipart object: the checksum of the parts' raw

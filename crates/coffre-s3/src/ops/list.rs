@@ -207,6 +207,7 @@ impl CoffreS3 {
                 initiator: Some(Initiator { id: Some(u.owner.to_string()), display_name: Some(u.owner.to_string()) }),
                 storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
                 checksum_algorithm: u.checksum_algorithm.map(|a| ChecksumAlgorithm::from(a.as_str().to_owned())),
+                checksum_type: response::upload_checksum_type(&u),
                 ..Default::default()
             })
             .collect();

@@ -26,23 +26,21 @@ impl CoffreS3 {
         let bucket = request::bucket(&input.bucket)?;
         let key = request::key(&input.key)?;
         let algorithm = request::checksum_algorithm(input.checksum_algorithm.as_ref())?;
-        if input.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT) {
-            return Err(s3_error!(NotImplemented, "FULL_OBJECT multipart checksums are not supported yet"));
-        }
+        let checksum_type = request::checksum_type(input.checksum_type.as_ref())?;
         let headers = content_headers_of!(input);
         let user_meta = request::user_meta(input.metadata);
         request::check_user_meta(&user_meta)?;
         let tags = tags_from_header(input.tagging.as_deref())?;
         let lock = lock_of!(input)?;
         let sse = sse_choice_of!(self, input)?;
-        let new = NewUpload { bucket, key, headers, user_meta, checksum_algorithm: algorithm, tags, lock, sse };
+        let new = NewUpload { bucket, key, headers, user_meta, checksum_algorithm: algorithm, checksum_type, tags, lock, sse };
         let upload = self.service.create_upload(&who, new).await.map_err(s3_err)?;
         let mut out = CreateMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key),
             upload_id: Some(upload.upload_id.as_str().to_owned()),
             checksum_algorithm: input.checksum_algorithm,
-            checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            checksum_type: response::upload_checksum_type(&upload),
             ..Default::default()
         };
         fill_sse!(out, &upload.sse, input.bucket);
@@ -139,10 +137,11 @@ impl CoffreS3 {
             });
         }
         let customer = customer_key_of!(self, input)?;
+        let claimed = checksums_of!(input);
         let named = s3_err_naming(request::condition_header(&condition));
         let done = self
             .service
-            .complete_upload(&who, &bucket, &key, &upload_id, requested, condition, customer.as_ref())
+            .complete_upload(&who, &bucket, &key, &upload_id, requested, condition, customer.as_ref(), &claimed)
             .await
             .map_err(named)?;
         let mut out = CompleteMultipartUploadOutput {
@@ -151,7 +150,7 @@ impl CoffreS3 {
             e_tag: Some(response::etag(&done.etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
             version_id: done.version_id.as_ref().map(|v| v.as_str().to_owned()),
-            checksum_type: (!done.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            checksum_type: response::checksum_type(done.checksum_composite, &done.checksums),
             ..Default::default()
         };
         fill_checksums!(out, &done.checksums);
@@ -218,6 +217,7 @@ impl CoffreS3 {
                 display_name: Some(upload.owner.to_string()),
             }),
             checksum_algorithm: upload.checksum_algorithm.map(|a| ChecksumAlgorithm::from(a.as_str().to_owned())),
+            checksum_type: response::upload_checksum_type(&upload),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
             ..Default::default()
         }))
