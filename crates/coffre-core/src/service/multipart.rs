@@ -3,7 +3,9 @@
 
 use super::keys::{self, ChecksumKey, CustomerKey, SseChoice, check_customer_key};
 use crate::blob::ByteStream;
-use crate::checksum::{BodyDigest, BodyHasher, ChecksumAlgorithm, ChecksumType, Checksums, combine_crcs, hex, multipart_etag};
+use crate::checksum::{
+    BodyDigest, BodyHasher, ChecksumAlgorithm, ChecksumType, Checksums, combine_crcs, hex, multipart_etag,
+};
 use crate::error::{Error, Result};
 use crate::lock::{LockState, MAX_OBJECT_TAGS, check_tags};
 use crate::meta::{

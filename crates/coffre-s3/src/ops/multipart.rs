@@ -33,7 +33,17 @@ impl CoffreS3 {
         let tags = tags_from_header(input.tagging.as_deref())?;
         let lock = lock_of!(input)?;
         let sse = sse_choice_of!(self, input)?;
-        let new = NewUpload { bucket, key, headers, user_meta, checksum_algorithm: algorithm, checksum_type, tags, lock, sse };
+        let new = NewUpload {
+            bucket,
+            key,
+            headers,
+            user_meta,
+            checksum_algorithm: algorithm,
+            checksum_type,
+            tags,
+            lock,
+            sse,
+        };
         let upload = self.service.create_upload(&who, new).await.map_err(s3_err)?;
         let mut out = CreateMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
