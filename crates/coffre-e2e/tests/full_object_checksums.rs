@@ -229,3 +229,52 @@ async fn full_object_is_refused_for_the_shas() {
         .expect("CRC64NVME with no type");
     assert_eq!(up.checksum_type(), Some(&ChecksumType::FullObject));
 }
+
+/// A COMPOSITE upload's Complete may claim the `-N` checksum too: a wrong
+/// one is refused, the right one accepted.
+#[tokio::test]
+async fn a_wrong_composite_checksum_claim_is_refused() {
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("bkt").send().await.expect("create");
+    let up = c
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(up.checksum_type(), Some(&ChecksumType::Composite));
+    let id = up.upload_id().expect("upload id");
+    let r = c
+        .upload_part()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(id)
+        .part_number(1)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .body(ByteStream::from(pattern(1024, 9)))
+        .send()
+        .await
+        .expect("part");
+    let part = CompletedPart::builder()
+        .part_number(1)
+        .set_e_tag(r.e_tag().map(str::to_owned))
+        .set_checksum_sha256(r.checksum_sha256().map(str::to_owned))
+        .build();
+    let complete = || {
+        c.complete_multipart_upload()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(id)
+            .multipart_upload(CompletedMultipartUpload::builder().parts(part.clone()).build())
+    };
+    let wrong = aws_smithy_types::base64::encode([7u8; 32]) + "-1";
+    assert_eq!(error_code(complete().checksum_sha256(wrong).send().await), ("BadDigest".into(), 400));
+    let done = complete().send().await.expect("completed without a claim");
+    let composite = done.checksum_sha256().expect("composite checksum").to_owned();
+    assert!(composite.ends_with("-1"));
+    let again = complete().checksum_sha256(&composite).send().await.expect("a retry claiming the right value");
+    assert_eq!(again.checksum_sha256(), Some(composite.as_str()));
+}

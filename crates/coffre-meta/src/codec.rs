@@ -70,4 +70,38 @@ mod tests {
         let read: BucketRecord = decode(&encode(&record).expect("encode")).expect("decode");
         assert_eq!(read.cors, record.cors, "a record keeps its CORS rules");
     }
+
+    /// An upload created before checksum types is the same bytes without
+    /// the last field (`Composite` is one zero byte): it reads as
+    /// `Composite`, all there was then, and a `FullObject` upload keeps it.
+    #[test]
+    fn uploads_from_before_checksum_types_read_as_composite() {
+        use coffre_core::checksum::{ChecksumAlgorithm, ChecksumType};
+        use coffre_core::meta::{ContentHeaders, UploadRecord};
+        use coffre_core::types::{ObjectKey, UnixNanos, UploadId};
+
+        let mut upload = UploadRecord {
+            upload_id: UploadId::generate(),
+            bucket: BucketName::parse("old-bucket").expect("name"),
+            key: ObjectKey::parse("k").expect("key"),
+            initiated: UnixNanos::now(),
+            owner: AccessKeyId::parse("owner").expect("key"),
+            headers: ContentHeaders::default(),
+            user_meta: vec![],
+            checksum_algorithm: Some(ChecksumAlgorithm::Crc32),
+            tags: vec![],
+            lock: Default::default(),
+            sse: Default::default(),
+            bucket_id: BucketId::generate(),
+            checksum_type: ChecksumType::Composite,
+        };
+        let mut legacy = encode(&upload).expect("encode");
+        assert_eq!(legacy.pop(), Some(0), "COMPOSITE is the last byte");
+        let read: UploadRecord = decode(&legacy).expect("an upload from before checksum types decodes");
+        assert_eq!(read, upload);
+
+        upload.checksum_type = ChecksumType::FullObject;
+        let read: UploadRecord = decode(&encode(&upload).expect("encode")).expect("decode");
+        assert_eq!(read.checksum_type, ChecksumType::FullObject, "a new upload keeps its type");
+    }
 }

@@ -507,10 +507,13 @@ fn object_checksums(
 ) -> Result<Checksums> {
     let Some(alg) = upload.checksum_algorithm else { return Ok(Checksums::default()) };
     let whole = match upload.checksum_type {
-        ChecksumType::Composite => return Ok(composite_checksums(Some(alg), checksums)),
+        ChecksumType::Composite => composite_checksums(Some(alg), checksums),
         ChecksumType::FullObject => full_object_checksums(alg, parts, checksums)?,
     };
-    if claimed.get(alg).is_some_and(|c| Some(c) != whole.get(alg)) {
+    // A COMPOSITE value may be claimed with its `-N` suffix or without.
+    let ours = whole.get(alg).unwrap_or_default();
+    let bare = ours.rsplit_once('-').map_or(ours, |(value, _)| value);
+    if claimed.get(alg).is_some_and(|c| c != ours && c != bare) {
         return Err(Error::ChecksumMismatch(alg));
     }
     Ok(whole)
