@@ -7,7 +7,7 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use coffre_e2e::files::files_under;
 use coffre_e2e::pg::pg_dump_for;
 use coffre_e2e::{Server, error_code, md5_hex, pattern};
@@ -388,6 +388,110 @@ async fn sse_c_multipart_checksums_are_sealed_and_open_only_with_the_key() {
             for (what, needle) in d.needles() {
                 assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_slice()), "{what} found in {name}");
             }
+        }
+    }
+}
+
+/// A FULL_OBJECT CRC64NVME SSE-C upload: the whole object's CRC, combined
+/// from the sealed parts' with the key, reaches the key holder only and is
+/// found in clear nowhere on disk (nor are the parts').
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_c_full_object_checksums_are_sealed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let mut server = Server::start_with(&dir, &[("COFFRE_SSE_C_OVER_HTTP", "true")]);
+    let c = server.client();
+    let (k, other) = (customer_key(44), customer_key(45));
+    c.create_bucket().bucket("sealed").send().await.expect("bucket");
+    let crc64 = |data: &[u8]| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, data).to_be_bytes();
+    let up = c
+        .create_multipart_upload()
+        .bucket("sealed")
+        .key("whole")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.key)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await
+        .expect("create upload");
+    let id = up.upload_id().expect("upload id").to_owned();
+    let parts = [pattern(5 * 1024 * 1024, 11), pattern(777, 12)];
+    let mut done = Vec::new();
+    for (i, body) in parts.iter().enumerate() {
+        let number = i as i32 + 1;
+        let part = c
+            .upload_part()
+            .bucket("sealed")
+            .key("whole")
+            .upload_id(&id)
+            .part_number(number)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&k.key)
+            .sse_customer_key_md5(&k.md5)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .expect("upload part");
+        done.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(part.e_tag().expect("etag"))
+                .set_checksum_crc64_nvme(part.checksum_crc64_nvme().map(str::to_owned))
+                .build(),
+        );
+    }
+    let whole = crc64(&parts.concat());
+    let want = aws_smithy_types::base64::encode(whole);
+    let completed = c
+        .complete_multipart_upload()
+        .bucket("sealed")
+        .key("whole")
+        .upload_id(&id)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.key)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_crc64_nvme(&want)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .send()
+        .await
+        .expect("complete with the key");
+    assert_eq!(completed.checksum_crc64_nvme(), Some(want.as_str()));
+
+    let head = |key: &CustomerKey| {
+        c.head_object()
+            .bucket("sealed")
+            .key("whole")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&key.key)
+            .sse_customer_key_md5(&key.md5)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+    };
+    let h = head(&k).await.expect("HEAD with the key");
+    assert_eq!((h.checksum_crc64_nvme(), h.checksum_type()), (Some(want.as_str()), Some(&ChecksumType::FullObject)));
+    assert_eq!(error_code(head(&other).await).1, 403, "another key opens nothing");
+
+    server.stop();
+    let hex = |b: &[u8]| hex_simd::encode_to_string(b, hex_simd::AsciiCase::Lower).into_bytes();
+    let mut needles = Vec::new();
+    for (what, raw) in [("whole", whole), ("part 1", crc64(&parts[0])), ("part 2", crc64(&parts[1]))] {
+        let b64 = aws_smithy_types::base64::encode(raw).into_bytes();
+        for (form, bytes) in [("raw", raw.to_vec()), ("base64", b64)] {
+            needles.push((format!("{what}: {form} CRC64NVME in a bytea"), hex(&bytes)));
+            needles.push((format!("{what}: {form} CRC64NVME"), bytes));
+        }
+    }
+    let mut stored: Vec<(String, Vec<u8>)> =
+        files_under(&dir).into_iter().map(|f| (f.display().to_string(), std::fs::read(&f).expect("read"))).collect();
+    if let Some(dump) = pg_dump_for(&dir) {
+        stored.push(("the PostgreSQL database".into(), dump));
+    }
+    for (name, bytes) in &stored {
+        for (what, needle) in &needles {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_slice()), "{what} found in {name}");
         }
     }
 }
