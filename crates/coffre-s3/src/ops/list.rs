@@ -208,7 +208,6 @@ impl CoffreS3 {
                 storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
                 checksum_algorithm: u.checksum_algorithm.map(|a| ChecksumAlgorithm::from(a.as_str().to_owned())),
                 checksum_type: response::upload_checksum_type(&u),
-                ..Default::default()
             })
             .collect();
         Ok(S3Response::new(ListMultipartUploadsOutput {
