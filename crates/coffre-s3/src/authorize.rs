@@ -60,7 +60,60 @@ impl KeyCheck {
             "s3:DeleteObject" if version_named => "s3:DeleteObjectVersion".to_owned(),
             other => other.to_owned(),
         });
-        self.authorizer.check_actions(&self.asker, &self.record, "DeleteObject", actions, &resource, &self.context)
+        self.authorizer.check_actions(&self.asker, &self.record, actions, &resource, &self.context)
+    }
+}
+
+/// What one action comes to, and why.
+pub struct Verdict {
+    pub allowed: bool,
+    /// `allowed by bucket-policy:Sid`, `denied: no statement allowed it`...
+    pub why: String,
+    /// The statements that decided, as `policy:statement`.
+    pub deciding: Vec<String>,
+}
+
+/// `coffre iam simulate`: the decision the S3 front would make, made by
+/// the same code on the bucket as it is now.
+pub struct PolicySimulator(Authorizer);
+
+impl PolicySimulator {
+    pub fn new(service: Arc<ObjectService>, root: AccessKeyId) -> Self {
+        Self(Authorizer::new(service, root))
+    }
+
+    /// Decides `action` on `resource` (`arn:aws:s3:::bucket[/key]`) for
+    /// `principal` (an access key id, or `None` for anonymous), with the
+    /// condition keys a request would carry, overridden by `context`.
+    pub async fn simulate(
+        &self,
+        principal: Option<&str>,
+        action: &str,
+        resource: &str,
+        context_keys: &[(String, String)],
+    ) -> Result<Verdict, String> {
+        let authorizer = &self.0;
+        let asker = authorizer.asker(principal);
+        if principal.is_some() && asker.key.is_none() {
+            return Err(format!("{principal:?} is not an access key id"));
+        }
+        let path = resource.strip_prefix("arn:aws:s3:::").ok_or("the resource must be arn:aws:s3:::BUCKET[/KEY]")?;
+        let (bucket, key) = match path.split_once('/') {
+            Some((bucket, key)) => (bucket, Some(key)),
+            None => (path, None),
+        };
+        let record = match authorizer.record(bucket, &asker).await {
+            Ok(Some(record)) => record,
+            Ok(None) | Err(_) => return Err(format!("no bucket named {bucket:?}")),
+        };
+        let mut context = context(&asker, &record, None, "", &http::HeaderMap::new());
+        if let Some(key) = key {
+            authorizer.existing_tags(&record, key, "", &mut context).await.map_err(|d| d.why)?;
+        }
+        for (name, value) in context_keys {
+            context.set(name, value.clone());
+        }
+        Ok(authorizer.verdict(&asker, &record, action, resource, &context))
     }
 }
 
@@ -141,20 +194,16 @@ impl Authorizer {
             None => format!("arn:aws:s3:::{bucket}"),
         };
         let version_named = query_param(query, "versionId").is_some();
-        let same_tenant = asker.in_tenant_of(&record);
-        if actions::owner_only(operation) && !same_tenant {
-            return Err(denied(&asker, operation, &resource, "only the bucket owner's tenant may do this"));
-        }
         let needed = required(operation, version_named, cx.headers());
         if operation == "DeleteObjects" {
-            if !same_tenant && !self.policy_may_allow(&asker, &record, &needed) {
+            if !asker.in_tenant_of(&record) && !self.policy_may_allow(&asker, &record, &needed) {
                 return Err(denied(&asker, "s3:DeleteObject", &resource, "denied: no statement allowed it"));
             }
             let buckets = vec![record.name.clone()];
             let check = KeyCheck { authorizer: self.clone(), asker, record, context, actions: needed };
             return Ok(Grant { buckets, per_key: Some(Arc::new(check)), block_public_acls: false });
         }
-        if let Err(denied) = self.check_actions(&asker, &record, operation, needed.into_iter(), &resource, &context) {
+        if let Err(denied) = self.check_actions(&asker, &record, needed.into_iter(), &resource, &context) {
             return Err(self.missing_or_denied(denied, &asker, &record, operation, key.as_deref(), &context).await);
         }
         let block_public_acls = record.public_access.is_some_and(|b| b.block_public_acls);
@@ -165,28 +214,48 @@ impl Authorizer {
         Ok(grant)
     }
 
-    /// Every action must be allowed; the owner's tenant is never locked out
-    /// of its bucket's policy by an explicit deny.
+    /// Every action must be allowed.
     fn check_actions(
         &self,
         asker: &Asker,
         record: &BucketRecord,
-        operation: &str,
         needed: impl Iterator<Item = String>,
         resource: &str,
         context: &Context,
     ) -> Result<(), Denied> {
-        let same_tenant = asker.in_tenant_of(record);
         for action in needed {
-            let decision = self.decide(asker, record, &action, resource, context);
-            // The owner's tenant keeps its policy in hand whatever the policy says.
-            let owner_keeps_hold =
-                same_tenant && decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(operation);
-            if !(decision.allowed() || owner_keeps_hold) {
-                return Err(denied(asker, &action, resource, &decision.explain()));
+            let verdict = self.verdict(asker, record, &action, resource, context);
+            if !verdict.allowed {
+                return Err(denied(asker, &action, resource, &verdict.why));
             }
         }
         Ok(())
+    }
+
+    /// One action's verdict: the evaluator's decision, and the two rules
+    /// that keep a bucket in its owner's hands: only the owner's tenant
+    /// reaches the policy and Block Public Access, and no explicit deny
+    /// locks it out of its policy.
+    fn verdict(
+        &self,
+        asker: &Asker,
+        record: &BucketRecord,
+        action: &str,
+        resource: &str,
+        context: &Context,
+    ) -> Verdict {
+        let same_tenant = asker.in_tenant_of(record);
+        if actions::owner_only(action) && !same_tenant {
+            let why = "denied: only the bucket owner's tenant may do this".to_owned();
+            return Verdict { allowed: false, why, deciding: Vec::new() };
+        }
+        let decision = self.decide(asker, record, action, resource, context);
+        let deciding = decision.deciding.iter().map(ToString::to_string).collect();
+        if same_tenant && decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(action) {
+            let why = format!("allowed: the owner is never locked out of its policy ({})", decision.explain());
+            return Verdict { allowed: true, why, deciding };
+        }
+        Verdict { allowed: decision.allowed(), why: decision.explain(), deciding }
     }
 
     /// ListBuckets and CreateBucket: any key, nobody anonymous.

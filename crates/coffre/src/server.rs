@@ -123,6 +123,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         placement: cluster.clone().map(|c| c as Arc<dyn coffre_admin::Placement>),
         labels: Arc::new(running.clone()),
         gateways: shared.clone().map(|pg| Arc::new(admin::SharedGateways(pg)) as Arc<dyn coffre_admin::Gateways>),
+        simulator: Arc::new(admin::Simulation(coffre_s3::PolicySimulator::new(
+            service.clone(),
+            root.access_key.clone(),
+        ))),
     };
 
     let s3_listener =
