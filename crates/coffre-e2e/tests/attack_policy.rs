@@ -425,3 +425,37 @@ async fn the_cli_simulates_the_fronts_decision_and_names_its_statements() {
     ]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no bucket named"));
 }
+
+/// `X-Forwarded-For` and `X-Forwarded-Proto` count only from the proxies
+/// the operator trusts: anyone else sending them is judged by its own TCP
+/// address and transport, so a client cannot pick the address a policy sees.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_addresses_count_only_from_the_proxies_the_operator_trusts() {
+    use coffre_e2e::signed::{Key, presigned};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("coffre.toml");
+    std::fs::write(&config, "trusted_proxies = [\"127.0.0.1\"]\n").expect("config");
+    let behind_proxy = Server::start_with_config(&tmp.path().join("proxied"), &config, &[]);
+    let direct = Server::start();
+    for (server, trusted) in [(&behind_proxy, true), (&direct, false)] {
+        let (a_id, a_secret) = server.create_key("alice");
+        let (b_id, b_secret) = server.create_key("bob");
+        let alice = server.client_as(&a_id, &a_secret);
+        alice.create_bucket().bucket("lab").send().await.expect("create");
+        put(&alice, "lab", "data", b"d".to_vec()).await;
+        let rules = policy(&format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:GetObject","Resource":"arn:aws:s3:::lab/*","Condition":{{"IpAddress":{{"aws:SourceIp":"10.0.0.0/8"}},"Bool":{{"aws:SecureTransport":"true"}}}}}}"#
+        ));
+        alice.put_bucket_policy().bucket("lab").policy(&rules).send().await.expect("policy");
+        let host = server.s3;
+        let get = |headers: &str| {
+            let (target, _) = presigned(Key::new(&b_id, &b_secret), "GET", host, "/lab/data", 300, &|n| n.to_owned());
+            let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
+            coffre_e2e::raw_request(host, request.as_bytes()).map_or(0, |(status, _)| status)
+        };
+        let forwarded = "X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: https\r\n";
+        assert_eq!(get(forwarded), if trusted { 200 } else { 403 }, "trusted proxy: {trusted}");
+        assert_eq!(get("X-Forwarded-For: 10.1.2.3\r\n"), 403, "not over TLS, whoever says so");
+        assert_eq!(get(""), 403, "from 127.0.0.1 itself");
+    }
+}

@@ -32,6 +32,36 @@ pub(crate) struct Caller {
     pub(crate) secure: bool,
 }
 
+impl Caller {
+    /// The client behind the connection: the TCP peer, unless the peer is
+    /// one of the operator's `trusted` proxies, whose `X-Forwarded-For` then
+    /// names it (the rightmost address no trusted proxy holds) and whose
+    /// `X-Forwarded-Proto: https` says it came over TLS. From anyone else
+    /// these headers are ignored: a client cannot choose its own address.
+    pub(crate) fn of(peer: IpAddr, tls: bool, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> Self {
+        let from_proxy = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+        if !from_proxy(&peer) {
+            return Self { ip: peer, secure: tls };
+        }
+        let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).map(str::trim).collect();
+        let mut ip = peer;
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(addr) if from_proxy(&addr) => ip = addr,
+                Ok(addr) => {
+                    ip = addr;
+                    break;
+                }
+                // A hop that is no address: nothing left of it can be trusted.
+                Err(_) => break,
+            }
+        }
+        let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+        Self { ip, secure: tls || proto.is_some_and(|p| p.eq_ignore_ascii_case("https")) }
+    }
+}
+
 /// What authorization let this request use, for the operation to act on.
 #[derive(Clone, Default)]
 pub(crate) struct Grant {
@@ -551,5 +581,27 @@ fn request_headers(c: &mut Context, headers: &http::HeaderMap) {
             c.set(&format!("s3:RequestObjectTag/{k}"), v.clone());
         }
         c.set_all("s3:RequestObjectTagKeys", tags.into_iter().map(|(k, _)| k).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Caller;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", http::HeaderValue::from_static("203.0.113.9, 198.51.100.7, 10.0.0.2"));
+        headers.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
+        let peer = "10.0.0.1".parse().expect("ip");
+        let via_proxy = Caller::of(peer, false, &headers, &trusted);
+        assert_eq!((via_proxy.ip.to_string(), via_proxy.secure), ("198.51.100.7".to_owned(), true));
+        let direct = Caller::of("192.0.2.1".parse().expect("ip"), false, &headers, &trusted);
+        assert_eq!((direct.ip.to_string(), direct.secure), ("192.0.2.1".to_owned(), false), "a client's own headers");
+        let untrusting = Caller::of(peer, false, &headers, &[]);
+        assert_eq!(untrusting.ip, peer);
+        headers.insert("x-forwarded-for", http::HeaderValue::from_static("junk, 10.0.0.3"));
+        assert_eq!(Caller::of(peer, false, &headers, &trusted).ip.to_string(), "10.0.0.3", "stops at a non-address");
     }
 }

@@ -89,6 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         write_timeout: config.write_timeout,
         max_chunk_bytes: config.max_chunk_bytes,
         customer_keys_allowed: front_customer_keys,
+        trusted_proxies: config.trusted_proxies.clone(),
         ..FrontConfig::default()
     };
     if config.tls.is_none() && config.sse_c_over_http {
