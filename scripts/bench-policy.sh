@@ -11,10 +11,15 @@ cd "$(dirname "$0")/.."
 secs="${1:-10}"
 source scripts/bench-lib.sh
 
-sigv4() { curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
+# curl signs, given the payload's hash (curl 7.x does not send it itself).
+sigv4() {  # $1: body, then curl's arguments
+  local body=$1; shift
+  curl -sS --fail-with-body --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H "x-amz-content-sha256: $(printf '%s' "$body" | sha256sum | cut -d' ' -f1)" --data-binary "$body" "$@"
+}
 start_server ""
-for bucket in plain ruled; do sigv4 -X PUT "http://127.0.0.1:19100/$bucket" >/dev/null; done
-made="$("$bin" key create --name bench-reader --endpoint http://127.0.0.1:19101 --json)"
+for bucket in plain ruled; do sigv4 "" -X PUT "http://127.0.0.1:19100/$bucket" >/dev/null; done
+made="$("$bin" key create --name bench-reader --endpoint http://127.0.0.1:19101 --data-dir "$work/data" --json)"
 field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1" <<<"$made"; }
 reader_id="$(field access_key_id)" reader_secret="$(field secret_access_key)"
 
@@ -31,7 +36,7 @@ for i in $(seq 1 19); do
 done
 statements+='{"Sid":"Reader","Effect":"Allow","Principal":{"AWS":"'$reader_id'"},"Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::ruled/*"}'
 policy='{"Version":"2012-10-17","Statement":['$statements']}'
-sigv4 -X PUT -H 'Content-Type: application/json' --data-binary "$policy" "http://127.0.0.1:19100/ruled?policy" >/dev/null
+sigv4 "$policy" -X PUT -H 'Content-Type: application/json' "http://127.0.0.1:19100/ruled?policy=" >/dev/null
 echo "policy of $(grep -o '"Sid"' <<<"$policy" | wc -l) statements, $(wc -c <<<"$policy") bytes on bucket ruled"
 
 for round in 1 2; do

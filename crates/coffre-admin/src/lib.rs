@@ -19,7 +19,8 @@
 //!
 //! Data is reached only through the [`ObjectService`] and the access keys of
 //! `coffre-core`. The server's other parts come in as small traits the binary
-//! implements ([`Audit`], [`Placement`], [`Labels`], [`Gateways`]) and plain
+//! implements ([`Audit`], [`Placement`], [`Labels`], [`Gateways`],
+//! [`Simulator`]) and plain
 //! data ([`LifecycleStatus`], closures for metrics and the TLS report). The
 //! crate builds an [`axum::Router`]; the binary serves it on its own
 //! listener, and puts the client's address in each request's extensions as
@@ -29,6 +30,7 @@ mod audit;
 mod auth;
 mod buckets;
 mod error;
+mod iam;
 mod keys;
 mod label;
 mod residency;
@@ -46,6 +48,7 @@ pub use audit::Audit;
 pub use auth::{AdminAuth, BearerToken, Principal, Refusal};
 pub use buckets::{BucketView, KekView, KmsView};
 pub use error::ApiError;
+pub use iam::{Answer, Question, Simulator};
 pub use keys::{KeyDeletion, KeyView, generate_admin_token, generate_key_pair};
 pub use label::{LabelError, Labels};
 pub use residency::{Offender, Placement, RepairStatus, ScrubStatus};
@@ -75,6 +78,8 @@ pub struct AdminState {
     pub labels: Arc<dyn Labels>,
     /// Present when the gateways of a deployment share a metadata database.
     pub gateways: Option<Arc<dyn Gateways>>,
+    /// Decides as the S3 front does, for `coffre iam simulate`.
+    pub simulator: Arc<dyn Simulator>,
 }
 
 /// The admin API: health and metrics open, everything under `/admin/`
@@ -101,6 +106,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/scrub", get(residency::scrub_status).post(residency::start_scrub))
         .route("/admin/v1/label", get(label::evaluate))
         .route("/admin/v1/label/latest", get(label::latest))
+        .route("/admin/v1/iam/simulate", post(iam::simulate))
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::authenticate_and_audit));
     Router::new()
         .route("/health/live", get(|| async { "ok" }))

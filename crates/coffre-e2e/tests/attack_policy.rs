@@ -129,6 +129,23 @@ async fn another_key_gets_exactly_what_the_policy_names() {
     let buckets = bob.list_buckets().send().await.expect("list");
     assert!(buckets.buckets().is_empty(), "a grant does not make alice's bucket bob's: {buckets:?}");
     assert_eq!(coffre_e2e::objects::get(&alice, "shared", "reports/q1.pdf").await, b"q1", "nothing changed");
+
+    // Even `s3:*` granted does not hand over the policy or the block: they stay the owner's.
+    let everything = policy(&format!(
+        r#"{{"Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:*","Resource":["arn:aws:s3:::shared","arn:aws:s3:::shared/*"]}}"#
+    ));
+    alice.put_bucket_policy().bucket("shared").policy(&everything).send().await.expect("grant everything");
+    bob.get_object().bucket("shared").key("hr/salaries.csv").send().await.expect("s3:* reads");
+    let owners = [
+        error_code(bob.get_bucket_policy().bucket("shared").send().await),
+        error_code(bob.delete_bucket_policy().bucket("shared").send().await),
+        error_code(bob.put_bucket_policy().bucket("shared").policy(&everything).send().await),
+        error_code(bob.get_public_access_block().bucket("shared").send().await),
+        error_code(bob.delete_public_access_block().bucket("shared").send().await),
+    ];
+    for (i, (code, status)) in owners.iter().enumerate() {
+        assert_eq!((code.as_str(), *status), ("AccessDenied", 403), "owner-only call {i}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,4 +359,103 @@ async fn new_buckets_may_start_without_the_block_when_the_operator_says_so() {
     assert_eq!(got, ("NoSuchPublicAccessBlockConfiguration".to_owned(), 404));
     let read = policy(r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::open/*"}"#);
     root.put_bucket_policy().bucket("open").policy(&read).send().await.expect("a public policy is accepted");
+}
+
+/// `coffre iam simulate` decides as the front does, on the bucket as it is,
+/// and names the statements that decided; each simulated answer is checked
+/// against the real request.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_simulates_the_fronts_decision_and_names_its_statements() {
+    let server = Server::start();
+    let (a_id, a_secret) = server.create_key("alice");
+    let (b_id, b_secret) = server.create_key("bob");
+    let (alice, bob) = (server.client_as(&a_id, &a_secret), server.client_as(&b_id, &b_secret));
+    alice.create_bucket().bucket("sim").send().await.expect("create");
+    put(&alice, "sim", "reports/q1", b"q1".to_vec()).await;
+    put(&alice, "sim", "hr/pay", b"hr".to_vec()).await;
+    let rules = policy(&format!(
+        r#"{{"Sid":"BobReads","Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:GetObject","Resource":"arn:aws:s3:::sim/*"}},
+           {{"Sid":"NoHr","Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::sim/hr/*"}},
+           {{"Sid":"LabOnly","Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::sim/*","Condition":{{"NotIpAddress":{{"aws:SourceIp":"10.0.0.0/8"}}}}}}"#
+    ));
+    alice.put_bucket_policy().bucket("sim").policy(&rules).send().await.expect("policy");
+    let simulate = |principal: &str, action: &str, resource: &str, context: &[&str]| {
+        let mut args =
+            vec!["iam", "simulate", "--principal", principal, "--action", action, "--resource", resource, "--json"];
+        for c in context {
+            args.extend(["--context", c]);
+        }
+        server.cli_json(&args)
+    };
+    let reads = simulate(&b_id, "s3:GetObject", "arn:aws:s3:::sim/reports/q1", &[]);
+    assert_eq!(reads["decision"].as_str(), Some("allow"));
+    let cited: Vec<&str> =
+        reads["statements"].as_array().expect("statements").iter().filter_map(|s| s.as_str()).collect();
+    assert_eq!(cited, ["access-key:OwnTenant", "bucket-policy:BobReads"], "another tenant needs both");
+    bob.get_object().bucket("sim").key("reports/q1").send().await.expect("the front agrees: allowed");
+
+    let hr = simulate(&b_id, "s3:GetObject", "arn:aws:s3:::sim/hr/pay", &[]);
+    assert_eq!((hr["decision"].as_str(), hr["statements"][0].as_str()), (Some("deny"), Some("bucket-policy:NoHr")));
+    assert_eq!(
+        error_code(bob.get_object().bucket("sim").key("hr/pay").send().await).0,
+        "AccessDenied",
+        "the front agrees"
+    );
+
+    let anonymous = simulate("anonymous", "s3:GetObject", "arn:aws:s3:::sim/reports/q1", &[]);
+    assert_eq!(anonymous["explanation"].as_str(), Some("denied: no statement allowed it"));
+    assert_eq!(http_get(server.s3, "/sim/reports/q1").map(|(s, _)| s), Some(403), "the front agrees");
+
+    let outside = simulate(&a_id, "s3:PutObject", "arn:aws:s3:::sim/x", &["aws:SourceIp=192.0.2.1"]);
+    assert_eq!(outside["statements"][0].as_str(), Some("bucket-policy:LabOnly"));
+    let inside = simulate(&a_id, "s3:PutObject", "arn:aws:s3:::sim/x", &["aws:SourceIp=10.1.2.3"]);
+    assert_eq!(inside["decision"].as_str(), Some("allow"), "{inside}");
+    let put = alice.put_object().bucket("sim").key("x").body(ByteStream::from_static(b"x")).send().await;
+    assert_eq!(error_code(put).0, "AccessDenied", "the front agrees: 127.0.0.1 is outside 10.0.0.0/8");
+
+    let missing = server.cli(&[
+        "iam",
+        "simulate",
+        "--principal",
+        &b_id,
+        "--action",
+        "s3:GetObject",
+        "--resource",
+        "arn:aws:s3:::nope/k",
+    ]);
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no bucket named"));
+}
+
+/// `X-Forwarded-For` and `X-Forwarded-Proto` count only from the proxies
+/// the operator trusts: anyone else sending them is judged by its own TCP
+/// address and transport, so a client cannot pick the address a policy sees.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_addresses_count_only_from_the_proxies_the_operator_trusts() {
+    use coffre_e2e::signed::{Key, presigned};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("coffre.toml");
+    std::fs::write(&config, "trusted_proxies = [\"127.0.0.1\"]\n").expect("config");
+    let behind_proxy = Server::start_with_config(&tmp.path().join("proxied"), &config, &[]);
+    let direct = Server::start();
+    for (server, trusted) in [(&behind_proxy, true), (&direct, false)] {
+        let (a_id, a_secret) = server.create_key("alice");
+        let (b_id, b_secret) = server.create_key("bob");
+        let alice = server.client_as(&a_id, &a_secret);
+        alice.create_bucket().bucket("lab").send().await.expect("create");
+        put(&alice, "lab", "data", b"d".to_vec()).await;
+        let rules = policy(&format!(
+            r#"{{"Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:GetObject","Resource":"arn:aws:s3:::lab/*","Condition":{{"IpAddress":{{"aws:SourceIp":"10.0.0.0/8"}},"Bool":{{"aws:SecureTransport":"true"}}}}}}"#
+        ));
+        alice.put_bucket_policy().bucket("lab").policy(&rules).send().await.expect("policy");
+        let host = server.s3;
+        let get = |headers: &str| {
+            let (target, _) = presigned(Key::new(&b_id, &b_secret), "GET", host, "/lab/data", 300, &|n| n.to_owned());
+            let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
+            coffre_e2e::raw_request(host, request.as_bytes()).map_or(0, |(status, _)| status)
+        };
+        let forwarded = "X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: https\r\n";
+        assert_eq!(get(forwarded), if trusted { 200 } else { 403 }, "trusted proxy: {trusted}");
+        assert_eq!(get("X-Forwarded-For: 10.1.2.3\r\n"), 403, "not over TLS, whoever says so");
+        assert_eq!(get(""), 403, "from 127.0.0.1 itself");
+    }
 }

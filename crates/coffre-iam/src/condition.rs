@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::pattern::{Piece, matches};
+use crate::pattern::{Piece, matches, wildcard_match};
 use crate::policy::PolicyError;
 use crate::request::Context;
 use crate::vars::{expand, expand_text};
@@ -242,6 +242,9 @@ impl Condition {
     }
 
     fn text_matches(&self, policy: &str, value: &str, context: &Context, variables: bool) -> bool {
+        if !(variables && policy.contains("${")) {
+            return self.literal_matches(policy, value);
+        }
         match self.operator {
             Operator::StringEquals | Operator::BinaryEquals => {
                 expand_text(policy, context, variables).is_some_and(|p| p == value)
@@ -251,6 +254,17 @@ impl Condition {
             }
             Operator::StringLike => expand(policy, context, variables).is_some_and(|p| matches(&p, value, false)),
             Operator::Arn => arn_matches(policy, value, context, variables),
+            _ => false,
+        }
+    }
+
+    /// [`Condition::text_matches`] for a policy value without variables.
+    fn literal_matches(&self, policy: &str, value: &str) -> bool {
+        match self.operator {
+            Operator::StringEquals | Operator::BinaryEquals => policy == value,
+            Operator::StringEqualsIgnoreCase => policy.to_lowercase() == value.to_lowercase(),
+            Operator::StringLike => wildcard_match(policy, value, false),
+            Operator::Arn => arn_matches(policy, value, &Context::new(), false),
             _ => false,
         }
     }

@@ -2,7 +2,7 @@
 //! evaluation logic makes of them (explicit deny first, then the allows each
 //! kind of policy must give), with the deciding statements named.
 
-use crate::pattern::matches;
+use crate::pattern::{matches, wildcard_match};
 use crate::policy::{Effect, Matcher, Policy, Principals, Statement};
 use crate::request::{Identity, Request};
 use crate::vars::expand;
@@ -118,10 +118,13 @@ fn matcher_matches(
     request: &Request<'_>,
     variables: bool,
 ) -> bool {
-    let hit = matcher
-        .patterns
-        .iter()
-        .any(|pattern| expand(pattern, request.context, variables).is_some_and(|p| matches(&p, subject, ignore_case)));
+    let hit = matcher.patterns.iter().any(|pattern| {
+        // Most patterns name no variable: matched as they are, nothing allocated.
+        if !(variables && pattern.contains("${")) {
+            return wildcard_match(pattern, subject, ignore_case);
+        }
+        expand(pattern, request.context, variables).is_some_and(|p| matches(&p, subject, ignore_case))
+    });
     hit != matcher.negated
 }
 

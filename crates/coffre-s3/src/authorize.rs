@@ -32,6 +32,36 @@ pub(crate) struct Caller {
     pub(crate) secure: bool,
 }
 
+impl Caller {
+    /// The client behind the connection: the TCP peer, unless the peer is
+    /// one of the operator's `trusted` proxies, whose `X-Forwarded-For` then
+    /// names it (the rightmost address no trusted proxy holds) and whose
+    /// `X-Forwarded-Proto: https` says it came over TLS. From anyone else
+    /// these headers are ignored: a client cannot choose its own address.
+    pub(crate) fn of(peer: IpAddr, tls: bool, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> Self {
+        let from_proxy = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+        if !from_proxy(&peer) {
+            return Self { ip: peer, secure: tls };
+        }
+        let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).map(str::trim).collect();
+        let mut ip = peer;
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(addr) if from_proxy(&addr) => ip = addr,
+                Ok(addr) => {
+                    ip = addr;
+                    break;
+                }
+                // A hop that is no address: nothing left of it can be trusted.
+                Err(_) => break,
+            }
+        }
+        let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+        Self { ip, secure: tls || proto.is_some_and(|p| p.eq_ignore_ascii_case("https")) }
+    }
+}
+
 /// What authorization let this request use, for the operation to act on.
 #[derive(Clone, Default)]
 pub(crate) struct Grant {
@@ -60,7 +90,60 @@ impl KeyCheck {
             "s3:DeleteObject" if version_named => "s3:DeleteObjectVersion".to_owned(),
             other => other.to_owned(),
         });
-        self.authorizer.check_actions(&self.asker, &self.record, "DeleteObject", actions, &resource, &self.context)
+        self.authorizer.check_actions(&self.asker, &self.record, actions, &resource, &self.context)
+    }
+}
+
+/// What one action comes to, and why.
+pub struct Verdict {
+    pub allowed: bool,
+    /// `allowed by bucket-policy:Sid`, `denied: no statement allowed it`...
+    pub why: String,
+    /// The statements that decided, as `policy:statement`.
+    pub deciding: Vec<String>,
+}
+
+/// `coffre iam simulate`: the decision the S3 front would make, made by
+/// the same code on the bucket as it is now.
+pub struct PolicySimulator(Authorizer);
+
+impl PolicySimulator {
+    pub fn new(service: Arc<ObjectService>, root: AccessKeyId) -> Self {
+        Self(Authorizer::new(service, root))
+    }
+
+    /// Decides `action` on `resource` (`arn:aws:s3:::bucket[/key]`) for
+    /// `principal` (an access key id, or `None` for anonymous), with the
+    /// condition keys a request would carry, overridden by `context`.
+    pub async fn simulate(
+        &self,
+        principal: Option<&str>,
+        action: &str,
+        resource: &str,
+        context_keys: &[(String, String)],
+    ) -> Result<Verdict, String> {
+        let authorizer = &self.0;
+        let asker = authorizer.asker(principal);
+        if principal.is_some() && asker.key.is_none() {
+            return Err(format!("{principal:?} is not an access key id"));
+        }
+        let path = resource.strip_prefix("arn:aws:s3:::").ok_or("the resource must be arn:aws:s3:::BUCKET[/KEY]")?;
+        let (bucket, key) = match path.split_once('/') {
+            Some((bucket, key)) => (bucket, Some(key)),
+            None => (path, None),
+        };
+        let record = match authorizer.record(bucket, &asker).await {
+            Ok(Some(record)) => record,
+            Ok(None) | Err(_) => return Err(format!("no bucket named {bucket:?}")),
+        };
+        let mut context = context(&asker, &record, None, "", &http::HeaderMap::new());
+        if let Some(key) = key {
+            authorizer.existing_tags(&record, key, "", &mut context).await.map_err(|d| d.why)?;
+        }
+        for (name, value) in context_keys {
+            context.set(name, value.clone());
+        }
+        Ok(authorizer.verdict(&asker, &record, action, resource, &context))
     }
 }
 
@@ -141,20 +224,16 @@ impl Authorizer {
             None => format!("arn:aws:s3:::{bucket}"),
         };
         let version_named = query_param(query, "versionId").is_some();
-        let same_tenant = asker.in_tenant_of(&record);
-        if actions::owner_only(operation) && !same_tenant {
-            return Err(denied(&asker, operation, &resource, "only the bucket owner's tenant may do this"));
-        }
         let needed = required(operation, version_named, cx.headers());
         if operation == "DeleteObjects" {
-            if !same_tenant && !self.policy_may_allow(&asker, &record, &needed) {
+            if !asker.in_tenant_of(&record) && !self.policy_may_allow(&asker, &record, &needed) {
                 return Err(denied(&asker, "s3:DeleteObject", &resource, "denied: no statement allowed it"));
             }
             let buckets = vec![record.name.clone()];
             let check = KeyCheck { authorizer: self.clone(), asker, record, context, actions: needed };
             return Ok(Grant { buckets, per_key: Some(Arc::new(check)), block_public_acls: false });
         }
-        if let Err(denied) = self.check_actions(&asker, &record, operation, needed.into_iter(), &resource, &context) {
+        if let Err(denied) = self.check_actions(&asker, &record, needed.into_iter(), &resource, &context) {
             return Err(self.missing_or_denied(denied, &asker, &record, operation, key.as_deref(), &context).await);
         }
         let block_public_acls = record.public_access.is_some_and(|b| b.block_public_acls);
@@ -165,28 +244,48 @@ impl Authorizer {
         Ok(grant)
     }
 
-    /// Every action must be allowed; the owner's tenant is never locked out
-    /// of its bucket's policy by an explicit deny.
+    /// Every action must be allowed.
     fn check_actions(
         &self,
         asker: &Asker,
         record: &BucketRecord,
-        operation: &str,
         needed: impl Iterator<Item = String>,
         resource: &str,
         context: &Context,
     ) -> Result<(), Denied> {
-        let same_tenant = asker.in_tenant_of(record);
         for action in needed {
-            let decision = self.decide(asker, record, &action, resource, context);
-            // The owner's tenant keeps its policy in hand whatever the policy says.
-            let owner_keeps_hold =
-                same_tenant && decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(operation);
-            if !(decision.allowed() || owner_keeps_hold) {
-                return Err(denied(asker, &action, resource, &decision.explain()));
+            let verdict = self.verdict(asker, record, &action, resource, context);
+            if !verdict.allowed {
+                return Err(denied(asker, &action, resource, &verdict.why));
             }
         }
         Ok(())
+    }
+
+    /// One action's verdict: the evaluator's decision, and the two rules
+    /// that keep a bucket in its owner's hands: only the owner's tenant
+    /// reaches the policy and Block Public Access, and no explicit deny
+    /// locks it out of its policy.
+    fn verdict(
+        &self,
+        asker: &Asker,
+        record: &BucketRecord,
+        action: &str,
+        resource: &str,
+        context: &Context,
+    ) -> Verdict {
+        let same_tenant = asker.in_tenant_of(record);
+        if actions::owner_only(action) && !same_tenant {
+            let why = "denied: only the bucket owner's tenant may do this".to_owned();
+            return Verdict { allowed: false, why, deciding: Vec::new() };
+        }
+        let decision = self.decide(asker, record, action, resource, context);
+        let deciding = decision.deciding.iter().map(ToString::to_string).collect();
+        if same_tenant && decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(action) {
+            let why = format!("allowed: the owner is never locked out of its policy ({})", decision.explain());
+            return Verdict { allowed: true, why, deciding };
+        }
+        Verdict { allowed: decision.allowed(), why: decision.explain(), deciding }
     }
 
     /// ListBuckets and CreateBucket: any key, nobody anonymous.
@@ -482,5 +581,27 @@ fn request_headers(c: &mut Context, headers: &http::HeaderMap) {
             c.set(&format!("s3:RequestObjectTag/{k}"), v.clone());
         }
         c.set_all("s3:RequestObjectTagKeys", tags.into_iter().map(|(k, _)| k).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Caller;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", http::HeaderValue::from_static("203.0.113.9, 198.51.100.7, 10.0.0.2"));
+        headers.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
+        let peer = "10.0.0.1".parse().expect("ip");
+        let via_proxy = Caller::of(peer, false, &headers, &trusted);
+        assert_eq!((via_proxy.ip.to_string(), via_proxy.secure), ("198.51.100.7".to_owned(), true));
+        let direct = Caller::of("192.0.2.1".parse().expect("ip"), false, &headers, &trusted);
+        assert_eq!((direct.ip.to_string(), direct.secure), ("192.0.2.1".to_owned(), false), "a client's own headers");
+        let untrusting = Caller::of(peer, false, &headers, &[]);
+        assert_eq!(untrusting.ip, peer);
+        headers.insert("x-forwarded-for", http::HeaderValue::from_static("junk, 10.0.0.3"));
+        assert_eq!(Caller::of(peer, false, &headers, &trusted).ip.to_string(), "10.0.0.3", "stops at a non-address");
     }
 }

@@ -54,6 +54,9 @@ pub struct FrontConfig {
     /// SSE-C keys are taken only where they cannot be read on the wire: on a
     /// TLS listener, or where the operator says a proxy terminates TLS.
     pub customer_keys_allowed: bool,
+    /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
+    /// (`aws:SourceIp`, `aws:SecureTransport` in policies).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for FrontConfig {
@@ -69,6 +72,7 @@ impl Default for FrontConfig {
             max_chunk_bytes: 16 * 1024 * 1024,
             max_xml_bytes: 8 * 1024 * 1024,
             customer_keys_allowed: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -175,7 +179,8 @@ impl Front {
                 let body = GuardedBody::new(body, &parts.headers, &self.config, &verdict, &counter, &polled, &limit);
                 parts.extensions.insert(slot.clone());
                 parts.extensions.insert(limit);
-                parts.extensions.insert(Caller { ip: peer.ip(), secure: self.secure });
+                let caller = Caller::of(peer.ip(), self.secure, &parts.headers, &self.config.trusted_proxies);
+                parts.extensions.insert(caller);
                 let mut s3 = self.s3.clone();
                 // The changes the request makes carry its id into the audit log.
                 let call = tower::Service::call(&mut s3, Request::from_parts(parts, body));

@@ -28,6 +28,7 @@ mod s3s_fixes;
 mod vhost;
 
 pub use auth::{Credential, KeyStore};
+pub use authorize::{PolicySimulator, Verdict};
 pub use claim::AuthMethod;
 pub use cors::PREFLIGHT;
 pub use front::{Front, FrontConfig, RequestObserver, RequestRecord};

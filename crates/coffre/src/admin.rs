@@ -17,6 +17,22 @@ impl coffre_admin::Gateways for SharedGateways {
     }
 }
 
+/// Policy simulation by the S3 front's own authorizer.
+pub struct Simulation(pub coffre_s3::PolicySimulator);
+
+#[async_trait::async_trait]
+impl coffre_admin::Simulator for Simulation {
+    async fn simulate(&self, q: &coffre_admin::Question) -> Result<coffre_admin::Answer, String> {
+        let context: Vec<(String, String)> = q.context.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let verdict = self.0.simulate(q.access_key(), &q.action, &q.resource, &context).await?;
+        Ok(coffre_admin::Answer {
+            decision: if verdict.allowed { "allow" } else { "deny" }.to_owned(),
+            explanation: verdict.why,
+            statements: verdict.deciding,
+        })
+    }
+}
+
 /// Serves an axum router (the admin API, a storage node's API) on `listener`
 /// through the same connection loop as S3 (same TLS handshake, head guards,
 /// TCP_NODELAY and drain) until `shutdown`. Each request carries the client's

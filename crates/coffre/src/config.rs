@@ -46,6 +46,9 @@ pub struct FileConfig {
     /// Accept SSE-C keys on a plain-HTTP listener (behind a TLS-terminating
     /// proxy, or for tests); refused by default, as S3 does.
     pub sse_c_over_http: Option<bool>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` policies believe; none by default.
+    pub trusted_proxies: Option<Vec<String>>,
     /// The key custodian (`[kms]`); embedded when absent.
     pub kms: Option<crate::kms::KmsConfig>,
     /// This server's name in audit events (default: the host name).
@@ -317,6 +320,7 @@ pub struct Config {
     /// None: plain HTTP.
     pub tls: Option<TlsPaths>,
     pub sse_c_over_http: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub kms: crate::kms::KmsConfig,
     pub node_id: String,
     /// False: no fsync anywhere (see `FileConfig::fsync`).
@@ -396,6 +400,7 @@ impl Config {
             lifecycle_interval: secs(file.lifecycle_interval_secs, 3600),
             tls: TlsPaths::from_pair(args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key))?,
             sse_c_over_http: env_flag("COFFRE_SSE_C_OVER_HTTP")?.or(file.sse_c_over_http).unwrap_or(false),
+            trusted_proxies: networks(file.trusted_proxies.unwrap_or_default())?,
             kms: file.kms.unwrap_or_default(),
             node_id: args.node_id.clone().or(file.node_id.clone()).unwrap_or_else(host_name),
             fsync: env_flag("COFFRE_FSYNC")?.or(file.fsync).unwrap_or(true),
@@ -552,6 +557,18 @@ fn env_flag(name: &str) -> anyhow::Result<Option<bool>> {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))
+}
+
+/// `trusted_proxies`: each an address (one host) or a CIDR block.
+fn networks(entries: Vec<String>) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    entries
+        .iter()
+        .map(|e| {
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| anyhow::anyhow!("trusted_proxies: {e:?} is neither an address nor a CIDR block"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

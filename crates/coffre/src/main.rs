@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod config;
 mod credentials;
+mod iam;
 mod inspect;
 mod joining;
 mod kms;
@@ -99,6 +100,13 @@ enum Command {
     Inspect {
         #[command(subcommand)]
         action: InspectAction,
+    },
+    /// Identity and access: simulate the S3 front's decision.
+    Iam {
+        #[command(subcommand)]
+        action: iam::IamAction,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// The audit log: public key, verification, proofs, queries (offline).
     Audit(audit::AuditArgs),
@@ -336,6 +344,7 @@ async fn main() -> std::process::ExitCode {
         Command::Object { action, admin } => object_command(action, &admin).await,
         Command::Target { action, admin } => target_command(action, &admin).await,
         Command::Gateways { admin } => gateways_command(&admin).await,
+        Command::Iam { action, admin } => iam_command(action, &admin).await,
         Command::Cluster { action } => cluster_command(action),
         Command::Label { action, admin } => label_command(action, &admin).await,
         Command::Meta { action: MetaAction::Migrate(args) } => migrate(&args).await,
@@ -462,6 +471,11 @@ async fn object_command(action: ObjectAction, admin: &AdminArgs) -> anyhow::Resu
         );
     }
     Ok(())
+}
+
+async fn iam_command(action: iam::IamAction, admin: &AdminArgs) -> anyhow::Result<()> {
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
+    iam::run(action, &client).await
 }
 
 async fn gateways_command(admin: &AdminArgs) -> anyhow::Result<()> {

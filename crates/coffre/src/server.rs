@@ -89,6 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         write_timeout: config.write_timeout,
         max_chunk_bytes: config.max_chunk_bytes,
         customer_keys_allowed: front_customer_keys,
+        trusted_proxies: config.trusted_proxies.clone(),
         ..FrontConfig::default()
     };
     if config.tls.is_none() && config.sse_c_over_http {
@@ -123,6 +124,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         placement: cluster.clone().map(|c| c as Arc<dyn coffre_admin::Placement>),
         labels: Arc::new(running.clone()),
         gateways: shared.clone().map(|pg| Arc::new(admin::SharedGateways(pg)) as Arc<dyn coffre_admin::Gateways>),
+        simulator: Arc::new(admin::Simulation(coffre_s3::PolicySimulator::new(
+            service.clone(),
+            root.access_key.clone(),
+        ))),
     };
 
     let s3_listener =

@@ -101,24 +101,23 @@ pub(crate) fn required(operation: &str, version_named: bool, headers: &HeaderMap
     needed
 }
 
-/// Operations only the bucket's own tenant may make, whatever its policy
-/// says (AWS: the policy and its guards belong to the owner's account).
-pub(crate) fn owner_only(operation: &str) -> bool {
+/// Actions only the bucket's own tenant may take, whatever its policy says
+/// (AWS: the policy and its guards belong to the owner's account).
+pub(crate) fn owner_only(action: &str) -> bool {
     matches!(
-        operation,
-        "GetBucketPolicy"
-            | "PutBucketPolicy"
-            | "DeleteBucketPolicy"
-            | "GetPublicAccessBlock"
-            | "PutPublicAccessBlock"
-            | "DeletePublicAccessBlock"
+        action,
+        "s3:GetBucketPolicy"
+            | "s3:PutBucketPolicy"
+            | "s3:DeleteBucketPolicy"
+            | "s3:GetBucketPublicAccessBlock"
+            | "s3:PutBucketPublicAccessBlock"
     )
 }
 
-/// Operations the owner's tenant can always make, even against an explicit
+/// Actions the owner's tenant can always take, even against an explicit
 /// deny in its own bucket policy, so that no policy locks its owner out.
-pub(crate) fn never_locked_out(operation: &str) -> bool {
-    matches!(operation, "GetBucketPolicy" | "PutBucketPolicy" | "DeleteBucketPolicy")
+pub(crate) fn never_locked_out(action: &str) -> bool {
+    matches!(action, "s3:GetBucketPolicy" | "s3:PutBucketPolicy" | "s3:DeleteBucketPolicy")
 }
 
 #[cfg(test)]
@@ -138,5 +137,15 @@ mod tests {
         );
         assert_eq!(required("PutObject", false, &headers), ["s3:PutObject", "s3:PutObjectTagging"]);
         assert_eq!(required("SomethingNew", false, &headers), ["s3:UnlistedOperation"]);
+        for op in [
+            "GetBucketPolicy",
+            "PutBucketPolicy",
+            "DeleteBucketPolicy",
+            "GetPublicAccessBlock",
+            "PutPublicAccessBlock",
+            "DeletePublicAccessBlock",
+        ] {
+            assert!(required(op, false, &headers).iter().all(|a| owner_only(a)), "{op} is the owner's");
+        }
     }
 }
