@@ -117,13 +117,22 @@ impl Node {
         std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
     }
 
-    /// Blob file name → contents, read straight from the node's disk.
+    /// Blob file name → contents, read straight from the node's disk. A
+    /// file gone between listing and reading was being collected: it is not
+    /// counted (tests poll this while collection runs).
     pub fn blobs(&self) -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
         for path in blob_files(&self.data_dir) {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if !name.starts_with('.') {
-                out.insert(name, std::fs::read(&path).expect("blob"));
+            if name.starts_with('.') {
+                continue;
+            }
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    out.insert(name, bytes);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("blob {}: {e}", path.display()),
             }
         }
         out
