@@ -459,3 +459,43 @@ async fn forwarded_addresses_count_only_from_the_proxies_the_operator_trusts() {
         assert_eq!(get(""), 403, "from 127.0.0.1 itself");
     }
 }
+
+/// A condition on the object's own tags holds on every path to the object:
+/// a batch delete checks each key's tags, and a copy its source's.
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_conditions_hold_in_batches_and_copies() {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let server = Server::start();
+    let (a_id, a_secret) = server.create_key("alice");
+    let (b_id, b_secret) = server.create_key("bob");
+    let (alice, bob) = (server.client_as(&a_id, &a_secret), server.client_as(&b_id, &b_secret));
+    alice.create_bucket().bucket("tags").send().await.expect("create");
+    alice.create_bucket().bucket("copies").send().await.expect("create");
+    let tagged = |key: &'static str, tagging: &'static str| {
+        alice.put_object().bucket("tags").key(key).tagging(tagging).body(ByteStream::from_static(b"t")).send()
+    };
+    tagged("kept", "hold=yes").await.expect("put");
+    tagged("loose", "hold=no").await.expect("put");
+    let rules = policy(&format!(
+        r#"{{"Sid":"Hold","Effect":"Deny","Principal":"*","Action":["s3:DeleteObject","s3:GetObject"],"Resource":"arn:aws:s3:::tags/*","Condition":{{"StringEquals":{{"s3:ExistingObjectTag/hold":"yes"}}}}}},
+           {{"Sid":"Bob","Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":["s3:GetObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::tags/*"}}"#
+    ));
+    alice.put_bucket_policy().bucket("tags").policy(&rules).send().await.expect("policy");
+    let objects = ["kept", "loose"].map(|k| ObjectIdentifier::builder().key(k).build().expect("id"));
+    let batch = Delete::builder().set_objects(Some(objects.to_vec())).build().expect("delete");
+    let done = alice.delete_objects().bucket("tags").delete(batch).send().await.expect("batch");
+    let refused: Vec<_> = done.errors().iter().map(|e| e.key().unwrap_or("")).collect();
+    assert_eq!(refused, ["kept"], "the held key is refused inside the batch");
+    let listed = alice.list_objects_v2().bucket("tags").send().await.expect("list");
+    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["kept"], "the held key is still there, the loose one went");
+
+    let grant = policy(&format!(
+        r#"{{"Effect":"Allow","Principal":{{"AWS":"{b_id}"}},"Action":"s3:PutObject","Resource":"arn:aws:s3:::copies/*"}}"#
+    ));
+    alice.put_bucket_policy().bucket("copies").policy(&grant).send().await.expect("policy");
+    assert_eq!(error_code(bob.get_object().bucket("tags").key("kept").send().await).0, "AccessDenied");
+    let copy = bob.copy_object().bucket("copies").key("stolen").copy_source("tags/kept").send().await;
+    assert_eq!(error_code(copy).0, "AccessDenied", "a copy cannot read what a GET may not");
+    assert!(alice.head_object().bucket("copies").key("stolen").send().await.is_err(), "nothing copied");
+}

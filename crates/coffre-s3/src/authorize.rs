@@ -83,14 +83,17 @@ pub(crate) struct KeyCheck {
 }
 
 impl KeyCheck {
-    /// Whether this key (and version) may be deleted; the refusal otherwise.
-    pub(crate) fn allows(&self, key: &str, version_named: bool) -> Result<(), Denied> {
+    /// Whether this key (and version) may be deleted, with its own tags as
+    /// `s3:ExistingObjectTag/...`; the refusal otherwise.
+    pub(crate) async fn allows(&self, key: &str, version: Option<&str>) -> Result<(), Denied> {
         let resource = format!("arn:aws:s3:::{}/{key}", self.record.name);
+        let mut context = self.context.clone();
+        self.authorizer.existing_tags(&self.record, key, version, &mut context).await?;
         let actions = self.actions.iter().map(|a| match a.as_str() {
-            "s3:DeleteObject" if version_named => "s3:DeleteObjectVersion".to_owned(),
+            "s3:DeleteObject" if version.is_some() => "s3:DeleteObjectVersion".to_owned(),
             other => other.to_owned(),
         });
-        self.authorizer.check_actions(&self.asker, &self.record, actions, &resource, &self.context)
+        self.authorizer.check_actions(&self.asker, &self.record, actions, &resource, &context)
     }
 }
 
@@ -138,7 +141,7 @@ impl PolicySimulator {
         };
         let mut context = context(&asker, &record, None, "", &http::HeaderMap::new());
         if let Some(key) = key {
-            authorizer.existing_tags(&record, key, "", &mut context).await.map_err(|d| d.why)?;
+            authorizer.existing_tags(&record, key, None, &mut context).await.map_err(|d| d.why)?;
         }
         for (name, value) in context_keys {
             context.set(name, value.clone());
@@ -217,7 +220,8 @@ impl Authorizer {
         let query = cx.uri().query().unwrap_or("");
         let mut context = context(&asker, &record, caller, query, cx.headers());
         if let Some(key) = &key {
-            self.existing_tags(&record, key, query, &mut context).await?;
+            let version = query_param(query, "versionId");
+            self.existing_tags(&record, key, version.as_deref(), &mut context).await?;
         }
         let resource = match &key {
             Some(key) => format!("arn:aws:s3:::{bucket}/{key}"),
@@ -393,12 +397,12 @@ impl Authorizer {
         &self,
         record: &BucketRecord,
         key: &str,
-        query: &str,
+        version: Option<&str>,
         context: &mut Context,
     ) -> Result<(), Denied> {
         let reads = record.policy.as_deref().and_then(|text| self.parsed(text)).is_some_and(|p| p.reads_object_tags);
         let (Ok(object_key), true) = (coffre_core::types::ObjectKey::parse(key), reads) else { return Ok(()) };
-        let version = query_param(query, "versionId").and_then(|v| coffre_core::types::VersionId::parse(&v).ok());
+        let version = version.and_then(|v| coffre_core::types::VersionId::parse(v).ok());
         let found = self.service.meta().object(&record.name, &object_key, version.as_ref()).await;
         let found =
             found.map_err(|e| Denied { error: crate::error::s3_err(e), why: "metadata unavailable".to_owned() })?;
@@ -462,8 +466,10 @@ impl Authorizer {
             return Ok(None);
         };
         let Some(record) = self.record(&bucket, asker).await? else { return Ok(None) };
-        let context = context(asker, &record, caller, "", cx.headers());
-        let action = if version { "s3:GetObjectVersion" } else { "s3:GetObject" };
+        let mut context = context(asker, &record, caller, "", cx.headers());
+        // The source's own tags, or a copy would read past a tag condition.
+        self.existing_tags(&record, &key, version.as_deref(), &mut context).await?;
+        let action = if version.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" };
         let resource = format!("arn:aws:s3:::{bucket}/{key}");
         let decision = self.decide(asker, &record, action, &resource, &context);
         if !decision.allowed() {
@@ -486,12 +492,12 @@ fn denied(asker: &Asker, action: &str, resource: &str, why: &str) -> Denied {
 }
 
 /// `bucket/key[?versionId=...]`, percent-decoded, with or without a leading `/`.
-fn copy_source(value: &http::HeaderValue) -> Option<(String, String, bool)> {
+fn copy_source(value: &http::HeaderValue) -> Option<(String, String, Option<String>)> {
     let text = value.to_str().ok()?;
     let (path, query) = text.split_once('?').unwrap_or((text, ""));
     let path = urlencoding::decode(path.trim_start_matches('/')).ok()?;
     let (bucket, key) = path.split_once('/')?;
-    Some((bucket.to_owned(), key.to_owned(), query_param(query, "versionId").is_some()))
+    Some((bucket.to_owned(), key.to_owned(), query_param(query, "versionId")))
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {

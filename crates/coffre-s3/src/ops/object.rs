@@ -148,7 +148,7 @@ impl CoffreS3 {
             let outcome = async {
                 let key = request::key(&obj.key)?;
                 let version = request::version(obj.version_id.as_deref())?;
-                key_allowed(per_key.as_deref(), slot.as_ref(), key.as_str(), version.is_some())?;
+                key_allowed(per_key.as_deref(), slot.as_ref(), key.as_str(), obj.version_id.as_deref()).await?;
                 let if_match = request::delete_match(
                     obj.e_tag.clone().map(ETagCondition::ETag).as_ref(),
                     obj.size,
@@ -238,8 +238,14 @@ impl CoffreS3 {
 
 /// Refuses a DeleteObjects key its bucket's policy does not allow (see
 /// [`KeyCheck`](crate::authorize::KeyCheck)), noted for the audit event.
-fn key_allowed(check: Option<&KeyCheck>, slot: Option<&RouteSlot>, key: &str, version_named: bool) -> S3Result<()> {
-    let Some(Err(denied)) = check.map(|c| c.allows(key, version_named)) else { return Ok(()) };
+async fn key_allowed(
+    check: Option<&KeyCheck>,
+    slot: Option<&RouteSlot>,
+    key: &str,
+    version: Option<&str>,
+) -> S3Result<()> {
+    let Some(check) = check else { return Ok(()) };
+    let Err(denied) = check.allows(key, version).await else { return Ok(()) };
     if let Some(slot) = slot {
         slot.note_denial(&format!("{key}: {}", denied.why));
     }
