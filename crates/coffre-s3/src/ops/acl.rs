@@ -18,8 +18,7 @@ const OWNER_ONLY: [&str; 2] = ["private", "bucket-owner-full-control"];
 /// where the bucket's BlockPublicAcls is on, as AWS answers then.
 pub(crate) fn refuse_acl_headers(operation: &str, headers: &http::HeaderMap, block_public_acls: bool) -> S3Result<()> {
     let canned = headers.get("x-amz-acl").map(|v| v.to_str().unwrap_or("?"));
-    let grants = headers.keys().any(|k| k.as_str().starts_with("x-amz-grant-"));
-    if canned.is_none_or(|c| OWNER_ONLY.contains(&c)) && !grants {
+    if canned_owner_only(canned) && !has_grants(headers) {
         return Ok(());
     }
     Err(acl_error(operation, block_public_acls))
@@ -76,11 +75,8 @@ impl CoffreS3 {
     ) -> S3Result<S3Response<PutBucketAclOutput>> {
         let who = self.who(&req)?;
         let bucket = self.service.bucket(&who, &request::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
-        let canned_ok = req.input.acl.as_ref().is_none_or(|a| OWNER_ONLY.contains(&a.as_str()));
-        let body_ok = req.input.access_control_policy.as_ref().is_none_or(|p| owner_only(p, bucket.owner.as_str()));
-        if !(canned_ok && body_ok) || has_grants(&req.headers) {
-            return Err(acl_refusal(&bucket));
-        }
+        let canned = req.input.acl.as_ref().map(|a| a.as_str());
+        check_acl(&bucket, canned, req.input.access_control_policy.as_ref(), &req.headers)?;
         Ok(S3Response::new(PutBucketAclOutput {}))
     }
 
@@ -103,11 +99,8 @@ impl CoffreS3 {
     ) -> S3Result<S3Response<PutObjectAclOutput>> {
         let who = self.who(&req)?;
         let bucket = self.service.bucket(&who, &request::bucket(&req.input.bucket)?).await.map_err(s3_err)?;
-        let canned_ok = req.input.acl.as_ref().is_none_or(|a| OWNER_ONLY.contains(&a.as_str()));
-        let body_ok = req.input.access_control_policy.as_ref().is_none_or(|p| owner_only(p, bucket.owner.as_str()));
-        if !(canned_ok && body_ok) || has_grants(&req.headers) {
-            return Err(acl_refusal(&bucket));
-        }
+        let canned = req.input.acl.as_ref().map(|a| a.as_str());
+        check_acl(&bucket, canned, req.input.access_control_policy.as_ref(), &req.headers)?;
         Ok(S3Response::new(PutObjectAclOutput::default()))
     }
 
@@ -143,9 +136,25 @@ impl CoffreS3 {
     }
 }
 
-/// The refusal of an ACL beyond the owner's on this bucket.
-fn acl_refusal(bucket: &coffre_core::meta::BucketRecord) -> s3s::S3Error {
-    acl_error("PutAcl", bucket.public_access.is_some_and(|b| b.block_public_acls))
+/// PutBucketAcl and PutObjectAcl: only an ACL that grants the owner alone
+/// (canned, as a document, and no `x-amz-grant-*`) is accepted.
+fn check_acl(
+    bucket: &coffre_core::meta::BucketRecord,
+    canned: Option<&str>,
+    document: Option<&AccessControlPolicy>,
+    headers: &http::HeaderMap,
+) -> S3Result<()> {
+    let canned_ok = canned_owner_only(canned);
+    let document_ok = document.is_none_or(|p| owner_only(p, bucket.owner.as_str()));
+    if canned_ok && document_ok && !has_grants(headers) {
+        return Ok(());
+    }
+    Err(acl_error("PutAcl", bucket.public_access.is_some_and(|b| b.block_public_acls)))
+}
+
+/// No canned ACL, or one that grants nothing beyond the owner.
+fn canned_owner_only(canned: Option<&str>) -> bool {
+    canned.is_none_or(|c| OWNER_ONLY.contains(&c))
 }
 
 fn has_grants(headers: &http::HeaderMap) -> bool {
