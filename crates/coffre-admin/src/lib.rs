@@ -87,7 +87,7 @@ pub struct AdminState {
 pub fn router(state: AdminState) -> Router {
     let admin = Router::new()
         .route("/admin/v1/keys", get(keys::list_keys).post(keys::create_key))
-        .route("/admin/v1/keys/{id}", delete(keys::delete_key))
+        .route("/admin/v1/keys/{id}", delete(keys::delete_key).patch(keys::update_key))
         .route("/admin/v1/buckets", get(buckets::list_buckets))
         .route("/admin/v1/buckets/{name}", get(buckets::bucket_info))
         .route("/admin/v1/buckets/{name}/rotate-key", post(buckets::rotate_key))

@@ -59,14 +59,14 @@ pub struct BucketRecord {
     pub cors: Option<CorsConfig>,
 }
 
-/// A trailing optional field of a record written before the field existed
-/// (postcard runs out of bytes where it would be) reads as `None`.
 /// A trailing field's default for a record written before it existed
 /// (postcard runs out of bytes where it would be).
 fn read_or_default<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Ok(T::deserialize(d).unwrap_or_default())
 }
 
+/// A trailing optional field of a record written before the field existed
+/// (postcard runs out of bytes where it would be) reads as `None`.
 fn read_or_none<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     Ok(Option::<T>::deserialize(d).unwrap_or(None))
 }
@@ -552,6 +552,41 @@ pub struct AccessKeyRecord {
     pub secret: SealedSecret,
     pub name: String,
     pub created: UnixNanos,
+    /// Keys written before status existed are active.
+    #[serde(default, deserialize_with = "read_or_default")]
+    pub status: KeyStatus,
+    /// After this instant the key is refused; `None`: it does not expire.
+    #[serde(default, deserialize_with = "read_or_none")]
+    pub expires: Option<UnixNanos>,
+}
+
+/// Whether an access key may sign requests (IAM's `Active`/`Inactive`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyStatus {
+    #[default]
+    Active,
+    Inactive,
+}
+
+/// Why a stored key may not sign a request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    Inactive,
+    Expired,
+}
+
+impl AccessKeyRecord {
+    /// The one rule for whether a key of this status and expiry signs at
+    /// `now` (on the two fields, which the secret cache keeps).
+    pub fn check(status: KeyStatus, expires: Option<UnixNanos>, now: UnixNanos) -> std::result::Result<(), KeyRefusal> {
+        if status == KeyStatus::Inactive {
+            return Err(KeyRefusal::Inactive);
+        }
+        match expires {
+            Some(at) if now >= at => Err(KeyRefusal::Expired),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An access-key secret wrapped by a KEK of the custodian (`access.rs`).

@@ -86,10 +86,11 @@ impl Deployment {
 /// its command line): one database, one key directory (the
 /// custodian must be shared by the gateways), one audit signing key,
 /// `replicas` replicas on as many FR sites, a short collection grace so tests
-/// see blobs go, and a signed audit head every second.
+/// see blobs go, a 2 s access-key cache (`attack_keys` tests that bound), and
+/// a signed audit head every second.
 fn config_text(url: &str, shared: &Path, addrs: &[std::net::SocketAddr], replicas: u8) -> String {
     let mut toml = format!(
-        "gc_grace_secs = 1\n\n\
+        "gc_grace_secs = 1\naccess_key_cache_secs = 2\n\n\
          [metadata]\nengine = \"postgres\"\nurl = \"{url}\"\n\n\
          [kms]\ncustody = \"embedded\"\ndir = \"{}\"\n\n\
          [audit]\nsigning_key = \"{}\"\nhead_interval_secs = 1\n\n\

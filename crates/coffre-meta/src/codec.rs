@@ -71,6 +71,36 @@ mod tests {
         assert_eq!(read.cors, record.cors, "a record keeps its CORS rules");
     }
 
+    /// An access key stored before keys had a status and an expiry is the
+    /// same bytes without the last two fields (`Active` and `None` are a zero
+    /// byte each): it reads as active and never expiring, and it still signs.
+    #[test]
+    fn access_keys_from_before_status_read_as_active_without_expiry() {
+        use coffre_core::meta::{AccessKeyRecord, KeyRefusal, KeyStatus, SealedSecret};
+        use coffre_core::types::UnixNanos;
+        let mut record = AccessKeyRecord {
+            id: AccessKeyId::parse("CFOLDKEY000000000000").expect("key"),
+            secret: SealedSecret { kek: "kek".into(), wrapped: vec![1, 2, 3] },
+            name: "old".into(),
+            created: UnixNanos(1),
+            status: KeyStatus::Active,
+            expires: None,
+        };
+        let full = encode(&record).expect("encode");
+        let legacy: AccessKeyRecord = decode(&full[..full.len() - 2]).expect("an older record decodes");
+        assert_eq!(legacy, record);
+        assert_eq!(AccessKeyRecord::check(legacy.status, legacy.expires, UnixNanos::now()), Ok(()));
+
+        record.status = KeyStatus::Inactive;
+        record.expires = Some(UnixNanos(10));
+        let read: AccessKeyRecord = decode(&encode(&record).expect("encode")).expect("decode");
+        assert_eq!(read, record, "a new record keeps its status and expiry");
+        let at = |status, now| AccessKeyRecord::check(status, read.expires, UnixNanos(now));
+        assert_eq!(at(KeyStatus::Inactive, 5), Err(KeyRefusal::Inactive), "inactive before anything else");
+        assert_eq!(at(KeyStatus::Active, 9), Ok(()), "usable until its expiry");
+        assert_eq!(at(KeyStatus::Active, 10), Err(KeyRefusal::Expired), "refused from its expiry on");
+    }
+
     /// An upload created before checksum types is the same bytes without
     /// the last field (`Composite` is one zero byte): it reads as
     /// `Composite`, all there was then, and a `FullObject` upload keeps it.

@@ -2,7 +2,7 @@
 //! store, their secrets unwrapped by the key custodian ([`AccessKeys`]).
 
 use async_trait::async_trait;
-use coffre_core::access::AccessKeys;
+use coffre_core::access::{AccessKeys, KeyLookup};
 use coffre_core::types::{AccessKeyId, Principal};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{S3Result, s3_error};
@@ -64,9 +64,15 @@ impl S3Auth for KeyStore {
         let unknown =
             || s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.");
         let id = AccessKeyId::parse(access_key).map_err(|_| unknown())?;
-        match self.keys.secret(&id).await {
-            Ok(Some(secret)) => Ok(SecretKey::from(secret.as_str().to_owned())),
-            Ok(None) => Err(unknown()),
+        match self.keys.lookup(&id).await {
+            Ok(KeyLookup::Usable(secret)) => Ok(SecretKey::from(secret.as_str().to_owned())),
+            Ok(KeyLookup::Unknown) => Err(unknown()),
+            Ok(KeyLookup::Refused(why)) => {
+                // The same answer as an unknown key: the caller has not shown
+                // it holds the secret, so it learns nothing of the key's state.
+                tracing::info!(access_key = %id, refusal = ?why, "a request signed by a key that may not sign now");
+                Err(unknown())
+            }
             Err(e @ coffre_core::Error::KmsUnavailable(_)) => {
                 tracing::error!(error = %e, "cannot unwrap an access-key secret");
                 Err(s3_error!(ServiceUnavailable, "The key management service is unavailable. Please try again."))

@@ -117,9 +117,15 @@ impl AdminClient {
         Ok(Some(serde_json::from_slice(&bytes).context("the admin API answered with unexpected JSON")?))
     }
 
-    pub async fn create_key(&self, name: &str) -> anyhow::Result<KeyView> {
-        let v = self.call(http::Method::POST, "/admin/v1/keys", Some(serde_json::json!({ "name": name }))).await?;
-        v.context("empty answer")
+    pub async fn create_key(&self, name: &str, expires: Option<&str>) -> anyhow::Result<KeyView> {
+        let body = serde_json::json!({ "name": name, "expires": expires });
+        self.call(http::Method::POST, "/admin/v1/keys", Some(body)).await?.context("empty answer")
+    }
+
+    /// `status`: active or inactive; `expires`: RFC 3339 or `never`; `None` leaves each as it is.
+    pub async fn update_key(&self, id: &str, status: Option<&str>, expires: Option<&str>) -> anyhow::Result<KeyView> {
+        let body = serde_json::json!({ "status": status, "expires": expires });
+        self.call(http::Method::PATCH, &format!("/admin/v1/keys/{id}"), Some(body)).await?.context("empty answer")
     }
 
     pub async fn list_keys(&self) -> anyhow::Result<Vec<KeyView>> {
@@ -176,9 +182,10 @@ pub fn print_keys(keys: &[KeyView], json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(keys)?);
         return Ok(());
     }
-    println!("{:<22} {:<26} NAME", "ACCESS KEY", "CREATED");
+    println!("{:<22} {:<26} {:<9} {:<26} NAME", "ACCESS KEY", "CREATED", "STATUS", "EXPIRES");
     for k in keys {
-        println!("{:<22} {:<26} {}", k.access_key_id, k.created, k.name);
+        let expires = k.expires.as_deref().unwrap_or("never");
+        println!("{:<22} {:<26} {:<9} {:<26} {}", k.access_key_id, k.created, k.status, expires, k.name);
     }
     Ok(())
 }

@@ -49,6 +49,10 @@ pub struct FileConfig {
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` and
     /// `X-Forwarded-Proto` policies believe; none by default.
     pub trusted_proxies: Option<Vec<String>>,
+    /// How long a gateway reuses an access key's unwrapped secret and status:
+    /// the bound on how long a key disabled, expired early or deleted through
+    /// another gateway still signs here (default 60; 0 reads every request).
+    pub access_key_cache_secs: Option<u64>,
     /// The key custodian (`[kms]`); embedded when absent.
     pub kms: Option<crate::kms::KmsConfig>,
     /// This server's name in audit events (default: the host name).
@@ -321,6 +325,7 @@ pub struct Config {
     pub tls: Option<TlsPaths>,
     pub sse_c_over_http: bool,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub access_key_cache: Duration,
     pub kms: crate::kms::KmsConfig,
     pub node_id: String,
     /// False: no fsync anywhere (see `FileConfig::fsync`).
@@ -401,6 +406,9 @@ impl Config {
             tls: TlsPaths::from_pair(args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key))?,
             sse_c_over_http: env_flag("COFFRE_SSE_C_OVER_HTTP")?.or(file.sse_c_over_http).unwrap_or(false),
             trusted_proxies: networks(file.trusted_proxies.unwrap_or_default())?,
+            access_key_cache: file
+                .access_key_cache_secs
+                .map_or(coffre_core::access::DEFAULT_CACHE_TTL, Duration::from_secs),
             kms: file.kms.unwrap_or_default(),
             node_id: args.node_id.clone().or(file.node_id.clone()).unwrap_or_else(host_name),
             fsync: env_flag("COFFRE_FSYNC")?.or(file.fsync).unwrap_or(true),

@@ -256,9 +256,23 @@ enum KeyAction {
     Create {
         #[arg(long)]
         name: String,
+        /// When the key stops working (RFC 3339, e.g. 2027-03-31T00:00:00Z); default: never.
+        #[arg(long)]
+        expires: Option<String>,
     },
-    /// List access keys (without secrets).
+    /// List access keys (without secrets) with their status and expiry.
     List,
+    /// Disable or enable a key, or change its expiry. Every gateway refuses a
+    /// disabled key within `access_key_cache_secs`.
+    Update {
+        id: String,
+        /// active or inactive.
+        #[arg(long)]
+        status: Option<String>,
+        /// RFC 3339, or `never`.
+        #[arg(long)]
+        expires: Option<String>,
+    },
     /// Delete an access key. A key that owns buckets is refused unless
     /// --erase-buckets, which crypto-erases them with it.
     Delete {
@@ -368,8 +382,8 @@ async fn main() -> std::process::ExitCode {
 async fn key_command(action: KeyAction, admin: &AdminArgs) -> anyhow::Result<()> {
     let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
     match action {
-        KeyAction::Create { name } => {
-            let key = client.create_key(&name).await?;
+        KeyAction::Create { name, expires } => {
+            let key = client.create_key(&name, expires.as_deref()).await?;
             if admin.json {
                 println!("{}", serde_json::to_string_pretty(&key)?);
             } else {
@@ -379,6 +393,14 @@ async fn key_command(action: KeyAction, admin: &AdminArgs) -> anyhow::Result<()>
             }
         }
         KeyAction::List => cli::print_keys(&client.list_keys().await?, admin.json)?,
+        KeyAction::Update { id, status, expires } => {
+            let key = client.update_key(&id, status.as_deref(), expires.as_deref()).await?;
+            if admin.json {
+                println!("{}", serde_json::to_string_pretty(&key)?);
+            } else {
+                cli::print_keys(std::slice::from_ref(&key), false)?;
+            }
+        }
         KeyAction::Delete { id, erase_buckets } => {
             let done = client.delete_key(&id, erase_buckets).await?;
             if admin.json {

@@ -70,7 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(blobs = recovered, "collected blobs left by interrupted writes");
     }
 
-    let access_keys = coffre_core::access::AccessKeys::open(meta, service.kms().clone())
+    let access_keys = coffre_core::access::AccessKeys::open(meta, service.kms().clone(), config.access_key_cache)
         .await
         .context("opening the access keys (their secrets are wrapped by the key custodian)")?;
     let keys = KeyStore::new(root.clone(), access_keys.clone());
