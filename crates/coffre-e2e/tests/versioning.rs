@@ -151,3 +151,55 @@ async fn version_listing_paginates_across_keys_and_versions() {
     let prefixes: Vec<_> = out.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
     assert_eq!(prefixes, ["key0"]);
 }
+
+/// What a GET or HEAD that fails says of a delete marker: status, and its
+/// `x-amz-delete-marker`, `x-amz-version-id` and `Allow` headers.
+async fn refused_read(c: &Client, head: bool, key: &str, version: Option<&str>) -> (u16, [Option<String>; 3]) {
+    let raw = if head {
+        let r = c.head_object().bucket("vers").key(key).set_version_id(version.map(str::to_owned)).send().await;
+        r.expect_err("a delete marker is not read").raw_response().map(|r| (r.status().as_u16(), r.headers().clone()))
+    } else {
+        let r = c.get_object().bucket("vers").key(key).set_version_id(version.map(str::to_owned)).send().await;
+        r.expect_err("a delete marker is not read").raw_response().map(|r| (r.status().as_u16(), r.headers().clone()))
+    };
+    let (status, headers) = raw.expect("an HTTP answer");
+    let named = |h: &str| headers.get(h).map(str::to_owned);
+    (status, [named("x-amz-delete-marker"), named("x-amz-version-id"), named("allow")])
+}
+
+/// GET and HEAD of a key whose current version is a delete marker answer 404
+/// NoSuchKey, and of the marker named by its version id 405; both carry
+/// `x-amz-delete-marker: true` and the marker's version id, as AWS does (a
+/// client tells a deleted key from one never written by them), in an
+/// enabled bucket and in a suspended one (where the marker is `null`).
+#[tokio::test]
+async fn reads_of_a_delete_marker_say_so() {
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("vers").send().await.expect("create");
+    put(&c, "vers", "never-versioned", "x").await;
+    c.delete_object().bucket("vers").key("never-versioned").send().await.expect("delete");
+    set_versioning(&c, "vers", BucketVersioningStatus::Enabled).await;
+    put(&c, "vers", "k", "v1").await;
+    let marker = c.delete_object().bucket("vers").key("k").send().await.expect("delete");
+    let marker = marker.version_id().expect("the marker's version id").to_owned();
+    set_versioning(&c, "vers", BucketVersioningStatus::Suspended).await;
+    put(&c, "vers", "s", "v1").await;
+    let suspended = c.delete_object().bucket("vers").key("s").send().await.expect("delete");
+    assert_eq!((suspended.delete_marker(), suspended.version_id()), (Some(true), Some("null")));
+
+    for head in [false, true] {
+        let t = Some("true".to_owned());
+        let current = refused_read(&c, head, "k", None).await;
+        assert_eq!(current, (404, [t.clone(), Some(marker.clone()), None]), "head={head}: current is a marker");
+        let named = refused_read(&c, head, "k", Some(&marker)).await;
+        assert_eq!(named, (405, [t.clone(), Some(marker.clone()), Some("DELETE".into())]), "head={head}: named");
+        let current = refused_read(&c, head, "s", None).await;
+        assert_eq!(current, (404, [t.clone(), Some("null".into()), None]), "head={head}: suspended marker");
+        let named = refused_read(&c, head, "s", Some("null")).await;
+        assert_eq!(named, (405, [t, Some("null".into()), Some("DELETE".into())]), "head={head}: null marker named");
+        // Deleted before versioning: gone, no marker to speak of.
+        let gone = refused_read(&c, head, "never-versioned", None).await;
+        assert_eq!(gone, (404, [None, None, None]), "head={head}: no marker");
+    }
+}
