@@ -94,7 +94,8 @@ pub struct PutRequest {
 pub struct PutResult {
     pub etag: String,
     pub sse: Sse,
-    /// `None` in a bucket that never had versioning: S3 then names no version.
+    /// `None` for the `null` version (versioning never enabled, or
+    /// suspended): S3 then names no version in a write's answer.
     pub version_id: Option<VersionId>,
     pub checksums: Checksums,
     /// The checksum is `COMPOSITE` (`-N`), not of the whole object.
@@ -152,6 +153,9 @@ pub struct ObjectHead {
     /// Where the version's replicas are (`country/region/site`); empty when
     /// the deployment declares no topology.
     pub locations: Vec<String>,
+    /// The bucket has had versioning: a read then names even the `null`
+    /// version, as S3 does.
+    pub versioned: bool,
 }
 
 pub struct GetResult {
@@ -438,7 +442,7 @@ impl ObjectService {
                 data,
             };
             // The writer brought the key: it is told the checksums, sealed or not.
-            let result = PutResult { checksums, ..PutResult::of(&bucket, &version.meta) };
+            let result = PutResult { checksums, ..PutResult::of(&version.meta) };
             let mut change = Change::new("change:PutObject", who.into(), &req.bucket)
                 .key(&req.key)
                 .version(Some(&version.meta.version_id));
@@ -529,7 +533,8 @@ impl ObjectService {
         };
         let locations = self.locations(&object.data).await?;
         let keys = ReadKeys { bucket: bucket.clone(), key: key.clone(), keks: record.keks, customer };
-        let head = ObjectHead { meta: object.meta, range, partial, parts_count, locations };
+        let versioned = record.versioning != Versioning::Unversioned;
+        let head = ObjectHead { meta: object.meta, range, partial, parts_count, locations, versioned };
         Ok((head, object.data, keys))
     }
 
@@ -825,11 +830,11 @@ impl Recorded {
 
 impl PutResult {
     /// What a write reports of the version it made.
-    pub(crate) fn of(bucket: &BucketRecord, meta: &VersionMeta) -> Self {
+    pub(crate) fn of(meta: &VersionMeta) -> Self {
         Self {
             etag: meta.etag.clone(),
             sse: meta.sse.clone(),
-            version_id: reported_version(bucket, &meta.version_id),
+            version_id: (meta.version_id != VersionId::Null).then(|| meta.version_id.clone()),
             checksums: meta.checksums.clone(),
             checksum_composite: meta.checksum_composite,
             last_modified: meta.last_modified,
@@ -854,10 +859,6 @@ fn change_kind(change: &BucketChange) -> String {
         BucketChange::DropKeksBefore(g) => return format!("kind=drop-keks before={g}"),
     };
     format!("kind={kind}")
-}
-
-fn reported_version(bucket: &BucketRecord, id: &VersionId) -> Option<VersionId> {
-    (bucket.versioning != Versioning::Unversioned).then(|| id.clone())
 }
 
 pub(crate) fn new_version_id(bucket: &BucketRecord) -> VersionId {

@@ -34,7 +34,7 @@ impl CoffreS3 {
         let wants = |a: &str| input.object_attributes.iter().flat_map(|w| w.as_str().split(',')).any(|w| w.trim() == a);
         let mut out = GetObjectAttributesOutput {
             last_modified: Some(response::timestamp(m.last_modified)),
-            version_id: response::reported_version(version.as_ref(), &m.version_id),
+            version_id: response::reported_version(version.as_ref(), &head),
             ..Default::default()
         };
         if wants(ObjectAttributes::ETAG) {
