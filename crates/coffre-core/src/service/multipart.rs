@@ -255,7 +255,7 @@ impl ObjectService {
         self.bucket(who, bucket).await?;
         let current = self.meta.object(bucket, key, None).await?.ok_or(Error::NoSuchUpload)?;
         let made_by_it = match &current.data {
-            DataLocation::Parts(parts) => parts.first().is_some_and(|p| p.key.origin == upload_id.as_str()),
+            DataLocation::Parts(parts, _) => parts.first().is_some_and(|p| p.key.origin == upload_id.as_str()),
             _ => false,
         };
         if !made_by_it || current.meta.delete_marker {
@@ -345,6 +345,8 @@ impl ObjectService {
                     .iter()
                     .map(|p| PartRef { number: p.number, blob: p.blob, size: p.size, key: p.key.clone() })
                     .collect(),
+                // An SSE-C object's part checksums are not kept in clear.
+                if upload.sse.customer().is_some() { Vec::new() } else { chosen_checksums },
             ),
         };
         // The completer brought the key: it is told the checksum, sealed or not.
