@@ -109,7 +109,8 @@ async fn a_part_is_answered_with_its_own_checksum() {
             .send()
             .await
             .expect("attributes");
-        let listed: Vec<_> = attrs.object_parts().expect("parts").parts().iter().map(|p| checksum_of!(p, &alg)).collect();
+        let listed: Vec<_> =
+            attrs.object_parts().expect("parts").parts().iter().map(|p| checksum_of!(p, &alg)).collect();
         let want: Vec<_> = parts.iter().map(|b| Some(digest(b))).collect();
         assert_eq!(listed, want, "{key}: GetObjectAttributes lists each part's checksum");
 

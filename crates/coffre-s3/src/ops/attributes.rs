@@ -86,11 +86,8 @@ fn parts_page(parts: &[ObjectPart], marker: Option<i32>, max: Option<i32>) -> S3
 }
 
 fn part_out(part: &ObjectPart) -> dto::ObjectPart {
-    let mut out = dto::ObjectPart {
-        part_number: Some(part.number as i32),
-        size: Some(part.size as i64),
-        ..Default::default()
-    };
+    let mut out =
+        dto::ObjectPart { part_number: Some(part.number as i32), size: Some(part.size as i64), ..Default::default() };
     if let Some(checksums) = &part.checksums {
         response::fill_checksums!(out, checksums);
     }
