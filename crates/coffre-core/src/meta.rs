@@ -384,7 +384,11 @@ pub enum DataLocation {
         id: BlobId,
         key: SealedKey,
     },
-    Parts(Vec<PartRef>),
+    /// The parts in object order, then each one's checksums in the same
+    /// order: none for objects completed before part checksums were kept
+    /// (a trailing field, so that those records still read) and for SSE-C
+    /// objects, whose part checksums stay sealed with their upload's parts.
+    Parts(Vec<PartRef>, #[serde(deserialize_with = "read_or_default")] Vec<Checksums>),
     /// Delete markers have no data.
     None,
 }
@@ -394,7 +398,7 @@ impl DataLocation {
     pub fn blobs(&self) -> Vec<BlobId> {
         match self {
             Self::Blob { id, .. } => vec![*id],
-            Self::Parts(parts) => parts.iter().map(|p| p.blob).collect(),
+            Self::Parts(parts, _) => parts.iter().map(|p| p.blob).collect(),
             Self::Inline { .. } | Self::None => Vec::new(),
         }
     }
@@ -403,7 +407,7 @@ impl DataLocation {
     pub fn keys(&self) -> Vec<&SealedKey> {
         match self {
             Self::Inline { key, .. } | Self::Blob { key, .. } => vec![key],
-            Self::Parts(parts) => parts.iter().map(|p| &p.key).collect(),
+            Self::Parts(parts, _) => parts.iter().map(|p| &p.key).collect(),
             Self::None => Vec::new(),
         }
     }
@@ -422,7 +426,7 @@ impl DataLocation {
     pub fn keys_mut(&mut self) -> Vec<&mut SealedKey> {
         match self {
             Self::Inline { key, .. } | Self::Blob { key, .. } => vec![key],
-            Self::Parts(parts) => parts.iter_mut().map(|p| &mut p.key).collect(),
+            Self::Parts(parts, _) => parts.iter_mut().map(|p| &mut p.key).collect(),
             Self::None => Vec::new(),
         }
     }

@@ -3,9 +3,9 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
-use aws_sdk_s3::types::{BucketVersioningStatus, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{BucketVersioningStatus, CompletedMultipartUpload, Delete, ObjectIdentifier};
 use coffre_e2e::Server;
-use coffre_e2e::objects::{put, set_versioning, version_pages};
+use coffre_e2e::objects::{pattern, put, set_versioning, upload_part, version_pages};
 
 async fn get(c: &Client, key: &str, version: Option<&str>) -> Result<String, (u16, Option<String>, Option<String>)> {
     match c.get_object().bucket("vers").key(key).set_version_id(version.map(str::to_owned)).send().await {
@@ -99,7 +99,7 @@ async fn versions_markers_and_the_null_version() {
 
     // Suspended: new writes are the null version, replacing the old one.
     set_versioning(&c, "vers", BucketVersioningStatus::Suspended).await;
-    assert_eq!(put(&c, "vers", "k", "v3").await.version_id.as_deref(), Some("null"));
+    assert_eq!(put(&c, "vers", "k", "v3").await.version_id, None, "a null write names no version");
     let versions = all_versions(&c, 1000).await;
     assert_eq!(
         versions,
@@ -150,4 +150,111 @@ async fn version_listing_paginates_across_keys_and_versions() {
     let out = c.list_object_versions().bucket("vers").prefix("key").delimiter("0").send().await.expect("delimiter");
     let prefixes: Vec<_> = out.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
     assert_eq!(prefixes, ["key0"]);
+}
+
+/// What a GET or HEAD that fails says of a delete marker: status, and its
+/// `x-amz-delete-marker`, `x-amz-version-id` and `Allow` headers.
+async fn refused_read(c: &Client, head: bool, key: &str, version: Option<&str>) -> (u16, [Option<String>; 3]) {
+    let raw = if head {
+        let r = c.head_object().bucket("vers").key(key).set_version_id(version.map(str::to_owned)).send().await;
+        r.expect_err("a delete marker is not read").raw_response().map(|r| (r.status().as_u16(), r.headers().clone()))
+    } else {
+        let r = c.get_object().bucket("vers").key(key).set_version_id(version.map(str::to_owned)).send().await;
+        r.expect_err("a delete marker is not read").raw_response().map(|r| (r.status().as_u16(), r.headers().clone()))
+    };
+    let (status, headers) = raw.expect("an HTTP answer");
+    let named = |h: &str| headers.get(h).map(str::to_owned);
+    (status, [named("x-amz-delete-marker"), named("x-amz-version-id"), named("allow")])
+}
+
+/// GET and HEAD of a key whose current version is a delete marker answer 404
+/// NoSuchKey, and of the marker named by its version id 405; both carry
+/// `x-amz-delete-marker: true` and the marker's version id, as AWS does (a
+/// client tells a deleted key from one never written by them), in an
+/// enabled bucket and in a suspended one (where the marker is `null`).
+#[tokio::test]
+async fn reads_of_a_delete_marker_say_so() {
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("vers").send().await.expect("create");
+    put(&c, "vers", "never-versioned", "x").await;
+    c.delete_object().bucket("vers").key("never-versioned").send().await.expect("delete");
+    set_versioning(&c, "vers", BucketVersioningStatus::Enabled).await;
+    put(&c, "vers", "k", "v1").await;
+    let marker = c.delete_object().bucket("vers").key("k").send().await.expect("delete");
+    let marker = marker.version_id().expect("the marker's version id").to_owned();
+    set_versioning(&c, "vers", BucketVersioningStatus::Suspended).await;
+    put(&c, "vers", "s", "v1").await;
+    let suspended = c.delete_object().bucket("vers").key("s").send().await.expect("delete");
+    assert_eq!((suspended.delete_marker(), suspended.version_id()), (Some(true), Some("null")));
+
+    for head in [false, true] {
+        let t = Some("true".to_owned());
+        let current = refused_read(&c, head, "k", None).await;
+        assert_eq!(current, (404, [t.clone(), Some(marker.clone()), None]), "head={head}: current is a marker");
+        let named = refused_read(&c, head, "k", Some(&marker)).await;
+        assert_eq!(named, (405, [t.clone(), Some(marker.clone()), Some("DELETE".into())]), "head={head}: named");
+        let current = refused_read(&c, head, "s", None).await;
+        assert_eq!(current, (404, [t.clone(), Some("null".into()), None]), "head={head}: suspended marker");
+        let named = refused_read(&c, head, "s", Some("null")).await;
+        assert_eq!(named, (405, [t, Some("null".into()), Some("DELETE".into())]), "head={head}: null marker named");
+        // Deleted before versioning: gone, no marker to speak of.
+        let gone = refused_read(&c, head, "never-versioned", None).await;
+        assert_eq!(gone, (404, [None, None, None]), "head={head}: no marker");
+    }
+}
+
+/// The version id a GET and a HEAD without `versionId` name.
+async fn read_versions(c: &Client, bucket: &str, key: &str) -> [Option<String>; 2] {
+    let got = c.get_object().bucket(bucket).key(key).send().await.expect("get");
+    let head = c.head_object().bucket(bucket).key(key).send().await.expect("head");
+    [got.version_id().map(str::to_owned), head.version_id().map(str::to_owned)]
+}
+
+/// In a suspended bucket every write (PUT, copy, multipart completion) is the
+/// `null` version, replacing the one before, and its answer names no version
+/// (AWS's PutObject: no `x-amz-version-id` when suspended); reads of it name
+/// `null`, where a bucket that never had versioning names none; a delete
+/// leaves a `null` marker and says so.
+#[tokio::test]
+async fn suspended_writes_replace_the_null_version_and_name_none() {
+    let server = Server::start();
+    let c = server.client();
+    c.create_bucket().bucket("plain").send().await.expect("create");
+    assert_eq!(put(&c, "plain", "k", "p").await.version_id, None);
+    assert_eq!(read_versions(&c, "plain", "k").await, [None, None], "never versioned: no version named");
+
+    c.create_bucket().bucket("vers").send().await.expect("create");
+    set_versioning(&c, "vers", BucketVersioningStatus::Enabled).await;
+    let kept = put(&c, "vers", "k", "enabled").await.version_id.expect("an enabled write's version");
+    set_versioning(&c, "vers", BucketVersioningStatus::Suspended).await;
+    let null = Some("null".to_owned());
+    for body in ["s1", "s2"] {
+        assert_eq!(put(&c, "vers", "k", body).await.version_id, None, "PUT {body}");
+        assert_eq!(read_versions(&c, "vers", "k").await, [null.clone(), null.clone()], "reads name null");
+    }
+    let copied = c.copy_object().bucket("vers").key("k").copy_source("plain/k").send().await.expect("copy");
+    assert_eq!(copied.version_id(), None, "a copy into a suspended bucket names no version");
+    let id = c.create_multipart_upload().bucket("vers").key("k").send().await.expect("create upload");
+    let id = id.upload_id().expect("upload id");
+    let part = upload_part(&c, "vers", "k", id, 1, pattern(100, 1)).await;
+    let done = c
+        .complete_multipart_upload()
+        .bucket("vers")
+        .key("k")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(part).build())
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(done.version_id(), None, "a completion in a suspended bucket names no version");
+    let versions: Vec<_> = all_versions(&c, 1000).await.into_iter().map(|v| (v.1, v.2, v.3)).collect();
+    assert_eq!(versions, [("null".into(), false, true), (kept.clone(), false, false)], "one null version");
+    let body = c.get_object().bucket("vers").key("k").version_id("null").send().await.expect("get null");
+    assert_eq!(body.body.collect().await.expect("body").into_bytes().to_vec(), pattern(100, 1), "the last write");
+
+    let marker = c.delete_object().bucket("vers").key("k").send().await.expect("delete");
+    assert_eq!((marker.delete_marker(), marker.version_id()), (Some(true), Some("null")));
+    let versions: Vec<_> = all_versions(&c, 1000).await.into_iter().map(|v| (v.1, v.2, v.3)).collect();
+    assert_eq!(versions, [("null".into(), true, true), (kept, false, false)], "the marker replaced the null version");
 }

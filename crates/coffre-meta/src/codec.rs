@@ -134,4 +134,48 @@ mod tests {
         let read: UploadRecord = decode(&encode(&upload).expect("encode")).expect("decode");
         assert_eq!(read.checksum_type, ChecksumType::FullObject, "a new upload keeps its type");
     }
+
+    /// A multipart version completed before part checksums were kept is the
+    /// same bytes without the trailing list (empty: one zero byte), in the
+    /// embedded engine's row (`(seq, version)`, data last) and in
+    /// PostgreSQL's data column: it reads with none, and a new one keeps them.
+    #[test]
+    fn multipart_versions_from_before_part_checksums_read_without_them() {
+        use coffre_core::checksum::Checksums;
+        use coffre_core::meta::{DataLocation, ObjectVersion, PartRef, SealedKey, VersionMeta};
+        use coffre_core::types::{BlobId, UnixNanos, VersionId};
+
+        let key = SealedKey { key_id: [7; 16], kek_generation: 1, wrapped: vec![1, 2], origin: "up".into(), part: 1 };
+        let part = PartRef { number: 1, blob: BlobId(9), size: 5, key };
+        let mut version = ObjectVersion {
+            meta: VersionMeta {
+                version_id: VersionId::Null,
+                delete_marker: false,
+                size: 5,
+                etag: "abc-1".into(),
+                last_modified: UnixNanos(1),
+                owner: AccessKeyId::parse("owner").expect("key"),
+                headers: Default::default(),
+                user_meta: Vec::new(),
+                checksums: Default::default(),
+                checksum_composite: false,
+                tags: Vec::new(),
+                lock: Default::default(),
+                sse: Default::default(),
+            },
+            data: DataLocation::Parts(vec![part.clone()], Vec::new()),
+        };
+        let mut row = encode(&(3u64, &version)).expect("encode");
+        assert_eq!(row.pop(), Some(0), "no part checksums is the last byte");
+        let read: (u64, ObjectVersion) = decode(&row).expect("an older row decodes");
+        assert_eq!(read, (3, version.clone()));
+        let mut column = encode(&version.data).expect("encode");
+        assert_eq!(column.pop(), Some(0));
+        assert_eq!(decode::<DataLocation>(&column).expect("an older column decodes"), version.data);
+
+        let sums = Checksums { sha256: Some("c2hh".into()), ..Default::default() };
+        version.data = DataLocation::Parts(vec![part], vec![sums]);
+        let read: (u64, ObjectVersion) = decode(&encode(&(3u64, &version)).expect("encode")).expect("decode");
+        assert_eq!(read.1, version, "a new version keeps its parts' checksums");
+    }
 }

@@ -7,6 +7,7 @@
 use coffre_core::blob::ByteStream;
 use coffre_core::checksum::Checksums;
 use coffre_core::meta::ContentHeaders;
+use coffre_core::service::ObjectHead;
 use coffre_core::types::{UnixNanos, VersionId};
 use futures::TryStreamExt as _;
 use s3s::S3Response;
@@ -83,7 +84,7 @@ macro_rules! fill_object_head {
         $out.e_tag = Some($crate::response::etag(&m.etag));
         $out.last_modified = Some($crate::response::timestamp(m.last_modified));
         $out.metadata = $crate::response::metadata_out(&m.user_meta);
-        $out.version_id = $crate::response::reported_version($requested, &m.version_id);
+        $out.version_id = $crate::response::reported_version($requested, head);
         $crate::response::fill_representation!($out, $input, m);
         $crate::response::fill_lock!($out, m);
         $crate::response::fill_sse!($out, &m.sse, $input.bucket);
@@ -96,12 +97,11 @@ pub fn owner(id: &str) -> Owner {
 }
 
 /// The version a GET or HEAD names in `x-amz-version-id`: the one read,
-/// unless it is the `null` version of a read that named none.
-pub fn reported_version(requested: Option<&VersionId>, read: &VersionId) -> Option<String> {
-    match (requested, read) {
-        (None, VersionId::Null) => None,
-        _ => Some(read.as_str().to_owned()),
-    }
+/// unless it is the `null` version of a bucket that never had versioning,
+/// read without naming it.
+pub fn reported_version(requested: Option<&VersionId>, head: &ObjectHead) -> Option<String> {
+    let read = &head.meta.version_id;
+    (requested.is_some() || head.versioned || *read != VersionId::Null).then(|| read.as_str().to_owned())
 }
 
 pub fn checksum_type(composite: bool, checksums: &Checksums) -> Option<ChecksumType> {

@@ -173,7 +173,7 @@ impl ObjectService {
             DataLocation::None => Box::pin(stream::empty()),
             DataLocation::Inline { sealed, key } => open_piece(ring, keys, key, size, range, read_inline(sealed)),
             DataLocation::Blob { id, key } => open_blob(ring, keys, key, size, range, self.blobs.clone(), id),
-            DataLocation::Parts(parts) => {
+            DataLocation::Parts(parts, _) => {
                 let mut pieces = Vec::new();
                 let mut offset = 0u64;
                 for p in parts {

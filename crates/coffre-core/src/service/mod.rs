@@ -94,7 +94,8 @@ pub struct PutRequest {
 pub struct PutResult {
     pub etag: String,
     pub sse: Sse,
-    /// `None` in a bucket that never had versioning: S3 then names no version.
+    /// `None` for the `null` version (versioning never enabled, or
+    /// suspended): S3 then names no version in a write's answer.
     pub version_id: Option<VersionId>,
     pub checksums: Checksums,
     /// The checksum is `COMPOSITE` (`-N`), not of the whole object.
@@ -152,6 +153,22 @@ pub struct ObjectHead {
     /// Where the version's replicas are (`country/region/site`); empty when
     /// the deployment declares no topology.
     pub locations: Vec<String>,
+    /// The bucket has had versioning: a read then names even the `null`
+    /// version, as S3 does.
+    pub versioned: bool,
+    /// The checksums of the bytes answered: the object's for all of it, the
+    /// part's for one part when they were kept, none for a range.
+    pub checksums: Option<Checksums>,
+}
+
+/// One part of a multipart version, as GetObjectAttributes lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectPart {
+    pub number: u32,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// `None` when not kept (see [`DataLocation::Parts`]).
+    pub checksums: Option<Checksums>,
 }
 
 pub struct GetResult {
@@ -177,17 +194,19 @@ pub enum Selection {
     Part(u32),
 }
 
-/// The byte range of the n-th part of a version, and how many parts it has.
-fn part_range(data: &DataLocation, size: u64, n: u32) -> Result<(Range<u64>, u32)> {
+/// The n-th part of a version: its byte range, how many parts the version
+/// has, and the part's checksums when known (part 1 of an object not made of
+/// parts is all of it, with the object's checksums).
+fn part_of(object: &ObjectVersion, n: u32) -> Result<(Range<u64>, u32, Option<Checksums>)> {
     let not_satisfiable = || Error::InvalidPartNumber;
-    match data {
-        DataLocation::Parts(parts) => {
+    match &object.data {
+        DataLocation::Parts(parts, checksums) => {
             let index = usize::try_from(n).ok().and_then(|n| n.checked_sub(1)).ok_or_else(not_satisfiable)?;
             let part = parts.get(index).ok_or_else(not_satisfiable)?;
             let start: u64 = parts[..index].iter().map(|p| p.size).sum();
-            Ok((start..start + part.size, parts.len() as u32))
+            Ok((start..start + part.size, parts.len() as u32, checksums.get(index).cloned()))
         }
-        _ if n == 1 => Ok((0..size, 1)),
+        _ if n == 1 => Ok((0..object.meta.size, 1, Some(object.meta.checksums.clone()))),
         _ => Err(not_satisfiable()),
     }
 }
@@ -438,7 +457,7 @@ impl ObjectService {
                 data,
             };
             // The writer brought the key: it is told the checksums, sealed or not.
-            let result = PutResult { checksums, ..PutResult::of(&bucket, &version.meta) };
+            let result = PutResult { checksums, ..PutResult::of(&version.meta) };
             let mut change = Change::new("change:PutObject", who.into(), &req.bucket)
                 .key(&req.key)
                 .version(Some(&version.meta.version_id));
@@ -471,17 +490,21 @@ impl ObjectService {
     }
 
     /// GetObjectAttributes: the read resolved as HEAD resolves it, and the
-    /// version's parts (number, plaintext size), none unless it is multipart.
+    /// version's parts, none unless it is multipart.
     pub async fn object_attributes(
         &self,
         who: &Principal,
         bucket: &BucketName,
         key: &ObjectKey,
         read: ObjectRead,
-    ) -> Result<(ObjectHead, Vec<(u32, u64)>)> {
+    ) -> Result<(ObjectHead, Vec<ObjectPart>)> {
         let (head, data, _) = self.resolve_read(who, bucket, key, read).await?;
         let parts = match data {
-            DataLocation::Parts(parts) => parts.iter().map(|p| (p.number, p.size)).collect(),
+            DataLocation::Parts(parts, checksums) => parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| ObjectPart { number: p.number, size: p.size, checksums: checksums.get(i).cloned() })
+                .collect(),
             _ => Vec::new(),
         };
         Ok((head, parts))
@@ -519,17 +542,18 @@ impl ObjectService {
         let object = self.readable_version(&record, key, version.as_ref(), customer.as_ref()).await?;
         conditions.check(&object.meta)?;
         let size = object.meta.size;
-        let (range, partial, parts_count) = match selection {
-            Some(Selection::Range(r)) => (r.resolve(size)?, true, None),
+        let (range, partial, parts_count, checksums) = match selection {
+            Some(Selection::Range(r)) => (r.resolve(size)?, true, None, None),
             Some(Selection::Part(n)) => {
-                let (range, count) = part_range(&object.data, size, n)?;
-                (range, true, Some(count))
+                let (range, count, checksums) = part_of(&object, n)?;
+                (range, true, Some(count), checksums)
             }
-            None => (0..size, false, None),
+            None => (0..size, false, None, Some(object.meta.checksums.clone())),
         };
         let locations = self.locations(&object.data).await?;
         let keys = ReadKeys { bucket: bucket.clone(), key: key.clone(), keks: record.keks, customer };
-        let head = ObjectHead { meta: object.meta, range, partial, parts_count, locations };
+        let versioned = record.versioning != Versioning::Unversioned;
+        let head = ObjectHead { meta: object.meta, range, partial, parts_count, locations, versioned, checksums };
         Ok((head, object.data, keys))
     }
 
@@ -825,11 +849,11 @@ impl Recorded {
 
 impl PutResult {
     /// What a write reports of the version it made.
-    pub(crate) fn of(bucket: &BucketRecord, meta: &VersionMeta) -> Self {
+    pub(crate) fn of(meta: &VersionMeta) -> Self {
         Self {
             etag: meta.etag.clone(),
             sse: meta.sse.clone(),
-            version_id: reported_version(bucket, &meta.version_id),
+            version_id: (meta.version_id != VersionId::Null).then(|| meta.version_id.clone()),
             checksums: meta.checksums.clone(),
             checksum_composite: meta.checksum_composite,
             last_modified: meta.last_modified,
@@ -854,10 +878,6 @@ fn change_kind(change: &BucketChange) -> String {
         BucketChange::DropKeksBefore(g) => return format!("kind=drop-keks before={g}"),
     };
     format!("kind={kind}")
-}
-
-fn reported_version(bucket: &BucketRecord, id: &VersionId) -> Option<VersionId> {
-    (bucket.versioning != Versioning::Unversioned).then(|| id.clone())
 }
 
 pub(crate) fn new_version_id(bucket: &BucketRecord) -> VersionId {

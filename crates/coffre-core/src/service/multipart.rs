@@ -251,16 +251,17 @@ impl ObjectService {
         key: &ObjectKey,
         upload_id: &UploadId,
     ) -> Result<PutResult> {
-        let bucket_record = self.bucket(who, bucket).await?;
+        // The bucket, checked as every request's is, before its object is read.
+        self.bucket(who, bucket).await?;
         let current = self.meta.object(bucket, key, None).await?.ok_or(Error::NoSuchUpload)?;
         let made_by_it = match &current.data {
-            DataLocation::Parts(parts) => parts.first().is_some_and(|p| p.key.origin == upload_id.as_str()),
+            DataLocation::Parts(parts, _) => parts.first().is_some_and(|p| p.key.origin == upload_id.as_str()),
             _ => false,
         };
         if !made_by_it || current.meta.delete_marker {
             return Err(Error::NoSuchUpload);
         }
-        Ok(PutResult::of(&bucket_record, &current.meta))
+        Ok(PutResult::of(&current.meta))
     }
 
     #[expect(clippy::too_many_arguments, reason = "the request's fields, as S3 names them")]
@@ -344,10 +345,12 @@ impl ObjectService {
                     .iter()
                     .map(|p| PartRef { number: p.number, blob: p.blob, size: p.size, key: p.key.clone() })
                     .collect(),
+                // An SSE-C object's part checksums are not kept in clear.
+                if upload.sse.customer().is_some() { Vec::new() } else { chosen_checksums },
             ),
         };
         // The completer brought the key: it is told the checksum, sealed or not.
-        let result = PutResult { checksums, ..PutResult::of(&bucket_record, &version.meta) };
+        let result = PutResult { checksums, ..PutResult::of(&version.meta) };
         let keep = chosen.iter().map(|p| p.number).collect();
         let change = Change::new("change:CompleteMultipartUpload", who.into(), bucket)
             .key(key)

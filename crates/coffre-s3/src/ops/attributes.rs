@@ -1,8 +1,8 @@
 //! GetObjectAttributes: what HEAD tells of a version, as XML, with only the
 //! attributes asked for, and its parts listed a page at a time.
 
-use coffre_core::service::ObjectRead;
-use s3s::dto::*;
+use coffre_core::service::{ObjectPart, ObjectRead};
+use s3s::dto::{self, *};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::CoffreS3;
@@ -34,7 +34,7 @@ impl CoffreS3 {
         let wants = |a: &str| input.object_attributes.iter().flat_map(|w| w.as_str().split(',')).any(|w| w.trim() == a);
         let mut out = GetObjectAttributesOutput {
             last_modified: Some(response::timestamp(m.last_modified)),
-            version_id: response::reported_version(version.as_ref(), &m.version_id),
+            version_id: response::reported_version(version.as_ref(), &head),
             ..Default::default()
         };
         if wants(ObjectAttributes::ETAG) {
@@ -61,8 +61,9 @@ impl CoffreS3 {
     }
 }
 
-/// The parts after `marker`, at most `max` of them (1000 when not given).
-fn parts_page(parts: &[(u32, u64)], marker: Option<i32>, max: Option<i32>) -> S3Result<GetObjectAttributesParts> {
+/// The parts after `marker`, at most `max` of them (1000 when not given),
+/// each with its checksums when they were kept.
+fn parts_page(parts: &[ObjectPart], marker: Option<i32>, max: Option<i32>) -> S3Result<GetObjectAttributesParts> {
     let after = u32::try_from(marker.unwrap_or(0))
         .map_err(|_| s3_error!(InvalidArgument, "part-number-marker must not be negative"))?;
     let max_parts = match max {
@@ -71,23 +72,24 @@ fn parts_page(parts: &[(u32, u64)], marker: Option<i32>, max: Option<i32>) -> S3
             usize::try_from(n).map_err(|_| s3_error!(InvalidArgument, "max-parts must not be negative"))?.min(MAX_PARTS)
         }
     };
-    let rest: Vec<_> = parts.iter().filter(|(n, _)| *n > after).collect();
+    let rest: Vec<_> = parts.iter().filter(|p| p.number > after).collect();
     let page = &rest[..rest.len().min(max_parts)];
     let truncated = rest.len() > page.len();
     Ok(GetObjectAttributesParts {
         is_truncated: Some(truncated),
         max_parts: Some(max_parts as i32),
-        next_part_number_marker: page.last().map(|(n, _)| *n as i32),
+        next_part_number_marker: page.last().map(|p| p.number as i32),
         part_number_marker: Some(after as i32),
-        parts: Some(
-            page.iter()
-                .map(|(n, size)| ObjectPart {
-                    part_number: Some(*n as i32),
-                    size: Some(*size as i64),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
+        parts: Some(page.iter().map(|p| part_out(p)).collect()),
         total_parts_count: Some(parts.len() as i32),
     })
+}
+
+fn part_out(part: &ObjectPart) -> dto::ObjectPart {
+    let mut out =
+        dto::ObjectPart { part_number: Some(part.number as i32), size: Some(part.size as i64), ..Default::default() };
+    if let Some(checksums) = &part.checksums {
+        response::fill_checksums!(out, checksums);
+    }
+    out
 }

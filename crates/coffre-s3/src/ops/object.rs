@@ -69,8 +69,10 @@ impl CoffreS3 {
         let mut out = GetObjectOutput::default();
         fill_object_head!(out, input, head, requested.as_ref());
         out.tag_count = (!m.tags.is_empty()).then_some(m.tags.len() as i32);
-        if input.checksum_mode.is_some() && !head.partial {
-            fill_checksums!(out, &m.checksums);
+        if input.checksum_mode.is_some()
+            && let Some(answered) = &head.checksums
+        {
+            fill_checksums!(out, answered);
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
         }
         let locations = got.head.locations;
@@ -89,8 +91,10 @@ impl CoffreS3 {
         let m = &head.meta;
         let mut out = HeadObjectOutput::default();
         fill_object_head!(out, input, &head, requested.as_ref());
-        if input.checksum_mode.is_some() {
-            fill_checksums!(out, &m.checksums);
+        if input.checksum_mode.is_some()
+            && let Some(answered) = &head.checksums
+        {
+            fill_checksums!(out, answered);
             out.checksum_type = checksum_type(m.checksum_composite, &m.checksums);
         }
         let mut resp = S3Response::new(out);
