@@ -235,13 +235,20 @@ async fn no_body_is_read_before_its_request_is_authenticated() {
     let (target, _) = presigned(forged, "PUT", host, "/quiet/k", 300, &plain);
     let answer = answered_before_body(host, &format!("PUT {target} HTTP/1.1\r\nHost: {host}\r\n"), big, &chunk);
     assert_eq!((answer.status, answer.code()), (403, "SignatureDoesNotMatch"), "{}", answer.body);
-    // The `sts` service, whose body s3s would hash (up to 8 KiB) before checking the signature.
+    // The `sts` service signs only an STS call (`POST /` with a form body)...
     let sts = Key { service: "sts", ..Key::new(ROOT_ACCESS, ROOT_SECRET) };
     let (head, _) = header_signed(sts, "POST", host, "/", &[], None);
     let head = head.replace(&format!("x-amz-content-sha256: {EMPTY_SHA256}\r\n"), "");
     let answer = answered_before_body(host, &head, 8192, &chunk[..1024]);
     assert_eq!((answer.status, answer.code()), (400, "AuthorizationHeaderMalformed"), "{}", answer.body);
     assert!(answer.body.contains("the service 'sts' is wrong"), "{}", answer.body);
+    // ...whose body s3s reads, to hash it, before checking the signature: 8 KiB at most.
+    let (head, _) = header_signed(Key { service: "sts", ..forged }, "POST", host, "/", &[], None);
+    let head = head.replace(&format!("x-amz-content-sha256: {EMPTY_SHA256}\r\n"), "")
+        + "Content-Type: application/x-www-form-urlencoded\r\n";
+    let answer = answered_before_body(host, &head, big, &chunk[..16 * 1024]);
+    assert_eq!((answer.status, answer.code()), (400, "InvalidRequest"), "{}", answer.body);
+    assert!(answer.body.starts_with("<ErrorResponse"), "in the query protocol's form: {}", answer.body);
 
     let err = server.client().head_object().bucket("quiet").key("k").send().await.expect_err("nothing stored");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));

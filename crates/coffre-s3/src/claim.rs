@@ -18,8 +18,10 @@
 //!   the query), and SigV2 in any form;
 //! - a presigned URL missing one of its six parameters, or living longer than
 //!   7 days;
-//! - a credential scope for another region, or another service than `s3`
-//!   (s3s reads up to 8 KiB of an `sts` body before checking its signature).
+//! - a credential scope for another region, or another service than `s3`,
+//!   except `sts` in the header of an STS call (`POST /` with a form body:
+//!   [`sts`](crate::sts), whose body s3s reads, up to 8 KiB, to hash it
+//!   before checking its signature).
 //!
 //! The claim says who the request *says* it is. Who it *is* comes only from
 //! s3s's verified credentials (see [`record`](crate::record)).
@@ -147,8 +149,9 @@ fn params(query: &str) -> Result<Vec<Param<'_>>, Refusal> {
 }
 
 /// Reads what `uri` and `headers` claim, refusing what s3s could read
-/// otherwise than the guards; `region` is the only credential region accepted.
-pub(crate) fn read(uri: &Uri, headers: &HeaderMap, region: &str) -> Result<Claim, Refusal> {
+/// otherwise than the guards; `region` is the only credential region
+/// accepted, and `service` the only service (`s3`, or `sts` for an STS call).
+pub(crate) fn read(uri: &Uri, headers: &HeaderMap, region: &str, service: &str) -> Result<Claim, Refusal> {
     let params = params(uri.query().unwrap_or(""))?;
     let mut seen = [0u8; AUTH_PARAMS.len()];
     for p in &params {
@@ -188,7 +191,7 @@ pub(crate) fn read(uri: &Uri, headers: &HeaderMap, region: &str) -> Result<Claim
             let text = std::str::from_utf8(value.as_bytes())
                 .map_err(|_| refuse("AuthorizationHeaderMalformed", "The authorization header is not UTF-8."))?;
             let scope = header_scope(text)?;
-            check_scope(&scope, region, false)?;
+            check_scope(&scope, region, service, false)?;
             Ok(Claim { method: AuthMethod::Header, scope: Some(scope), expires: None })
         }
         (None, true) => {
@@ -213,7 +216,7 @@ pub(crate) fn read(uri: &Uri, headers: &HeaderMap, region: &str) -> Result<Claim
                 refusal.claimed = Some(scope.access_key);
                 return Err(refusal);
             };
-            check_scope(&scope, region, true)?;
+            check_scope(&scope, region, "s3", true)?;
             Ok(Claim { method: AuthMethod::Presigned, scope: Some(scope), expires: Some(secs) })
         }
         (None, false) => Ok(Claim::ANONYMOUS),
@@ -286,8 +289,9 @@ fn scope_of(ak: &str, date: &str, region: &str, service: &str) -> Option<Scope> 
     })
 }
 
-/// The scope names this server's region and the `s3` service.
-fn check_scope(scope: &Scope, region: &str, in_query: bool) -> Result<(), Refusal> {
+/// The scope names this server's region and the request's service
+/// (presigned URLs are for `s3` only).
+fn check_scope(scope: &Scope, region: &str, service: &str, in_query: bool) -> Result<(), Refusal> {
     let (code, what) = if in_query {
         ("AuthorizationQueryParametersError", "Error parsing the X-Amz-Credential parameter")
     } else {
@@ -302,8 +306,8 @@ fn check_scope(scope: &Scope, region: &str, in_query: bool) -> Result<(), Refusa
     if scope.region != region {
         return Err(wrong(format!("{what}; the region '{}' is wrong; expecting '{region}'", scope.region)));
     }
-    if scope.service != "s3" {
-        return Err(wrong(format!("{what}; the service '{}' is wrong; expecting 's3'", scope.service)));
+    if scope.service != service {
+        return Err(wrong(format!("{what}; the service '{}' is wrong; expecting '{service}'", scope.service)));
     }
     Ok(())
 }

@@ -107,6 +107,7 @@ impl Front {
         let authorizer = Authorizer::new(service.clone(), keys.root_key().clone());
         builder.set_auth(keys);
         builder.set_access(Access { max_document_bytes: config.max_xml_bytes as u64, authorizer });
+        builder.set_route(crate::sts::Sts);
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
         let domains = Domains::new(&config.domains)?;
         builder.set_host(domains.clone());
@@ -161,6 +162,7 @@ impl Front {
         let empty_body = req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
         let mut asked = Asked::of(&req, &self.domains);
         let cors = CorsAsk::of(req.method(), req.headers());
+        let sts_call = crate::sts::is_sts_call(req.method(), req.uri(), req.headers());
 
         // A preflight is answered before s3s, as a refusal by the guards is.
         let checked = match cors.is_preflight() {
@@ -204,6 +206,7 @@ impl Front {
             }
         };
         let response = with_versions_in_order(with_error_message(response, &request_id).await).await;
+        let response = if sts_call { crate::sts::in_query_form(response).await } else { response };
         let (mut parts, body) = response.into_parts();
         if !cors.is_preflight() {
             cors::actual(&self.service, asked.target().0.as_deref(), &cors, &mut parts.headers).await;

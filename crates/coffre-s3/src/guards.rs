@@ -76,7 +76,8 @@ pub(crate) fn precheck(config: &FrontConfig, req: &Request<Incoming>) -> Result<
         )
         .into());
     }
-    let claim = claim::read(req.uri(), req.headers(), &config.region)
+    let service = if crate::sts::is_sts_call(req.method(), req.uri(), req.headers()) { "sts" } else { "s3" };
+    let claim = claim::read(req.uri(), req.headers(), &config.region, service)
         .map_err(|r| Rejected { response: error_response(r.status, r.code, &r.message), claimed: r.claimed })?;
     let header_u64 =
         |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());

@@ -25,6 +25,7 @@ mod record;
 mod request;
 mod response;
 mod s3s_fixes;
+mod sts;
 mod vhost;
 
 pub use auth::{Credential, KeyStore};

@@ -116,6 +116,17 @@ impl RouteSlot {
         }
     }
 
+    /// Names a request s3s verified and hands to a route of ours (STS).
+    pub(crate) fn verified(&self, operation: &str, principal: &str) {
+        if let Ok(mut info) = self.0.lock() {
+            *info = RouteInfo {
+                operation: Some(operation.to_owned()),
+                principal: Some(principal.to_owned()),
+                ..RouteInfo::default()
+            };
+        }
+    }
+
     /// What s3s learned, once it is done with the request.
     pub(crate) fn take(&self) -> RouteInfo {
         self.0.lock().map(|mut i| std::mem::take(&mut *i)).unwrap_or_default()

@@ -25,7 +25,7 @@ fn request(query: &str, authorization: &[&str]) -> (Uri, HeaderMap) {
 
 fn code(query: &str, authorization: &[&str]) -> Result<AuthMethod, &'static str> {
     let (uri, headers) = request(query, authorization);
-    read(&uri, &headers, REGION).map(|c| c.method).map_err(|r| r.code)
+    read(&uri, &headers, REGION, "s3").map(|c| c.method).map_err(|r| r.code)
 }
 
 #[test]
@@ -54,19 +54,19 @@ fn a_header_claim_names_its_scope_and_a_refusal_its_key_only_when_clear() {
     let header =
         format!("AWS4-HMAC-SHA256 Credential=AK/{d}/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0");
     let (uri, headers) = request("", &[&header]);
-    let claim = read(&uri, &headers, REGION).expect("a plain header");
+    let claim = read(&uri, &headers, REGION, "s3").expect("a plain header");
     assert_eq!(claim.method, AuthMethod::Header);
     assert_eq!(claim.access_key(), Some("AK"));
 
     let wrong = header.replace("us-east-1", "eu-west-3");
     let (uri, headers) = request("", &[&wrong]);
-    let refusal = read(&uri, &headers, REGION).expect_err("another region");
+    let refusal = read(&uri, &headers, REGION, "s3").expect_err("another region");
     assert_eq!(refusal.claimed.as_deref(), Some("AK"), "a region refusal names the key, unverified");
     assert!(refusal.message.contains("the region 'eu-west-3' is wrong; expecting 'us-east-1'"), "{refusal:?}");
 
     let mixed = format!("X-Amz-Credential=BK%2F{d}%2Fus-east-1%2Fs3%2Faws4_request");
     let (uri, headers) = request(&mixed, &[&header]);
-    let refusal = read(&uri, &headers, REGION).expect_err("two mechanisms");
+    let refusal = read(&uri, &headers, REGION, "s3").expect_err("two mechanisms");
     assert_eq!(refusal.claimed, None, "an ambiguous request names no one");
 
     assert_eq!(code("", &[&header, &header]), Err("InvalidArgument"), "two headers");
@@ -214,7 +214,7 @@ proptest! {
     fn what_is_accepted_is_what_s3s_verifies(query in query(), auth in authorization()) {
         let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
         let (uri, headers) = request(&query, &auth);
-        let Ok(claim) = read(&uri, &headers, REGION) else { return Ok(()) };
+        let Ok(claim) = read(&uri, &headers, REGION, "s3") else { return Ok(()) };
         let view = s3s_view(&query, &headers);
         match claim.method {
             AuthMethod::Anonymous => {
@@ -252,7 +252,7 @@ proptest! {
         let Ok(value) = http::HeaderValue::from_str(&text) else { return Ok(()) };
         let mut headers = HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, value);
-        let got = read(&"/b".parse().unwrap(), &headers, REGION);
+        let got = read(&"/b".parse().unwrap(), &headers, REGION, "s3");
         if token == ALGORITHM {
             let claim = got.map_err(|r| TestCaseError::fail(format!("{text:?} refused: {r:?}")))?;
             prop_assert_eq!(claim.access_key(), Some(key.as_str()));
@@ -269,6 +269,6 @@ proptest! {
         if let Ok(v) = http::HeaderValue::from_str(&header) {
             headers.insert(http::header::AUTHORIZATION, v);
         }
-        let _ = read(&uri, &headers, REGION);
+        let _ = read(&uri, &headers, REGION, "s3");
     }
 }
