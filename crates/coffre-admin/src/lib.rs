@@ -35,6 +35,7 @@ mod keys;
 mod label;
 mod residency;
 mod status;
+mod usage;
 
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +54,7 @@ pub use keys::{KeyDeletion, KeyView, generate_admin_token, generate_key_pair};
 pub use label::{LabelError, Labels};
 pub use residency::{Offender, Placement, RepairStatus, ScrubStatus};
 pub use status::{CertInfo, Gateways, LifecycleStatus, ListenerTls, ReloadOutcome, TlsReport};
+pub use usage::TenantUsage;
 
 /// Renders the Prometheus metrics page.
 pub type MetricsFn = dyn Fn() -> String + Send + Sync;
@@ -89,6 +91,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/keys", get(keys::list_keys).post(keys::create_key))
         .route("/admin/v1/keys/{id}", delete(keys::delete_key).patch(keys::update_key))
         .route("/admin/v1/buckets", get(buckets::list_buckets))
+        .route("/admin/v1/usage", get(usage::usage))
         .route("/admin/v1/buckets/{name}", get(buckets::bucket_info))
         .route("/admin/v1/buckets/{name}/rotate-key", post(buckets::rotate_key))
         .route("/admin/v1/buckets/{name}/erase", post(buckets::erase_bucket))

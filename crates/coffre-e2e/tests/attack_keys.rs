@@ -7,6 +7,8 @@
 //!   the secret learns nothing of the key's state;
 //! - a key disabled through one gateway is refused by every gateway within
 //!   `access_key_cache_secs` (PostgreSQL, two gateways).
+//!
+//! And the operator's view of the tenants those keys are: their usage.
 
 use std::time::{Duration, Instant};
 
@@ -126,4 +128,34 @@ async fn a_key_disabled_through_one_gateway_is_refused_by_every_gateway_within_t
     for client in &clients {
         signs(client).await.expect("enabled again on every gateway");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_reads_each_tenants_usage() {
+    let server = Server::start();
+    let (a_id, a_secret) = server.create_key("hospital");
+    let (b_id, _) = server.create_key("lab");
+    let a = server.client_as(&a_id, &a_secret);
+    for bucket in ["records", "imaging"] {
+        a.create_bucket().bucket(bucket).send().await.expect("bucket");
+    }
+    put(&a, "records", "r1", vec![1; 1000]).await;
+    put(&a, "records", "r2", vec![2; 24]).await;
+    put(&a, "imaging", "i1", vec![3; 4096]).await;
+    a.create_multipart_upload().bucket("imaging").key("scan").send().await.expect("upload");
+    a.delete_object().bucket("records").key("r2").send().await.expect("delete");
+
+    let usage = server.cli_json(&["usage", "--json"]);
+    let of = |id: &str| {
+        let row = usage.as_array().and_then(|rows| rows.iter().find(|r| r["owner"] == id)).cloned();
+        row.unwrap_or_else(|| panic!("{id} is not in {usage}"))
+    };
+    let hospital = of(&a_id);
+    assert_eq!(
+        [&hospital["buckets"], &hospital["objects"], &hospital["bytes"], &hospital["multipart_uploads"]],
+        [2, 2, 1000 + 4096, 1].map(serde_json::Value::from).each_ref(),
+        "{hospital}"
+    );
+    assert_eq!(of(&b_id)["buckets"], 0, "a tenant without buckets is listed too");
+    assert_eq!(of(coffre_e2e::ROOT_ACCESS)["objects"], 0);
 }

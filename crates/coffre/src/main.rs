@@ -65,6 +65,12 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// What each tenant (today: each access key) stores: buckets, objects,
+    /// bytes, unfinished uploads.
+    Usage {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// The gateways sharing this deployment's PostgreSQL metadata, with
     /// their last heartbeat.
     Gateways {
@@ -358,6 +364,7 @@ async fn main() -> std::process::ExitCode {
         Command::Object { action, admin } => object_command(action, &admin).await,
         Command::Target { action, admin } => target_command(action, &admin).await,
         Command::Gateways { admin } => gateways_command(&admin).await,
+        Command::Usage { admin } => usage_command(&admin).await,
         Command::Iam { action, admin } => iam_command(action, &admin).await,
         Command::Cluster { action } => cluster_command(action),
         Command::Label { action, admin } => label_command(action, &admin).await,
@@ -498,6 +505,21 @@ async fn object_command(action: ObjectAction, admin: &AdminArgs) -> anyhow::Resu
 async fn iam_command(action: iam::IamAction, admin: &AdminArgs) -> anyhow::Result<()> {
     let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
     iam::run(action, &client).await
+}
+
+async fn usage_command(admin: &AdminArgs) -> anyhow::Result<()> {
+    let client = cli::AdminClient::new(&admin.endpoint, &admin.data_dir, admin.ca_cert.as_deref())?;
+    let tenants: Vec<coffre_admin::TenantUsage> =
+        serde_json::from_value(client.json(http::Method::GET, "/admin/v1/usage", None).await?)?;
+    if admin.json {
+        println!("{}", serde_json::to_string_pretty(&tenants)?);
+        return Ok(());
+    }
+    println!("{:<22} {:>8} {:>12} {:>16} {:>8}", "TENANT (KEY)", "BUCKETS", "OBJECTS", "BYTES", "UPLOADS");
+    for t in &tenants {
+        println!("{:<22} {:>8} {:>12} {:>16} {:>8}", t.owner, t.buckets, t.objects, t.bytes, t.multipart_uploads);
+    }
+    Ok(())
 }
 
 async fn gateways_command(admin: &AdminArgs) -> anyhow::Result<()> {
