@@ -43,7 +43,11 @@
 #   runuser -u postgres -- "$COFFRE_TEST_PG_BIN/pg_ctl" -D "$COFFRE_TEST_PG_DATA" -l DIR/server.log -w start
 # (coffre_e2e::pg_stop and coffre_e2e::pg_start do that.)
 #
-# Needs PostgreSQL's server binaries and openssl. On Debian 12:
+# Test clusters (without --durable) preload pg_stat_statements, so that tests
+# can count the statements a request runs.
+#
+# Needs PostgreSQL's server binaries (pg_stat_statements is in Debian's
+# package) and openssl. On Debian 12:
 #   apt-get install -y postgresql openssl
 # initdb and pg_ctl refuse to run as root: as root, they run as `postgres`
 # (runuser), and DIR and its parents must let that user in.
@@ -153,6 +157,9 @@ write_settings() {
         if [[ $durable == no ]]; then
             echo "fsync = off"
             echo "full_page_writes = off"
+            # Statement counts, for the tests that bound how often a request
+            # touches the database; not in benchmark (--durable) clusters.
+            echo "shared_preload_libraries = 'pg_stat_statements'"
         fi
     } >>"$dir/data/postgresql.conf"
     # TCP takes TLS only: a plain-text connection over the network is refused.
