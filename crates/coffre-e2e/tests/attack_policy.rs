@@ -500,13 +500,28 @@ async fn tag_conditions_hold_in_batches_and_copies() {
     assert!(alice.head_object().bucket("copies").key("stolen").send().await.is_err(), "nothing copied");
 }
 
-/// How many times PostgreSQL ran the bucket-record read for the server's
-/// database since the counts were reset (pg_stat_statements).
-fn bucket_record_reads(url: &str) -> u64 {
+/// The bucket-record reads PostgreSQL ran for the server's database while
+/// `requests` ran (pg_stat_statements, reset first).
+async fn bucket_record_reads(url: &str, requests: impl std::future::Future<Output = ()>) -> u64 {
+    coffre_e2e::pg::psql(url, "SELECT pg_stat_statements_reset()");
+    requests.await;
     let sql = "SELECT COALESCE(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
                WHERE d.datname = current_database() AND s.query = 'SELECT record FROM buckets WHERE name = $1'";
     let out = coffre_e2e::pg::psql(url, sql);
     out.trim().parse().unwrap_or_else(|e| panic!("{out:?} is no count: {e}"))
+}
+
+/// 19 denies with conditions that do not apply, then a grant to `reader`.
+fn twenty_statements(reader: &str) -> String {
+    let denies = (1..=19).map(|i| {
+        format!(
+            r#"{{"Sid":"D{i}","Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::ruled/secret-{i}/*","Condition":{{"IpAddress":{{"aws:SourceIp":"10.{i}.0.0/16"}}}}}}"#
+        )
+    });
+    let grant = format!(
+        r#"{{"Sid":"Reader","Effect":"Allow","Principal":{{"AWS":"{reader}"}},"Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::ruled/*"}}"#
+    );
+    policy(&denies.chain([grant]).collect::<Vec<_>>().join(","))
 }
 
 /// The cost requirement: deciding a request under a bucket policy reads
@@ -521,52 +536,51 @@ async fn a_request_under_a_policy_reads_its_bucket_record_once() {
         return;
     };
     let preloaded = coffre_e2e::pg::psql(&url, "SHOW shared_preload_libraries");
-    assert!(preloaded.contains("pg_stat_statements"), "the cluster must preload pg_stat_statements (scripts/pg-server.sh)");
+    assert!(preloaded.contains("pg_stat_statements"), "the cluster must preload it (scripts/pg-server.sh)");
     coffre_e2e::pg::psql(&url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     let (alice_id, alice_secret) = server.create_key("alice");
     let (bob_id, bob_secret) = server.create_key("bob");
     let (alice, bob) = (server.client_as(&alice_id, &alice_secret), server.client_as(&bob_id, &bob_secret));
     for bucket in ["ruled", "elsewhere"] {
         alice.create_bucket().bucket(bucket).send().await.expect("create");
+        put(&alice, bucket, "data/k", vec![7u8; 4096]).await;
     }
-    let denies = (1..=19).map(|i| format!(
-        r#"{{"Sid":"D{i}","Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::ruled/secret-{i}/*","Condition":{{"IpAddress":{{"aws:SourceIp":"10.{i}.0.0/16"}}}}}}"#
-    ));
-    let grant = format!(
-        r#"{{"Sid":"Bob","Effect":"Allow","Principal":{{"AWS":"{bob_id}"}},"Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::ruled/*"}}"#
-    );
-    let statements: Vec<String> = denies.chain([grant]).collect();
-    alice.put_bucket_policy().bucket("ruled").policy(policy(&statements.join(","))).send().await.expect("policy");
-    put(&alice, "ruled", "data/k", vec![7u8; 4096]).await;
-    put(&alice, "elsewhere", "data/k", vec![7u8; 4096]).await;
+    alice.put_bucket_policy().bucket("ruled").policy(twenty_statements(&bob_id)).send().await.expect("policy");
 
     const N: u64 = 10;
-    let mut counted = Vec::new();
-    for (who, client) in [("owner", &alice), ("key let in by the policy", &bob)] {
-        coffre_e2e::pg::psql(&url, "SELECT pg_stat_statements_reset()");
-        for _ in 0..N {
-            client.get_object().bucket("ruled").key("data/k").send().await.expect("GET");
+    let gets = |c: &Client| {
+        let c = c.clone();
+        async move {
+            for _ in 0..N {
+                c.get_object().bucket("ruled").key("data/k").send().await.expect("GET");
+            }
         }
-        counted.push((format!("GET by the {who}"), bucket_record_reads(&url), N));
-        coffre_e2e::pg::psql(&url, "SELECT pg_stat_statements_reset()");
-        for i in 0..N {
-            put(client, "ruled", &format!("data/{i}"), vec![1u8; 4096]).await;
+    };
+    let puts = |c: &Client| {
+        let c = c.clone();
+        async move {
+            for i in 0..N {
+                put(&c, "ruled", &format!("data/{i}"), vec![1u8; 4096]).await;
+            }
         }
-        counted.push((format!("PUT by the {who}"), bucket_record_reads(&url), N));
-    }
-    coffre_e2e::pg::psql(&url, "SELECT pg_stat_statements_reset()");
-    for i in 0..N {
-        let copy = alice.copy_object().bucket("ruled").key(format!("copy/{i}")).copy_source("ruled/data/k");
-        copy.send().await.expect("copy within the bucket");
-    }
-    counted.push(("copy within one bucket".to_owned(), bucket_record_reads(&url), N));
-    coffre_e2e::pg::psql(&url, "SELECT pg_stat_statements_reset()");
-    for i in 0..N {
-        let copy = alice.copy_object().bucket("ruled").key(format!("copy/{i}")).copy_source("elsewhere/data/k");
-        copy.send().await.expect("copy across buckets");
-    }
-    counted.push(("copy from another bucket (two records)".to_owned(), bucket_record_reads(&url), 2 * N));
-    let found: Vec<(&str, u64)> = counted.iter().map(|(what, reads, _)| (what.as_str(), *reads)).collect();
-    let expected: Vec<(&str, u64)> = counted.iter().map(|(what, _, once)| (what.as_str(), *once)).collect();
-    assert_eq!(found, expected, "bucket record reads for {N} requests of each kind");
+    };
+    let copies = |from: &'static str| {
+        let c = alice.clone();
+        async move {
+            for i in 0..N {
+                let copy = c.copy_object().bucket("ruled").key(format!("copy/{i}")).copy_source(from);
+                copy.send().await.expect("copy");
+            }
+        }
+    };
+    let found = [
+        ("GET by the owner", bucket_record_reads(&url, gets(&alice)).await),
+        ("PUT by the owner", bucket_record_reads(&url, puts(&alice)).await),
+        ("GET by a key the policy lets in", bucket_record_reads(&url, gets(&bob)).await),
+        ("PUT by a key the policy lets in", bucket_record_reads(&url, puts(&bob)).await),
+        ("copy within one bucket", bucket_record_reads(&url, copies("ruled/data/k")).await),
+        ("copy from another bucket", bucket_record_reads(&url, copies("elsewhere/data/k")).await),
+    ];
+    let once = found.map(|(what, _)| (what, if what == "copy from another bucket" { 2 * N } else { N }));
+    assert_eq!(found, once, "bucket record reads for {N} requests of each kind (two buckets: two records)");
 }
