@@ -527,7 +527,8 @@ fn twenty_statements(reader: &str) -> String {
 /// The cost requirement: deciding a request under a bucket policy reads
 /// the bucket's record once, and the operation acts on that same read (it
 /// used to read it again). Counted by PostgreSQL itself, for GET and PUT by
-/// the owner and by a key only the policy lets in, and for copies.
+/// the owner and by a key only the policy lets in, for a browser's GET (its
+/// CORS headers), and for copies.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_under_a_policy_reads_its_bucket_record_once() {
     let server = Server::start();
@@ -546,6 +547,9 @@ async fn a_request_under_a_policy_reads_its_bucket_record_once() {
         put(&alice, bucket, "data/k", vec![7u8; 4096]).await;
     }
     alice.put_bucket_policy().bucket("ruled").policy(twenty_statements(&bob_id)).send().await.expect("policy");
+    let rule = aws_sdk_s3::types::CorsRule::builder().allowed_methods("GET").allowed_origins("https://app.example");
+    let cors = aws_sdk_s3::types::CorsConfiguration::builder().cors_rules(rule.build().expect("rule")).build();
+    alice.put_bucket_cors().bucket("ruled").cors_configuration(cors.expect("cors")).send().await.expect("put cors");
 
     const N: u64 = 10;
     let gets = |c: &Client| {
@@ -564,6 +568,19 @@ async fn a_request_under_a_policy_reads_its_bucket_record_once() {
             }
         }
     };
+    // A browser's GET: the answer's CORS headers come from the same record.
+    let from_a_page = || {
+        let c = alice.clone();
+        async move {
+            for _ in 0..N {
+                let get = c.get_object().bucket("ruled").key("data/k").customize();
+                get.mutate_request(|r| drop(r.headers_mut().insert("origin", "https://app.example")))
+                    .send()
+                    .await
+                    .expect("GET");
+            }
+        }
+    };
     let copies = |from: &'static str| {
         let c = alice.clone();
         async move {
@@ -578,6 +595,7 @@ async fn a_request_under_a_policy_reads_its_bucket_record_once() {
         ("PUT by the owner", bucket_record_reads(&url, puts(&alice)).await),
         ("GET by a key the policy lets in", bucket_record_reads(&url, gets(&bob)).await),
         ("PUT by a key the policy lets in", bucket_record_reads(&url, puts(&bob)).await),
+        ("GET with an Origin, under CORS rules", bucket_record_reads(&url, from_a_page()).await),
         ("copy within one bucket", bucket_record_reads(&url, copies("ruled/data/k")).await),
         ("copy from another bucket", bucket_record_reads(&url, copies("elsewhere/data/k")).await),
     ];

@@ -206,7 +206,8 @@ impl Front {
         let response = with_versions_in_order(with_error_message(response, &request_id).await).await;
         let (mut parts, body) = response.into_parts();
         if !cors.is_preflight() {
-            cors::actual(&self.service, asked.target().0.as_deref(), &cors, &mut parts.headers).await;
+            let read = slot.bucket_record();
+            cors::actual(&self.service, asked.target().0.as_deref(), read, &cors, &mut parts.headers).await;
         }
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             parts.headers.insert("x-amz-request-id", v);
