@@ -43,7 +43,11 @@
 #   runuser -u postgres -- "$COFFRE_TEST_PG_BIN/pg_ctl" -D "$COFFRE_TEST_PG_DATA" -l DIR/server.log -w start
 # (coffre_e2e::pg_stop and coffre_e2e::pg_start do that.)
 #
-# Needs PostgreSQL's server binaries and openssl. On Debian 12:
+# Test clusters (without --durable) preload pg_stat_statements when it is
+# installed, so that tests can count the statements a request runs.
+#
+# Needs PostgreSQL's server binaries (pg_stat_statements is in Debian's
+# package) and openssl. On Debian 12:
 #   apt-get install -y postgresql openssl
 # initdb and pg_ctl refuse to run as root: as root, they run as `postgres`
 # (runuser), and DIR and its parents must let that user in.
@@ -138,7 +142,8 @@ make_tls() {
 }
 
 write_settings() {
-    local dir=$1 durable=$2
+    local dir=$1 durable=$2 bin=$3 lib
+    lib=$("$bin/pg_config" --pkglibdir 2>/dev/null || echo "$bin/../lib")
     {
         echo
         echo "# scripts/pg-server.sh: a throwaway test cluster, on its unix socket and on TLS over loopback"
@@ -153,6 +158,12 @@ write_settings() {
         if [[ $durable == no ]]; then
             echo "fsync = off"
             echo "full_page_writes = off"
+            # Statement counts, for the tests that bound how often a request
+            # touches the database (they say so when it is missing); not in
+            # benchmark (--durable) clusters.
+            if [[ -e $lib/pg_stat_statements.so ]]; then
+                echo "shared_preload_libraries = 'pg_stat_statements'"
+            fi
         fi
     } >>"$dir/data/postgresql.conf"
     # TCP takes TLS only: a plain-text connection over the network is refused.
@@ -198,7 +209,7 @@ start_fresh() {
         die "initdb failed in $dir/data (log: $dir/initdb.log)"
     fi
     make_tls "$dir"
-    write_settings "$dir" "$durable"
+    write_settings "$dir" "$durable" "$bin"
     start_cluster "$dir" "$bin"
     # A half-made cluster is of no use to anyone: stop it if the template fails.
     if ! create_template "$dir" "$bin" >&2; then

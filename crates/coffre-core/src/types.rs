@@ -238,13 +238,15 @@ impl fmt::Display for AccessKeyId {
 }
 
 /// Who is asking: an access key (or [`AccessKeyId::anonymous`]), whether it
-/// is root, and the buckets of others a policy let this request use.
+/// is root, and the buckets the S3 front let this request use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub access_key: AccessKeyId,
     pub is_root: bool,
-    /// Set by the S3 front once the bucket's policy allowed this request.
-    pub granted: Vec<BucketName>,
+    /// Set by the S3 front once it allowed this request: each bucket as the
+    /// front read it to decide, which the operation then uses as it is, so
+    /// that a request reads a bucket's record once (see [`crate::service::ObjectService::bucket`]).
+    pub granted: Vec<std::sync::Arc<crate::meta::BucketRecord>>,
 }
 
 impl Principal {
@@ -255,7 +257,7 @@ impl Principal {
     /// Root sees everything; any other key what it owns, and what a
     /// bucket policy granted this request.
     pub fn may_access(&self, bucket: &BucketName, owner: &AccessKeyId) -> bool {
-        self.is_root || &self.access_key == owner || self.granted.contains(bucket)
+        self.is_root || &self.access_key == owner || self.granted.iter().any(|g| &g.name == bucket)
     }
 
     /// Whether `who` owns buckets of `owner` (ListBuckets shows only those).

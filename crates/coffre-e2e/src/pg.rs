@@ -196,11 +196,17 @@ fn pg_ctl<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
     );
 }
 
+/// The connection string of the database of the server on `data_dir`, or
+/// `None` with embedded metadata.
+pub fn pg_url_for(data_dir: &Path) -> Option<String> {
+    let cluster = test_pg()?;
+    Some(pg_database_for(&cluster, data_dir).unwrap_or_else(|e| panic!("the server's database: {e}")))
+}
+
 /// The rows of the database of the server on `data_dir`, as `pg_dump
 /// --data-only` writes them (bytea in hex), or `None` with embedded metadata.
 pub fn pg_dump_for(data_dir: &Path) -> Option<Vec<u8>> {
-    let cluster = test_pg()?;
-    let url = pg_database_for(&cluster, data_dir).unwrap_or_else(|e| panic!("the server's database: {e}"));
+    let url = pg_url_for(data_dir)?;
     let out = std::process::Command::new(pg_tool("pg_dump"))
         .args(["--data-only", "-d", &url])
         .output()

@@ -499,3 +499,106 @@ async fn tag_conditions_hold_in_batches_and_copies() {
     assert_eq!(error_code(copy).0, "AccessDenied", "a copy cannot read what a GET may not");
     assert!(alice.head_object().bucket("copies").key("stolen").send().await.is_err(), "nothing copied");
 }
+
+/// The bucket-record reads PostgreSQL ran for the server's database while
+/// `requests` ran (pg_stat_statements, reset first).
+async fn bucket_record_reads(url: &str, requests: impl std::future::Future<Output = ()>) -> u64 {
+    coffre_e2e::pg::psql(url, "SELECT pg_stat_statements_reset()");
+    requests.await;
+    let sql = "SELECT COALESCE(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+               WHERE d.datname = current_database() AND s.query = 'SELECT record FROM buckets WHERE name = $1'";
+    let out = coffre_e2e::pg::psql(url, sql);
+    out.trim().parse().unwrap_or_else(|e| panic!("{out:?} is no count: {e}"))
+}
+
+/// 19 denies with conditions that do not apply, then a grant to `reader`.
+fn twenty_statements(reader: &str) -> String {
+    let denies = (1..=19).map(|i| {
+        format!(
+            r#"{{"Sid":"D{i}","Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::ruled/secret-{i}/*","Condition":{{"IpAddress":{{"aws:SourceIp":"10.{i}.0.0/16"}}}}}}"#
+        )
+    });
+    let grant = format!(
+        r#"{{"Sid":"Reader","Effect":"Allow","Principal":{{"AWS":"{reader}"}},"Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::ruled/*"}}"#
+    );
+    policy(&denies.chain([grant]).collect::<Vec<_>>().join(","))
+}
+
+/// The cost requirement: deciding a request under a bucket policy reads
+/// the bucket's record once, and the operation acts on that same read (it
+/// used to read it again). Counted by PostgreSQL itself, for GET and PUT by
+/// the owner and by a key only the policy lets in, for a browser's GET (its
+/// CORS headers), and for copies.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_under_a_policy_reads_its_bucket_record_once() {
+    let server = Server::start();
+    let Some(url) = coffre_e2e::pg::pg_url_for(&server.data_dir) else {
+        eprintln!("skipped: the reads are counted in PostgreSQL (COFFRE_TEST_PG)");
+        return;
+    };
+    let preloaded = coffre_e2e::pg::psql(&url, "SHOW shared_preload_libraries");
+    assert!(preloaded.contains("pg_stat_statements"), "the cluster must preload it (scripts/pg-server.sh)");
+    coffre_e2e::pg::psql(&url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    let (alice_id, alice_secret) = server.create_key("alice");
+    let (bob_id, bob_secret) = server.create_key("bob");
+    let (alice, bob) = (server.client_as(&alice_id, &alice_secret), server.client_as(&bob_id, &bob_secret));
+    for bucket in ["ruled", "elsewhere"] {
+        alice.create_bucket().bucket(bucket).send().await.expect("create");
+        put(&alice, bucket, "data/k", vec![7u8; 4096]).await;
+    }
+    alice.put_bucket_policy().bucket("ruled").policy(twenty_statements(&bob_id)).send().await.expect("policy");
+    let rule = aws_sdk_s3::types::CorsRule::builder().allowed_methods("GET").allowed_origins("https://app.example");
+    let cors = aws_sdk_s3::types::CorsConfiguration::builder().cors_rules(rule.build().expect("rule")).build();
+    alice.put_bucket_cors().bucket("ruled").cors_configuration(cors.expect("cors")).send().await.expect("put cors");
+
+    const N: u64 = 10;
+    let gets = |c: &Client| {
+        let c = c.clone();
+        async move {
+            for _ in 0..N {
+                c.get_object().bucket("ruled").key("data/k").send().await.expect("GET");
+            }
+        }
+    };
+    let puts = |c: &Client| {
+        let c = c.clone();
+        async move {
+            for i in 0..N {
+                put(&c, "ruled", &format!("data/{i}"), vec![1u8; 4096]).await;
+            }
+        }
+    };
+    // A browser's GET: the answer's CORS headers come from the same record.
+    let from_a_page = || {
+        let c = alice.clone();
+        async move {
+            for _ in 0..N {
+                let get = c.get_object().bucket("ruled").key("data/k").customize();
+                get.mutate_request(|r| drop(r.headers_mut().insert("origin", "https://app.example")))
+                    .send()
+                    .await
+                    .expect("GET");
+            }
+        }
+    };
+    let copies = |from: &'static str| {
+        let c = alice.clone();
+        async move {
+            for i in 0..N {
+                let copy = c.copy_object().bucket("ruled").key(format!("copy/{i}")).copy_source(from);
+                copy.send().await.expect("copy");
+            }
+        }
+    };
+    let found = [
+        ("GET by the owner", bucket_record_reads(&url, gets(&alice)).await),
+        ("PUT by the owner", bucket_record_reads(&url, puts(&alice)).await),
+        ("GET by a key the policy lets in", bucket_record_reads(&url, gets(&bob)).await),
+        ("PUT by a key the policy lets in", bucket_record_reads(&url, puts(&bob)).await),
+        ("GET with an Origin, under CORS rules", bucket_record_reads(&url, from_a_page()).await),
+        ("copy within one bucket", bucket_record_reads(&url, copies("ruled/data/k")).await),
+        ("copy from another bucket", bucket_record_reads(&url, copies("elsewhere/data/k")).await),
+    ];
+    let once = found.map(|(what, _)| (what, if what == "copy from another bucket" { 2 * N } else { N }));
+    assert_eq!(found, once, "bucket record reads for {N} requests of each kind (two buckets: two records)");
+}

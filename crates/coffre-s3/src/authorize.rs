@@ -65,7 +65,9 @@ impl Caller {
 /// What authorization let this request use, for the operation to act on.
 #[derive(Clone, Default)]
 pub(crate) struct Grant {
-    pub(crate) buckets: Vec<BucketName>,
+    /// Each bucket as the decision read it: the operation uses these
+    /// records rather than reading them again.
+    pub(crate) buckets: Vec<Arc<BucketRecord>>,
     /// DeleteObjects names its keys in its body: each is decided there.
     pub(crate) per_key: Option<Arc<KeyCheck>>,
     /// The bucket's BlockPublicAcls: a public ACL is then a 403, not a 400.
@@ -76,7 +78,7 @@ pub(crate) struct Grant {
 pub(crate) struct KeyCheck {
     authorizer: Authorizer,
     asker: Asker,
-    record: BucketRecord,
+    bucket: Ruled,
     context: Context,
     /// The actions every key needs (`s3:DeleteObject`, maybe the bypass).
     actions: Vec<String>,
@@ -86,14 +88,14 @@ impl KeyCheck {
     /// Whether this key (and version) may be deleted, with its own tags as
     /// `s3:ExistingObjectTag/...`; the refusal otherwise.
     pub(crate) async fn allows(&self, key: &str, version: Option<&str>) -> Result<(), Denied> {
-        let resource = format!("arn:aws:s3:::{}/{key}", self.record.name);
+        let resource = format!("arn:aws:s3:::{}/{key}", self.bucket.record.name);
         let mut context = self.context.clone();
-        self.authorizer.existing_tags(&self.record, key, version, &mut context).await?;
+        self.authorizer.existing_tags(&self.bucket, key, version, &mut context).await?;
         let actions = self.actions.iter().map(|a| match a.as_str() {
             "s3:DeleteObject" if version.is_some() => "s3:DeleteObjectVersion".to_owned(),
             other => other.to_owned(),
         });
-        self.authorizer.check_actions(&self.asker, &self.record, actions, &resource, &context)
+        self.authorizer.check_actions(&self.asker, &self.bucket, actions, &resource, &context)
     }
 }
 
@@ -135,18 +137,18 @@ impl PolicySimulator {
             Some((bucket, key)) => (bucket, Some(key)),
             None => (path, None),
         };
-        let record = match authorizer.record(bucket, &asker).await {
-            Ok(Some(record)) => record,
+        let ruled = match authorizer.bucket(bucket, &asker).await {
+            Ok(Some(ruled)) => ruled,
             Ok(None) | Err(_) => return Err(format!("no bucket named {bucket:?}")),
         };
-        let mut context = context(&asker, &record, None, "", &http::HeaderMap::new());
+        let mut context = context(&asker, &ruled.record, None, "", &http::HeaderMap::new());
         if let Some(key) = key {
-            authorizer.existing_tags(&record, key, None, &mut context).await.map_err(|d| d.why)?;
+            authorizer.existing_tags(&ruled, key, None, &mut context).await.map_err(|d| d.why)?;
         }
         for (name, value) in context_keys {
             context.set(name, value.clone());
         }
-        Ok(authorizer.verdict(&asker, &record, action, resource, &context))
+        Ok(authorizer.verdict(&asker, &ruled, action, resource, &context))
     }
 }
 
@@ -156,13 +158,25 @@ pub(crate) struct Denied {
     pub(crate) why: String,
 }
 
-/// Parsed bucket policies by text, so a request does not parse JSON.
-type PolicyCache = HashMap<String, Arc<BucketPolicy>>;
-/// Enough distinct policies for every bucket of a busy gateway; past it the
-/// cache starts over (parsing is the cost of a miss, nothing else).
+/// Parsed bucket policies by bucket, so a request does not parse JSON: at
+/// most one entry per bucket, replaced when its policy changes.
+#[derive(Default)]
+struct PolicyCache(Mutex<HashMap<BucketName, Arc<BucketPolicy>>>);
+/// Enough for every bucket with a policy on a busy gateway; past it an
+/// arbitrary entry makes room (parsing is the cost of a miss, nothing else).
 const MAX_CACHED_POLICIES: usize = 4096;
 
+/// A bucket as the decision sees it: its record, read once per request and
+/// handed to the operation ([`Grant::buckets`]), and its policy parsed.
+#[derive(Clone)]
+struct Ruled {
+    record: Arc<BucketRecord>,
+    policy: Option<Arc<BucketPolicy>>,
+}
+
 struct BucketPolicy {
+    /// The text parsed: an entry serves a record whose policy is this text.
+    text: String,
     full: Policy,
     /// The same without its public statements, for RestrictPublicBuckets.
     private_part: Policy,
@@ -174,7 +188,7 @@ struct BucketPolicy {
 pub(crate) struct Authorizer {
     service: Arc<ObjectService>,
     root: AccessKeyId,
-    policies: Arc<Mutex<PolicyCache>>,
+    policies: Arc<PolicyCache>,
     /// What an access key may do in its own tenant: everything.
     key_policy: Arc<Policy>,
 }
@@ -215,13 +229,13 @@ impl Authorizer {
         if operation == "CreateBucket" {
             return self.account_level(&asker);
         }
-        let Some(record) = self.record(&bucket, &asker).await? else { return Ok(Grant::default()) };
+        let Some(ruled) = self.bucket(&bucket, &asker).await? else { return Ok(Grant::default()) };
         let caller = cx.extensions_mut().get::<Caller>().copied();
         let query = cx.uri().query().unwrap_or("");
-        let mut context = context(&asker, &record, caller, query, cx.headers());
+        let mut context = context(&asker, &ruled.record, caller, query, cx.headers());
         if let Some(key) = &key {
             let version = query_param(query, "versionId");
-            self.existing_tags(&record, key, version.as_deref(), &mut context).await?;
+            self.existing_tags(&ruled, key, version.as_deref(), &mut context).await?;
         }
         let resource = match &key {
             Some(key) => format!("arn:aws:s3:::{bucket}/{key}"),
@@ -230,21 +244,21 @@ impl Authorizer {
         let version_named = query_param(query, "versionId").is_some();
         let needed = required(operation, version_named, cx.headers());
         if operation == "DeleteObjects" {
-            if !asker.in_tenant_of(&record) && !self.policy_may_allow(&asker, &record, &needed) {
+            if !asker.in_tenant_of(&ruled.record) && !self.policy_may_allow(&asker, &ruled, &needed) {
                 return Err(denied(&asker, "s3:DeleteObject", &resource, "denied: no statement allowed it"));
             }
-            let buckets = vec![record.name.clone()];
-            let check = KeyCheck { authorizer: self.clone(), asker, record, context, actions: needed };
+            let buckets = vec![ruled.record.clone()];
+            let check = KeyCheck { authorizer: self.clone(), asker, bucket: ruled, context, actions: needed };
             return Ok(Grant { buckets, per_key: Some(Arc::new(check)), block_public_acls: false });
         }
-        if let Err(denied) = self.check_actions(&asker, &record, needed.into_iter(), &resource, &context) {
-            return Err(self.missing_or_denied(denied, &asker, &record, operation, key.as_deref(), &context).await);
+        if let Err(denied) = self.check_actions(&asker, &ruled, needed.into_iter(), &resource, &context) {
+            return Err(self.missing_or_denied(denied, &asker, &ruled, operation, key.as_deref(), &context).await);
         }
-        let block_public_acls = record.public_access.is_some_and(|b| b.block_public_acls);
-        let mut grant = Grant { buckets: vec![record.name.clone()], per_key: None, block_public_acls };
-        if let Some(source) = self.copy_source(cx, operation, &asker, caller).await? {
-            grant.buckets.push(source);
-        }
+        let block_public_acls = ruled.record.public_access.is_some_and(|b| b.block_public_acls);
+        let source = self.copy_source(cx, operation, &asker, caller, &ruled).await?;
+        let mut grant = Grant { buckets: vec![ruled.record], per_key: None, block_public_acls };
+        // A copy within one bucket reads its record once, for both ends.
+        grant.buckets.extend(source.filter(|s| s.name != grant.buckets[0].name));
         Ok(grant)
     }
 
@@ -252,13 +266,13 @@ impl Authorizer {
     fn check_actions(
         &self,
         asker: &Asker,
-        record: &BucketRecord,
+        bucket: &Ruled,
         needed: impl Iterator<Item = String>,
         resource: &str,
         context: &Context,
     ) -> Result<(), Denied> {
         for action in needed {
-            let verdict = self.verdict(asker, record, &action, resource, context);
+            let verdict = self.verdict(asker, bucket, &action, resource, context);
             if !verdict.allowed {
                 return Err(denied(asker, &action, resource, &verdict.why));
             }
@@ -270,20 +284,13 @@ impl Authorizer {
     /// that keep a bucket in its owner's hands: only the owner's tenant
     /// reaches the policy and Block Public Access, and no explicit deny
     /// locks it out of its policy.
-    fn verdict(
-        &self,
-        asker: &Asker,
-        record: &BucketRecord,
-        action: &str,
-        resource: &str,
-        context: &Context,
-    ) -> Verdict {
-        let same_tenant = asker.in_tenant_of(record);
+    fn verdict(&self, asker: &Asker, bucket: &Ruled, action: &str, resource: &str, context: &Context) -> Verdict {
+        let same_tenant = asker.in_tenant_of(&bucket.record);
         if actions::owner_only(action) && !same_tenant {
             let why = "denied: only the bucket owner's tenant may do this".to_owned();
             return Verdict { allowed: false, why, deciding: Vec::new() };
         }
-        let decision = self.decide(asker, record, action, resource, context);
+        let decision = self.decide(asker, bucket, action, resource, context);
         let deciding = decision.deciding.iter().map(ToString::to_string).collect();
         if same_tenant && decision.outcome == Outcome::ExplicitDeny && actions::never_locked_out(action) {
             let why = format!("allowed: the owner is never locked out of its policy ({})", decision.explain());
@@ -317,9 +324,10 @@ impl Authorizer {
         Asker { is_root: key == self.root, key: Some(key), identity }
     }
 
-    /// The bucket's record; `None` lets the operation answer for a bucket
-    /// that does not exist (to a signed request only).
-    async fn record(&self, bucket: &str, asker: &Asker) -> Result<Option<BucketRecord>, Denied> {
+    /// The bucket's record, with its policy parsed: the request's one read
+    /// of it. `None` lets the operation answer for a bucket that does not
+    /// exist (to a signed request only).
+    async fn bucket(&self, bucket: &str, asker: &Asker) -> Result<Option<Ruled>, Denied> {
         let anonymous_refused = || Denied {
             error: s3_error!(AccessDenied, "Access Denied"),
             why: "denied: anonymous request for a bucket that does not exist".to_owned(),
@@ -328,25 +336,18 @@ impl Authorizer {
             return if asker.key.is_some() { Ok(None) } else { Err(anonymous_refused()) };
         };
         match self.service.meta().bucket(&name).await {
-            Ok(Some(record)) => Ok(Some(record)),
+            Ok(Some(record)) => Ok(Some(Ruled { policy: self.policies.get(&record), record: Arc::new(record) })),
             Ok(None) if asker.key.is_some() => Ok(None),
             Ok(None) => Err(anonymous_refused()),
             Err(e) => Err(Denied { error: crate::error::s3_err(e), why: "metadata unavailable".to_owned() }),
         }
     }
 
-    fn decide(
-        &self,
-        asker: &Asker,
-        record: &BucketRecord,
-        action: &str,
-        resource: &str,
-        context: &Context,
-    ) -> Decision {
+    fn decide(&self, asker: &Asker, bucket: &Ruled, action: &str, resource: &str, context: &Context) -> Decision {
+        let record = &bucket.record;
         let same_tenant = asker.in_tenant_of(record);
         let restrict = record.public_access.is_some_and(|b| b.restrict_public_buckets) && !same_tenant;
-        let parsed = record.policy.as_deref().and_then(|text| self.parsed(text));
-        let resource_policy = parsed.as_ref().map(|p| if restrict { &p.private_part } else { &p.full });
+        let resource_policy = bucket.policy.as_ref().map(|p| if restrict { &p.private_part } else { &p.full });
         let policies = Policies {
             identity: match asker.key {
                 Some(_) => vec![PolicyRef { name: "access-key", policy: &self.key_policy }],
@@ -368,7 +369,7 @@ impl Authorizer {
         &self,
         denied: Denied,
         asker: &Asker,
-        record: &BucketRecord,
+        bucket: &Ruled,
         operation: &str,
         key: Option<&str>,
         context: &Context,
@@ -376,12 +377,12 @@ impl Authorizer {
         let (Some(key), true) = (key, matches!(operation, "GetObject" | "HeadObject")) else { return denied };
         let mut listing = context.clone();
         listing.set("s3:prefix", key);
-        let bucket = format!("arn:aws:s3:::{}", record.name);
-        if !self.decide(asker, record, "s3:ListBucket", &bucket, &listing).allowed() {
+        let arn = format!("arn:aws:s3:::{}", bucket.record.name);
+        if !self.decide(asker, bucket, "s3:ListBucket", &arn, &listing).allowed() {
             return denied;
         }
         let Ok(object_key) = coffre_core::types::ObjectKey::parse(key) else { return denied };
-        match self.service.meta().object(&record.name, &object_key, None).await {
+        match self.service.meta().object(&bucket.record.name, &object_key, None).await {
             Ok(None) => Denied {
                 error: crate::error::s3_err(coffre_core::Error::NoSuchKey),
                 why: format!("{}; the key does not exist and the caller may list it", denied.why),
@@ -395,15 +396,15 @@ impl Authorizer {
     /// the one request that costs a second metadata read.
     async fn existing_tags(
         &self,
-        record: &BucketRecord,
+        bucket: &Ruled,
         key: &str,
         version: Option<&str>,
         context: &mut Context,
     ) -> Result<(), Denied> {
-        let reads = record.policy.as_deref().and_then(|text| self.parsed(text)).is_some_and(|p| p.reads_object_tags);
+        let reads = bucket.policy.as_ref().is_some_and(|p| p.reads_object_tags);
         let (Ok(object_key), true) = (coffre_core::types::ObjectKey::parse(key), reads) else { return Ok(()) };
         let version = version.and_then(|v| coffre_core::types::VersionId::parse(v).ok());
-        let found = self.service.meta().object(&record.name, &object_key, version.as_ref()).await;
+        let found = self.service.meta().object(&bucket.record.name, &object_key, version.as_ref()).await;
         let found =
             found.map_err(|e| Denied { error: crate::error::s3_err(e), why: "metadata unavailable".to_owned() })?;
         for (name, value) in found.map(|v| v.meta.tags).unwrap_or_default() {
@@ -414,41 +415,11 @@ impl Authorizer {
 
     /// Whether the bucket's policy could allow these actions to someone
     /// outside the owner's tenant, for some key (see [`coffre_iam::may_allow`]).
-    fn policy_may_allow(&self, asker: &Asker, record: &BucketRecord, needed: &[String]) -> bool {
-        let Some(parsed) = record.policy.as_deref().and_then(|text| self.parsed(text)) else { return false };
-        let restrict = record.public_access.is_some_and(|b| b.restrict_public_buckets);
+    fn policy_may_allow(&self, asker: &Asker, bucket: &Ruled, needed: &[String]) -> bool {
+        let Some(parsed) = &bucket.policy else { return false };
+        let restrict = bucket.record.public_access.is_some_and(|b| b.restrict_public_buckets);
         let policy = if restrict { &parsed.private_part } else { &parsed.full };
         needed.iter().all(|action| coffre_iam::may_allow(policy, &asker.identity, action))
-    }
-
-    fn parsed(&self, text: &str) -> Option<Arc<BucketPolicy>> {
-        let mut cache = self.policies.lock().ok()?;
-        if let Some(found) = cache.get(text) {
-            return Some(found.clone());
-        }
-        let full = match Policy::parse(text, PolicyKind::Resource) {
-            Ok(p) => p,
-            Err(e) => {
-                // Checked when put: a stored policy that no longer reads grants nothing.
-                tracing::error!(error = %e, "a stored bucket policy does not parse");
-                return None;
-            }
-        };
-        let private_part = Policy {
-            statements: full.statements.iter().filter(|s| !is_public_statement(s, &full)).cloned().collect(),
-            ..full.clone()
-        };
-        if cache.len() >= MAX_CACHED_POLICIES {
-            cache.clear();
-        }
-        let reads_object_tags = full
-            .statements
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .any(|c| c.key.to_ascii_lowercase().starts_with("s3:existingobjecttag/"));
-        let entry = Arc::new(BucketPolicy { full, private_part, reads_object_tags });
-        cache.insert(text.to_owned(), entry.clone());
-        Some(entry)
     }
 
     /// CopyObject and UploadPartCopy read their source: `s3:GetObject` there.
@@ -458,24 +429,80 @@ impl Authorizer {
         operation: &str,
         asker: &Asker,
         caller: Option<Caller>,
-    ) -> Result<Option<BucketName>, Denied> {
+        target: &Ruled,
+    ) -> Result<Option<Arc<BucketRecord>>, Denied> {
         if !matches!(operation, "CopyObject" | "UploadPartCopy") {
             return Ok(None);
         }
         let Some((bucket, key, version)) = cx.headers().get("x-amz-copy-source").and_then(copy_source) else {
             return Ok(None);
         };
-        let Some(record) = self.record(&bucket, asker).await? else { return Ok(None) };
-        let mut context = context(asker, &record, caller, "", cx.headers());
+        let source = if target.record.name.as_str() == bucket {
+            target.clone()
+        } else {
+            let Some(source) = self.bucket(&bucket, asker).await? else { return Ok(None) };
+            source
+        };
+        let mut context = context(asker, &source.record, caller, "", cx.headers());
         // The source's own tags, or a copy would read past a tag condition.
-        self.existing_tags(&record, &key, version.as_deref(), &mut context).await?;
+        self.existing_tags(&source, &key, version.as_deref(), &mut context).await?;
         let action = if version.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" };
         let resource = format!("arn:aws:s3:::{bucket}/{key}");
-        let decision = self.decide(asker, &record, action, &resource, &context);
+        let decision = self.decide(asker, &source, action, &resource, &context);
         if !decision.allowed() {
             return Err(denied(asker, action, &resource, &decision.explain()));
         }
-        Ok(Some(record.name))
+        Ok(Some(source.record))
+    }
+}
+
+impl PolicyCache {
+    /// The record's policy, parsed: from the cache when the entry for this
+    /// bucket was parsed from the same text (compared, not hashed: a hit
+    /// costs a lookup by name and a byte comparison that stops at the first
+    /// difference), else parsed now, outside the lock, and kept.
+    fn get(&self, record: &BucketRecord) -> Option<Arc<BucketPolicy>> {
+        let text = record.policy.as_deref()?;
+        // Entries are whole once inserted: a poisoned lock still guards a sound map.
+        let cache = || self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cached = cache().get(&record.name).cloned();
+        if let Some(found) = cached.filter(|p| p.text == text) {
+            return Some(found);
+        }
+        let parsed = Arc::new(BucketPolicy::parse(text)?);
+        let mut cache = cache();
+        if cache.len() >= MAX_CACHED_POLICIES
+            && !cache.contains_key(&record.name)
+            && let Some(evicted) = cache.keys().next().cloned()
+        {
+            cache.remove(&evicted);
+        }
+        cache.insert(record.name.clone(), parsed.clone());
+        Some(parsed)
+    }
+}
+
+impl BucketPolicy {
+    /// `None` for a stored policy that no longer reads: it grants nothing.
+    fn parse(text: &str) -> Option<Self> {
+        let full = match Policy::parse(text, PolicyKind::Resource) {
+            Ok(p) => p,
+            Err(e) => {
+                // Checked when put: only a change of the language can make one unreadable.
+                tracing::error!(error = %e, "a stored bucket policy does not parse");
+                return None;
+            }
+        };
+        let private_part = Policy {
+            statements: full.statements.iter().filter(|s| !is_public_statement(s, &full)).cloned().collect(),
+            ..full.clone()
+        };
+        let reads_object_tags = full
+            .statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key.to_ascii_lowercase().starts_with("s3:existingobjecttag/"));
+        Some(Self { text: text.to_owned(), full, private_part, reads_object_tags })
     }
 }
 
@@ -592,7 +619,49 @@ fn request_headers(c: &mut Context, headers: &http::HeaderMap) {
 
 #[cfg(test)]
 mod tests {
-    use super::Caller;
+    use std::sync::Arc;
+
+    use coffre_core::meta::BucketRecord;
+    use coffre_core::types::{AccessKeyId, BucketName};
+
+    use super::{Caller, MAX_CACHED_POLICIES, PolicyCache};
+
+    fn with_policy(bucket: &str, sid: &str) -> BucketRecord {
+        let name = BucketName::parse(bucket).expect("name");
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"{sid}","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
+        );
+        let owner = AccessKeyId::parse("AKIAOWNER0000000000A").expect("key");
+        BucketRecord { policy: Some(text), ..BucketRecord::new(name, owner) }
+    }
+
+    #[test]
+    fn a_cached_policy_serves_its_bucket_until_the_text_changes() {
+        let cache = PolicyCache::default();
+        let first = cache.get(&with_policy("ruled", "One")).expect("parsed");
+        let again = cache.get(&with_policy("ruled", "One")).expect("cached");
+        assert!(Arc::ptr_eq(&first, &again), "the same text on a record read again is a hit");
+        let changed = cache.get(&with_policy("ruled", "Two")).expect("parsed again");
+        assert_eq!(changed.full.statements[0].sid.as_deref(), Some("Two"), "a changed policy is never served stale");
+        let other = cache.get(&with_policy("other", "One")).expect("another bucket");
+        assert!(!Arc::ptr_eq(&first, &other), "entries are per bucket");
+        assert!(cache.get(&BucketRecord { policy: None, ..with_policy("ruled", "One") }).is_none());
+    }
+
+    #[test]
+    fn the_policy_cache_holds_one_entry_per_bucket_and_no_more_than_its_bound() {
+        let cache = PolicyCache::default();
+        for sid in ["A", "B", "C"] {
+            cache.get(&with_policy("ruled", sid)).expect("parsed");
+        }
+        assert_eq!(cache.0.lock().expect("lock").len(), 1, "a bucket's new policy replaces its old one");
+        for i in 0..MAX_CACHED_POLICIES + 10 {
+            cache.get(&with_policy(&format!("bucket-{i}"), "A")).expect("parsed");
+        }
+        assert_eq!(cache.0.lock().expect("lock").len(), MAX_CACHED_POLICIES);
+        let last = with_policy(&format!("bucket-{}", MAX_CACHED_POLICIES + 9), "A");
+        assert!(cache.0.lock().expect("lock").contains_key(&last.name), "the newest entry is kept");
+    }
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {

@@ -4,7 +4,10 @@
 //! Both read the one bucket record and ask the one matcher
 //! ([`CorsConfig::grant`]); an Origin that no rule allows is never sent back.
 
+use std::sync::Arc;
+
 use coffre_core::cors::{CorsConfig, CorsGrant};
+use coffre_core::meta::BucketRecord;
 use coffre_core::service::ObjectService;
 use coffre_core::types::BucketName;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -92,10 +95,22 @@ pub(crate) async fn preflight(service: &ObjectService, bucket: Option<&str>, ask
 }
 
 /// Adds the `Access-Control-*` headers to the answer of an actual request
-/// that carries an Origin a rule allows with its method; adds nothing otherwise.
-pub(crate) async fn actual(service: &ObjectService, bucket: Option<&str>, ask: &CorsAsk, headers: &mut HeaderMap) {
+/// that carries an Origin a rule allows with its method; adds nothing
+/// otherwise. The rules are those of `read`, the bucket's record as the
+/// request's decision read it, when there is one (no second read).
+pub(crate) async fn actual(
+    service: &ObjectService,
+    bucket: Option<&str>,
+    read: Option<Arc<BucketRecord>>,
+    ask: &CorsAsk,
+    headers: &mut HeaderMap,
+) {
     let Some(origin) = ask.origin.as_deref() else { return };
-    let Ok(Some(config)) = rules(service, bucket).await else { return };
+    let config = match read.filter(|r| Some(r.name.as_str()) == bucket) {
+        Some(record) => record.cors.clone(),
+        None => rules(service, bucket).await.ok().flatten(),
+    };
+    let Some(config) = config else { return };
     let method = ask.asked_method.as_deref().unwrap_or(ask.method.as_str());
     if let Some(grant) = config.grant(origin, method, &[]) {
         grant_headers(headers, &grant);

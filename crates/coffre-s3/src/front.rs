@@ -209,7 +209,8 @@ impl Front {
         let response = if sts_call { crate::sts::in_query_form(response).await } else { response };
         let (mut parts, body) = response.into_parts();
         if !cors.is_preflight() {
-            cors::actual(&self.service, asked.target().0.as_deref(), &cors, &mut parts.headers).await;
+            let read = slot.bucket_record();
+            cors::actual(&self.service, asked.target().0.as_deref(), read, &cors, &mut parts.headers).await;
         }
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             parts.headers.insert("x-amz-request-id", v);

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use coffre_core::meta::BucketRecord;
 use http::Request;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -86,6 +87,9 @@ pub(crate) struct RouteInfo {
     key: Option<String>,
     principal: Option<String>,
     denied_because: Option<String>,
+    /// The bucket's record as the decision read it: the answer's CORS
+    /// headers come from it rather than from another read.
+    bucket_record: Option<Arc<BucketRecord>>,
 }
 
 /// Bound on the refusals one event lists (a DeleteObjects names 1,000 keys).
@@ -111,8 +115,7 @@ impl RouteSlot {
     /// Names a request the front answers itself, without s3s (a CORS preflight).
     pub(crate) fn route(&self, operation: &str, bucket: Option<String>, key: Option<String>) {
         if let Ok(mut info) = self.0.lock() {
-            *info =
-                RouteInfo { operation: Some(operation.to_owned()), bucket, key, principal: None, denied_because: None };
+            *info = RouteInfo { operation: Some(operation.to_owned()), bucket, key, ..RouteInfo::default() };
         }
     }
 
@@ -125,6 +128,11 @@ impl RouteSlot {
                 ..RouteInfo::default()
             };
         }
+    }
+
+    /// The record of the request's bucket, if its decision read it.
+    pub(crate) fn bucket_record(&self) -> Option<Arc<BucketRecord>> {
+        self.0.lock().ok().and_then(|info| info.bucket_record.clone())
     }
 
     /// What s3s learned, once it is done with the request.
@@ -161,7 +169,7 @@ impl S3Access for Access {
         if let Some(slot) = cx.extensions_mut().get::<RouteSlot>()
             && let Ok(mut info) = slot.0.lock()
         {
-            *info = RouteInfo { operation: Some(operation.clone()), bucket, key, principal, denied_because: None };
+            *info = RouteInfo { operation: Some(operation.clone()), bucket, key, principal, ..RouteInfo::default() };
         }
         let grant = match self.authorizer.authorize(cx).await {
             Ok(grant) => grant,
@@ -175,6 +183,11 @@ impl S3Access for Access {
             }
         };
         let block_public_acls = grant.block_public_acls;
+        if let Some(slot) = cx.extensions_mut().get::<RouteSlot>()
+            && let Ok(mut info) = slot.0.lock()
+        {
+            info.bucket_record = grant.buckets.first().cloned();
+        }
         cx.extensions_mut().insert(grant);
         // After the decision, as AWS: a denied request is a 403 whatever its ACL.
         crate::ops::acl::refuse_acl_headers(&operation, cx.headers(), block_public_acls)?;
