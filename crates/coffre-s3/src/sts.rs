@@ -16,7 +16,7 @@ use crate::record::RouteSlot;
 const VERSION: &str = "2011-06-15";
 /// The most of a form body s3s reads, to hash it, before the signature is
 /// checked (its `MAX_STS_BODY_SIZE`); a form is read no further.
-pub(crate) const MAX_FORM_BYTES: usize = 8192;
+const MAX_FORM_BYTES: usize = 8192;
 
 /// Whether a request has the shape of an STS call: `POST /` with no query
 /// and a form body. The guards let the `sts` service sign only these, and
